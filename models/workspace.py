@@ -1,0 +1,54 @@
+"""Workspaces, their API keys and their services (which carry routing keys)."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Workspace(Model):
+    """A tenant: everything else belongs to exactly one workspace."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    name = fields.CharField(max_length=200)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "workspace"
+
+
+class ApiKey(Model):
+    """An API key: only its SHA-256 hash and a short visible prefix are stored."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="api_keys", on_delete=fields.CASCADE
+    )
+    workspace_id: str
+    name = fields.CharField(max_length=200)
+    prefix = fields.CharField(max_length=16)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    scopes: fields.Field[list[str]] = fields.JSONField(default=list)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_key"
+
+
+class Service(Model):
+    """A service that incidents and changes attach to, with a hashed routing key."""
+
+    id = fields.CharField(primary_key=True, max_length=40)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="services", on_delete=fields.CASCADE
+    )
+    workspace_id: str
+    name = fields.CharField(max_length=200)
+    routing_key_hash = fields.CharField(max_length=64, unique=True)
+    routing_key_prefix = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "service"
+        unique_together = (("workspace_id", "name"),)

@@ -1,0 +1,183 @@
+"""The `opsgraph` command: serve, migrate, keys and services.
+
+Commands that create a secret print it alone on stdout, so scripts can capture it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from opsgraph.db import close_database, migrate, open_database
+from opsgraph.settings import Settings
+from resolvers import auth
+
+T = TypeVar("T")
+
+
+def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    async def run() -> T:
+        await open_database(settings)
+        try:
+            return await work()
+        finally:
+            await close_database()
+
+    return asyncio.run(run())
+
+
+async def _workspace(explicit: str | None) -> str:
+    return explicit or await auth.default_workspace_id()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from opsgraph.app import create_app
+
+    issued = _with_database(settings, auth.bootstrap)
+    if issued is not None:
+        print("Created the default workspace. Its admin API key, shown this once:")
+        print(f"\n    {issued.secret}\n", flush=True)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"Opsgraph on http://{host}:{port}  (GraphQL at /graphql)", flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(migrate(settings))
+    issued = _with_database(settings, auth.bootstrap)
+    if issued is not None:
+        print("Created the default workspace. Its admin API key, shown this once:", file=sys.stderr)
+        print(issued.secret)
+    return 0
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        scopes = auth.parse_scopes([s.strip() for s in args.scopes.split(",") if s.strip()])
+    except ValueError as exc:
+        print(f"opsgraph: {exc}", file=sys.stderr)
+        return 2
+    if not scopes:
+        print("opsgraph: --scopes must name at least one scope", file=sys.stderr)
+        return 2
+
+    async def work() -> str:
+        issued = await auth.create_api_key(
+            workspace_id=await _workspace(args.workspace), name=args.name, scopes=scopes
+        )
+        return issued.secret
+
+    print(_with_database(settings, work))
+    return 0
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> bool:
+        return await auth.revoke_api_key(
+            workspace_id=await _workspace(args.workspace), key_id=args.id
+        )
+
+    if not _with_database(settings, work):
+        print(f"opsgraph: no live key {args.id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> list[str]:
+        keys = await auth.list_api_keys(workspace_id=await _workspace(args.workspace))
+        return [
+            f"{k.id}\t{k.prefix}…\t{k.name}\t{','.join(k.scopes)}"
+            + ("\trevoked" if k.revoked_at else "")
+            for k in keys
+        ]
+
+    for line in _with_database(settings, work):
+        print(line)
+    return 0
+
+
+def cmd_services_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> str:
+        issued = await auth.create_service(
+            workspace_id=await _workspace(args.workspace), name=args.name
+        )
+        print(f"created service {issued.service.id} ({args.name})", file=sys.stderr)
+        return issued.routing_key
+
+    try:
+        print(_with_database(settings, work))
+    except auth.DuplicateName as exc:
+        print(f"opsgraph: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_print_schema(settings: Settings, args: argparse.Namespace) -> int:
+    from schema import build_schema
+
+    print(build_schema(Settings()).as_str())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opsgraph", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server (migrates first)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    commands.add_parser("print-schema", help="print the GraphQL schema (SDL)").set_defaults(
+        func=cmd_print_schema
+    )
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create a key; prints it alone on stdout")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--scopes", required=True, help="comma-separated: events:write,read,approvals:decide,admin"
+    )
+    create.add_argument("--workspace")
+    create.set_defaults(func=cmd_keys_create)
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+    revoke.add_argument("--workspace")
+    revoke.set_defaults(func=cmd_keys_revoke)
+    listing = keys.add_parser("list", help="list keys (never the secrets)")
+    listing.add_argument("--workspace")
+    listing.set_defaults(func=cmd_keys_list)
+
+    services = commands.add_parser("services", help="services").add_subparsers(
+        dest="services_command", required=True
+    )
+    service_create = services.add_parser(
+        "create", help="create a service; prints its routing key alone on stdout"
+    )
+    service_create.add_argument("name")
+    service_create.add_argument("--workspace")
+    service_create.set_defaults(func=cmd_services_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    code: int = args.func(settings, args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

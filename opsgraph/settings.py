@@ -1,0 +1,90 @@
+"""Settings, read once from the environment and passed down.
+
+Every limit is a named setting with a default that runs on a laptop. Nothing else in
+the code base reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "OPSGRAPH_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All runtime settings; each field maps to `OPSGRAPH_<FIELD>` in upper case."""
+
+    database_url: str = f"sqlite://{Path.cwd() / 'opsgraph.sqlite3'}"
+    broadcast_url: str = "memory://"
+    public_url: str = "http://127.0.0.1:8000"
+    # Request and payload limits.
+    max_body_bytes: int = 512 * 1024
+    max_metadata_bytes: int = 64 * 1024
+    max_labels: int = 50
+    max_label_length: int = 100
+    max_name_length: int = 1024
+    # GraphQL limits.
+    graphql_max_depth: int = 12
+    graphql_max_tokens: int = 5000
+    graphql_max_aliases: int = 30
+    graphql_cache_size: int = 256
+    graphql_introspection: bool = True
+    page_size_default: int = 50
+    page_size_max: int = 200
+    # WebSocket subscriptions.
+    max_subscriptions_per_connection: int = 20
+    connection_init_timeout_seconds: float = 5.0
+    # Agents and approvals.
+    approval_expiry_seconds: int = 15 * 60
+    approval_wait_max_seconds: int = 60
+    # Incidents.
+    suspect_window_seconds: int = 2 * 60 * 60
+    # Rate limit per API key (token bucket); 0 disables it.
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 200
+    # Mask unexpected errors in GraphQL responses (production mode).
+    mask_errors: bool = True
+    # Server.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    frontend_dir: str = str(Path(__file__).resolve().parent.parent / "frontend" / "dist")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `OPSGRAPH_*` variables, falling back to the defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            default = field.default
+            try:
+                if isinstance(default, bool):
+                    values[field.name] = _parse_bool(raw)
+                elif isinstance(default, int):
+                    values[field.name] = int(raw)
+                elif isinstance(default, float):
+                    values[field.name] = float(raw)
+                else:
+                    values[field.name] = raw
+            except ValueError as exc:
+                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}: {exc}") from None
+        return cls(**values)  # type: ignore[arg-type]
+
+    def approval_url(self, approval_id: str) -> str:
+        """The link a human follows to decide one approval."""
+        return f"{self.public_url.rstrip('/')}/approvals?focus={approval_id}"
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean, got {raw!r}")

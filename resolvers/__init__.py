@@ -1,0 +1,1 @@
+"""Domain logic: plain async functions with keyword-only arguments, no web framework."""

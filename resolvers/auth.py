@@ -1,0 +1,183 @@
+"""Workspaces, API keys and scopes: issuing keys, checking them, bootstrapping."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from models.ids import new_id
+from models.workspace import ApiKey, Service, Workspace
+from resolvers.errors import AuthError, forbidden, unauthenticated
+
+KEY_PREFIX = "og_"
+ROUTING_KEY_PREFIX = "R"
+VISIBLE_PREFIX_LENGTH = 10
+
+
+class Scope(StrEnum):
+    EVENTS_WRITE = "events:write"
+    READ = "read"
+    APPROVALS_DECIDE = "approvals:decide"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key, its workspace, its name (the actor) and its scopes."""
+
+    key_id: str
+    workspace_id: str
+    name: str
+    scopes: frozenset[Scope]
+
+    def allows(self, scope: Scope) -> bool:
+        """`admin` implies every other scope."""
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+    def require(self, scope: Scope) -> Principal:
+        """Return self, or raise FORBIDDEN when the key lacks `scope`."""
+        if not self.allows(scope):
+            raise forbidden(scope.value)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A newly created key: the secret is shown exactly once."""
+
+    key: ApiKey
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedService:
+    """A newly created service with its routing key, shown exactly once."""
+
+    service: Service
+    routing_key: str
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a key: hex SHA-256 (keys are 256-bit random, so no salt needed)."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_scopes(values: list[str]) -> frozenset[Scope]:
+    """Turn scope names into Scopes, raising ValueError naming any unknown one."""
+    valid = {scope.value for scope in Scope}
+    unknown = [value for value in values if value not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown scope(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+    return frozenset(Scope(value) for value in values)
+
+
+async def authenticate(*, secret: str | None) -> Principal:
+    """Resolve a presented key to its principal, or raise UNAUTHENTICATED."""
+    if not secret:
+        raise unauthenticated()
+    digest = hash_secret(secret)
+    key = await ApiKey.get_or_none(key_hash=digest, revoked_at=None)
+    if key is None or not hmac.compare_digest(key.key_hash, digest):
+        raise unauthenticated("The API key is unknown or revoked.")
+    return Principal(
+        key_id=key.id,
+        workspace_id=key.workspace_id,
+        name=key.name,
+        scopes=frozenset(Scope(value) for value in key.scopes if value in Scope._value2member_map_),
+    )
+
+
+async def create_workspace(*, name: str) -> Workspace:
+    """Create an empty workspace."""
+    return await Workspace.create(id=new_id("ws"), name=name)
+
+
+async def create_api_key(*, workspace_id: str, name: str, scopes: frozenset[Scope]) -> IssuedKey:
+    """Issue a new key for the workspace; only its hash is stored."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = await ApiKey.create(
+        id=new_id("key"),
+        workspace_id=workspace_id,
+        name=name,
+        prefix=secret[:VISIBLE_PREFIX_LENGTH],
+        key_hash=hash_secret(secret),
+        scopes=sorted(scope.value for scope in scopes),
+    )
+    return IssuedKey(key=key, secret=secret)
+
+
+async def revoke_api_key(*, workspace_id: str, key_id: str) -> bool:
+    """Revoke a key of the workspace at once; False when there is no such live key."""
+    updated = await ApiKey.filter(id=key_id, workspace_id=workspace_id, revoked_at=None).update(
+        revoked_at=datetime.now(UTC)
+    )
+    return updated > 0
+
+
+async def list_api_keys(*, workspace_id: str) -> list[ApiKey]:
+    """Every key of the workspace, newest first (hashes stay inside)."""
+    return await ApiKey.filter(workspace_id=workspace_id).order_by("-created_at")
+
+
+class DuplicateName(Exception):
+    """A service of that name already exists in the workspace."""
+
+
+async def create_service(*, workspace_id: str, name: str) -> IssuedService:
+    """Create a service and its routing key (32 characters, as PagerDuty's)."""
+    routing_key = ROUTING_KEY_PREFIX + secrets.token_hex(16)[1:]
+    try:
+        async with in_transaction():
+            service = await Service.create(
+                id=new_id("svc"),
+                workspace_id=workspace_id,
+                name=name,
+                routing_key_hash=hash_secret(routing_key),
+                routing_key_prefix=routing_key[:VISIBLE_PREFIX_LENGTH],
+            )
+    except IntegrityError:
+        raise DuplicateName(f"A service named {name!r} already exists.") from None
+    return IssuedService(service=service, routing_key=routing_key)
+
+
+async def get_workspace(*, workspace_id: str) -> Workspace:
+    """The workspace itself."""
+    return await Workspace.get(id=workspace_id)
+
+
+async def list_services(*, workspace_id: str) -> list[Service]:
+    """The workspace's services by name."""
+    return await Service.filter(workspace_id=workspace_id).order_by("name")
+
+
+async def service_for_routing_key(*, routing_key: str) -> Service | None:
+    """The service a routing key belongs to, if any."""
+    return await Service.get_or_none(routing_key_hash=hash_secret(routing_key))
+
+
+async def bootstrap(*, workspace_name: str = "default") -> IssuedKey | None:
+    """On an empty database create a workspace and an admin key; otherwise do nothing."""
+    async with in_transaction():
+        if await Workspace.exists():
+            return None
+        workspace = await create_workspace(name=workspace_name)
+        return await create_api_key(
+            workspace_id=workspace.id, name="admin", scopes=frozenset(Scope)
+        )
+
+
+async def default_workspace_id() -> str:
+    """The oldest workspace, which the CLI acts on."""
+    workspace = await Workspace.all().order_by("created_at").first()
+    if workspace is None:
+        raise AuthError("NOT_FOUND", "No workspace yet: run `opsgraph migrate` or `serve` first.")
+    return workspace.id

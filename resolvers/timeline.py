@@ -1,0 +1,202 @@
+"""The timeline: recording entries, paging and filtering them by cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from tortoise.expressions import Q, Subquery
+
+from models.timeline import TimelineEntry, TimelineKind, TimelineLabel
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Publisher(Protocol):
+    """Told about each committed entry, so live subscribers can be fanned out to."""
+
+    async def entry_committed(self, *, workspace_id: str, entry_id: int) -> None: ...
+
+
+class Match(StrEnum):
+    ANY = "ANY"
+    ALL = "ALL"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineFilter:
+    """What a timeline query or subscription wants to see; empty fields match everything."""
+
+    kinds: Sequence[TimelineKind] = ()
+    services: Sequence[str] = ()
+    environments: Sequence[str] = ()
+    labels: Sequence[str] = ()
+    labels_match: Match = Match.ANY
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+
+    def matches(self, entry: TimelineEntry) -> bool:
+        """The same filter, evaluated on one entry in memory (for live delivery)."""
+        if self.kinds and entry.kind not in self.kinds:
+            return False
+        if self.services and entry.service not in self.services:
+            return False
+        if self.environments and entry.environment not in self.environments:
+            return False
+        if self.labels:
+            present = set(entry.labels)
+            wanted = set(self.labels)
+            if self.labels_match is Match.ALL and not wanted <= present:
+                return False
+            if self.labels_match is Match.ANY and not wanted & present:
+                return False
+        if self.since is not None and entry.occurred_at < self.since:
+            return False
+        if self.until is not None and entry.occurred_at > self.until:
+            return False
+        return not self.text or self.text.casefold() in entry.summary.casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in the newest-first order: (occurred_at, id)."""
+
+    occurred_at: datetime
+    entry_id: int
+
+    def encode(self) -> str:
+        micros = (self.occurred_at - EPOCH) // timedelta(microseconds=1)
+        raw = f"v1:{micros}:{self.entry_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str) -> Cursor:
+        """Parse an opaque cursor; raises ValueError on anything malformed."""
+        try:
+            padded = value + "=" * (-len(value) % 4)
+            version, micros, entry_id = base64.urlsafe_b64decode(padded).decode().split(":")
+            if version != "v1":
+                raise ValueError(version)
+            occurred_at = EPOCH + timedelta(microseconds=int(micros))
+            return cls(occurred_at=occurred_at, entry_id=int(entry_id))
+        except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
+            raise ValueError("Invalid cursor.") from None
+
+    @classmethod
+    def of(cls, entry: TimelineEntry) -> Cursor:
+        return cls(occurred_at=entry.occurred_at, entry_id=entry.id)
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of entries, newest first, with Relay-style paging facts."""
+
+    entries: list[TimelineEntry] = field(default_factory=list)
+    has_next_page: bool = False
+
+    @property
+    def end_cursor(self) -> str | None:
+        return Cursor.of(self.entries[-1]).encode() if self.entries else None
+
+
+async def record_entry(
+    *,
+    workspace_id: str,
+    kind: TimelineKind,
+    occurred_at: datetime,
+    summary: str,
+    service: str | None = None,
+    environment: str | None = None,
+    labels: Sequence[str] = (),
+    actor: str | None = None,
+    details: dict[str, Any] | None = None,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+) -> TimelineEntry:
+    """Store one entry and its label rows (call inside the caller's transaction)."""
+    unique_labels = list(dict.fromkeys(labels))
+    entry = await TimelineEntry.create(
+        workspace_id=workspace_id,
+        kind=kind,
+        occurred_at=occurred_at,
+        summary=summary,
+        service=service,
+        environment=environment,
+        labels=unique_labels,
+        actor=actor,
+        details=details,
+        subject_type=subject_type,
+        subject_id=subject_id,
+    )
+    if unique_labels:
+        await TimelineLabel.bulk_create(
+            [
+                TimelineLabel(entry_id=entry.id, workspace_id=workspace_id, label=label)
+                for label in unique_labels
+            ]
+        )
+    return entry
+
+
+def _filtered(workspace_id: str, flt: TimelineFilter) -> Any:
+    query = TimelineEntry.filter(workspace_id=workspace_id)
+    if flt.kinds:
+        query = query.filter(kind__in=list(flt.kinds))
+    if flt.services:
+        query = query.filter(service__in=list(flt.services))
+    if flt.environments:
+        query = query.filter(environment__in=list(flt.environments))
+    if flt.labels:
+        if flt.labels_match is Match.ANY:
+            groups = [list(flt.labels)]
+        else:
+            groups = [[label] for label in dict.fromkeys(flt.labels)]
+        for group in groups:
+            ids = TimelineLabel.filter(workspace_id=workspace_id, label__in=group).values(
+                "entry_id"
+            )
+            query = query.filter(id__in=Subquery(ids))
+    if flt.since is not None:
+        query = query.filter(occurred_at__gte=flt.since)
+    if flt.until is not None:
+        query = query.filter(occurred_at__lte=flt.until)
+    if flt.text:
+        query = query.filter(summary__icontains=flt.text)
+    return query
+
+
+async def list_entries(
+    *, workspace_id: str, flt: TimelineFilter, first: int, after: Cursor | None = None
+) -> Page:
+    """A page of matching entries, newest first, strictly after `after` in that order."""
+    query = _filtered(workspace_id, flt)
+    if after is not None:
+        query = query.filter(
+            Q(occurred_at__lt=after.occurred_at)
+            | Q(occurred_at=after.occurred_at, id__lt=after.entry_id)
+        )
+    rows: list[TimelineEntry] = await query.order_by("-occurred_at", "-id").limit(first + 1)
+    return Page(entries=rows[:first], has_next_page=len(rows) > first)
+
+
+async def entries_since(
+    *, workspace_id: str, flt: TimelineFilter, after_id: int, limit: int
+) -> list[TimelineEntry]:
+    """Matching entries recorded after entry `after_id`, oldest first (for live resume)."""
+    query = _filtered(workspace_id, flt).filter(id__gt=after_id)
+    rows: list[TimelineEntry] = await query.order_by("id").limit(limit)
+    return rows
+
+
+async def entries_for_subject(*, subject_type: str, subject_id: str) -> list[TimelineEntry]:
+    """Every entry about one subject, oldest first."""
+    rows: list[TimelineEntry] = await TimelineEntry.filter(
+        subject_type=subject_type, subject_id=subject_id
+    ).order_by("occurred_at", "id")
+    return rows

@@ -1,0 +1,188 @@
+"""Field-by-field validation of raw JSON-like input, collecting every error at once.
+
+The REST layer and the GraphQL mutations run the same checks, so a bad field gets the
+same message on both paths.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from resolvers.errors import FieldError, InvalidInput
+
+# RFC 3339 / ISO 8601 with a mandatory zone: a timestamp without one is never guessed.
+_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2})$"
+)
+
+
+def parse_timestamp(value: object) -> datetime:
+    """Parse an ISO-8601 timestamp with a zone (`Z` or `±hh:mm`) into UTC.
+
+    Raises ValueError with a user-facing message otherwise.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("must include a time zone, e.g. 2026-03-04T14:25:00Z")
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 string such as 2026-03-04T14:25:00Z")
+    match = _TIMESTAMP.match(value.strip())
+    if match is None:
+        raise ValueError(
+            "must be an ISO-8601 timestamp with a time zone, such as 2026-03-04T14:25:00Z"
+        )
+    text = value.strip()
+    fraction = match.group(1)
+    if fraction and len(fraction) > 7:  # Python keeps microseconds: trim nanoseconds.
+        text = text.replace(fraction, fraction[:7], 1)
+    text = text[:-1] + "+00:00" if text[-1] in "Zz" else text
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("is not a valid date and time") from None
+    return parsed.astimezone(UTC)
+
+
+class Checker:
+    """Reads fields from one raw object, recording a FieldError for each bad one."""
+
+    def __init__(self, raw: Mapping[str, Any], *, prefix: str = "") -> None:
+        self.raw = raw
+        self.prefix = prefix
+        self.errors: list[FieldError] = []
+
+    def error(self, name: str, message: str) -> None:
+        self.errors.append(FieldError(self.prefix + name, message))
+
+    def nested(self, name: str, *, required: bool) -> Checker | None:
+        """A checker for a nested object; its errors land in this one's list."""
+        value = self.raw.get(name)
+        if value is None:
+            if required:
+                self.error(name, "is required")
+            return None
+        if not isinstance(value, Mapping):
+            self.error(name, "must be an object")
+            return None
+        child = Checker(value, prefix=f"{self.prefix}{name}.")
+        child.errors = self.errors
+        return child
+
+    def text(self, name: str, *, required: bool = False, max_length: int = 200) -> str | None:
+        value = self.raw.get(name)
+        if value is None:
+            if required:
+                self.error(name, "is required")
+            return None
+        if not isinstance(value, str):
+            self.error(name, "must be a string")
+            return None
+        if "\x00" in value:
+            self.error(name, "must not contain NUL characters")
+            return None
+        if required and not value.strip():
+            self.error(name, "must not be empty")
+            return None
+        if len(value) > max_length:
+            self.error(name, f"must be at most {max_length} characters")
+            return None
+        return value
+
+    def timestamp(self, name: str, *, required: bool = False) -> datetime | None:
+        value = self.raw.get(name)
+        if value is None:
+            if required:
+                self.error(name, "is required")
+            return None
+        try:
+            return parse_timestamp(value)
+        except ValueError as exc:
+            self.error(name, str(exc))
+            return None
+
+    def choice(self, name: str, choices: Iterable[str], *, required: bool = False) -> str | None:
+        valid = list(choices)
+        value = self.raw.get(name)
+        if value is None:
+            if required:
+                self.error(name, f"is required; one of {', '.join(valid)}")
+            return None
+        if not isinstance(value, str) or value not in valid:
+            self.error(name, f"must be one of {', '.join(valid)}; got {_show(value)}")
+            return None
+        return value
+
+    def string_list(self, name: str, *, max_items: int, max_length: int) -> list[str]:
+        value = self.raw.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.error(name, "must be a list of strings")
+            return []
+        if len(value) > max_items:
+            self.error(name, f"must have at most {max_items} items")
+            return []
+        for item in value:
+            if not item.strip() or len(item) > max_length or "\x00" in item:
+                self.error(name, f"each item must be 1 to {max_length} characters")
+                return []
+        return list(value)
+
+    def json_object(self, name: str, *, max_bytes: int) -> dict[str, Any]:
+        value = self.raw.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.error(name, "must be a JSON object")
+            return {}
+        try:
+            encoded = json.dumps(value, ensure_ascii=False)
+            size = len(encoded.encode("utf-8"))
+        except (TypeError, ValueError, UnicodeEncodeError):
+            self.error(name, "must be valid JSON")
+            return {}
+        if "\\u0000" in encoded or "\x00" in encoded:
+            self.error(name, "must not contain NUL characters")
+            return {}
+        if size > max_bytes:
+            self.error(name, f"must be at most {max_bytes} bytes as JSON")
+            return {}
+        return dict(value)
+
+    def links(self, name: str, *, max_items: int) -> list[dict[str, Any]]:
+        value = self.raw.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list) or len(value) > max_items:
+            self.error(name, f"must be a list of at most {max_items} links")
+            return []
+        links: list[dict[str, Any]] = []
+        for index, item in enumerate(value):
+            link = (
+                Checker(item, prefix=f"{self.prefix}{name}[{index}].")
+                if isinstance(item, Mapping)
+                else None
+            )
+            if link is None:
+                self.error(f"{name}[{index}]", "must be an object with href and text")
+                continue
+            link.errors = self.errors
+            href = link.text("href", required=True, max_length=2048)
+            text = link.text("text", max_length=1024)
+            if href is not None:
+                links.append({"href": href, "text": text} if text else {"href": href})
+        return links
+
+    def raise_if_invalid(self) -> None:
+        if self.errors:
+            raise InvalidInput(list(self.errors))
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,132 @@
+"""`POST /events` (change events API) and `POST /v2/change/enqueue` (PagerDuty change events)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from resolvers import auth, changes
+from resolvers.auth import Principal, Scope
+from resolvers.errors import FieldError, InvalidInput
+from rest_compat.common import (
+    Endpoint,
+    RestError,
+    bearer_secret,
+    error_body,
+    only_known,
+    read_json_object,
+    render_error,
+    require_principal,
+)
+
+RECORD_CHANGE = """
+mutation RecordChange($input: ChangeInput!) {
+  recordChange(input: $input) {
+    __typename
+    ... on ChangeRecorded { change { id } entryId }
+    ... on InvalidEvent { message }
+  }
+}
+"""
+
+FIELDS = (
+    "name",
+    "timestamp",
+    "category",
+    "source",
+    "environment",
+    "service",
+    "labels",
+    "metadata",
+    "links",
+)
+
+
+async def _record(endpoint: Endpoint, raw: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """Validate as the mutation does (so errors name fields), then run the mutation."""
+    try:
+        changes.validate_change(raw, settings=endpoint.settings)
+    except InvalidInput as exc:
+        raise RestError.invalid(exc) from None
+    data = await endpoint.execute(
+        RECORD_CHANGE, {"input": only_known(raw, FIELDS)}, principal=principal
+    )
+    result: dict[str, Any] = data["recordChange"]
+    if result["__typename"] != "ChangeRecorded":
+        raise RestError(400, "INVALID_EVENT", result["message"])
+    return result
+
+
+async def post_events(endpoint: Endpoint, request: Request) -> JSONResponse:
+    """`POST /events` with `Authorization: Bearer KEY`: 201 with the stored ids."""
+    try:
+        principal = await require_principal(bearer_secret(request), Scope.EVENTS_WRITE)
+        raw = await read_json_object(request, endpoint.settings)
+        result = await _record(endpoint, raw, principal)
+    except RestError as exc:
+        return render_error(exc)
+    return JSONResponse(
+        {"id": result["change"]["id"], "entryId": result["entryId"], "status": "created"},
+        status_code=201,
+    )
+
+
+async def post_pagerduty_change(endpoint: Endpoint, request: Request) -> JSONResponse:
+    """`POST /v2/change/enqueue`: the routing key in the body is the credential."""
+    try:
+        body = await read_json_object(request, endpoint.settings)
+        routing_key = body.get("routing_key")
+        service = (
+            await auth.service_for_routing_key(routing_key=routing_key)
+            if isinstance(routing_key, str) and routing_key
+            else None
+        )
+        if service is None:
+            raise RestError(400, "INVALID_ROUTING_KEY", "Routing key not found")
+        raw = changes.pagerduty_change_to_raw(body)
+        raw["service"] = service.name
+        if raw.get("timestamp") is None:
+            raw["timestamp"] = datetime.now(UTC).isoformat()
+        principal = Principal(
+            key_id=f"routing:{service.id}",
+            workspace_id=service.workspace_id,
+            name=f"service:{service.name}",
+            scopes=frozenset({Scope.EVENTS_WRITE}),
+        )
+        try:
+            changes.validate_change(raw, settings=endpoint.settings)
+        except InvalidInput as exc:
+            raise RestError.invalid(InvalidInput([_pd_field(e) for e in exc.errors])) from None
+        await _record(endpoint, raw, principal)
+    except RestError as exc:
+        return _pagerduty_error(exc)
+    return JSONResponse({"status": "success", "message": "Change event processed"}, status_code=202)
+
+
+_PD_FIELD_NAMES = {
+    "name": "payload.summary",
+    "timestamp": "payload.timestamp",
+    "source": "payload.source",
+    "metadata": "payload.custom_details",
+}
+
+
+def _pd_field(error: FieldError) -> FieldError:
+    head, dot, rest = error.field.partition(".")
+    mapped = _PD_FIELD_NAMES.get(head, head)
+    return FieldError(mapped + dot + rest, error.message)
+
+
+def _pagerduty_error(error: RestError) -> JSONResponse:
+    """PagerDuty's `status`/`message`/`errors[]` beside our documented `error` object."""
+    status = "invalid event" if error.status == 400 else "error"
+    body = {
+        "status": status,
+        "message": "Event object is invalid" if error.status == 400 else error.message,
+        "errors": error.errors,
+        **error_body(error.code, error.message),
+    }
+    return JSONResponse(body, status_code=error.status)

@@ -1,0 +1,161 @@
+"""What every REST endpoint shares: JSON bodies, credentials, running a GraphQL document,
+and rendering errors in the documented `{"error": {"code", "message"}}` shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from opsgraph.settings import Settings
+from resolvers.auth import Principal, Scope, authenticate
+from resolvers.errors import AuthError, FieldError, InvalidInput
+from resolvers.timeline import Publisher
+from schema.context import Context
+
+STATUS_FOR_CODE = {
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+    "RATE_LIMITED": 429,
+    "UNAVAILABLE": 503,
+}
+
+
+class RestError(Exception):
+    """An error answered in the documented shape, with an HTTP status."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, errors: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors or [message]
+
+    @classmethod
+    def invalid(cls, error: InvalidInput) -> RestError:
+        return cls(
+            400,
+            "INVALID_EVENT",
+            error.message,
+            errors=[field_error.render() for field_error in error.errors],
+        )
+
+    @classmethod
+    def from_auth(cls, error: AuthError) -> RestError:
+        return cls(STATUS_FOR_CODE.get(error.code, 401), error.code, error.message)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def render_error(error: RestError) -> JSONResponse:
+    return JSONResponse(error_body(error.code, error.message), status_code=error.status)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What REST endpoints need: the schema to run, settings and the bus."""
+
+    schema: strawberry.Schema
+    settings: Settings
+    publisher: Publisher
+
+    async def execute(
+        self, document: str, variables: dict[str, Any], *, principal: Principal
+    ) -> dict[str, Any]:
+        """Run a fixed GraphQL document as `principal`; raise RestError on GraphQL errors."""
+        context = Context(settings=self.settings, publisher=self.publisher, principal=principal)
+        result = await self.schema.execute(
+            document, variable_values=variables, context_value=context
+        )
+        if result.errors:
+            raise _rest_error(result.errors[0])
+        assert result.data is not None
+        return result.data
+
+
+def _rest_error(error: GraphQLError) -> RestError:
+    code = (error.extensions or {}).get("code")
+    if isinstance(code, str) and code in STATUS_FOR_CODE:
+        return RestError(STATUS_FOR_CODE[code], code, error.message)
+    if isinstance(code, str) and code == "BAD_USER_INPUT":
+        return RestError(400, "INVALID_EVENT", error.message)
+    if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
+        raise error.original_error
+    return RestError(400, "INVALID_EVENT", error.message)
+
+
+def _content_type_ok(request: Request) -> bool:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:
+    """The request body as a JSON object; RestError for anything else."""
+    if not _content_type_ok(request):
+        raise RestError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Send the body as JSON with Content-Type: application/json.",
+        )
+    body = await request.body()
+    if len(body) > settings.max_body_bytes:
+        raise RestError(
+            413, "PAYLOAD_TOO_LARGE", f"The body exceeds {settings.max_body_bytes} bytes."
+        )
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RestError(400, "INVALID_EVENT", "The body is not valid UTF-8.") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise RestError(400, "INVALID_EVENT", f"The body is not valid JSON: {detail}.") from None
+    if not isinstance(parsed, dict):
+        raise RestError(400, "INVALID_EVENT", "The body must be a JSON object.")
+    return parsed
+
+
+def bearer_secret(request: Request) -> str | None:
+    """The key from `Authorization: Bearer KEY` (PagerDuty's `Token token=KEY` too)."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "token" and value.strip().startswith("token="):
+        return value.strip().removeprefix("token=") or None
+    return None
+
+
+async def require_principal(secret: str | None, scope: Scope) -> Principal:
+    """Authenticate a presented key and check its scope, as RestError (401/403)."""
+    try:
+        return (await authenticate(secret=secret)).require(scope)
+    except AuthError as exc:
+        raise RestError.from_auth(exc) from None
+
+
+def field_errors(errors: list[FieldError]) -> RestError:
+    return RestError.invalid(InvalidInput(errors))
+
+
+def only_known(raw: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The documented fields of a body, so unknown extras never break the mutation."""
+    return {name: raw[name] for name in names if raw.get(name) is not None}

@@ -1,0 +1,119 @@
+"""Changes: the `recordChange` mutation behind `POST /events` and `/v2/change/enqueue`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, cast
+
+import strawberry
+
+from models.change import Change as ChangeRow
+from models.change import ChangeCategory as ChangeCategoryModel
+from resolvers import changes
+from resolvers.auth import Scope
+from resolvers.errors import InvalidInput
+from schema.common import InvalidEvent
+from schema.context import Info
+from schema.scalars import JSON
+
+ChangeCategory = strawberry.enum(ChangeCategoryModel, name="ChangeCategory")
+
+
+@strawberry.type
+class Link:
+    href: str
+    text: str | None
+
+
+@strawberry.input
+class LinkInput:
+    href: str
+    text: str | None = None
+
+
+@strawberry.input(description="A change event, as in the change events API.")
+class ChangeInput:
+    name: str
+    timestamp: datetime
+    category: ChangeCategory  # type: ignore[valid-type]
+    source: str
+    environment: str | None = None
+    service: str | None = None
+    labels: list[str] | None = None
+    metadata: JSON | None = None
+    links: list[LinkInput] | None = None
+
+    def to_raw(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "timestamp": self.timestamp,
+            "category": ChangeCategoryModel(self.category).value,
+            "source": self.source,
+            "environment": self.environment,
+            "service": self.service,
+            "labels": self.labels,
+            "metadata": self.metadata,
+            "links": [asdict(link) for link in self.links] if self.links is not None else None,
+        }
+
+
+@strawberry.type(description="A deploy, build, config or business event.")
+class Change:
+    instance: strawberry.Private[ChangeRow]
+    id: strawberry.ID
+    name: str
+    occurred_at: datetime
+    category: ChangeCategory  # type: ignore[valid-type]
+    source: str
+    environment: str | None
+    service: str | None
+    labels: list[str]
+    metadata: JSON
+    links: list[Link]
+    actor: str | None
+
+    @classmethod
+    def from_row(cls, row: ChangeRow) -> Change:
+        return cls(
+            instance=row,
+            id=strawberry.ID(row.id),
+            name=row.name,
+            occurred_at=row.occurred_at,
+            category=row.category,
+            source=row.source,
+            environment=row.environment,
+            service=row.service,
+            labels=list(row.labels),
+            metadata=cast(JSON, row.metadata),
+            links=[Link(href=link["href"], text=link.get("text")) for link in row.links],
+            actor=row.actor,
+        )
+
+
+@strawberry.type(description="The change was stored; `entryId` is its timeline entry.")
+class ChangeRecorded:
+    change: Change
+    entry_id: strawberry.ID
+
+
+RecordChangeResult = Annotated[
+    ChangeRecorded | InvalidEvent, strawberry.union("RecordChangeResult")
+]
+
+
+@strawberry.type
+class ChangeMutation:
+    @strawberry.mutation(description="Record a change event (`POST /events` runs this).")
+    async def record_change(self, info: Info, input: ChangeInput) -> RecordChangeResult:
+        principal = await info.context.require(Scope.EVENTS_WRITE)
+        try:
+            data = changes.validate_change(input.to_raw(), settings=info.context.settings)
+        except InvalidInput as exc:
+            return InvalidEvent.from_error(exc)
+        recorded = await changes.record_change(
+            principal=principal, data=data, publisher=info.context.publisher
+        )
+        return ChangeRecorded(
+            change=Change.from_row(recorded.change), entry_id=strawberry.ID(str(recorded.entry.id))
+        )

@@ -1,0 +1,42 @@
+"""The per-operation context: settings, the caller's key and the bus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.types import Info as _Info
+
+from opsgraph.settings import Settings
+from resolvers.auth import Principal, Scope, authenticate
+from resolvers.errors import AuthError
+from resolvers.timeline import Publisher
+
+
+def public_error(code: str, message: str) -> GraphQLError:
+    """An error meant for the caller: never masked, with a machine-readable code."""
+    return GraphQLError(message, extensions={"code": code})
+
+
+@dataclass(slots=True)
+class Context:
+    """What every resolver may use. `secret` is checked lazily, once per context."""
+
+    settings: Settings
+    publisher: Publisher
+    secret: str | None = None
+    principal: Principal | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def require(self, scope: Scope) -> Principal:
+        """The caller's principal if it holds `scope`; a public GraphQL error otherwise."""
+        try:
+            if self.principal is None:
+                self.principal = await authenticate(secret=self.secret)
+            return self.principal.require(scope)
+        except AuthError as exc:
+            raise public_error(exc.code, exc.message) from None
+
+
+Info = _Info[Context, None]

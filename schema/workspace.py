@@ -1,0 +1,141 @@
+"""The caller (`viewer`), services and API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from models.workspace import ApiKey as ApiKeyRow
+from models.workspace import Service as ServiceRow
+from resolvers import auth
+from resolvers.auth import Scope as ScopeModel
+from schema.context import Info, public_error
+
+Scope = strawberry.enum(ScopeModel, name="Scope")
+
+MAX_NAME = 200
+
+
+@strawberry.type
+class Workspace:
+    id: strawberry.ID
+    name: str
+
+
+@strawberry.type(description="The API key making the request.")
+class Viewer:
+    key_id: strawberry.ID
+    name: str
+    scopes: list[Scope]  # type: ignore[valid-type]
+    workspace: Workspace
+
+
+@strawberry.type(description="A service; its routing key is shown once, when it is created.")
+class Service:
+    id: strawberry.ID
+    name: str
+    routing_key_prefix: str
+    routing_key: str | None = None
+
+    @classmethod
+    def from_row(cls, row: ServiceRow, routing_key: str | None = None) -> Service:
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            routing_key_prefix=row.routing_key_prefix,
+            routing_key=routing_key,
+        )
+
+
+@strawberry.type(description="An API key as listed: never the secret itself.")
+class ApiKey:
+    id: strawberry.ID
+    name: str
+    prefix: str
+    scopes: list[Scope]  # type: ignore[valid-type]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: ApiKeyRow) -> ApiKey:
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            prefix=row.prefix,
+            scopes=[ScopeModel(value) for value in row.scopes],
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+@strawberry.type(description="A new API key; `key` is shown this once and never again.")
+class CreatedApiKey:
+    api_key: ApiKey
+    key: str
+
+
+def _name(value: str) -> str:
+    if not value.strip() or len(value) > MAX_NAME or "\x00" in value:
+        raise public_error("BAD_USER_INPUT", f"name must be 1 to {MAX_NAME} characters.")
+    return value.strip()
+
+
+@strawberry.type
+class WorkspaceQuery:
+    @strawberry.field(description="The calling key's workspace, name and scopes.")
+    async def viewer(self, info: Info) -> Viewer:
+        principal = await info.context.require(ScopeModel.READ)
+        workspace = await auth.get_workspace(workspace_id=principal.workspace_id)
+        return Viewer(
+            key_id=strawberry.ID(principal.key_id),
+            name=principal.name,
+            scopes=sorted(principal.scopes),
+            workspace=Workspace(id=strawberry.ID(workspace.id), name=workspace.name),
+        )
+
+    @strawberry.field
+    async def services(self, info: Info) -> list[Service]:
+        principal = await info.context.require(ScopeModel.READ)
+        rows = await auth.list_services(workspace_id=principal.workspace_id)
+        return [Service.from_row(row) for row in rows]
+
+    @strawberry.field(description="The workspace's API keys (admin only).")
+    async def api_keys(self, info: Info) -> list[ApiKey]:
+        principal = await info.context.require(ScopeModel.ADMIN)
+        rows = await auth.list_api_keys(workspace_id=principal.workspace_id)
+        return [ApiKey.from_row(row) for row in rows]
+
+
+@strawberry.type
+class WorkspaceMutation:
+    @strawberry.mutation(description="Create a service; its routing key is returned once.")
+    async def create_service(self, info: Info, name: str) -> Service:
+        principal = await info.context.require(ScopeModel.ADMIN)
+        try:
+            issued = await auth.create_service(
+                workspace_id=principal.workspace_id, name=_name(name)
+            )
+        except auth.DuplicateName as exc:
+            raise public_error("CONFLICT", str(exc)) from None
+        return Service.from_row(issued.service, routing_key=issued.routing_key)
+
+    @strawberry.mutation(description="Create an API key; the key is returned once.")
+    async def create_api_key(
+        self,
+        info: Info,
+        name: str,
+        scopes: list[Scope],  # type: ignore[valid-type]
+    ) -> CreatedApiKey:
+        principal = await info.context.require(ScopeModel.ADMIN)
+        if not scopes:
+            raise public_error("BAD_USER_INPUT", "scopes must name at least one scope.")
+        issued = await auth.create_api_key(
+            workspace_id=principal.workspace_id, name=_name(name), scopes=frozenset(scopes)
+        )
+        return CreatedApiKey(api_key=ApiKey.from_row(issued.key), key=issued.secret)
+
+    @strawberry.mutation(description="Revoke a key at once; false if there is no such live key.")
+    async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
+        principal = await info.context.require(ScopeModel.ADMIN)
+        return await auth.revoke_api_key(workspace_id=principal.workspace_id, key_id=str(id))

@@ -1,0 +1,133 @@
+"""The real thing: `opsgraph` as a process, the CLI printing secrets alone, the seed's curl."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+OPSGRAPH = str(Path(sys.executable).parent / "opsgraph")
+
+SEED_CURL = """curl -sS -X POST "http://HOST/events" \\
+  -H "Authorization: Bearer $COSTORY_EVENTS_API_KEY" \\
+  -H "Content-Type: application/json" \\
+  -d '{
+    "name": "Deploy complete",
+    "timestamp": "2026-03-04T14:25:00Z",
+    "category": "TECHNICAL",
+    "source": "ci-cd",
+    "environment": "prod",
+    "service": "api",
+    "labels": ["release", "backend"],
+    "metadata": {
+      "commit": "1b2c3d4",
+      "pipeline": "github-actions",
+      "url": "https://github.com/acme/api/actions/runs/123"
+    }
+  }' -w '\\n%{http_code}'"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [OPSGRAPH, *args], cwd=workdir, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
+    """`opsgraph serve` on the embedded default in a fresh directory; yields url, dir, admin key."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OPSGRAPH_")}
+    process = subprocess.Popen(
+        [OPSGRAPH, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    admin_key = ""
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.strip().startswith("og_"):
+                admin_key = line.strip()
+            if "Uvicorn running" in line or "Application startup complete" in line:
+                break
+        else:
+            pytest.fail("server did not start")
+        assert admin_key, "the first start prints an admin key"
+        yield url, tmp_path, admin_key
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_first_start_then_cli_keys_and_the_seed_curl(server: tuple[str, Path, str]) -> None:
+    url, workdir, admin_key = server
+    assert (workdir / "opsgraph.sqlite3").exists()
+
+    created = run_cli(workdir, "keys", "create", "--name", "github", "--scopes", "events:write")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert created.stdout == key + "\n" and key.startswith("og_")
+
+    routing = run_cli(workdir, "services", "create", "checkout")
+    assert routing.returncode == 0 and len(routing.stdout.strip()) == 32
+
+    curl = SEED_CURL.replace("HOST", url.removeprefix("http://"))
+    result = subprocess.run(
+        ["bash", "-c", curl],
+        env={**os.environ, "COSTORY_EVENTS_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    body, status = result.stdout.rsplit("\n", 1)
+    assert status == "201", body
+    assert '"id":"chg_' in body
+
+    query = '{ timeline(filter: {services: ["api"]}) { edges { node { summary labels } } } }'
+    response = httpx.post(
+        f"{url}/graphql", json={"query": query}, headers={"Authorization": f"Bearer {admin_key}"}
+    )
+    edges = response.json()["data"]["timeline"]["edges"]
+    assert [edge["node"] for edge in edges] == [
+        {"summary": "Deploy complete", "labels": ["release", "backend"]}
+    ]
+    assert httpx.get(f"{url}/").status_code == 200
+
+    bad = run_cli(workdir, "keys", "create", "--name", "x", "--scopes", "write")
+    assert bad.returncode == 2 and bad.stdout == "" and "unknown scope" in bad.stderr
+
+    key_id = run_cli(workdir, "keys", "list").stdout.splitlines()[0].split("\t")[0]
+    assert run_cli(workdir, "keys", "revoke", key_id).returncode == 0
+    revoked = subprocess.run(
+        ["bash", "-c", curl],
+        env={**os.environ, "COSTORY_EVENTS_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert revoked.stdout.endswith("401"), shlex.quote(revoked.stdout)

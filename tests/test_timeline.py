@@ -1,0 +1,169 @@
+"""The timeline query: filters, newest-first order and cursor pages, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from resolvers import timeline
+from resolvers.auth import Principal, Scope
+from resolvers.changes import record_change, validate_change
+from tests.conftest import GraphQL, Recorder, Tenant
+
+QUERY = """
+query($filter: TimelineFilter, $first: Int, $after: String) {
+  timeline(filter: $filter, first: $first, after: $after) {
+    edges { cursor node { summary } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+BASE = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+
+
+async def add(
+    tenant: Tenant, recorder: Recorder, settings: Any, name: str, minutes: int, **fields: Any
+) -> None:
+    raw = {
+        "name": name,
+        "timestamp": (BASE + timedelta(minutes=minutes)).isoformat(),
+        "category": "TECHNICAL",
+        "source": "ci-cd",
+        **fields,
+    }
+    principal = Principal(
+        key_id="k", workspace_id=tenant.workspace_id, name="ci", scopes=frozenset({Scope.ADMIN})
+    )
+    await record_change(
+        principal=principal, data=validate_change(raw, settings=settings), publisher=recorder
+    )
+
+
+async def summaries(gql: GraphQL, key: str, **variables: Any) -> list[str]:
+    result = await gql(QUERY, key, **variables)
+    assert result.errors is None, result.errors
+    return [edge["node"]["summary"] for edge in result.data["timeline"]["edges"]]
+
+
+async def seed(tenant: Tenant, recorder: Recorder, settings: Any) -> None:
+    await add(
+        tenant,
+        recorder,
+        settings,
+        "api deploy",
+        1,
+        service="api",
+        environment="prod",
+        labels=["release", "backend"],
+    )
+    await add(
+        tenant,
+        recorder,
+        settings,
+        "web deploy",
+        2,
+        service="web",
+        environment="prod",
+        labels=["release", "frontend"],
+    )
+    await add(
+        tenant,
+        recorder,
+        settings,
+        "api config",
+        3,
+        service="api",
+        environment="staging",
+        labels=["config"],
+    )
+    await add(tenant, recorder, settings, "Pricing launch", 4, labels=["business"])
+
+
+async def test_newest_first_and_announced(
+    gql: GraphQL, tenant: Tenant, recorder: Recorder, settings: Any
+) -> None:
+    await seed(tenant, recorder, settings)
+    assert await summaries(gql, tenant.reader) == [
+        "Pricing launch",
+        "api config",
+        "web deploy",
+        "api deploy",
+    ]
+    assert [workspace for workspace, _ in recorder.announced] == [tenant.workspace_id] * 4
+
+
+async def test_filters(gql: GraphQL, tenant: Tenant, recorder: Recorder, settings: Any) -> None:
+    await seed(tenant, recorder, settings)
+
+    async def check(flt: dict[str, Any], expected: list[str]) -> None:
+        assert await summaries(gql, tenant.reader, filter=flt) == expected, flt
+
+    await check({"services": ["api"]}, ["api config", "api deploy"])
+    await check({"environments": ["prod"]}, ["web deploy", "api deploy"])
+    await check({"labels": ["backend", "frontend"]}, ["web deploy", "api deploy"])
+    await check({"labels": ["release", "backend"], "labelsMatch": "ALL"}, ["api deploy"])
+    await check({"labels": ["backend", "frontend"], "labelsMatch": "ALL"}, [])
+    await check({"text": "DEPLOY"}, ["web deploy", "api deploy"])
+    await check({"kinds": ["CHANGE"], "services": ["web"]}, ["web deploy"])
+    await check({"kinds": ["INCIDENT_TRIGGERED"]}, [])
+    await check(
+        {"since": "2026-03-04T12:02:00Z", "until": "2026-03-04T14:03:00+02:00"},
+        ["api config", "web deploy"],
+    )
+    await check({"services": ["api"], "labels": ["config"], "text": "config"}, ["api config"])
+
+
+async def test_cursor_pages_have_no_gap_or_duplicate(
+    gql: GraphQL, tenant: Tenant, recorder: Recorder, settings: Any
+) -> None:
+    # Several entries share one timestamp: the id breaks the tie.
+    for index in range(7):
+        await add(tenant, recorder, settings, f"e{index}", index // 3)
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        result = await gql(QUERY, tenant.reader, first=3, after=after)
+        connection = result.data["timeline"]
+        seen += [edge["node"]["summary"] for edge in connection["edges"]]
+        pages += 1
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+        assert after == connection["edges"][-1]["cursor"]
+    assert pages == 3
+    assert seen == ["e6", "e5", "e4", "e3", "e2", "e1", "e0"]
+
+
+async def test_bad_paging_arguments(gql: GraphQL, tenant: Tenant) -> None:
+    result = await gql(QUERY, tenant.reader, after="garbage")
+    assert result.errors[0].message == "Invalid cursor."
+    result = await gql(QUERY, tenant.reader, first=10_000)
+    assert result.errors[0].message == "first must be between 1 and 200."
+    result = await gql(QUERY, tenant.reader, filter={"since": "2026-03-04T12:00:00"})
+    assert "time zone" in result.errors[0].message
+
+
+def test_filter_matches_in_memory_as_the_query_does() -> None:
+    entry = timeline.TimelineEntry(
+        id=1,
+        workspace_id="w",
+        kind="CHANGE",
+        occurred_at=BASE,
+        summary="API deploy",
+        service="api",
+        environment="prod",
+        labels=["a", "b"],
+    )
+    assert timeline.TimelineFilter(labels=("b", "c")).matches(entry)
+    assert not timeline.TimelineFilter(labels=("b", "c"), labels_match=timeline.Match.ALL).matches(
+        entry
+    )
+    assert timeline.TimelineFilter(text="api", services=("api",)).matches(entry)
+    assert not timeline.TimelineFilter(since=BASE + timedelta(seconds=1)).matches(entry)
+
+
+def test_cursor_round_trip() -> None:
+    cursor = timeline.Cursor(occurred_at=BASE + timedelta(microseconds=7), entry_id=42)
+    assert timeline.Cursor.decode(cursor.encode()) == cursor
