@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, cast
+from typing import cast
 
 import strawberry
 
 from models.timeline import TimelineEntry as TimelineEntryRow
 from models.timeline import TimelineKind as TimelineKindModel
-from resolvers import changes, timeline
+from resolvers import timeline
 from resolvers.auth import Scope
-from schema.change import Change
 from schema.common import PageInfo, page_size
 from schema.context import Info, public_error
 from schema.scalars import JSON
+from schema.subjects import TimelineSubject, load_subject
 
 TimelineKind = strawberry.enum(TimelineKindModel, name="TimelineKind")
 Match = strawberry.enum(timeline.Match, name="Match")
-
-TimelineSubject = Annotated[Change, strawberry.union("TimelineSubject")]
 
 
 @strawberry.input(description="Empty fields match everything; labels match ANY by default.")
@@ -78,13 +76,7 @@ class TimelineEntry:
 
     @strawberry.field(description="What the entry is about.")
     async def subject(self, info: Info) -> TimelineSubject | None:
-        row = self.instance
-        if row.subject_type == "Change" and row.subject_id:
-            found = await changes.get_change(
-                workspace_id=row.workspace_id, change_id=row.subject_id
-            )
-            return Change.from_row(found) if found else None
-        return None
+        return cast("TimelineSubject | None", await load_subject(self.instance))
 
 
 @strawberry.type
