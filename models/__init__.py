@@ -4,4 +4,8 @@ MODEL_MODULES = [
     "models.workspace",
     "models.change",
     "models.timeline",
+    "models.incident",
+    "models.agent",
+    "models.policy",
+    "models.approval",
 ]

@@ -34,11 +34,16 @@ class TimelineKind(StrEnum):
 class TimelineEntry(Model):
     """One happening on a workspace's timeline."""
 
+    # `seq` numbers a workspace's entries 1, 2, 3, ... in commit order with no holes: it is
+    # taken under the workspace row's lock inside the writing transaction. Live
+    # subscriptions resume by it, so a reconnecting client never misses an entry.
+
     id = fields.BigIntField(primary_key=True)
     workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
         "models.Workspace", related_name="timeline", on_delete=fields.CASCADE
     )
     workspace_id: str
+    seq = fields.BigIntField()
     kind = fields.CharEnumField(TimelineKind, max_length=32)
     occurred_at = fields.DatetimeField()
     summary = fields.TextField()
@@ -53,6 +58,7 @@ class TimelineEntry(Model):
 
     class Meta:
         table = "timeline_entry"
+        unique_together = (("workspace_id", "seq"),)
         indexes = (
             ("workspace_id", "occurred_at", "id"),
             ("workspace_id", "service", "occurred_at", "id"),

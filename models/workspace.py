@@ -11,6 +11,8 @@ class Workspace(Model):
 
     id = fields.CharField(primary_key=True, max_length=40)
     name = fields.CharField(max_length=200)
+    # The last timeline sequence number handed out (see resolvers.timeline.record_entry).
+    timeline_seq = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, cast
 
 import strawberry
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
+from strawberry.types.unset import UNSET, UnsetType
 
 from opsgraph.bus import Bus
 from opsgraph.db import close_database, open_database
+from opsgraph.ratelimit import RateLimit
 from opsgraph.settings import Settings
+from opsgraph.ui import SpaStaticFiles
+from resolvers import approvals as approval_resolvers
+from resolvers import changes as change_resolvers
+from resolvers.auth import KEY_LOOKUP, authenticate
+from resolvers.auth import Scope as ScopeName
+from resolvers.errors import AuthError
+from rest_compat import agents as rest_agents
 from rest_compat import changes as rest_changes
-from rest_compat.common import Endpoint, error_body
+from rest_compat import incidents as rest_incidents
+from rest_compat.common import Endpoint, error_body, pagerduty_error_body
+from rest_compat.openapi import openapi_route
 from schema import build_schema
 from schema.context import Context
 
@@ -36,8 +51,36 @@ class State(TypedDict):
     bus: Bus
 
 
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """The legacy `graphql-ws` protocol, refusing a bad key with close code 4403 as the
+    `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011)."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload")
+        self.context.connection_params = payload if isinstance(payload, dict) else None
+        try:
+            await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError:
+            await self.send_message(
+                {"type": "connection_error", "payload": {"message": "Forbidden"}}
+            )
+            await self.websocket.close(code=4403, reason="Forbidden")
+            return
+        await super().handle_connection_init(message)
+
+
+def _bearer(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    scheme, _, secret = value.strip().partition(" ")
+    return secret.strip() or None if scheme.lower() == "bearer" else None
+
+
 class GraphQLApp(GraphQL[Context, None]):
-    """Strawberry's ASGI app with our context: the bearer key is checked lazily."""
+    """Strawberry's ASGI app with our context: the bearer key is checked lazily over HTTP,
+    and in `connection_init` over WebSocket (no `read` scope, no connection)."""
+
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, schema: strawberry.Schema, *, settings: Settings, bus: Bus) -> None:
         super().__init__(
@@ -47,6 +90,7 @@ class GraphQLApp(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(
                 seconds=settings.connection_init_timeout_seconds
             ),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         )
         self.settings = settings
         self.bus = bus
@@ -54,10 +98,25 @@ class GraphQLApp(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        secret = value.strip() if scheme.lower() == "bearer" else None
-        return Context(settings=self.settings, publisher=self.bus, secret=secret or None)
+        secret = None
+        if isinstance(request, Request):
+            secret = _bearer(request.headers.get("authorization"))
+        return Context(settings=self.settings, publisher=self.bus, secret=secret, hub=self.bus.hub)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        params = context.connection_params or {}
+        secret = _bearer(params.get("Authorization") or params.get("authorization"))
+        try:
+            principal = await authenticate(secret=secret)
+            principal.require(ScopeName.READ)
+        except AuthError:
+            raise ConnectionRejectionError({"message": "Forbidden"}) from None
+        context.principal = principal
+        return cast(UnsetType, UNSET)
+
+
+# Endpoints whose errors also carry PagerDuty's `status`/`message`/`errors[]`.
+PAGERDUTY_PATHS = frozenset({"/api/events", "/v2/enqueue", "/v2/change/enqueue"})
 
 
 class BodyLimit:
@@ -103,7 +162,10 @@ class BodyLimit:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"The body exceeds {self.max_bytes} bytes."
-        response = JSONResponse(error_body("PAYLOAD_TOO_LARGE", message), status_code=413)
+        body = error_body("PAYLOAD_TOO_LARGE", message)
+        if scope["path"] in PAGERDUTY_PATHS:
+            body = pagerduty_error_body(413, "PAYLOAD_TOO_LARGE", message, [message])
+        response = JSONResponse(body, status_code=413)
         await response(scope, receive, send)
 
 
@@ -134,8 +196,14 @@ def create_app(
 
     `manage_database=False` leaves opening the database to the caller (the tests do).
     """
-    bus = Bus(settings.broadcast_url)
+    bus = Bus(
+        settings.broadcast_url,
+        queue_size=settings.subscriber_queue_size,
+        heartbeat_seconds=settings.bus_heartbeat_seconds,
+    )
     schema = build_schema(settings)
+    change_resolvers.WRITER.max_items = settings.batch_max
+    KEY_LOOKUP.max_items = settings.batch_max
     graphql = GraphQLApp(schema, settings=settings, bus=bus)
     endpoint = Endpoint(schema=schema, settings=settings, publisher=bus)
 
@@ -144,9 +212,16 @@ def create_app(
         if manage_database:
             await open_database(settings, run_migrations=run_migrations)
         await bus.connect()
+        sweeper = asyncio.create_task(
+            approval_resolvers.sweep_forever(
+                publisher=bus, interval_seconds=settings.approval_sweep_seconds
+            )
+        )
         try:
             yield {"settings": settings, "bus": bus}
         finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
             await bus.disconnect()
             if manage_database:
                 await close_database()
@@ -163,11 +238,17 @@ def create_app(
             _rest(endpoint, rest_changes.post_pagerduty_change),
             methods=["POST"],
         ),
+        Route("/api/events", _rest(endpoint, rest_incidents.post_api_events), methods=["POST"]),
+        Route("/v2/enqueue", _rest(endpoint, rest_incidents.post_enqueue), methods=["POST"]),
+        Route("/v1/events", _rest(endpoint, rest_agents.post_agent_event), methods=["POST"]),
+        Route("/v1/approvals/{approval_id}", _rest(endpoint, rest_agents.get_approval)),
         Route("/healthz", health),
+        Route("/openapi.json", openapi_route(settings)),
     ]
     frontend = Path(settings.frontend_dir)
     if (frontend / "index.html").is_file():
-        routes.append(Mount("/", StaticFiles(directory=frontend, html=True), name="ui"))
+        # Keep this last: the UI answers its own deep links (/approvals?focus=…).
+        routes.append(Mount("/", SpaStaticFiles(directory=frontend, html=True), name="ui"))
     else:
 
         async def placeholder(request: Request) -> Response:
@@ -175,7 +256,12 @@ def create_app(
 
         routes.append(Route("/", placeholder))
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={500: _server_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={500: _server_error, HTTPException: _http_error},
+    )
+    app.add_middleware(RateLimit, settings=settings, pagerduty_paths=PAGERDUTY_PATHS)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
@@ -184,3 +270,11 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     """Never a stack trace: log it, answer the documented shape."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("INTERNAL", "Internal server error."), status_code=500)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer in the documented error shape too."""
+    assert isinstance(exc, HTTPException)
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+    body = error_body(codes.get(exc.status_code, "HTTP_ERROR"), exc.detail)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

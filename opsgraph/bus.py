@@ -1,42 +1,153 @@
-"""The pub/sub bus: after each commit a small (workspace, entry id) message is published.
+"""The pub/sub bus: after each commit a small (workspace, entry id) note is published, and
+each process's live hub listens for them.
 
-broadcaster is the transport only (memory, Redis or PostgreSQL LISTEN/NOTIFY); the
-database stays the source of truth, so messages carry ids, never payloads.
+broadcaster's backends are the transport only (memory, Redis, PostgreSQL LISTEN/NOTIFY).
+Its own `Broadcast` wrapper is not used: its per-subscriber queues are unbounded and its
+listener dies silently with the connection. The backends below instead raise from
+`next_published` when their connection is gone, so the hub can end its subscribers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from typing import Any
+from urllib.parse import urlparse
 
-from broadcaster import Broadcast
+from broadcaster._backends.base import BroadcastBackend
+from broadcaster._backends.memory import MemoryBackend
+from broadcaster._backends.postgres import PostgresBackend
+from broadcaster._backends.redis import RedisBackend
+from broadcaster._base import Event
+from redis import asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from opsgraph.live import Hub
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "opsgraph_timeline"
 
 
-class Bus:
-    """Publishes committed timeline entries on the broadcast channel."""
+class ConnectionLost(Exception):
+    """The bus connection dropped."""
+
+
+class WatchedRedisBackend(RedisBackend):
+    """Redis pub/sub that never reconnects silently (a silent reconnect loses notes) and
+    reports a dead listener instead of waiting forever."""
 
     def __init__(self, url: str) -> None:
-        self.url = _broadcast_url(url)
-        self._broadcast = Broadcast(self.url)
+        super().__init__(url)
+        self._conn = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
+        self._pubsub = self._conn.pubsub()
+
+    async def subscribe(self, channel: str) -> None:
+        # broadcaster wakes its listener before subscribing: the listener then finds no
+        # subscription, stops, and waits forever. Subscribe first, then wake it.
+        await self._pubsub.subscribe(channel)
+        self._ready.set()
+
+    async def next_published(self) -> Event:
+        listener = self._listener
+        get = asyncio.ensure_future(self._queue.get())
+        waiting: set[asyncio.Future[Any]] = {get}
+        if listener is not None:
+            waiting.add(listener)
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if get in done:
+            return get.result()
+        get.cancel()
+        raise ConnectionLost("the Redis pub/sub listener stopped")
+
+
+class WatchedPostgresBackend(PostgresBackend):
+    """LISTEN/NOTIFY that reports a terminated connection instead of waiting forever."""
+
+    _LOST = Event(channel="", message="")
 
     async def connect(self) -> None:
-        await self._broadcast.connect()
+        await super().connect()
+        self._conn.add_termination_listener(lambda _conn: self._listen_queue.put_nowait(self._LOST))
+
+    async def next_published(self) -> Event:
+        event = await super().next_published()
+        if event is self._LOST:
+            raise ConnectionLost("the PostgreSQL LISTEN connection closed")
+        return event
+
+
+def make_backend(url: str) -> BroadcastBackend:
+    scheme = urlparse(url).scheme
+    if scheme == "memory":
+        return MemoryBackend(url)
+    if scheme in ("redis", "rediss"):
+        return WatchedRedisBackend(url)
+    if scheme in ("postgres", "postgresql"):
+        return WatchedPostgresBackend(url.replace("postgresql://", "postgres://", 1))
+    raise ValueError(f"OPSGRAPH_BROADCAST_URL: unsupported scheme {scheme!r}")
+
+
+class Bus:
+    """Publishes committed entries and owns the process's live hub."""
+
+    def __init__(self, url: str, *, queue_size: int = 1000, heartbeat_seconds: float = 5.0) -> None:
+        self.url = url
+        self._memory = urlparse(url).scheme == "memory"
+        make_backend(url)  # fail fast on a bad URL
+        self._shared: BroadcastBackend | None = None
+        self.hub = Hub(
+            self._hub_backend,
+            channel=CHANNEL,
+            queue_size=queue_size,
+            heartbeat_seconds=heartbeat_seconds,
+        )
+        self._publisher: BroadcastBackend | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def _hub_backend(self) -> BroadcastBackend:
+        backend = make_backend(self.url)
+        if self._memory:
+            self._shared = backend  # one process: publisher and listener share the queue
+        return backend
+
+    async def connect(self) -> None:
+        await self.hub.start()
+        self._heartbeat = asyncio.create_task(self.hub.heartbeat(), name="opsgraph-bus-heartbeat")
 
     async def disconnect(self) -> None:
-        await self._broadcast.disconnect()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await self.hub.stop()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await publisher.disconnect()
+
+    async def _publishing_backend(self) -> BroadcastBackend | None:
+        if self._memory:
+            return self._shared
+        if self._publisher is None:
+            publisher = make_backend(self.url)
+            await publisher.connect()
+            self._publisher = publisher
+        return self._publisher
 
     async def entry_committed(self, *, workspace_id: str, entry_id: int) -> None:
-        """Announce a committed entry to every process."""
+        """Announce a committed entry to every process (best effort: the row is stored)."""
         message = json.dumps({"w": workspace_id, "e": entry_id}, separators=(",", ":"))
-        await self._broadcast.publish(channel=CHANNEL, message=message)
-
-
-def _broadcast_url(url: str) -> str:
-    """broadcaster spells PostgreSQL `postgres://`; accept `postgresql://` too."""
-    if url.startswith("postgresql://"):
-        return "postgres://" + url.removeprefix("postgresql://")
-    return url
+        try:
+            backend = await self._publishing_backend()
+            if backend is not None:
+                await backend.publish(CHANNEL, message)
+        except Exception as exc:
+            log.warning("could not publish a timeline note: %s", exc)
+            publisher, self._publisher = self._publisher, None
+            if publisher is not None:
+                with contextlib.suppress(Exception):
+                    await publisher.disconnect()

@@ -9,11 +9,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from opsgraph.db import close_database, migrate, open_database
 from opsgraph.settings import Settings
 from resolvers import auth
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 T = TypeVar("T")
 
@@ -44,9 +47,36 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"\n    {issued.secret}\n", flush=True)
     host = args.host or settings.host
     port = args.port or settings.port
+    workers = args.workers or settings.workers
+    if workers > 1 and settings.broadcast_url.startswith("memory://"):
+        print(
+            "opsgraph: --workers above 1 needs OPSGRAPH_BROADCAST_URL=redis://… or postgres://…"
+            " (memory:// cannot reach subscribers in the other workers)",
+            file=sys.stderr,
+        )
+        return 2
     print(f"Opsgraph on http://{host}:{port}  (GraphQL at /graphql)", flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if workers > 1:  # each worker builds the app itself, from the same environment
+        app: str | Starlette = "opsgraph.cli:app_from_env"
+    else:
+        app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=settings.access_log,
+        factory=workers > 1,
+        workers=workers,
+    )
     return 0
+
+
+def app_from_env() -> Starlette:
+    """The app built from the environment: what each `--workers` process runs."""
+    from opsgraph.app import create_app
+
+    return create_app(Settings.from_env())
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -135,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (migrates first)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="worker processes (default 1; OPSGRAPH_WORKERS)")
     serve.set_defaults(func=cmd_serve)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)

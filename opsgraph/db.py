@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as _migrate
 
@@ -17,7 +19,7 @@ APP_LABEL = "models"
 def tortoise_config(database_url: str) -> dict[str, Any]:
     """The Tortoise config for one database URL (`sqlite://…` or `postgres://…`)."""
     return {
-        "connections": {"default": normalise_url(database_url)},
+        "connections": {"default": _connection(database_url)},
         "apps": {
             APP_LABEL: {
                 "models": MODEL_MODULES,
@@ -28,6 +30,31 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def _connection(database_url: str) -> dict[str, Any]:
+    """Tortoise's connection config for the URL, with our PostgreSQL session settings.
+
+    Parallel query is off: starting its workers costs more (about 15 ms) than the indexed
+    pages this app reads take in one process (1,000,000 timeline entries: 20 ms vs 5 ms).
+    Connections go back to the pool without a reset query (see `PooledConnection`).
+    """
+    config: dict[str, Any] = expand_db_url(normalise_url(database_url))
+    if config["engine"] == "tortoise.backends.asyncpg":
+        settings = config["credentials"].setdefault("server_settings", {})
+        settings.setdefault("max_parallel_workers_per_gather", "0")
+        config["credentials"]["connection_class"] = PooledConnection
+    return config
+
+
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection released without asyncpg's reset query (`RESET ALL`, `UNLISTEN *`,
+    ...): one round trip per query saved. Nothing here keeps session state on a pooled
+    connection (no session SET, LISTEN or advisory lock; the bus has its own connection);
+    an open transaction is still rolled back on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 def normalise_url(url: str) -> str:

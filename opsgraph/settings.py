@@ -27,6 +27,9 @@ class Settings:
     max_labels: int = 50
     max_label_length: int = 100
     max_name_length: int = 1024
+    # The accepted range of an event's own timestamp, around now.
+    timestamp_max_age_days: int = 3650
+    timestamp_max_ahead_seconds: int = 86400
     # GraphQL limits.
     graphql_max_depth: int = 12
     graphql_max_tokens: int = 5000
@@ -38,19 +41,38 @@ class Settings:
     # WebSocket subscriptions.
     max_subscriptions_per_connection: int = 20
     connection_init_timeout_seconds: float = 5.0
+    # Entries queued for one live subscriber before it is ended as too slow.
+    subscriber_queue_size: int = 1000
+    # How often each process pings the bus; silence for 3 intervals counts as a lost bus.
+    bus_heartbeat_seconds: float = 5.0
     # Agents and approvals.
     approval_expiry_seconds: int = 15 * 60
     approval_wait_max_seconds: int = 60
+    # How often each process expires pending approvals past their expiry.
+    approval_sweep_seconds: float = 5.0
     # Incidents.
     suspect_window_seconds: int = 2 * 60 * 60
+    max_summary_length: int = 1024
+    max_dedup_key_length: int = 255
     # Rate limit per API key (token bucket); 0 disables it.
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 200
+    # Buckets kept per process (least recently used go first); Redis keeps its own.
+    rate_limit_max_keys: int = 10_000
+    # Redis for buckets shared by every process; empty: the broadcast URL if it is
+    # redis://, else buckets per process. `memory://` forces buckets per process.
+    rate_limit_redis_url: str = ""
     # Mask unexpected errors in GraphQL responses (production mode).
     mask_errors: bool = True
+    # Concurrent requests grouped into one query or transaction (group commit), at most.
+    batch_max: int = 256
     # Server.
     host: str = "127.0.0.1"
     port: int = 8000
+    # Worker processes for `opsgraph serve`; above 1 needs a shared broadcast URL.
+    workers: int = 1
+    # One log line per HTTP request (uvicorn's access log).
+    access_log: bool = True
     frontend_dir: str = str(Path(__file__).resolve().parent.parent / "frontend" / "dist")
 
     @classmethod

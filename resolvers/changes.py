@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from models.change import Change, ChangeCategory
 from models.ids import new_id
-from models.timeline import TimelineEntry, TimelineKind
+from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
-from resolvers.timeline import Publisher, record_entry
-from resolvers.validation import Checker
+from resolvers.batching import Batcher
+from resolvers.change_store import store_changes
+from resolvers.timeline import Publisher
+from resolvers.validation import Checker, TimeWindow
 
 CATEGORIES = [category.value for category in ChangeCategory]
 
@@ -45,7 +45,7 @@ def validate_change(raw: Mapping[str, Any], *, settings: Settings) -> ChangeData
     """Check a change event field by field; raises InvalidInput naming every bad field."""
     check = Checker(raw)
     name = check.text("name", required=True, max_length=settings.max_name_length)
-    occurred_at = check.timestamp("timestamp", required=True)
+    occurred_at = check.timestamp("timestamp", required=True, window=TimeWindow.of(settings))
     category = check.choice("category", CATEGORIES, required=True)
     source = check.text("source", required=True)
     environment = check.text("environment")
@@ -89,38 +89,68 @@ def pagerduty_change_to_raw(body: Mapping[str, Any]) -> dict[str, Any]:
 async def record_change(
     *, principal: Principal, data: ChangeData, publisher: Publisher, actor: str | None = None
 ) -> RecordedChange:
-    """Store a change and its timeline entry in one transaction, then announce it."""
+    """Store a change and its timeline entry, then announce it.
+
+    Concurrent calls are group-committed: they share one transaction (see `WRITER`), and
+    each returns only after that transaction has committed.
+    """
     principal.require(Scope.EVENTS_WRITE)
-    async with in_transaction():
-        change = await Change.create(
+    recorded = await WRITER.submit(_Write(principal=principal, data=data, actor=actor))
+    await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=recorded.entry.id)
+    return recorded
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    principal: Principal
+    data: ChangeData
+    actor: str | None
+
+
+async def _store(writes: Sequence[_Write]) -> list[RecordedChange]:
+    """Store every write of a batch atomically (see `resolvers.change_store`)."""
+    rows = [
+        Change(
             id=new_id("chg"),
-            workspace_id=principal.workspace_id,
-            name=data.name,
-            occurred_at=data.occurred_at,
-            category=data.category,
-            source=data.source,
-            environment=data.environment,
-            service=data.service,
-            labels=data.labels,
-            metadata=data.metadata,
-            links=data.links,
-            actor=actor or principal.name,
+            workspace_id=write.principal.workspace_id,
+            name=write.data.name,
+            occurred_at=write.data.occurred_at,
+            category=write.data.category,
+            source=write.data.source,
+            environment=write.data.environment,
+            service=write.data.service,
+            labels=write.data.labels,
+            metadata=write.data.metadata,
+            links=write.data.links,
+            actor=write.actor or write.principal.name,
         )
-        entry = await record_entry(
-            workspace_id=principal.workspace_id,
-            kind=TimelineKind.CHANGE,
-            occurred_at=data.occurred_at,
-            summary=data.name,
-            service=data.service,
-            environment=data.environment,
-            labels=data.labels,
-            actor=change.actor,
-            details={"category": data.category.value, "source": data.source},
-            subject_type="Change",
-            subject_id=change.id,
-        )
-    await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=entry.id)
-    return RecordedChange(change=change, entry=entry)
+        for write in writes
+    ]
+    entries = await store_changes(rows)
+    return [
+        RecordedChange(change=row, entry=entry) for row, entry in zip(rows, entries, strict=True)
+    ]
+
+
+async def _store_each(writes: Sequence[_Write]) -> list[RecordedChange | BaseException]:
+    """The batch's transaction; if it fails, each write alone, so one bad write fails alone."""
+    try:
+        return list(await _store(writes))
+    except Exception:
+        if len(writes) == 1:
+            raise
+    outcomes: list[RecordedChange | BaseException] = []
+    for write in writes:
+        try:
+            outcomes.extend(await _store([write]))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+# Group commit for changes: one transaction at a time per process, holding every write that
+# arrived while the previous one ran (at most `Settings.batch_max`; the app sets it).
+WRITER: Batcher[_Write, RecordedChange] = Batcher(_store_each, max_items=Settings().batch_max)
 
 
 async def get_change(*, workspace_id: str, change_id: str) -> Change | None:

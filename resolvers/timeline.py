@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import F, Q, Subquery
 
 from models.timeline import TimelineEntry, TimelineKind, TimelineLabel
+from models.workspace import Workspace
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -65,14 +66,16 @@ class TimelineFilter:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """A position in the newest-first order: (occurred_at, id)."""
+    """A position: (occurred_at, id) in the newest-first query order, and `seq`, the
+    commit order that live subscriptions resume from."""
 
     occurred_at: datetime
     entry_id: int
+    seq: int
 
     def encode(self) -> str:
         micros = (self.occurred_at - EPOCH) // timedelta(microseconds=1)
-        raw = f"v1:{micros}:{self.entry_id}".encode()
+        raw = f"v1:{micros}:{self.entry_id}:{self.seq}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -80,17 +83,17 @@ class Cursor:
         """Parse an opaque cursor; raises ValueError on anything malformed."""
         try:
             padded = value + "=" * (-len(value) % 4)
-            version, micros, entry_id = base64.urlsafe_b64decode(padded).decode().split(":")
+            version, micros, entry_id, seq = base64.urlsafe_b64decode(padded).decode().split(":")
             if version != "v1":
                 raise ValueError(version)
             occurred_at = EPOCH + timedelta(microseconds=int(micros))
-            return cls(occurred_at=occurred_at, entry_id=int(entry_id))
+            return cls(occurred_at=occurred_at, entry_id=int(entry_id), seq=int(seq))
         except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
             raise ValueError("Invalid cursor.") from None
 
     @classmethod
     def of(cls, entry: TimelineEntry) -> Cursor:
-        return cls(occurred_at=entry.occurred_at, entry_id=entry.id)
+        return cls(occurred_at=entry.occurred_at, entry_id=entry.id, seq=entry.seq)
 
 
 @dataclass(slots=True)
@@ -119,10 +122,17 @@ async def record_entry(
     subject_type: str | None = None,
     subject_id: str | None = None,
 ) -> TimelineEntry:
-    """Store one entry and its label rows (call inside the caller's transaction)."""
+    """Store one entry and its label rows inside the caller's transaction.
+
+    Taking the next `seq` locks the workspace row until commit, so call this after the
+    transaction's other writes (always lock domain rows first, the workspace last).
+    """
     unique_labels = list(dict.fromkeys(labels))
+    await Workspace.filter(id=workspace_id).update(timeline_seq=F("timeline_seq") + 1)
+    seq = await current_seq(workspace_id=workspace_id)
     entry = await TimelineEntry.create(
         workspace_id=workspace_id,
+        seq=seq,
         kind=kind,
         occurred_at=occurred_at,
         summary=summary,
@@ -142,6 +152,84 @@ async def record_entry(
             ]
         )
     return entry
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """One entry for `record_entries` (the same fields `record_entry` takes)."""
+
+    workspace_id: str
+    kind: TimelineKind
+    occurred_at: datetime
+    summary: str
+    service: str | None = None
+    environment: str | None = None
+    labels: Sequence[str] = ()
+    actor: str | None = None
+    details: dict[str, Any] | None = None
+    subject_type: str | None = None
+    subject_id: str | None = None
+
+
+async def record_entries(new: Sequence[NewEntry]) -> list[TimelineEntry]:
+    """Store several entries and their label rows inside the caller's transaction, in order.
+
+    As `record_entry` does, but each workspace's `seq` range is taken once (one lock, one
+    UPDATE) and all rows go in with one INSERT for entries and one for labels. Workspace
+    rows are locked in id order, so two batches never deadlock.
+    """
+    by_workspace: dict[str, list[int]] = {}
+    for index, item in enumerate(new):
+        by_workspace.setdefault(item.workspace_id, []).append(index)
+    seqs = [0] * len(new)
+    for workspace_id in sorted(by_workspace):
+        indexes = by_workspace[workspace_id]
+        await Workspace.filter(id=workspace_id).update(
+            timeline_seq=F("timeline_seq") + len(indexes)
+        )
+        first = await current_seq(workspace_id=workspace_id) - len(indexes) + 1
+        for offset, index in enumerate(indexes):
+            seqs[index] = first + offset
+    entries = [
+        TimelineEntry(
+            workspace_id=item.workspace_id,
+            seq=seq,
+            kind=item.kind,
+            occurred_at=item.occurred_at,
+            summary=item.summary,
+            service=item.service,
+            environment=item.environment,
+            labels=list(dict.fromkeys(item.labels)),
+            actor=item.actor,
+            details=item.details,
+            subject_type=item.subject_type,
+            subject_id=item.subject_id,
+        )
+        for item, seq in zip(new, seqs, strict=True)
+    ]
+    await TimelineEntry.bulk_create(entries)
+    # bulk_create hands back no generated ids: read them by (workspace, seq), which is unique.
+    ranges = [
+        Q(workspace_id=workspace_id, seq__gte=seqs[indexes[0]], seq__lte=seqs[indexes[-1]])
+        for workspace_id, indexes in by_workspace.items()
+    ]
+    ids: dict[tuple[str, int], int] = {
+        (workspace_id, seq): entry_id
+        for entry_id, workspace_id, seq in await TimelineEntry.filter(
+            Q(*ranges, join_type="OR")
+        ).values_list("id", "workspace_id", "seq")
+    }
+    for entry in entries:
+        entry.id = ids[(entry.workspace_id, entry.seq)]
+        entry._saved_in_db = True
+    labels = [
+        TimelineLabel(entry_id=entry.id, workspace_id=entry.workspace_id, label=label)
+        for entry in entries
+        for label in entry.labels
+    ]
+    if labels:
+        await TimelineLabel.bulk_create(labels)
+    return entries
 
 
 def _filtered(workspace_id: str, flt: TimelineFilter) -> Any:
@@ -185,13 +273,29 @@ async def list_entries(
     return Page(entries=rows[:first], has_next_page=len(rows) > first)
 
 
-async def entries_since(
-    *, workspace_id: str, flt: TimelineFilter, after_id: int, limit: int
+async def entries_between(
+    *, workspace_id: str, flt: TimelineFilter, after_seq: int, upto_seq: int, limit: int
 ) -> list[TimelineEntry]:
-    """Matching entries recorded after entry `after_id`, oldest first (for live resume)."""
-    query = _filtered(workspace_id, flt).filter(id__gt=after_id)
-    rows: list[TimelineEntry] = await query.order_by("id").limit(limit)
+    """Matching entries with after_seq < seq <= upto_seq, in commit order (live resume)."""
+    query = _filtered(workspace_id, flt).filter(seq__gt=after_seq, seq__lte=upto_seq)
+    rows: list[TimelineEntry] = await query.order_by("seq").limit(limit)
     return rows
+
+
+async def entries_after(*, workspace_id: str, after_seq: int, limit: int) -> list[TimelineEntry]:
+    """Every entry of the workspace after `after_seq`, in commit order (fan-out reads)."""
+    rows: list[TimelineEntry] = (
+        await TimelineEntry.filter(workspace_id=workspace_id, seq__gt=after_seq)
+        .order_by("seq")
+        .limit(limit)
+    )
+    return rows
+
+
+async def current_seq(*, workspace_id: str) -> int:
+    """The workspace's last committed entry's `seq` (0 when it has none)."""
+    workspace = await Workspace.filter(id=workspace_id).only("id", "timeline_seq").first()
+    return workspace.timeline_seq if workspace is not None else 0
 
 
 async def entries_for_subject(*, subject_type: str, subject_id: str) -> list[TimelineEntry]:

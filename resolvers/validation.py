@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opsgraph.settings import Settings
 from resolvers.errors import FieldError, InvalidInput
 
 # RFC 3339 / ISO 8601 with a mandatory zone: a timestamp without one is never guessed.
@@ -42,10 +44,43 @@ def parse_timestamp(value: object) -> datetime:
         text = text.replace(fraction, fraction[:7], 1)
     text = text[:-1] + "+00:00" if text[-1] in "Zz" else text
     try:
-        parsed = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text).astimezone(UTC)
     except ValueError:
         raise ValueError("is not a valid date and time") from None
-    return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+        raise ValueError("is out of range") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """How far before and after now an event's own timestamp may lie."""
+
+    max_age_days: int
+    max_ahead_seconds: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> TimeWindow:
+        """The window these settings accept (`timestamp_max_age_days`, `..._ahead_seconds`)."""
+        return cls(settings.timestamp_max_age_days, settings.timestamp_max_ahead_seconds)
+
+    def check(self, value: datetime, *, now: datetime | None = None) -> None:
+        """Raise ValueError (a user-facing message) for a timestamp outside the window."""
+        now = now or datetime.now(UTC)
+        if value < now - timedelta(days=self.max_age_days):
+            raise ValueError(f"must be at most {self.max_age_days} days in the past")
+        if value > now + timedelta(seconds=self.max_ahead_seconds):
+            raise ValueError(f"must be at most {self.max_ahead_seconds} seconds in the future")
+
+
+def is_unicode(value: str) -> bool:
+    """False for text with a lone surrogate, which no database (or UTF-8) can store."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Checker:
@@ -85,6 +120,9 @@ class Checker:
         if "\x00" in value:
             self.error(name, "must not contain NUL characters")
             return None
+        if not is_unicode(value):
+            self.error(name, "must be valid Unicode text (no lone surrogates)")
+            return None
         if required and not value.strip():
             self.error(name, "must not be empty")
             return None
@@ -93,14 +131,19 @@ class Checker:
             return None
         return value
 
-    def timestamp(self, name: str, *, required: bool = False) -> datetime | None:
+    def timestamp(
+        self, name: str, *, required: bool = False, window: TimeWindow | None = None
+    ) -> datetime | None:
         value = self.raw.get(name)
         if value is None:
             if required:
                 self.error(name, "is required")
             return None
         try:
-            return parse_timestamp(value)
+            parsed = parse_timestamp(value)
+            if window is not None:
+                window.check(parsed)
+            return parsed
         except ValueError as exc:
             self.error(name, str(exc))
             return None
@@ -128,7 +171,7 @@ class Checker:
             self.error(name, f"must have at most {max_items} items")
             return []
         for item in value:
-            if not item.strip() or len(item) > max_length or "\x00" in item:
+            if not item.strip() or len(item) > max_length or "\x00" in item or not is_unicode(item):
                 self.error(name, f"each item must be 1 to {max_length} characters")
                 return []
         return list(value)
@@ -141,7 +184,7 @@ class Checker:
             self.error(name, "must be a JSON object")
             return {}
         try:
-            encoded = json.dumps(value, ensure_ascii=False)
+            encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
             size = len(encoded.encode("utf-8"))
         except (TypeError, ValueError, UnicodeEncodeError):
             self.error(name, "must be valid JSON")

@@ -15,10 +15,10 @@ from rest_compat.common import (
     Endpoint,
     RestError,
     bearer_secret,
-    error_body,
     only_known,
     read_json_object,
     render_error,
+    render_pagerduty_error,
     require_principal,
 )
 
@@ -102,7 +102,7 @@ async def post_pagerduty_change(endpoint: Endpoint, request: Request) -> JSONRes
             raise RestError.invalid(InvalidInput([_pd_field(e) for e in exc.errors])) from None
         await _record(endpoint, raw, principal)
     except RestError as exc:
-        return _pagerduty_error(exc)
+        return render_pagerduty_error(exc)
     return JSONResponse({"status": "success", "message": "Change event processed"}, status_code=202)
 
 
@@ -118,15 +118,3 @@ def _pd_field(error: FieldError) -> FieldError:
     head, dot, rest = error.field.partition(".")
     mapped = _PD_FIELD_NAMES.get(head, head)
     return FieldError(mapped + dot + rest, error.message)
-
-
-def _pagerduty_error(error: RestError) -> JSONResponse:
-    """PagerDuty's `status`/`message`/`errors[]` beside our documented `error` object."""
-    status = "invalid event" if error.status == 400 else "error"
-    body = {
-        "status": status,
-        "message": "Event object is invalid" if error.status == 400 else error.message,
-        "errors": error.errors,
-        **error_body(error.code, error.message),
-    }
-    return JSONResponse(body, status_code=error.status)

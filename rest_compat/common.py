@@ -4,12 +4,15 @@ and rendering errors in the documented `{"error": {"code", "message"}}` shape.""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import math
+import re
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from inspect import isawaitable
+from typing import Any, TypeGuard
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, ExecutionResult, GraphQLError, execute, parse, validate
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -18,6 +21,7 @@ from resolvers.auth import Principal, Scope, authenticate
 from resolvers.errors import AuthError, FieldError, InvalidInput
 from resolvers.timeline import Publisher
 from schema.context import Context
+from schema.errors import REFUSED, refused_message
 
 STATUS_FOR_CODE = {
     "UNAUTHENTICATED": 401,
@@ -65,6 +69,21 @@ def render_error(error: RestError) -> JSONResponse:
     return JSONResponse(error_body(error.code, error.message), status_code=error.status)
 
 
+def pagerduty_error_body(status: int, code: str, message: str, errors: list[str]) -> dict[str, Any]:
+    """PagerDuty's `status`/`message`/`errors[]` beside our documented `error` object."""
+    return {
+        "status": "invalid event" if status == 400 else "error",
+        "message": "Event object is invalid" if status == 400 else message,
+        "errors": errors,
+        **error_body(code, message),
+    }
+
+
+def render_pagerduty_error(error: RestError) -> JSONResponse:
+    body = pagerduty_error_body(error.status, error.code, error.message, error.errors)
+    return JSONResponse(body, status_code=error.status)
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """What REST endpoints need: the schema to run, settings and the bus."""
@@ -72,19 +91,51 @@ class Endpoint:
     schema: strawberry.Schema
     settings: Settings
     publisher: Publisher
+    prepared: dict[str, DocumentNode] = field(default_factory=dict)
 
     async def execute(
         self, document: str, variables: dict[str, Any], *, principal: Principal
     ) -> dict[str, Any]:
-        """Run a fixed GraphQL document as `principal`; raise RestError on GraphQL errors."""
+        """Run a fixed GraphQL document as `principal`; raise RestError on GraphQL errors.
+
+        The same schema and resolvers as `/graphql`, but the document is parsed and
+        validated once, on first use, and executed without the per-request extensions:
+        they exist for documents from clients (caches, limits, masking) and a fixed
+        document has nothing for them to do. Unexpected errors are raised (a 500), not
+        masked.
+        """
+        parsed = self.prepared.get(document)
+        if parsed is None:
+            parsed = self.prepared[document] = _prepare(self.schema, document)
         context = Context(settings=self.settings, publisher=self.publisher, principal=principal)
-        result = await self.schema.execute(
-            document, variable_values=variables, context_value=context
+        result = execute(
+            self.schema._schema,
+            parsed,
+            context_value=context,
+            variable_values=variables,
+            executor_class=self.schema.execution_context_class,
+            is_awaitable=_is_awaitable,
         )
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
         if result.errors:
             raise _rest_error(result.errors[0])
         assert result.data is not None
         return result.data
+
+
+def _prepare(schema: strawberry.Schema, document: str) -> DocumentNode:
+    """Parse and validate one of our fixed documents; an invalid one is a bug."""
+    parsed = parse(document)
+    errors = validate(schema._schema, parsed)
+    if errors:
+        raise RuntimeError(f"invalid REST document: {errors[0].message}")
+    return parsed
+
+
+def _is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
+    return isawaitable(value)
 
 
 def _rest_error(error: GraphQLError) -> RestError:
@@ -93,6 +144,8 @@ def _rest_error(error: GraphQLError) -> RestError:
         return RestError(STATUS_FOR_CODE[code], code, error.message)
     if isinstance(code, str) and code == "BAD_USER_INPUT":
         return RestError(400, "INVALID_EVENT", error.message)
+    if isinstance(error.original_error, REFUSED):  # e.g. a value too long for its column
+        return RestError(400, "INVALID_EVENT", refused_message(error.original_error))
     if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
         raise error.original_error
     return RestError(400, "INVALID_EVENT", error.message)
@@ -104,6 +157,21 @@ def _content_type_ok(request: Request) -> bool:
         return True
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
+
+
+# `\uD800`-`\uDFFF` escapes: valid only as a high-low pair (JSON text must be Unicode).
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:
@@ -120,11 +188,19 @@ async def read_json_object(request: Request, settings: Settings) -> dict[str, An
             413, "PAYLOAD_TOO_LARGE", f"The body exceeds {settings.max_body_bytes} bytes."
         )
     try:
-        parsed = json.loads(body.decode("utf-8"))
+        parsed = json.loads(
+            body.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float
+        )
+        if _ESCAPED_SURROGATE.search(body):  # rare: check that each one is in a pair
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
     except UnicodeDecodeError:
         raise RestError(400, "INVALID_EVENT", "The body is not valid UTF-8.") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+    except UnicodeEncodeError:
+        raise RestError(
+            400, "INVALID_EVENT", "The body is not valid JSON: a string has a lone surrogate."
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise RestError(400, "INVALID_EVENT", f"The body is not valid JSON: {detail}.") from None
     if not isinstance(parsed, dict):
         raise RestError(400, "INVALID_EVENT", "The body must be a JSON object.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 from strawberry.types import Info as _Info
@@ -12,6 +12,9 @@ from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope, authenticate
 from resolvers.errors import AuthError
 from resolvers.timeline import Publisher
+
+if TYPE_CHECKING:
+    from opsgraph.live import Hub
 
 
 def public_error(code: str, message: str) -> GraphQLError:
@@ -27,7 +30,15 @@ class Context:
     publisher: Publisher
     secret: str | None = None
     principal: Principal | None = None
+    hub: Hub | None = None
+    connection_params: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def require_hub(self) -> Hub:
+        """The live hub (present in the server; absent when a test runs the schema bare)."""
+        if self.hub is None:
+            raise public_error("BUS_UNAVAILABLE", "Live updates are not available here.")
+        return self.hub
 
     async def require(self, scope: Scope) -> Principal:
         """The caller's principal if it holds `scope`; a public GraphQL error otherwise."""

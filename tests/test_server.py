@@ -69,7 +69,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
             line = process.stdout.readline()
             if line.strip().startswith("og_"):
                 admin_key = line.strip()
-            if "Uvicorn running" in line or "Application startup complete" in line:
+            if "Uvicorn running" in line:
                 break
         else:
             pytest.fail("server did not start")

@@ -165,5 +165,5 @@ def test_filter_matches_in_memory_as_the_query_does() -> None:
 
 
 def test_cursor_round_trip() -> None:
-    cursor = timeline.Cursor(occurred_at=BASE + timedelta(microseconds=7), entry_id=42)
+    cursor = timeline.Cursor(occurred_at=BASE + timedelta(microseconds=7), entry_id=42, seq=3)
     assert timeline.Cursor.decode(cursor.encode()) == cursor

@@ -17,6 +17,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
                 ('name', fields.CharField(max_length=200)),
+                ('timeline_seq', fields.BigIntField(default=0)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
             options={'table': 'workspace', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A tenant: everything else belongs to exactly one workspace.'},
@@ -75,6 +76,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('workspace', fields.ForeignKeyField('models.Workspace', source_field='workspace_id', db_constraint=True, to_field='id', related_name='timeline', on_delete=OnDelete.CASCADE)),
+                ('seq', fields.BigIntField()),
                 ('kind', fields.CharEnumField(description='CHANGE: CHANGE\nINCIDENT_TRIGGERED: INCIDENT_TRIGGERED\nINCIDENT_UPDATED: INCIDENT_UPDATED\nINCIDENT_ACKNOWLEDGED: INCIDENT_ACKNOWLEDGED\nINCIDENT_RESOLVED: INCIDENT_RESOLVED\nINCIDENT_DROPPED: INCIDENT_DROPPED\nINCIDENT_ANNOTATED: INCIDENT_ANNOTATED\nRUN_STARTED: RUN_STARTED\nRUN_COMPLETED: RUN_COMPLETED\nRUN_FAILED: RUN_FAILED\nTOOL_CALLED: TOOL_CALLED\nTOOL_COMPLETED: TOOL_COMPLETED\nTOOL_FAILED: TOOL_FAILED\nAPPROVAL_REQUESTED: APPROVAL_REQUESTED\nAPPROVAL_DECIDED: APPROVAL_DECIDED\nAPPROVAL_EXPIRED: APPROVAL_EXPIRED\nPOLICY_VIOLATION: POLICY_VIOLATION', enum_type=TimelineKind, max_length=32)),
                 ('occurred_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('summary', fields.TextField(unique=False)),
@@ -87,7 +89,7 @@ class Migration(migrations.Migration):
                 ('subject_id', fields.CharField(null=True, max_length=40)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'timeline_entry', 'app': 'models', 'indexes': [Index(fields=['workspace_id', 'occurred_at', 'id']), Index(fields=['workspace_id', 'service', 'occurred_at', 'id']), Index(fields=['workspace_id', 'kind', 'occurred_at', 'id']), Index(fields=['subject_type', 'subject_id'])], 'pk_attr': 'id', 'table_description': "One happening on a workspace's timeline."},
+            options={'table': 'timeline_entry', 'app': 'models', 'unique_together': (('workspace_id', 'seq'),), 'indexes': [Index(fields=['workspace_id', 'occurred_at', 'id']), Index(fields=['workspace_id', 'service', 'occurred_at', 'id']), Index(fields=['workspace_id', 'kind', 'occurred_at', 'id']), Index(fields=['subject_type', 'subject_id'])], 'pk_attr': 'id', 'table_description': "One happening on a workspace's timeline."},
             bases=['Model'],
         ),
         ops.CreateModel(

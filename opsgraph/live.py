@@ -1,0 +1,266 @@
+"""Live fan-out: one bus subscription per process, each new entry read once, handed to
+every matching subscriber of its workspace through a bounded queue.
+
+The bus carries `(workspace, entry id)` notes only. On a note the hub reads the workspace's
+entries after the last `seq` it delivered, in commit order, so a lost note is made good by
+the next one. A subscriber that falls behind is ended (it resumes with `after`); when the
+bus connection is lost every subscriber is ended, so clients reconnect instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from broadcaster._backends.base import BroadcastBackend
+
+from models.timeline import TimelineEntry
+from resolvers.timeline import current_seq, entries_after
+
+log = logging.getLogger(__name__)
+
+FETCH_BATCH = 500
+
+
+class LiveError(Exception):
+    """Why a live subscription ended; the client resumes with `after`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def lagged() -> LiveError:
+    return LiveError(
+        "SUBSCRIBER_LAGGED", "The subscriber fell behind and was ended; resume with `after`."
+    )
+
+
+def bus_lost() -> LiveError:
+    return LiveError(
+        "BUS_UNAVAILABLE", "Live updates were interrupted; reconnect and resume with `after`."
+    )
+
+
+class Subscriber:
+    """One live consumer: a bounded queue of entries already filtered for it."""
+
+    def __init__(
+        self, *, workspace_id: str, accepts: Callable[[TimelineEntry], bool], maxsize: int
+    ) -> None:
+        self.workspace_id = workspace_id
+        self.accepts = accepts
+        self.maxsize = maxsize
+        self.start_seq = 0
+        self._items: deque[TimelineEntry] = deque()
+        self._wakeup = asyncio.Event()
+        self.error: LiveError | None = None
+
+    def offer(self, entry: TimelineEntry) -> None:
+        if self.error is not None or not self.accepts(entry):
+            return
+        if len(self._items) >= self.maxsize:
+            self.fail(lagged())
+            return
+        self._items.append(entry)
+        self._wakeup.set()
+
+    def fail(self, error: LiveError) -> None:
+        if self.error is None:
+            self.error = error
+            self._items.clear()
+            self._wakeup.set()
+
+    async def next(self) -> TimelineEntry:
+        """The next entry; raises the LiveError that ended the subscription."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            if self._items:
+                return self._items.popleft()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+
+@dataclass
+class _Workspace:
+    delivered: int
+    subscribers: set[Subscriber] = field(default_factory=set)
+    dirty: bool = False
+    fetching: bool = False
+
+
+class Hub:
+    """The process's single bus listener and its per-workspace subscriber sets."""
+
+    def __init__(
+        self,
+        backend_factory: Callable[[], BroadcastBackend],
+        *,
+        channel: str,
+        queue_size: int,
+        heartbeat_seconds: float,
+    ) -> None:
+        self._factory = backend_factory
+        self._channel = channel
+        self._queue_size = queue_size
+        self._heartbeat_seconds = heartbeat_seconds
+        self._workspaces: dict[str, _Workspace] = {}
+        self._backend: BroadcastBackend | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(ws.subscribers) for ws in self._workspaces.values())
+
+    async def start(self) -> None:
+        """Connect and keep listening (reconnecting after losses) until `stop`."""
+        await self._connect()
+        self._task = asyncio.create_task(self._run(), name="opsgraph-live-hub")
+
+    async def stop(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._tasks):
+            task.cancel()
+        await self._disconnect()
+        self._fail_all(LiveError("SHUTTING_DOWN", "The server is shutting down; reconnect."))
+
+    @property
+    def backend(self) -> BroadcastBackend | None:
+        return self._backend
+
+    async def _connect(self) -> None:
+        backend = self._factory()
+        await backend.connect()
+        await backend.subscribe(self._channel)
+        self._backend = backend
+        self._connected.set()
+
+    async def _disconnect(self) -> None:
+        backend, self._backend = self._backend, None
+        self._connected.clear()
+        if backend is not None:
+            with contextlib.suppress(Exception):
+                await backend.disconnect()
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while not self._closing:
+            try:
+                if self._backend is None:
+                    await self._connect()
+                    delay = 0.2
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the bus is gone: end everyone, then reconnect
+                log.warning("live bus lost (%s): ending %d subscribers", exc, self.subscriber_count)
+                self._fail_all(bus_lost())
+                await self._disconnect()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _listen(self) -> None:
+        backend = self._backend
+        assert backend is not None
+        while True:
+            event = await asyncio.wait_for(
+                backend.next_published(), timeout=self._heartbeat_seconds * 3
+            )
+            try:
+                note = json.loads(event.message)
+            except (TypeError, ValueError):
+                continue
+            workspace_id = note.get("w") if isinstance(note, dict) else None
+            if isinstance(workspace_id, str) and workspace_id in self._workspaces:
+                self._schedule_fetch(workspace_id)
+
+    async def heartbeat(self) -> None:
+        """Publish a ping every interval so a dead listener is noticed by its timeout."""
+        while not self._closing:
+            await asyncio.sleep(self._heartbeat_seconds)
+            backend = self._backend
+            if backend is not None:
+                with contextlib.suppress(Exception):
+                    await backend.publish(self._channel, '{"ping":1}')
+
+    def _schedule_fetch(self, workspace_id: str) -> None:
+        state = self._workspaces[workspace_id]
+        if state.fetching:
+            state.dirty = True
+            return
+        state.fetching = True
+        task = asyncio.create_task(self._fetch(workspace_id, state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, workspace_id: str, state: _Workspace) -> None:
+        try:
+            while True:
+                state.dirty = False
+                rows = await entries_after(
+                    workspace_id=workspace_id, after_seq=state.delivered, limit=FETCH_BATCH
+                )
+                for row in rows:
+                    if row.seq != state.delivered + 1:
+                        break  # a hole cannot happen (seq is gapless), but never skip one
+                    state.delivered = row.seq
+                    for subscriber in list(state.subscribers):
+                        subscriber.offer(row)
+                if not state.dirty and len(rows) < FETCH_BATCH:
+                    return
+        except Exception:
+            log.exception("live fan-out read failed for a workspace")
+            for subscriber in list(state.subscribers):
+                subscriber.fail(bus_lost())
+        finally:
+            state.fetching = False
+            if not state.subscribers and self._workspaces.get(workspace_id) is state:
+                del self._workspaces[workspace_id]
+
+    async def subscribe(
+        self, *, workspace_id: str, accepts: Callable[[TimelineEntry], bool]
+    ) -> Subscriber:
+        """Register a subscriber; entries with seq > its `start_seq` reach it live."""
+        if not self._connected.is_set():
+            raise bus_lost()
+        subscriber = Subscriber(
+            workspace_id=workspace_id, accepts=accepts, maxsize=self._queue_size
+        )
+        state = self._workspaces.get(workspace_id)
+        if state is None:
+            seq = await current_seq(workspace_id=workspace_id)
+            state = self._workspaces.get(workspace_id)  # another may have raced us here
+            if state is None:
+                state = self._workspaces[workspace_id] = _Workspace(delivered=seq)
+                # Entries committed before the note reached us are picked up by a read now.
+                self._schedule_fetch(workspace_id)
+        subscriber.start_seq = state.delivered
+        state.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        state = self._workspaces.get(subscriber.workspace_id)
+        if state is None:
+            return
+        state.subscribers.discard(subscriber)
+        if not state.subscribers and not state.fetching:
+            del self._workspaces[subscriber.workspace_id]
+
+    def _fail_all(self, error: LiveError) -> None:
+        for state in self._workspaces.values():
+            for subscriber in list(state.subscribers):
+                subscriber.fail(error)
+        self._workspaces.clear()

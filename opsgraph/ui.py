@@ -1,0 +1,46 @@
+"""Serving the built web UI: static files, and index.html for the UI's own deep links."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+# First path segments that belong to the API: a miss there stays a 404, never the UI.
+API_PREFIXES = frozenset({"graphql", "events", "api", "v1", "v2", "healthz", "openapi.json"})
+# Hashed build output: a missing chunk must 404 rather than come back as HTML.
+ASSETS = "assets"
+
+
+def is_ui_route(path: str) -> bool:
+    """True for paths the browser app routes itself, like /approvals or /incidents/inc_1."""
+    segments = [segment for segment in path.split("/") if segment]
+    if not segments:
+        return True
+    if segments[0] in API_PREFIXES or segments[0] == ASSETS:
+        return False
+    return "." not in segments[-1]
+
+
+class SpaStaticFiles(StaticFiles):
+    """StaticFiles that answers index.html for UI routes it has no file for (SPA fallback).
+
+    index.html is never cached (it names the current build's assets); the hashed assets are
+    cached for good.
+    """
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            response = await super().get_response(path, scope)
+        except HTTPException as exc:
+            if exc.status_code != 404 or scope["method"] not in ("GET", "HEAD"):
+                raise
+            if not is_ui_route(scope["path"]):
+                raise
+            response = await super().get_response("index.html", scope)
+        if path.startswith(ASSETS + "/") and response.status_code == 200:
+            response.headers["cache-control"] = "public, max-age=31536000, immutable"
+        else:
+            response.headers.setdefault("cache-control", "no-cache")
+        return response

@@ -1,0 +1,241 @@
+"""Agent events (`POST /v1/events`): validation, idempotent `eventId`s, dispatch by type."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from models.agent import AgentEvent
+from models.ids import new_id
+from opsgraph.settings import Settings
+from resolvers import approvals, runs
+from resolvers.auth import Principal, Scope
+from resolvers.policies import decide_tool_call
+from resolvers.policy_eval import CallFacts, Decision
+from resolvers.runs import EventConflict
+from resolvers.timeline import Publisher
+from resolvers.validation import Checker, TimeWindow
+
+# A concurrent writer can take a run or tool call key between our read and our insert;
+# the transaction is then retried from the top (at most this many times).
+_ATTEMPTS = 3
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "run.started"
+    RUN_COMPLETED = "run.completed"
+    RUN_FAILED = "run.failed"
+    TOOL_CALLED = "tool.called"
+    TOOL_COMPLETED = "tool.completed"
+    TOOL_FAILED = "tool.failed"
+
+
+EVENT_TYPES = [event_type.value for event_type in EventType]
+_TOOL_EVENTS = {EventType.TOOL_CALLED, EventType.TOOL_COMPLETED, EventType.TOOL_FAILED}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEventData:
+    """A validated agent event, with the metadata fields its type uses pulled out."""
+
+    event_id: str
+    run_key: str
+    agent_id: str
+    occurred_at: datetime
+    event_type: EventType
+    status: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None
+    model: str | None = None
+    reason: str | None = None
+    agent_context: dict[str, Any] = field(default_factory=dict)
+    call_key: str | None = None
+    tool_name: str | None = None
+    action_hint: str | None = None
+    input_payload: dict[str, Any] = field(default_factory=dict)
+    output_payload: Any = None
+    error: str | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        """The event as stored and hashed: a retry with the same body hashes the same."""
+        return {
+            "eventId": self.event_id,
+            "runId": self.run_key,
+            "agentId": self.agent_id,
+            "timestamp": self.occurred_at.isoformat(),
+            "eventType": self.event_type.value,
+            "status": self.status,
+            "metadata": self.metadata,
+        }
+
+    def body_hash(self) -> str:
+        encoded = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEventOutcome:
+    """The response (first one, for a repeated event) and what it refers to."""
+
+    response: dict[str, Any]
+    event_type: EventType
+    run_id: str | None
+    tool_call_id: str | None
+    duplicate: bool
+
+
+def _error_text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def validate_agent_event(raw: Mapping[str, Any], *, settings: Settings) -> AgentEventData:
+    """Check an agent event field by field; raises InvalidInput naming every bad field."""
+    check = Checker(raw)
+    event_id = check.text("eventId", required=True)
+    run_key = check.text("runId", required=True)
+    agent_id = check.text("agentId", required=True)
+    occurred_at = check.timestamp("timestamp", required=True, window=TimeWindow.of(settings))
+    event_type = check.choice("eventType", EVENT_TYPES, required=True)
+    status = check.text("status", max_length=64)
+    errors_before = len(check.errors)
+    metadata = check.json_object("metadata", max_bytes=settings.max_metadata_bytes)
+    values: dict[str, Any] = {}
+    if event_type is not None and len(check.errors) == errors_before:
+        kind = EventType(event_type)
+        meta = check.nested("metadata", required=kind in _TOOL_EVENTS)
+        if meta is not None and kind is EventType.RUN_STARTED:
+            values["task"] = meta.text("task", max_length=settings.max_name_length)
+            values["model"] = meta.text("model")
+        if meta is not None and kind in _TOOL_EVENTS:
+            values["call_key"] = meta.text("toolCallId", required=True)
+        if meta is not None and kind is EventType.TOOL_CALLED:
+            values["tool_name"] = meta.text("toolName", required=True)
+            values["action_hint"] = meta.text("actionHint")
+            values["input_payload"] = meta.json_object("inputPayload", max_bytes=10**9)
+        if meta is not None and kind in {EventType.RUN_STARTED, EventType.TOOL_CALLED}:
+            values["reason"] = meta.text("reason", max_length=settings.max_name_length * 4)
+            values["agent_context"] = meta.json_object("agentContext", max_bytes=10**9)
+        if meta is not None and kind in {EventType.TOOL_COMPLETED, EventType.TOOL_FAILED}:
+            values["output_payload"] = metadata.get("outputPayload")
+        if kind in {EventType.RUN_FAILED, EventType.TOOL_FAILED}:
+            values["error"] = _error_text(metadata.get("error"))
+    check.raise_if_invalid()
+    assert event_id and run_key and agent_id and occurred_at and event_type
+    return AgentEventData(
+        event_id=event_id,
+        run_key=run_key,
+        agent_id=agent_id,
+        occurred_at=occurred_at,
+        event_type=EventType(event_type),
+        status=status,
+        metadata=metadata,
+        **values,
+    )
+
+
+def _replay(existing: AgentEvent, data: AgentEventData) -> AgentEventOutcome:
+    if existing.body_hash != data.body_hash():
+        raise EventConflict(
+            f"Event {data.event_id} was already recorded with a different body; "
+            "an eventId identifies one event."
+        )
+    return AgentEventOutcome(
+        response=existing.response,
+        event_type=EventType(existing.event_type),
+        run_id=existing.run_ref,
+        tool_call_id=existing.tool_call_ref,
+        duplicate=True,
+    )
+
+
+async def record_agent_event(
+    *, principal: Principal, data: AgentEventData, settings: Settings, publisher: Publisher
+) -> AgentEventOutcome:
+    """Process an event once: a repeat returns the first response, a changed body conflicts."""
+    principal.require(Scope.EVENTS_WRITE)
+    workspace_id = principal.workspace_id
+    if data.event_type in {EventType.TOOL_COMPLETED, EventType.TOOL_FAILED}:
+        await approvals.expire_due_approvals(publisher=publisher, workspace_id=workspace_id)
+    for attempt in range(_ATTEMPTS):
+        existing = await AgentEvent.get_or_none(workspace_id=workspace_id, event_id=data.event_id)
+        if existing is not None:
+            return _replay(existing, data)
+        decision = await _decide(workspace_id, data)
+        try:
+            async with in_transaction():
+                event = await AgentEvent.create(
+                    id=new_id("aev"),
+                    workspace_id=workspace_id,
+                    event_id=data.event_id,
+                    event_type=data.event_type.value,
+                    body_hash=data.body_hash(),
+                    body=data.canonical(),
+                )
+                step = await _dispatch(workspace_id, data, decision, settings)
+                step.response = {
+                    "eventId": data.event_id,
+                    "runId": data.run_key,
+                    "processed": True,
+                    **step.response,
+                }
+                event.response = step.response
+                event.run_ref = step.run.id
+                event.tool_call_ref = step.tool_call.id if step.tool_call else None
+                await event.save(update_fields=["response", "run_ref", "tool_call_ref"])
+                entries = await step.record_entries()
+        except IntegrityError:
+            if attempt == _ATTEMPTS - 1:
+                raise
+            continue
+        for entry in entries:
+            await publisher.entry_committed(workspace_id=workspace_id, entry_id=entry.id)
+        return AgentEventOutcome(
+            response=step.response,
+            event_type=data.event_type,
+            run_id=step.run.id,
+            tool_call_id=step.tool_call.id if step.tool_call else None,
+            duplicate=False,
+        )
+    raise AssertionError("unreachable")
+
+
+async def _decide(workspace_id: str, data: AgentEventData) -> Decision | None:
+    if data.event_type is not EventType.TOOL_CALLED:
+        return None
+    assert data.tool_name is not None
+    call = CallFacts(
+        tool_name=data.tool_name,
+        agent_id=data.agent_id,
+        action_hint=data.action_hint,
+        input_payload=data.input_payload,
+    )
+    return await decide_tool_call(workspace_id=workspace_id, call=call)
+
+
+async def _dispatch(
+    workspace_id: str, data: AgentEventData, decision: Decision | None, settings: Settings
+) -> runs.Step:
+    if data.event_type is EventType.RUN_STARTED:
+        return await runs.start_run(workspace_id=workspace_id, data=data)
+    if data.event_type in {EventType.RUN_COMPLETED, EventType.RUN_FAILED}:
+        return await runs.finish_run(
+            workspace_id=workspace_id, data=data, failed=data.event_type is EventType.RUN_FAILED
+        )
+    if data.event_type is EventType.TOOL_CALLED:
+        assert decision is not None
+        return await runs.call_tool(
+            workspace_id=workspace_id, data=data, decision=decision, settings=settings
+        )
+    return await runs.finish_tool_call(
+        workspace_id=workspace_id, data=data, failed=data.event_type is EventType.TOOL_FAILED
+    )

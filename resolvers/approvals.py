@@ -1,0 +1,300 @@
+"""Approvals: requesting, deciding (once), expiring (never approving) and waiting for them.
+
+Every transition is a conditional UPDATE on the pending row, so of two concurrent
+decisions, or a decision racing the expiry sweep, exactly one wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from models.agent import ToolCall, ToolCallStatus
+from models.approval import Approval, ApprovalStatus
+from models.ids import new_id
+from models.timeline import TimelineEntry, TimelineKind
+from opsgraph.settings import Settings
+from resolvers.auth import Principal, Scope
+from resolvers.keyset import KeyCursor, KeyPage, page
+from resolvers.timeline import Publisher, record_entry
+
+log = logging.getLogger(__name__)
+
+# A waiter re-reads the row this often, to see decisions taken by other processes.
+POLL_SECONDS = 1.0
+MAX_COMMENT = 2000
+
+_waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+
+
+class ApprovalDecision(StrEnum):
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
+class ApprovalNotFound(Exception):
+    """No approval with that id in the workspace."""
+
+
+class InvalidDecision(Exception):
+    """The decision is incomplete: a rejection needs a comment."""
+
+
+class ApprovalSettled(Exception):
+    """The approval was already decided or has expired; decisions are final."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _wake(approval_id: str) -> None:
+    for event in _waiters.get(approval_id, ()):
+        event.set()
+
+
+async def request_approval(*, tool_call: ToolCall, reason: str, settings: Settings) -> Approval:
+    """Create a pending approval for a held tool call (inside the caller's transaction)."""
+    requested_at = _now()
+    return await Approval.create(
+        id=new_id("ap"),
+        workspace_id=tool_call.workspace_id,
+        run_id=tool_call.run_id,
+        tool_call_id=tool_call.id,
+        status=ApprovalStatus.PENDING,
+        reason=reason,
+        requested_at=requested_at,
+        expires_at=requested_at + timedelta(seconds=settings.approval_expiry_seconds),
+    )
+
+
+def requested_entry(approval: Approval, call: ToolCall, *, occurred_at: datetime) -> dict[str, Any]:
+    """The APPROVAL_REQUESTED entry's fields, for the caller to record last."""
+    return _entry(
+        approval,
+        call,
+        TimelineKind.APPROVAL_REQUESTED,
+        f"Approval requested: {approval.reason}",
+        occurred_at=occurred_at,
+        actor=call.agent_id,
+        expiresAt=_iso(approval.expires_at),
+    )
+
+
+def _entry(
+    approval: Approval,
+    call: ToolCall,
+    kind: TimelineKind,
+    summary: str,
+    *,
+    occurred_at: datetime,
+    actor: str | None,
+    **details: Any,
+) -> dict[str, Any]:
+    return {
+        "workspace_id": approval.workspace_id,
+        "kind": kind,
+        "occurred_at": occurred_at,
+        "summary": summary[:1000],
+        "service": call.service,
+        "environment": call.environment,
+        "actor": actor,
+        "details": {
+            "approvalId": approval.id,
+            "status": approval.status.value,
+            "toolCallId": call.call_key,
+            "toolName": call.tool_name,
+            **details,
+        },
+        "subject_type": "Approval",
+        "subject_id": approval.id,
+    }
+
+
+async def _expire(approval_id: str, publisher: Publisher) -> bool:
+    """Expire one due approval; False if it was decided or expired meanwhile."""
+    now = _now()
+    async with in_transaction():
+        moved = await Approval.filter(
+            id=approval_id, status=ApprovalStatus.PENDING, expires_at__lte=now
+        ).update(status=ApprovalStatus.EXPIRED, decided_at=now)
+        if not moved:
+            return False
+        approval = await Approval.get(id=approval_id)
+        await ToolCall.filter(
+            id=approval.tool_call_id, status=ToolCallStatus.AWAITING_APPROVAL
+        ).update(status=ToolCallStatus.EXPIRED)
+        call = await ToolCall.get(id=approval.tool_call_id)
+        summary = f"Approval for {call.tool_name} expired without a decision"
+        entry = await record_entry(
+            **_entry(
+                approval, call, TimelineKind.APPROVAL_EXPIRED, summary, occurred_at=now, actor=None
+            )
+        )
+    await publisher.entry_committed(workspace_id=approval.workspace_id, entry_id=entry.id)
+    _wake(approval_id)
+    return True
+
+
+async def expire_due_approvals(
+    *, publisher: Publisher, workspace_id: str | None = None, limit: int = 500
+) -> int:
+    """Expire pending approvals past their expiry (one workspace, or all); returns how many."""
+    query = Approval.filter(status=ApprovalStatus.PENDING, expires_at__lte=_now())
+    if workspace_id is not None:
+        query = query.filter(workspace_id=workspace_id)
+    due = [
+        str(v) for v in await query.order_by("expires_at").limit(limit).values_list("id", flat=True)
+    ]
+    expired = 0
+    for approval_id in due:
+        expired += await _expire(approval_id, publisher)
+    return expired
+
+
+async def get_approval(
+    *, workspace_id: str, approval_id: str, publisher: Publisher
+) -> Approval | None:
+    """One approval of the workspace, expired first if its time is up."""
+    approval = await Approval.get_or_none(id=approval_id, workspace_id=workspace_id)
+    return await expire_if_due(approval, publisher=publisher) if approval else None
+
+
+async def expire_if_due(approval: Approval, *, publisher: Publisher) -> Approval:
+    """The approval as it stands, expired first if its time is up (lazy expiry on read)."""
+    if approval.status is ApprovalStatus.PENDING and approval.expires_at <= _now():
+        await _expire(approval.id, publisher)
+        await approval.refresh_from_db()
+    return approval
+
+
+async def list_approvals(
+    *,
+    workspace_id: str,
+    status: ApprovalStatus | None,
+    first: int,
+    after: KeyCursor | None,
+    publisher: Publisher,
+) -> KeyPage[Approval]:
+    """Approvals newest first, optionally of one status (due ones are expired first)."""
+    await expire_due_approvals(publisher=publisher, workspace_id=workspace_id)
+    query = Approval.filter(workspace_id=workspace_id)
+    if status is not None:
+        query = query.filter(status=status)
+    return await page(query, time_field="requested_at", first=first, after=after)
+
+
+def _settled_message(approval: Approval) -> str:
+    when = _iso(approval.decided_at) if approval.decided_at else "earlier"
+    if approval.status is ApprovalStatus.EXPIRED:
+        return f"Approval {approval.id} expired at {when} without a decision; it cannot be decided."
+    verb = approval.status.value.lower()
+    return (
+        f"Approval {approval.id} was already {verb} by {approval.decided_by} at {when}; "
+        "a decision is final."
+    )
+
+
+async def decide_approval(
+    *,
+    principal: Principal,
+    approval_id: str,
+    decision: ApprovalDecision,
+    comment: str | None,
+    publisher: Publisher,
+) -> Approval:
+    """Approve or reject a pending approval; the key's name is recorded as the decider."""
+    principal.require(Scope.APPROVALS_DECIDE)
+    comment = comment.strip() if comment else None
+    if decision is ApprovalDecision.REJECT and not comment:
+        raise InvalidDecision("comment: is required to reject; say why.")
+    if comment and len(comment) > MAX_COMMENT:
+        raise InvalidDecision(f"comment: must be at most {MAX_COMMENT} characters.")
+    approval = await get_approval(
+        workspace_id=principal.workspace_id, approval_id=approval_id, publisher=publisher
+    )
+    if approval is None:
+        raise ApprovalNotFound(f"No approval {approval_id!r} in this workspace.")
+    approved = decision is ApprovalDecision.APPROVE
+    status = ApprovalStatus.APPROVED if approved else ApprovalStatus.REJECTED
+    now = _now()
+    entry: TimelineEntry | None = None
+    async with in_transaction():
+        moved = await Approval.filter(
+            id=approval.id, status=ApprovalStatus.PENDING, expires_at__gt=now
+        ).update(status=status, decided_at=now, decided_by=principal.name, comment=comment)
+        if moved:
+            await ToolCall.filter(
+                id=approval.tool_call_id, status=ToolCallStatus.AWAITING_APPROVAL
+            ).update(status=ToolCallStatus.APPROVED if approved else ToolCallStatus.REJECTED)
+            await approval.refresh_from_db()
+            call = await ToolCall.get(id=approval.tool_call_id)
+            verb = "approved" if approved else "rejected"
+            summary = f"{principal.name} {verb} {call.tool_name} for {call.agent_id}"
+            entry = await record_entry(
+                **_entry(
+                    approval,
+                    call,
+                    TimelineKind.APPROVAL_DECIDED,
+                    summary + (f": {comment}" if comment else ""),
+                    occurred_at=now,
+                    actor=principal.name,
+                    decision=decision.value,
+                    comment=comment,
+                )
+            )
+    if entry is None:
+        await _expire(approval.id, publisher)  # lost to the clock: record the expiry
+        await approval.refresh_from_db()
+        raise ApprovalSettled(_settled_message(approval))
+    await publisher.entry_committed(workspace_id=approval.workspace_id, entry_id=entry.id)
+    _wake(approval.id)
+    return approval
+
+
+async def wait_until_settled(*, workspace_id: str, approval_id: str, timeout: float) -> None:
+    """Return once the approval is no longer pending, or after `timeout` seconds.
+
+    Decisions in this process wake the waiter at once; others are seen by re-reading.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    event = asyncio.Event()
+    _waiters[approval_id].add(event)
+    try:
+        while True:
+            event.clear()  # before reading, so a decision landing after the read wakes us
+            row = await Approval.get_or_none(id=approval_id, workspace_id=workspace_id)
+            if row is None or row.status is not ApprovalStatus.PENDING:
+                return
+            remaining = min(deadline - loop.time(), (row.expires_at - _now()).total_seconds())
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, POLL_SECONDS))
+            except TimeoutError:
+                pass
+    finally:
+        _waiters[approval_id].discard(event)
+        if not _waiters[approval_id]:
+            del _waiters[approval_id]
+
+
+async def sweep_forever(*, publisher: Publisher, interval_seconds: float) -> None:
+    """Expire due approvals every `interval_seconds` until cancelled (the app's lifespan)."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            await expire_due_approvals(publisher=publisher)
+        except Exception:  # a database hiccup must not end the sweeper
+            log.exception("expiring due approvals failed; retrying in %ss", interval_seconds)

@@ -1,0 +1,75 @@
+"""Group work that arrives concurrently into one batch: one query or one transaction for
+many callers, each of whom gets its own answer once the batch is done.
+
+There is no timer: the first caller starts a batch at once, and everyone who arrives while
+it runs joins the next one. Under light load a batch holds one item (no added latency);
+under load a batch holds everything that queued while the previous one ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# The batch function returns one outcome per item, in order: a result or an exception.
+BatchFunction = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
+
+
+class Batcher(Generic[T, R]):
+    """Runs `work` on batches of submitted items, one batch at a time per event loop."""
+
+    def __init__(self, work: BatchFunction[T, R], *, max_items: int) -> None:
+        self._work = work
+        self.max_items = max(1, max_items)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._draining = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        """Queue `item`, wait for its batch, and return its own outcome."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tests): forget the old one's state
+            self._loop, self._pending, self._draining, self._task = loop, [], False, None
+        future: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, future))
+        if not self._draining:
+            self._draining = True
+            # A fresh context: the batch must not run inside the first caller's transaction.
+            self._task = loop.create_task(self._drain(), context=contextvars.Context())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_items]
+                del self._pending[: self.max_items]
+                try:
+                    outcomes = await self._work([item for item, _ in batch])
+                except Exception as exc:  # the whole batch failed: tell everyone
+                    outcomes = [exc] * len(batch)
+                except BaseException:  # cancelled (shut-down): so are the callers
+                    for _, future in batch + self._pending:
+                        future.cancel()
+                    self._pending = []
+                    raise
+                _settle(batch, outcomes)
+        finally:
+            self._draining = False
+
+
+def _settle(
+    batch: list[tuple[T, asyncio.Future[R]]], outcomes: Sequence[R | BaseException]
+) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -1,0 +1,170 @@
+"""Incident rows, written race-safely: each function is one transaction that either does its
+write with its timeline entry or returns None because a concurrent writer got there first.
+
+One incident per (service, dedup key) may be open: the unique constraint over (service,
+dedup key, open marker) enforces it, so `open_incident` fails with IntegrityError when it
+loses; the others are conditional UPDATEs that match no row when they lose.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from models.ids import new_id
+from models.incident import OPEN, Incident, IncidentAlert, IncidentStatus
+from models.timeline import TimelineEntry, TimelineKind
+from models.workspace import Service
+from resolvers.auth import Principal
+from resolvers.incident_events import AlertData, IncidentEvent, Step
+from resolvers.timeline import record_entry
+
+SUBJECT = "Incident"
+
+Written = tuple[Incident, TimelineEntry]
+
+
+async def latest_incident(*, service_id: str, dedup_key: str) -> Incident | None:
+    """The most recently opened incident of a dedup key on a service, open or not."""
+    found: Incident | None = (
+        await Incident.filter(service_id=service_id, dedup_key=dedup_key)
+        .order_by("-opened_at", "-id")
+        .first()
+    )
+    return found
+
+
+def _details(incident: Incident, **extra: Any) -> dict[str, Any]:
+    return {
+        "incident_key": incident.id,
+        "dedup_key": incident.dedup_key,
+        "status": incident.status.value,
+        "severity": incident.severity.value,
+        "alert_count": incident.alert_count,
+        **{name: value for name, value in extra.items() if value is not None},
+    }
+
+
+async def _entry(
+    incident: Incident, kind: TimelineKind, summary: str, *, actor: str, **extra: Any
+) -> TimelineEntry:
+    """An entry about the incident (its service must be loaded)."""
+    return await record_entry(
+        workspace_id=incident.workspace_id,
+        kind=kind,
+        occurred_at=datetime.now(UTC),
+        summary=summary,
+        service=incident.service.name,
+        actor=actor,
+        details=_details(incident, **extra),
+        subject_type=SUBJECT,
+        subject_id=incident.id,
+    )
+
+
+async def open_incident(
+    *, principal: Principal, service: Service, dedup_key: str, alert: AlertData
+) -> Written | None:
+    """Open an incident with its first alert; None if one is already open for the key."""
+    now = datetime.now(UTC)
+    try:
+        async with in_transaction():
+            incident = await Incident.create(
+                id=new_id("inc"),
+                workspace_id=principal.workspace_id,
+                service=service,
+                dedup_key=dedup_key,
+                opened_at=now,
+                last_seen_at=now,
+                **alert.columns(),
+            )
+            await IncidentAlert.create(
+                incident_id=incident.id, received_at=now, actor=principal.name, **alert.columns()
+            )
+            entry = await _entry(
+                incident,
+                TimelineKind.INCIDENT_TRIGGERED,
+                alert.summary,
+                actor=principal.name,
+                source=alert.source,
+            )
+    except IntegrityError:
+        return None  # another trigger opened it first: update that one instead
+    return incident, entry
+
+
+async def add_alert(
+    *, principal: Principal, service: Service, incident: Incident, alert: AlertData
+) -> Written | None:
+    """Count one more alert on an open incident, keeping its latest payload; None if it
+    was resolved meanwhile."""
+    now = datetime.now(UTC)
+    async with in_transaction():
+        changed = await Incident.filter(id=incident.id, open_marker=OPEN).update(
+            alert_count=F("alert_count") + 1, last_seen_at=now, **alert.columns()
+        )
+        if not changed:
+            return None  # resolved meanwhile: the trigger opens a new incident
+        await IncidentAlert.create(
+            incident_id=incident.id, received_at=now, actor=principal.name, **alert.columns()
+        )
+        fresh = await Incident.get(id=incident.id)
+        fresh.service = service
+        entry = await _entry(
+            fresh, TimelineKind.INCIDENT_UPDATED, alert.summary, actor=principal.name
+        )
+    return fresh, entry
+
+
+async def transition(
+    *, incident: Incident, step: Step, actor: str, note: str | None, service: Service
+) -> Written | None:
+    """Acknowledge or resolve by a conditional UPDATE; None if the status moved meanwhile."""
+    now = datetime.now(UTC)
+    async with in_transaction():
+        if step is Step.ACKNOWLEDGE:
+            changed = await Incident.filter(id=incident.id, status=IncidentStatus.TRIGGERED).update(
+                status=IncidentStatus.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor
+            )
+            kind, verb = TimelineKind.INCIDENT_ACKNOWLEDGED, "Acknowledged"
+        else:
+            changed = await Incident.filter(id=incident.id, open_marker=OPEN).update(
+                status=IncidentStatus.RESOLVED, open_marker=None, resolved_at=now, resolved_by=actor
+            )
+            kind, verb = TimelineKind.INCIDENT_RESOLVED, "Resolved"
+        if not changed:
+            return None
+        fresh = await Incident.get(id=incident.id)
+        fresh.service = service
+        entry = await _entry(fresh, kind, f"{verb}: {fresh.summary}", actor=actor, note=note)
+    return fresh, entry
+
+
+async def record_drop(
+    *,
+    principal: Principal,
+    service: Service,
+    event: IncidentEvent,
+    incident: Incident | None,
+    reason: str,
+) -> TimelineEntry:
+    """Record that an event changed nothing, and why."""
+    details = {"event_action": event.action.value, "dedup_key": event.dedup_key, "reason": reason}
+    if incident is not None:
+        details["incident_key"] = incident.id
+    async with in_transaction():
+        return await record_entry(
+            workspace_id=principal.workspace_id,
+            kind=TimelineKind.INCIDENT_DROPPED,
+            occurred_at=datetime.now(UTC),
+            summary=f"Dropped {event.action.value} for {event.dedup_key}: {reason}",
+            service=service.name,
+            actor=principal.name,
+            details=details,
+            subject_type=SUBJECT if incident is not None else None,
+            subject_id=incident.id if incident is not None else None,
+        )

@@ -1,0 +1,63 @@
+"""Keyset paging for runs and approvals: newest first by (time, id), opaque cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from tortoise.expressions import Q
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Row = TypeVar("Row")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCursor:
+    """A position in the newest-first order of one table: (time, id)."""
+
+    at: datetime
+    row_id: str
+
+    def encode(self) -> str:
+        micros = (self.at - EPOCH) // timedelta(microseconds=1)
+        return base64.urlsafe_b64encode(f"k1:{micros}:{self.row_id}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str) -> KeyCursor:
+        """Parse an opaque cursor; raises ValueError on anything malformed."""
+        try:
+            padded = value + "=" * (-len(value) % 4)
+            version, micros, row_id = base64.urlsafe_b64decode(padded).decode().split(":", 2)
+            if version != "k1" or not row_id:
+                raise ValueError(version)
+            return cls(at=EPOCH + timedelta(microseconds=int(micros)), row_id=row_id)
+        except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
+            raise ValueError("Invalid cursor.") from None
+
+
+@dataclass(slots=True)
+class KeyPage(Generic[Row]):
+    """One page of rows with the cursor of each and whether more follow."""
+
+    rows: list[Row]
+    cursors: list[str]
+    has_next_page: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+async def page(query: Any, *, time_field: str, first: int, after: KeyCursor | None) -> KeyPage[Any]:
+    """The next `first` rows of `query`, newest first, strictly after `after`."""
+    if after is not None:
+        older: dict[str, Any] = {f"{time_field}__lt": after.at}
+        same_time: dict[str, Any] = {time_field: after.at, "id__lt": after.row_id}
+        query = query.filter(Q(**older) | Q(**same_time))
+    rows = list(await query.order_by(f"-{time_field}", "-id").limit(first + 1))
+    kept = rows[:first]
+    cursors = [KeyCursor(at=getattr(row, time_field), row_id=row.id).encode() for row in kept]
+    return KeyPage(rows=kept, cursors=cursors, has_next_page=len(rows) > first)

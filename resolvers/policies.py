@@ -1,0 +1,229 @@
+"""Policies: validating, storing and versioning them, and deciding a tool call with them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from models.ids import new_id
+from models.policy import MatchOp, Policy, PolicyAction
+from opsgraph.settings import Settings
+from resolvers import incident_state
+from resolvers.auth import Principal, Scope
+from resolvers.errors import FieldError
+from resolvers.policy_eval import CallFacts, Decision, InputMatch, PolicySpec, evaluate
+from resolvers.policy_eval import services_to_check as _services_to_check
+from resolvers.validation import Checker
+
+ACTIONS = [action.value for action in PolicyAction]
+OPS = [op.value for op in MatchOp]
+_NUMERIC = {MatchOp.LT, MatchOp.LTE, MatchOp.GT, MatchOp.GTE}
+
+
+class InvalidPolicy(Exception):
+    """The policy input failed validation; one FieldError per bad field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return "Invalid policy: " + "; ".join(error.render() for error in self.errors) + "."
+
+
+class PolicyNotFound(Exception):
+    """No policy with that id in the workspace."""
+
+
+class DuplicatePolicyName(Exception):
+    """Another policy of the workspace already has that name."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyData:
+    """A validated policy input."""
+
+    name: str
+    action: PolicyAction
+    tool_name: str | None
+    action_hint: str | None
+    agent_id: str | None
+    input_matches: list[dict[str, Any]]
+    incident_open_on_service_from: str | None
+    dry_run: bool
+    description: str | None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "action": self.action,
+            "tool_name": self.tool_name,
+            "action_hint": self.action_hint,
+            "agent_id": self.agent_id,
+            "input_matches": self.input_matches,
+            "incident_open_on_service_from": self.incident_open_on_service_from,
+            "dry_run": self.dry_run,
+            "description": self.description,
+        }
+
+
+def _path_ok(path: str) -> bool:
+    return all(segment.strip() for segment in path.split("."))
+
+
+def _check_match(check: Checker, index: int, item: object) -> dict[str, Any] | None:
+    name = f"inputMatches[{index}]"
+    if not isinstance(item, Mapping):
+        check.error(name, "must be an object with path, op and value")
+        return None
+    path, op, value = item.get("path"), item.get("op"), item.get("value", None)
+    if not isinstance(path, str) or not path or len(path) > 200 or not _path_ok(path):
+        check.error(f"{name}.path", "must be a dotted path such as environment or target.env")
+        return None
+    if op not in OPS:
+        check.error(f"{name}.op", f"must be one of {', '.join(OPS)}")
+        return None
+    match_op = MatchOp(op)
+    if match_op is MatchOp.IN and not isinstance(value, list):
+        check.error(f"{name}.value", "must be a list for IN")
+    elif match_op is MatchOp.GLOB and not isinstance(value, str):
+        check.error(f"{name}.value", "must be a string pattern for GLOB")
+    elif match_op in _NUMERIC and (isinstance(value, bool) or not isinstance(value, int | float)):
+        check.error(f"{name}.value", f"must be a number for {op}")
+    else:
+        return {"path": path, "op": match_op.value, "value": value}
+    return None
+
+
+def validate_policy(raw: Mapping[str, Any], *, settings: Settings) -> PolicyData:
+    """Check a policy input field by field; raises InvalidPolicy naming every bad field."""
+    check = Checker(raw)
+    name = check.text("name", required=True)
+    action = check.choice("action", ACTIONS, required=True)
+    tool_name = check.text("toolName") or None
+    action_hint = check.text("actionHint") or None
+    agent_id = check.text("agentId") or None
+    service_from = check.text("incidentOpenOnServiceFrom") or None
+    if service_from is not None and not _path_ok(service_from):
+        check.error("incidentOpenOnServiceFrom", "must be a dotted path such as service")
+    description = check.text("description", max_length=2000) or None
+    matches: list[dict[str, Any]] = []
+    raw_matches = raw.get("inputMatches")
+    if raw_matches is not None and not isinstance(raw_matches, list):
+        check.error("inputMatches", "must be a list")
+    elif raw_matches:
+        size = len(json.dumps(raw_matches, default=str).encode("utf-8"))
+        if size > settings.max_metadata_bytes:
+            check.error("inputMatches", f"must be at most {settings.max_metadata_bytes} bytes")
+        else:
+            for index, item in enumerate(raw_matches):
+                checked = _check_match(check, index, item)
+                if checked is not None:
+                    matches.append(checked)
+    dry_run = raw.get("dryRun")
+    if dry_run is not None and not isinstance(dry_run, bool):
+        check.error("dryRun", "must be a boolean")
+    if check.errors:
+        raise InvalidPolicy(list(check.errors))
+    assert name is not None and action is not None
+    return PolicyData(
+        name=name.strip(),
+        action=PolicyAction(action),
+        tool_name=tool_name,
+        action_hint=action_hint,
+        agent_id=agent_id,
+        input_matches=matches,
+        incident_open_on_service_from=service_from,
+        dry_run=bool(dry_run),
+        description=description,
+    )
+
+
+async def create_policy(*, principal: Principal, data: PolicyData) -> Policy:
+    """Store a new policy at version 1 (admin only)."""
+    principal.require(Scope.ADMIN)
+    try:
+        async with in_transaction():
+            return await Policy.create(
+                id=new_id("pol"),
+                workspace_id=principal.workspace_id,
+                created_by=principal.name,
+                updated_by=principal.name,
+                **data.columns(),
+            )
+    except IntegrityError:
+        raise DuplicatePolicyName(f"A policy named {data.name!r} already exists.") from None
+
+
+async def update_policy(*, principal: Principal, policy_id: str, data: PolicyData) -> Policy:
+    """Replace a policy's definition and bump its version (admin only)."""
+    principal.require(Scope.ADMIN)
+    try:
+        async with in_transaction():
+            updated = await Policy.filter(id=policy_id, workspace_id=principal.workspace_id).update(
+                version=F("version") + 1,
+                updated_by=principal.name,
+                updated_at=datetime.now(UTC),
+                **data.columns(),
+            )
+    except IntegrityError:
+        raise DuplicatePolicyName(f"A policy named {data.name!r} already exists.") from None
+    if not updated:
+        raise PolicyNotFound(f"No policy {policy_id!r} in this workspace.")
+    return await Policy.get(id=policy_id)
+
+
+async def delete_policy(*, principal: Principal, policy_id: str) -> bool:
+    """Delete a policy (admin only); past decisions keep its name and version."""
+    principal.require(Scope.ADMIN)
+    deleted = await Policy.filter(id=policy_id, workspace_id=principal.workspace_id).delete()
+    return deleted > 0
+
+
+async def list_policies(*, workspace_id: str) -> list[Policy]:
+    """The workspace's policies, oldest first (the order they are evaluated in)."""
+    return await Policy.filter(workspace_id=workspace_id).order_by("created_at", "id")
+
+
+async def get_policy(*, workspace_id: str, policy_id: str) -> Policy | None:
+    """One policy of the workspace, or None."""
+    return await Policy.get_or_none(id=policy_id, workspace_id=workspace_id)
+
+
+def to_spec(row: Policy) -> PolicySpec:
+    """The pure evaluation's view of a stored policy."""
+    return PolicySpec(
+        id=row.id,
+        name=row.name,
+        action=PolicyAction(row.action),
+        version=row.version,
+        tool_name=row.tool_name,
+        action_hint=row.action_hint,
+        agent_id=row.agent_id,
+        input_matches=tuple(
+            InputMatch(path=m["path"], op=MatchOp(m["op"]), value=m.get("value"))
+            for m in row.input_matches
+        ),
+        incident_open_on_service_from=row.incident_open_on_service_from,
+        dry_run=row.dry_run,
+    )
+
+
+async def decide_tool_call(*, workspace_id: str, call: CallFacts) -> Decision:
+    """Load the workspace's policies and live incident state, then evaluate purely."""
+    specs = [to_spec(row) for row in await list_policies(workspace_id=workspace_id)]
+    wanted = _services_to_check(specs, call.input_payload)
+    open_services = (
+        await incident_state.services_with_open_incidents(workspace_id=workspace_id, names=wanted)
+        if wanted
+        else frozenset()
+    )
+    return evaluate(specs, call, open_incident_services=open_services)

@@ -1,0 +1,230 @@
+"""Policy evaluation: a pure function from policies, a tool call and live facts to a decision.
+
+No I/O here: the caller loads the policies and the set of services with an open incident
+(see `services_to_check`), so every rule is tested without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from models.agent import ToolCallDecision
+from models.policy import MatchOp, PolicyAction
+
+# block beats require_approval beats allow.
+_RANK = {PolicyAction.BLOCK: 0, PolicyAction.REQUIRE_APPROVAL: 1, PolicyAction.ALLOW: 2}
+_OUTCOME = {
+    PolicyAction.BLOCK: ToolCallDecision.BLOCKED,
+    PolicyAction.REQUIRE_APPROVAL: ToolCallDecision.AWAITING_APPROVAL,
+    PolicyAction.ALLOW: ToolCallDecision.ALLOWED,
+}
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class InputMatch:
+    """A predicate on one `inputPayload` field, named by a dotted path."""
+
+    path: str
+    op: MatchOp
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """What evaluation needs of a policy; an empty condition matches everything."""
+
+    id: str
+    name: str
+    action: PolicyAction
+    version: int = 1
+    tool_name: str | None = None
+    action_hint: str | None = None
+    agent_id: str | None = None
+    input_matches: tuple[InputMatch, ...] = ()
+    incident_open_on_service_from: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """The tool call being decided."""
+
+    tool_name: str
+    agent_id: str
+    action_hint: str | None
+    input_payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyMatch:
+    """One matched policy, as recorded with the decision (with its version)."""
+
+    policy_id: str
+    policy_name: str
+    version: int
+    action: PolicyAction
+    dry_run: bool
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored and wire form: the seed's four fields plus version and dryRun."""
+        return {
+            "policyId": self.policy_id,
+            "policyName": self.policy_name,
+            "action": self.action.value.lower(),
+            "reason": self.reason,
+            "version": self.version,
+            "dryRun": self.dry_run,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome, its reason, and every matched policy (deciding ones first)."""
+
+    outcome: ToolCallDecision
+    reason: str
+    matched: tuple[PolicyMatch, ...]
+
+
+def lookup(payload: Any, path: str) -> Any:
+    """The value at a dotted path (`a.b.0.c`), or `_MISSING`; digits index into lists."""
+    current = payload
+    for segment in path.split("."):
+        if isinstance(current, Mapping) and segment in current:
+            current = current[segment]
+        elif isinstance(current, list) and segment.isdigit() and int(segment) < len(current):
+            current = current[int(segment)]
+        else:
+            return _MISSING
+    return current
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_equal(left: object, right: object) -> bool:
+    """JSON equality: `true` is not `1`, `1` is `1.0`."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if _is_number(left) and _is_number(right):
+        return left == right
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(_json_equal, left, right))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(_json_equal(left[k], right[k]) for k in left)
+    return left == right
+
+
+def predicate_holds(match: InputMatch, payload: Mapping[str, Any]) -> bool:
+    """Whether the payload field satisfies the predicate; a missing field never does."""
+    actual = lookup(payload, match.path)
+    if actual is _MISSING:
+        return False
+    expected = match.value
+    if match.op is MatchOp.EQ:
+        return _json_equal(actual, expected)
+    if match.op is MatchOp.IN:
+        return isinstance(expected, list) and any(_json_equal(actual, v) for v in expected)
+    if match.op is MatchOp.GLOB:
+        return (
+            isinstance(actual, str) and isinstance(expected, str) and fnmatchcase(actual, expected)
+        )
+    if not (_is_number(actual) and _is_number(expected)):
+        return False
+    if match.op is MatchOp.LT:
+        return bool(actual < expected)
+    if match.op is MatchOp.LTE:
+        return bool(actual <= expected)
+    if match.op is MatchOp.GT:
+        return bool(actual > expected)
+    return bool(actual >= expected)
+
+
+def service_named(policy: PolicySpec, payload: Mapping[str, Any]) -> str | None:
+    """The service the policy's incident condition looks at, if the input names one."""
+    if policy.incident_open_on_service_from is None:
+        return None
+    value = lookup(payload, policy.incident_open_on_service_from)
+    return value if isinstance(value, str) and value else None
+
+
+def services_to_check(policies: Iterable[PolicySpec], payload: Mapping[str, Any]) -> set[str]:
+    """Every service whose open incidents could change the decision (for the caller to load)."""
+    names = (service_named(policy, payload) for policy in policies)
+    return {name for name in names if name is not None}
+
+
+def policy_matches(
+    policy: PolicySpec, call: CallFacts, open_incident_services: frozenset[str]
+) -> bool:
+    """Every condition the policy sets holds for this call."""
+    if policy.tool_name is not None and not fnmatchcase(call.tool_name, policy.tool_name):
+        return False
+    if policy.action_hint is not None and call.action_hint != policy.action_hint:
+        return False
+    if policy.agent_id is not None and not fnmatchcase(call.agent_id, policy.agent_id):
+        return False
+    if not all(predicate_holds(match, call.input_payload) for match in policy.input_matches):
+        return False
+    if policy.incident_open_on_service_from is not None:
+        service = service_named(policy, call.input_payload)
+        return service is not None and service in open_incident_services
+    return True
+
+
+def policy_reason(tool_name: str, policy_name: str, action: PolicyAction, dry_run: bool) -> str:
+    """The sentence explaining one policy's verdict on one tool call."""
+    if dry_run:
+        verdict = {
+            PolicyAction.BLOCK: "would be blocked by",
+            PolicyAction.REQUIRE_APPROVAL: "would require human approval per",
+            PolicyAction.ALLOW: "would be allowed by",
+        }[action]
+        return f'Dry run: tool call {tool_name} {verdict} policy "{policy_name}".'
+    verdict = {
+        PolicyAction.BLOCK: "is blocked by",
+        PolicyAction.REQUIRE_APPROVAL: "requires human approval per",
+        PolicyAction.ALLOW: "is allowed by",
+    }[action]
+    return f'Tool call {tool_name} {verdict} policy "{policy_name}".'
+
+
+def evaluate(
+    policies: Sequence[PolicySpec],
+    call: CallFacts,
+    *,
+    open_incident_services: frozenset[str] = frozenset(),
+) -> Decision:
+    """Decide a tool call: block > require_approval > allow among enforced matches.
+
+    No match (or only dry-run matches) allows the call. Dry-run matches are recorded
+    with their would-be verdict but never change the outcome.
+    """
+    matched = [
+        PolicyMatch(
+            policy_id=policy.id,
+            policy_name=policy.name,
+            version=policy.version,
+            action=policy.action,
+            dry_run=policy.dry_run,
+            reason=policy_reason(call.tool_name, policy.name, policy.action, policy.dry_run),
+        )
+        for policy in policies
+        if policy_matches(policy, call, open_incident_services)
+    ]
+    matched.sort(key=lambda m: (m.dry_run, _RANK[m.action]))
+    enforced = [m for m in matched if not m.dry_run]
+    if enforced:
+        deciding = enforced[0]
+        return Decision(_OUTCOME[deciding.action], deciding.reason, tuple(matched))
+    why = "only dry-run policies matched" if matched else "no policy matched"
+    reason = f"Tool call {call.tool_name} is allowed: {why}."
+    return Decision(ToolCallDecision.ALLOWED, reason, tuple(matched))

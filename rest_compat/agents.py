@@ -1,0 +1,166 @@
+"""`POST /v1/events` (agent events API) and `GET /v1/approvals/{id}` (optionally long-polled)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from resolvers import agent_events, approvals
+from resolvers.auth import Principal, Scope, authenticate
+from resolvers.errors import AuthError, InvalidInput, forbidden
+from rest_compat.common import (
+    Endpoint,
+    RestError,
+    bearer_secret,
+    only_known,
+    read_json_object,
+    render_error,
+    require_principal,
+)
+
+RECORD_AGENT_EVENT = """
+mutation RecordAgentEvent($input: AgentEventInput!) {
+  recordAgentEvent(input: $input) {
+    __typename
+    ... on AgentEventProcessed {
+      eventId runId processed eventType toolCallStatus reason approvalId approvalUrl
+      matchedPolicies { policyId policyName action reason }
+    }
+    ... on InvalidEvent { message }
+    ... on AgentEventConflict { message }
+  }
+}
+"""
+
+APPROVAL = """
+query Approval($id: ID!) {
+  approval(id: $id) {
+    id status reason requestedAt expiresAt decidedAt decidedBy comment url
+    toolCall { toolCallId toolName status run { runId agentId } }
+  }
+}
+"""
+
+FIELDS = ("eventId", "runId", "agentId", "timestamp", "eventType", "status", "metadata")
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
+
+
+def render_event(result: dict[str, Any]) -> dict[str, Any]:
+    """The documented response: three fields, plus the decision for `tool.called`."""
+    body: dict[str, Any] = {
+        "eventId": result["eventId"],
+        "runId": result["runId"],
+        "processed": result["processed"],
+    }
+    if result["eventType"] == agent_events.EventType.TOOL_CALLED.value:
+        body["toolCallStatus"] = _lower(result["toolCallStatus"])
+        body["reason"] = result["reason"]
+        body["approvalId"] = result["approvalId"]
+        body["approvalUrl"] = result["approvalUrl"]
+        body["matchedPolicies"] = [
+            {
+                "policyId": match["policyId"],
+                "policyName": match["policyName"],
+                "action": _lower(match["action"]),
+                "reason": match["reason"],
+            }
+            for match in result["matchedPolicies"] or []
+        ]
+    return body
+
+
+async def post_agent_event(endpoint: Endpoint, request: Request) -> JSONResponse:
+    """`POST /v1/events` with `X-API-Key` (scope `events:write`): the documented response."""
+    try:
+        principal = await require_principal(request.headers.get("x-api-key"), Scope.EVENTS_WRITE)
+        raw = await read_json_object(request, endpoint.settings)
+        try:
+            agent_events.validate_agent_event(raw, settings=endpoint.settings)
+        except InvalidInput as exc:
+            raise RestError.invalid(exc) from None
+        data = await endpoint.execute(
+            RECORD_AGENT_EVENT, {"input": only_known(raw, FIELDS)}, principal=principal
+        )
+        result: dict[str, Any] = data["recordAgentEvent"]
+        if result["__typename"] == "AgentEventConflict":
+            raise RestError(409, "CONFLICT", result["message"])
+        if result["__typename"] != "AgentEventProcessed":
+            raise RestError(400, "INVALID_EVENT", result["message"])
+    except RestError as exc:
+        return render_error(exc)
+    return JSONResponse(render_event(result))
+
+
+async def _reader_or_agent(request: Request) -> Principal:
+    """`X-API-Key` (or a bearer key) with `read` or `events:write`."""
+    secret = request.headers.get("x-api-key") or bearer_secret(request)
+    try:
+        principal = await authenticate(secret=secret)
+        if not (principal.allows(Scope.READ) or principal.allows(Scope.EVENTS_WRITE)):
+            raise forbidden(Scope.READ.value)
+    except AuthError as exc:
+        raise RestError.from_auth(exc) from None
+    return principal
+
+
+def _wait_seconds(request: Request, maximum: float) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise RestError(
+            400, "INVALID_REQUEST", f"wait: must be a number of seconds from 0 to {maximum:g}."
+        )
+    return min(seconds, maximum)
+
+
+def render_approval(approval: dict[str, Any]) -> dict[str, Any]:
+    """An approval as the waiting agent reads it."""
+    call = approval["toolCall"]
+    return {
+        "approvalId": approval["id"],
+        "status": approval["status"].lower(),
+        "runId": call["run"]["runId"],
+        "agentId": call["run"]["agentId"],
+        "toolCallId": call["toolCallId"],
+        "toolName": call["toolName"],
+        "toolCallStatus": call["status"].lower(),
+        "reason": approval["reason"],
+        "requestedAt": approval["requestedAt"],
+        "expiresAt": approval["expiresAt"],
+        "decidedAt": approval["decidedAt"],
+        "decidedBy": approval["decidedBy"],
+        "comment": approval["comment"],
+        "approvalUrl": approval["url"],
+    }
+
+
+async def get_approval(endpoint: Endpoint, request: Request) -> JSONResponse:
+    """`GET /v1/approvals/{id}[?wait=SECONDS]`: the approval, once decided or after the wait."""
+    approval_id = request.path_params["approval_id"]
+    try:
+        principal = await _reader_or_agent(request)
+        wait = _wait_seconds(request, float(endpoint.settings.approval_wait_max_seconds))
+        data = await endpoint.execute(APPROVAL, {"id": approval_id}, principal=principal)
+        approval = data["approval"]
+        if approval is None:
+            raise RestError(404, "NOT_FOUND", f"No approval {approval_id!r} in this workspace.")
+        if approval["status"] == "PENDING" and wait > 0:
+            await approvals.wait_until_settled(
+                workspace_id=principal.workspace_id, approval_id=approval_id, timeout=wait
+            )
+            data = await endpoint.execute(APPROVAL, {"id": approval_id}, principal=principal)
+            approval = data["approval"]
+    except RestError as exc:
+        return render_error(exc)
+    return JSONResponse(render_approval(approval))

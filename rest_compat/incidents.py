@@ -1,0 +1,123 @@
+"""`POST /api/events` (incident events API, Bearer key) and `POST /v2/enqueue` (PagerDuty
+Events API v2, the routing key is the credential). Both run `sendIncidentEvent`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from resolvers import auth
+from resolvers.auth import Principal, Scope
+from resolvers.errors import FieldError, InvalidInput
+from resolvers.incident_events import EventAction, IncidentEvent, new_dedup_key, validate_event
+from rest_compat.common import (
+    Endpoint,
+    RestError,
+    bearer_secret,
+    read_json_object,
+    render_pagerduty_error,
+    require_principal,
+)
+
+SEND_INCIDENT_EVENT = """
+mutation SendIncidentEvent($input: IncidentEventInput!) {
+  sendIncidentEvent(input: $input) {
+    __typename
+    ... on IncidentEventAccepted { dedupKey incidentKey }
+    ... on InvalidRoutingKey { code message }
+    ... on InvalidEvent { message fields { field message } }
+  }
+}
+"""
+
+ROUTING_KEY_NOT_FOUND = "Routing key not found"
+
+
+async def post_api_events(endpoint: Endpoint, request: Request) -> JSONResponse:
+    """`POST /api/events` with `Authorization: Bearer KEY` (`events:write`): 202."""
+    try:
+        principal = await require_principal(bearer_secret(request), Scope.EVENTS_WRITE)
+        body = await read_json_object(request, endpoint.settings)
+        return await _send(endpoint, body, principal)
+    except RestError as exc:
+        return render_pagerduty_error(exc)
+
+
+async def post_enqueue(endpoint: Endpoint, request: Request) -> JSONResponse:
+    """`POST /v2/enqueue`: no auth header; `dedup_key` is generated for a trigger without one."""
+    try:
+        body = await read_json_object(request, endpoint.settings)
+        routing_key = body.get("routing_key")
+        if routing_key is None:
+            raise RestError.invalid(InvalidInput([FieldError("routing_key", "is required")]))
+        service = (
+            await auth.service_for_routing_key(routing_key=routing_key)
+            if isinstance(routing_key, str)
+            else None
+        )
+        if service is None:
+            raise RestError(400, "INVALID_ROUTING_KEY", ROUTING_KEY_NOT_FOUND)
+        principal = Principal(
+            key_id=f"routing:{service.id}",
+            workspace_id=service.workspace_id,
+            name=f"service:{service.name}",
+            scopes=frozenset({Scope.EVENTS_WRITE}),
+        )
+        if body.get("event_action") == EventAction.TRIGGER and body.get("dedup_key") is None:
+            body = {**body, "dedup_key": new_dedup_key()}
+        return await _send(endpoint, body, principal)
+    except RestError as exc:
+        return render_pagerduty_error(exc)
+
+
+async def _send(endpoint: Endpoint, body: dict[str, Any], principal: Principal) -> JSONResponse:
+    """Validate as the mutation does (so errors name fields), run it, render 202 or the error."""
+    try:
+        event = validate_event(body, settings=endpoint.settings)
+    except InvalidInput as exc:
+        raise RestError.invalid(exc) from None
+    data = await endpoint.execute(SEND_INCIDENT_EVENT, _variables(event), principal=principal)
+    result: dict[str, Any] = data["sendIncidentEvent"]
+    if result["__typename"] == "InvalidRoutingKey":
+        raise RestError(400, "INVALID_ROUTING_KEY", result["message"])
+    if result["__typename"] == "InvalidEvent":
+        errors = [f"{item['field']}: {item['message']}" for item in result["fields"]]
+        raise RestError(400, "INVALID_EVENT", result["message"], errors=errors)
+    return JSONResponse(
+        {
+            "status": "success",
+            "message": "Event processed",
+            "dedup_key": result["dedupKey"],
+            "incident_key": result["incidentKey"],
+        },
+        status_code=202,
+    )
+
+
+def _variables(event: IncidentEvent) -> dict[str, Any]:
+    """The mutation's input, built from the validated event."""
+    given: dict[str, Any] = {
+        "eventAction": event.action.name,
+        "dedupKey": event.dedup_key,
+        "routingKey": event.routing_key,
+        "serviceId": event.service_id,
+    }
+    alert = event.alert
+    if alert is not None:
+        given["payload"] = {
+            "summary": alert.summary,
+            "source": alert.source,
+            "severity": alert.severity.name,
+            "timestamp": alert.sent_at.isoformat() if alert.sent_at else None,
+            "component": alert.component,
+            "group": alert.group,
+            "class": alert.event_class,
+            "customDetails": alert.custom_details,
+        }
+        given["images"] = alert.images
+        given["links"] = alert.links
+        given["client"] = alert.client
+        given["clientUrl"] = alert.client_url
+    return {"input": {name: value for name, value in given.items() if value is not None}}

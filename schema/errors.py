@@ -1,0 +1,84 @@
+"""Which GraphQL errors are the server's fault: only those are logged (with a traceback,
+never the query text, which may carry keys inline) and masked in production mode.
+
+Errors meant for the caller are not: parse and validation errors (no path; a scalar's
+ValueError for a bad literal or variable included), public errors raised as GraphQLError,
+and input no database can take: a value too long for its column, text with a lone
+surrogate (both reported as BAD_USER_INPUT).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+from tortoise.exceptions import ValidationError
+
+log = logging.getLogger("opsgraph.graphql")
+
+_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): ")
+# What the database (or its driver) refuses in the caller's input.
+REFUSED = (ValidationError, UnicodeEncodeError)
+
+
+def unexpected(error: GraphQLError) -> bool:
+    """An exception raised while resolving a field, not one meant for the caller."""
+    original = error.original_error
+    return (
+        error.path is not None
+        and original is not None
+        and not isinstance(original, GraphQLError | REFUSED)
+    )
+
+
+class OpsgraphSchema(strawberry.Schema):
+    """A Strawberry schema that logs unexpected errors only."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if unexpected(error):
+                where = ".".join(str(part) for part in error.path or [])
+                log.error("unexpected error in %s", where, exc_info=error.original_error)
+
+
+def refused_message(exc: BaseException | None) -> str:
+    """What to tell the caller about a value the database refused (never the value)."""
+    if isinstance(exc, UnicodeEncodeError):
+        return "a text value is not valid Unicode (it has a lone surrogate)."
+    match = _FIELD.match(str(exc))
+    field = match.group(1) if match else "a value"
+    return f"{field}: the value is too long or not valid here."
+
+
+def _refused_value(error: GraphQLError) -> GraphQLError:
+    """A database ValidationError as BAD_USER_INPUT."""
+    return GraphQLError(
+        refused_message(error.original_error),
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": "BAD_USER_INPUT"},
+    )
+
+
+class RefusedValues(SchemaExtension):
+    """An argument the database refuses for its column (an id longer than any id, say) is
+    the caller's input error, not a server fault. Runs before MaskErrors."""
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [  # type: ignore[union-attr]
+                _refused_value(error) if isinstance(error.original_error, REFUSED) else error
+                for error in errors
+            ]

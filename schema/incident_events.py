@@ -1,0 +1,176 @@
+"""Incident writes: `sendIncidentEvent` (behind `POST /api/events` and `/v2/enqueue`),
+`acknowledgeIncident` and `resolveIncident`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+
+from resolvers import incidents
+from resolvers.auth import Scope
+from resolvers.errors import InvalidInput
+from resolvers.incident_events import EventAction, validate_event
+from schema.change import LinkInput
+from schema.common import InvalidEvent
+from schema.context import Info, public_error
+from schema.incident import Incident, Severity
+from schema.scalars import JSON
+
+IncidentEventAction = strawberry.enum(EventAction, name="IncidentEventAction")
+IncidentEventOutcome = strawberry.enum(incidents.Outcome, name="IncidentEventOutcome")
+
+
+@strawberry.input
+class IncidentImageInput:
+    src: str
+    href: str | None = None
+    alt: str | None = None
+
+
+@strawberry.input(description="The alert; required fields are checked for triggers only.")
+class IncidentPayloadInput:
+    summary: str | None = None
+    source: str | None = None
+    severity: Severity | None = None  # type: ignore[valid-type]
+    timestamp: datetime | None = None
+    component: str | None = None
+    group: str | None = None
+    event_class: str | None = strawberry.field(name="class", default=None)
+    custom_details: JSON | None = None
+
+    def to_raw(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "source": self.source,
+            "severity": None if self.severity is None else self.severity.value,
+            "timestamp": self.timestamp,
+            "component": self.component,
+            "group": self.group,
+            "class": self.event_class,
+            "custom_details": self.custom_details,
+        }
+
+
+@strawberry.input(description="An incident event, as in the events API (routing key or service).")
+class IncidentEventInput:
+    event_action: IncidentEventAction  # type: ignore[valid-type]
+    routing_key: str | None = None
+    service_id: strawberry.ID | None = None
+    dedup_key: str | None = None
+    payload: IncidentPayloadInput | None = None
+    images: list[IncidentImageInput] | None = None
+    links: list[LinkInput] | None = None
+    client: str | None = None
+    client_url: str | None = None
+
+    def to_raw(self) -> dict[str, Any]:
+        return {
+            "event_action": EventAction(self.event_action).value,
+            "routing_key": self.routing_key,
+            "service_id": None if self.service_id is None else str(self.service_id),
+            "dedup_key": self.dedup_key,
+            "payload": None if self.payload is None else self.payload.to_raw(),
+            "images": None if self.images is None else [asdict(i) for i in self.images],
+            "links": None if self.links is None else [asdict(link) for link in self.links],
+            "client": self.client,
+            "client_url": self.client_url,
+        }
+
+
+@strawberry.type(description="The event was processed; a dropped one changed nothing.")
+class IncidentEventAccepted:
+    outcome: IncidentEventOutcome  # type: ignore[valid-type]
+    dedup_key: str
+    incident_key: str | None
+    incident: Incident | None
+    reason: str | None = strawberry.field(description="Why a DROPPED event changed nothing.")
+    entry_id: strawberry.ID
+
+
+@strawberry.type(description="No service of the workspace has that routing key (or id).")
+class InvalidRoutingKey:
+    code: str
+    message: str
+
+
+IncidentEventResult = Annotated[
+    IncidentEventAccepted | InvalidRoutingKey | InvalidEvent,
+    strawberry.union("IncidentEventResult"),
+]
+
+
+def _note(info: Info, note: str | None) -> str | None:
+    limit = info.context.settings.max_summary_length
+    if note is not None and (len(note) > limit or "\x00" in note):
+        raise public_error("BAD_USER_INPUT", f"note must be at most {limit} characters.")
+    return note or None
+
+
+@strawberry.type
+class IncidentMutation:
+    @strawberry.mutation(description="Trigger, acknowledge or resolve (`POST /api/events`).")
+    async def send_incident_event(
+        self, info: Info, input: IncidentEventInput
+    ) -> IncidentEventResult:
+        principal = await info.context.require(Scope.EVENTS_WRITE)
+        try:
+            event = validate_event(input.to_raw(), settings=info.context.settings)
+        except InvalidInput as exc:
+            return InvalidEvent.from_error(exc)
+        service = await incidents.find_service(
+            workspace_id=principal.workspace_id,
+            routing_key=event.routing_key,
+            service_id=event.service_id,
+        )
+        if service is None:
+            found = "Routing key" if event.routing_key is not None else "Service"
+            return InvalidRoutingKey(code="INVALID_ROUTING_KEY", message=f"{found} not found")
+        result = await incidents.send_event(
+            principal=principal, event=event, service=service, publisher=info.context.publisher
+        )
+        row = result.incident
+        return IncidentEventAccepted(
+            outcome=result.outcome,
+            dedup_key=result.dedup_key,
+            incident_key=row.id if row else None,
+            incident=Incident.from_row(row) if row else None,
+            reason=result.reason,
+            entry_id=strawberry.ID(str(result.entry.id)),
+        )
+
+    @strawberry.mutation(description="Acknowledge an incident; the actor is the key's name.")
+    async def acknowledge_incident(
+        self, info: Info, id: strawberry.ID, note: str | None = None
+    ) -> Incident:
+        principal = await info.context.require(Scope.EVENTS_WRITE)
+        try:
+            row = await incidents.acknowledge_incident(
+                principal=principal,
+                incident_id=str(id),
+                note=_note(info, note),
+                publisher=info.context.publisher,
+            )
+        except incidents.IncidentNotFound as exc:
+            raise public_error("NOT_FOUND", str(exc)) from None
+        except incidents.IncidentConflict as exc:
+            raise public_error("CONFLICT", str(exc)) from None
+        return Incident.from_row(row)
+
+    @strawberry.mutation(description="Resolve an incident; the actor is the key's name.")
+    async def resolve_incident(
+        self, info: Info, id: strawberry.ID, note: str | None = None
+    ) -> Incident:
+        principal = await info.context.require(Scope.EVENTS_WRITE)
+        try:
+            row = await incidents.resolve_incident(
+                principal=principal,
+                incident_id=str(id),
+                note=_note(info, note),
+                publisher=info.context.publisher,
+            )
+        except incidents.IncidentNotFound as exc:
+            raise public_error("NOT_FOUND", str(exc)) from None
+        return Incident.from_row(row)

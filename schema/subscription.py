@@ -1,0 +1,183 @@
+"""Live subscriptions, fed by the process's hub: the timeline (with resume by cursor),
+the pending approvals queue, and one approval until it is settled."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from enum import Enum
+
+import strawberry
+
+from models.approval import ApprovalStatus
+from models.timeline import TimelineEntry as TimelineEntryRow
+from models.timeline import TimelineKind
+from opsgraph.live import LiveError, Subscriber
+from resolvers import approvals, timeline
+from resolvers.auth import Principal, Scope
+from resolvers.keyset import KeyCursor
+from schema.approval import Approval
+from schema.context import Info, public_error
+from schema.timeline import TimelineEntry, TimelineFilter, parse_cursor
+
+REPLAY_BATCH = 500
+APPROVAL_KINDS = {
+    TimelineKind.APPROVAL_REQUESTED,
+    TimelineKind.APPROVAL_DECIDED,
+    TimelineKind.APPROVAL_EXPIRED,
+}
+
+
+@strawberry.enum
+class ApprovalEventKind(Enum):
+    REQUESTED = "REQUESTED"
+    DECIDED = "DECIDED"
+    EXPIRED = "EXPIRED"
+
+
+EVENT_KIND = {
+    TimelineKind.APPROVAL_REQUESTED: ApprovalEventKind.REQUESTED,
+    TimelineKind.APPROVAL_DECIDED: ApprovalEventKind.DECIDED,
+    TimelineKind.APPROVAL_EXPIRED: ApprovalEventKind.EXPIRED,
+}
+
+
+@strawberry.type(description="A change to the approvals queue.")
+class ApprovalEvent:
+    kind: ApprovalEventKind
+    approval: Approval
+
+
+async def _subscribe(
+    info: Info, principal: Principal, accepts: Callable[[TimelineEntryRow], bool]
+) -> Subscriber:
+    try:
+        return await info.context.require_hub().subscribe(
+            workspace_id=principal.workspace_id, accepts=accepts
+        )
+    except LiveError as exc:
+        raise public_error(exc.code, str(exc)) from None
+
+
+async def _next(subscriber: Subscriber) -> TimelineEntryRow:
+    try:
+        return await subscriber.next()
+    except LiveError as exc:
+        raise public_error(exc.code, str(exc)) from None
+
+
+async def _pending(info: Info, principal: Principal) -> list[Approval]:
+    """Every pending approval now, oldest request first."""
+    found: list[Approval] = []
+    after: KeyCursor | None = None
+    while True:
+        page = await approvals.list_approvals(
+            workspace_id=principal.workspace_id,
+            status=ApprovalStatus.PENDING,
+            first=REPLAY_BATCH,
+            after=after,
+            publisher=info.context.publisher,
+        )
+        found += [Approval.from_row(row) for row in page.rows]
+        if not page.has_next_page or page.end_cursor is None:
+            return found[::-1]
+        after = KeyCursor.decode(page.end_cursor)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="New entries matching the filter, in commit order. With `after`, the "
+        "entries after that cursor come first, then live ones: no gap, no duplicate."
+    )
+    async def timeline(
+        self, info: Info, filter: TimelineFilter | None = None, after: str | None = None
+    ) -> AsyncGenerator[TimelineEntry, None]:
+        principal = await info.context.require(Scope.READ)
+        hub = info.context.require_hub()
+        flt = (filter or TimelineFilter()).to_domain()
+        cursor = parse_cursor(after)
+        try:
+            subscriber = await hub.subscribe(
+                workspace_id=principal.workspace_id, accepts=flt.matches
+            )
+        except LiveError as exc:
+            raise public_error(exc.code, str(exc)) from None
+        try:
+            if cursor is not None:
+                last = cursor.seq
+                while last < subscriber.start_seq:
+                    rows = await timeline.entries_between(
+                        workspace_id=principal.workspace_id,
+                        flt=flt,
+                        after_seq=last,
+                        upto_seq=subscriber.start_seq,
+                        limit=REPLAY_BATCH,
+                    )
+                    for row in rows:
+                        yield TimelineEntry.from_row(row)
+                    if len(rows) < REPLAY_BATCH:
+                        break
+                    last = rows[-1].seq
+            while True:
+                try:
+                    row = await subscriber.next()
+                except LiveError as exc:
+                    raise public_error(exc.code, str(exc)) from None
+                yield TimelineEntry.from_row(row)
+        finally:
+            hub.unsubscribe(subscriber)
+
+    @strawberry.subscription(
+        description="The pending approvals now (as REQUESTED), then every request, "
+        "decision and expiry."
+    )
+    async def pending_approvals(self, info: Info) -> AsyncGenerator[ApprovalEvent, None]:
+        principal = await info.context.require(Scope.READ)
+        subscriber = await _subscribe(info, principal, lambda e: e.kind in APPROVAL_KINDS)
+        try:
+            seen: set[str] = set()
+            for approval in await _pending(info, principal):
+                seen.add(str(approval.id))
+                yield ApprovalEvent(kind=ApprovalEventKind.REQUESTED, approval=approval)
+            while True:
+                entry = await _next(subscriber)
+                kind = EVENT_KIND[entry.kind]
+                if kind is ApprovalEventKind.REQUESTED and entry.subject_id in seen:
+                    continue  # requested while we read the queue: already sent
+                row = await approvals.get_approval(
+                    workspace_id=principal.workspace_id,
+                    approval_id=entry.subject_id or "",
+                    publisher=info.context.publisher,
+                )
+                if row is not None:
+                    yield ApprovalEvent(kind=kind, approval=Approval.from_row(row))
+        finally:
+            info.context.require_hub().unsubscribe(subscriber)
+
+    @strawberry.subscription(
+        description="One approval's state now, then each change; ends once it is decided "
+        "or expired."
+    )
+    async def approval(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Approval, None]:
+        principal = await info.context.require(Scope.READ)
+        approval_id = str(id)
+        subscriber = await _subscribe(
+            info,
+            principal,
+            lambda e: e.kind in APPROVAL_KINDS and e.subject_id == approval_id,
+        )
+        try:
+            while True:
+                row = await approvals.get_approval(
+                    workspace_id=principal.workspace_id,
+                    approval_id=approval_id,
+                    publisher=info.context.publisher,
+                )
+                if row is None:
+                    raise public_error("NOT_FOUND", f"No approval {approval_id}.")
+                yield Approval.from_row(row)
+                if row.status is not ApprovalStatus.PENDING:
+                    return
+                await _next(subscriber)
+        finally:
+            info.context.require_hub().unsubscribe(subscriber)

@@ -1,0 +1,96 @@
+"""Real server processes for tests that need them (several processes, WebSockets, UI)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+OPSGRAPH = str(Path(sys.executable).parent / "opsgraph")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "OPSGRAPH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+    admin_key: str | None
+    output: list[str]
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/graphql"
+
+
+@contextmanager
+def run_server(workdir: Path, env: dict[str, str], *, timeout: float = 30) -> Iterator[Server]:
+    """Start `opsgraph serve` on a free port and wait until it answers; stop it after."""
+    port = free_port()
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("OPSGRAPH_")}
+    process = subprocess.Popen(
+        [OPSGRAPH, "serve", "--port", str(port)],
+        cwd=workdir,
+        env={**clean, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    admin_key = None
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("server did not start:\n" + "".join(output))
+            line = process.stdout.readline()
+            output.append(line)
+            if line.strip().startswith("og_"):
+                admin_key = line.strip()
+            if "Uvicorn running on" in line:
+                break
+        yield Server(f"http://127.0.0.1:{port}", process, admin_key, output)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; dropped afterwards."""
+    name = "opsgraph_srv_" + secrets.token_hex(4)
+
+    def execute(sql: str) -> None:
+        subprocess.run(
+            ["psql", POSTGRES_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,325 @@
+"""Approvals: deciding once (also under races), expiring (never approving), long-polling,
+and policy violations when a call completes without clearance."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from opsgraph.app import create_app
+from opsgraph.settings import Settings
+from resolvers import approvals
+from resolvers.auth import Scope
+from schema import build_schema
+from schema.context import Context
+from tests.agent_helpers import (
+    DECIDE,
+    RECORD,
+    SEED_POLICY,
+    api_key,
+    create_policy,
+    event,
+    kinds,
+    post,
+    timeline,
+    tool_called,
+)
+from tests.conftest import GraphQL, Recorder, Tenant, with_settings
+
+APPROVAL = """
+query($id: ID!) { approval(id: $id) { id status reason decidedBy comment decidedAt expiresAt url
+  toolCall { toolCallId status violation } run { runId } } }
+"""
+APPROVALS = """
+query($status: ApprovalStatus, $first: Int, $after: String) {
+  approvals(status: $status, first: $first, after: $after) {
+    edges { cursor node { id status toolCall { toolCallId } } } pageInfo { hasNextPage endCursor } }
+}
+"""
+VIOLATIONS = """
+query { timeline(filter: {kinds: [POLICY_VIOLATION]}) { edges { node { summary service actor
+  details subject { __typename ... on ToolCall { toolCallId status violation } } } } } }
+"""
+
+
+async def held_call(client: httpx.AsyncClient, tenant: Tenant, call_id: str = "tc_1") -> str:
+    """A production deploy held for approval; returns the approval id."""
+    body = tool_called(f"evt_{call_id}", call_id, environment="production", service="api")
+    response = await post(client, tenant.writer, body)
+    assert response.json()["toolCallStatus"] == "awaiting_approval", response.text
+    approval_id: str = response.json()["approvalId"]
+    return approval_id
+
+
+@pytest.fixture
+async def gated(gql: GraphQL, tenant: Tenant) -> Tenant:
+    """A tenant whose production deploys need approval, with an approver key."""
+    await create_policy(gql, tenant.admin, **SEED_POLICY)
+    return tenant
+
+
+async def test_an_approval_records_who_decided(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    approval_id = await held_call(client, gated)
+    approver = await gated.key(Scope.APPROVALS_DECIDE, name="alice")
+    result = await gql(DECIDE, gated.reader, id=approval_id, decision="APPROVE")
+    assert result.errors[0].extensions == {"code": "FORBIDDEN"}
+
+    result = await gql(DECIDE, approver, id=approval_id, decision="APPROVE", comment="ship it")
+    decided = result.data["decideApproval"]
+    assert decided["status"] == "APPROVED" and decided["decidedBy"] == "alice"
+    assert decided["comment"] == "ship it" and decided["toolCall"]["status"] == "APPROVED"
+    [entry] = [e for e in await timeline(gql, gated.reader) if e["kind"] == "APPROVAL_DECIDED"]
+    assert entry["actor"] == "alice" and entry["service"] == "api"
+    assert entry["summary"] == "alice approved deploy for my-agent: ship it"
+    assert entry["subject"] == {
+        "__typename": "Approval",
+        "id": approval_id,
+        "approvalStatus": "APPROVED",
+    }
+
+    # Completing an approved call is fine.
+    done = event("evt_done", "tool.completed", toolCallId="tc_1", outputPayload={"ok": True})
+    assert (await post(client, gated.writer, done)).status_code == 200
+    assert (await gql(VIOLATIONS, gated.reader)).data["timeline"]["edges"] == []
+
+
+async def test_rejection_needs_a_comment_and_decisions_are_final(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    approval_id = await held_call(client, gated)
+    approver = await gated.key(Scope.APPROVALS_DECIDE, name="bob")
+    result = await gql(DECIDE, approver, id=approval_id, decision="REJECT")
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    assert result.errors[0].message == "comment: is required to reject; say why."
+    result = await gql(DECIDE, approver, id=approval_id, decision="REJECT", comment="  ")
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+
+    result = await gql(DECIDE, approver, id=approval_id, decision="REJECT", comment="not today")
+    assert result.data["decideApproval"]["status"] == "REJECTED"
+    assert result.data["decideApproval"]["toolCall"]["status"] == "REJECTED"
+
+    result = await gql(DECIDE, gated.admin, id=approval_id, decision="APPROVE")
+    [error] = result.errors
+    assert error.extensions == {"code": "CONFLICT"}
+    assert error.message.startswith(f"Approval {approval_id} was already rejected by bob at ")
+    assert error.message.endswith("; a decision is final.")
+    result = await gql(APPROVAL, gated.reader, id=approval_id)
+    assert result.data["approval"]["status"] == "REJECTED"
+    assert result.data["approval"]["decidedBy"] == "bob"
+
+    result = await gql(DECIDE, approver, id="ap_missing", decision="APPROVE")
+    assert result.errors[0].extensions == {"code": "NOT_FOUND"}
+
+
+async def test_concurrent_decisions_have_one_winner(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    approval_id = await held_call(client, gated)
+    keys = [await gated.key(Scope.APPROVALS_DECIDE, name=f"approver-{i}") for i in range(6)]
+    decisions = [
+        gql(DECIDE, key, id=approval_id, decision="APPROVE" if i % 2 else "REJECT", comment=f"c{i}")
+        for i, key in enumerate(keys)
+    ]
+    results = await asyncio.gather(*decisions)
+    winners = [r.data["decideApproval"] for r in results if r.errors is None]
+    losers = [r.errors[0] for r in results if r.errors is not None]
+    assert len(winners) == 1 and len(losers) == 5
+    assert {e.extensions["code"] for e in losers} == {"CONFLICT"}
+    final = (await gql(APPROVAL, gated.reader, id=approval_id)).data["approval"]
+    assert final["status"] == winners[0]["status"]
+    assert final["decidedBy"] == winners[0]["decidedBy"]
+    assert (await kinds(gql, gated.reader)).count("APPROVAL_DECIDED") == 1
+
+
+def expiring_gql(settings: Settings, recorder: Recorder) -> Any:
+    """A schema whose approvals expire as soon as they are requested."""
+    expiring = with_settings(settings, approval_expiry_seconds=0)
+    schema = build_schema(expiring)
+
+    async def run(document: str, key: str | None, **variables: Any) -> Any:
+        context = Context(settings=expiring, publisher=recorder, secret=key)
+        return await schema.execute(document, variable_values=variables, context_value=context)
+
+    return run
+
+
+async def test_expiry_never_approves_and_is_recorded_once(
+    gated: Tenant, settings: Settings, recorder: Recorder, gql: GraphQL
+) -> None:
+    run = expiring_gql(settings, recorder)
+    body = tool_called("evt_1", "tc_1", environment="production")
+    result = await run(RECORD, gated.writer, input=body)
+    approval_id = result.data["recordAgentEvent"]["approvalId"]
+
+    approver = await gated.key(Scope.APPROVALS_DECIDE, name="late")
+    result = await gql(DECIDE, approver, id=approval_id, decision="APPROVE")
+    [error] = result.errors
+    assert error.extensions == {"code": "CONFLICT"}
+    assert "expired at" in error.message and "without a decision" in error.message
+
+    for _ in range(2):  # lazy expiry on read, the sweep and the decision record it once
+        approval = (await gql(APPROVAL, gated.reader, id=approval_id)).data["approval"]
+        assert approval["status"] == "EXPIRED" and approval["decidedBy"] is None
+        assert approval["toolCall"]["status"] == "EXPIRED"
+        assert await approvals.expire_due_approvals(publisher=recorder) == 0
+    assert (await kinds(gql, gated.reader)).count("APPROVAL_EXPIRED") == 1
+    expired = (await gql(APPROVALS, gated.reader, status="EXPIRED")).data["approvals"]["edges"]
+    assert [edge["node"]["id"] for edge in expired] == [approval_id]
+
+
+async def test_the_sweep_expires_due_approvals(
+    gated: Tenant, settings: Settings, recorder: Recorder, gql: GraphQL
+) -> None:
+    run = expiring_gql(settings, recorder)
+    for i in range(3):
+        body = tool_called(f"evt_{i}", f"tc_{i}", environment="production")
+        await run(RECORD, gated.writer, input=body)
+    assert (
+        await approvals.expire_due_approvals(publisher=recorder, workspace_id=gated.workspace_id)
+        == 3
+    )
+    assert (await kinds(gql, gated.reader)).count("APPROVAL_EXPIRED") == 3
+
+
+async def test_approvals_list_by_status_and_page(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    ids = [await held_call(client, gated, f"tc_{i}") for i in range(3)]
+    approver = await gated.key(Scope.APPROVALS_DECIDE, name="carol")
+    await gql(DECIDE, approver, id=ids[0], decision="APPROVE")
+    result = await gql(APPROVALS, gated.reader, status="PENDING", first=1)
+    page = result.data["approvals"]
+    assert [e["node"]["id"] for e in page["edges"]] == [ids[2]]
+    assert page["pageInfo"]["hasNextPage"] is True
+    after = page["pageInfo"]["endCursor"]
+    result = await gql(APPROVALS, gated.reader, status="PENDING", first=5, after=after)
+    assert [e["node"]["id"] for e in result.data["approvals"]["edges"]] == [ids[1]]
+    result = await gql(APPROVALS, gated.reader)
+    assert len(result.data["approvals"]["edges"]) == 3
+    result = await gql(APPROVALS, gated.reader, after="garbage")
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+
+
+async def test_the_agent_reads_its_approval_over_rest_and_graphql(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL, make_tenant: Any
+) -> None:
+    approval_id = await held_call(client, gated)
+    response = await client.get(f"/v1/approvals/{approval_id}", headers=api_key(gated.writer))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["approvalId"] == approval_id and body["status"] == "pending"
+    assert body["runId"] == "run_001" and body["toolCallId"] == "tc_1"
+    assert body["toolName"] == "deploy" and body["toolCallStatus"] == "awaiting_approval"
+    assert body["approvalUrl"] == f"http://opsgraph.test/approvals?focus={approval_id}"
+    assert body["decidedBy"] is None
+
+    result = await gql(APPROVAL, gated.writer, id=approval_id)  # events:write may read it
+    assert result.data["approval"]["status"] == "PENDING"
+    stranger = await make_tenant()
+    response = await client.get(f"/v1/approvals/{approval_id}", headers=api_key(stranger.reader))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+    response = await client.get(f"/v1/approvals/{approval_id}")
+    assert response.status_code == 401
+    only_decide = await gated.key(Scope.APPROVALS_DECIDE)
+    response = await client.get(f"/v1/approvals/{approval_id}", headers=api_key(only_decide))
+    assert response.status_code == 403
+    for bad in ("soon", "-1", "nan"):
+        response = await client.get(
+            f"/v1/approvals/{approval_id}?wait={bad}", headers=api_key(gated.writer)
+        )
+        assert response.status_code == 400
+        assert response.json()["error"]["message"].startswith("wait: must be a number")
+
+
+async def test_the_long_poll_returns_as_soon_as_a_decision_lands(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    approval_id = await held_call(client, gated)
+    approver = await gated.key(Scope.APPROVALS_DECIDE, name="dana")
+    started = time.monotonic()
+    poll = asyncio.create_task(
+        client.get(f"/v1/approvals/{approval_id}?wait=30", headers=api_key(gated.writer))
+    )
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    await gql(DECIDE, approver, id=approval_id, decision="APPROVE")
+    response = await asyncio.wait_for(poll, timeout=5)
+    assert time.monotonic() - started < 3
+    assert response.json()["status"] == "approved" and response.json()["decidedBy"] == "dana"
+
+
+@pytest.fixture
+async def short_wait_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(with_settings(settings, approval_wait_max_seconds=1), manage_database=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_the_long_poll_is_bounded(
+    short_wait_client: httpx.AsyncClient, gated: Tenant
+) -> None:
+    approval_id = await held_call(short_wait_client, gated)
+    started = time.monotonic()
+    response = await short_wait_client.get(
+        f"/v1/approvals/{approval_id}?wait=600", headers=api_key(gated.writer)
+    )
+    elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 3
+    assert response.json()["status"] == "pending"
+
+
+@pytest.mark.parametrize("how", ["blocked", "pending", "rejected", "expired"])
+async def test_completing_a_call_not_cleared_to_run_is_a_violation(
+    how: str,
+    client: httpx.AsyncClient,
+    gated: Tenant,
+    gql: GraphQL,
+    settings: Settings,
+    recorder: Recorder,
+) -> None:
+    await create_policy(gql, gated.admin, name="No drops", action="BLOCK", toolName="drop_*")
+    if how == "blocked":
+        await post(client, gated.writer, tool_called("evt_1", "tc_1", "drop_table", service="db"))
+        expected = 'Tool call drop_table completed although policy "No drops" blocked it.'
+    elif how == "expired":
+        body = tool_called("evt_1", "tc_1", environment="production", service="api")
+        result = await expiring_gql(settings, recorder)(RECORD, gated.writer, input=body)
+        approval_id = result.data["recordAgentEvent"]["approvalId"]
+        expected = (
+            f"Tool call deploy completed although its approval {approval_id} "
+            "expired without a decision."
+        )
+    else:
+        approval_id = await held_call(client, gated)
+        expected = f"Tool call deploy completed while its approval {approval_id} was still pending."
+        if how == "rejected":
+            await gql(DECIDE, gated.admin, id=approval_id, decision="REJECT", comment="no")
+            expected = (
+                f"Tool call deploy completed although its approval {approval_id} "
+                "was rejected by admin."
+            )
+    done = event("evt_done", "tool.completed", toolCallId="tc_1", outputPayload={"done": True})
+    response = await post(client, gated.writer, done)
+    assert response.status_code == 200
+    assert response.json() == {"eventId": "evt_done", "runId": "run_001", "processed": True}
+
+    [edge] = (await gql(VIOLATIONS, gated.reader)).data["timeline"]["edges"]
+    entry = edge["node"]
+    assert entry["summary"] == expected and entry["actor"] == "my-agent"
+    assert entry["subject"] == {
+        "__typename": "ToolCall",
+        "toolCallId": "tc_1",
+        "status": "COMPLETED",
+        "violation": expected,
+    }
+    assert entry["details"]["statusBefore"] == how.upper().replace("PENDING", "AWAITING_APPROVAL")

@@ -1,0 +1,314 @@
+"""Incidents over GraphQL: `sendIncidentEvent`, `incidents`, `incident`, acknowledge and
+resolve by people, and `suspectChanges`, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from models.timeline import TimelineKind
+from resolvers.auth import Scope
+from resolvers.timeline import record_entry
+from tests.conftest import GraphQL, Recorder, Tenant
+
+SEND = """
+mutation($input: IncidentEventInput!) {
+  sendIncidentEvent(input: $input) {
+    __typename
+    ... on IncidentEventAccepted { outcome dedupKey incidentKey reason entryId
+      incident { id status alertCount service { name } } }
+    ... on InvalidRoutingKey { code message }
+    ... on InvalidEvent { code message fields { field message } }
+  }
+}
+"""
+
+INCIDENT = """
+query($id: ID!) {
+  incident(id: $id) {
+    id status acknowledgedBy acknowledgedAt resolvedBy resolvedAt alertCount
+    alerts { summary severity }
+    timeline { kind summary actor details subject { __typename ... on Incident { id } } }
+  }
+}
+"""
+
+ACK = """mutation($id: ID!, $note: String) {
+  acknowledgeIncident(id: $id, note: $note) { status acknowledgedBy } }"""
+RESOLVE = """mutation($id: ID!, $note: String) {
+  resolveIncident(id: $id, note: $note) { status resolvedBy } }"""
+
+
+def trigger(routing_key: str, dedup_key: str = "disk", **payload: Any) -> dict[str, Any]:
+    body = {"summary": "Disk full", "source": "db-1", "severity": "ERROR", **payload}
+    return {
+        "eventAction": "TRIGGER",
+        "routingKey": routing_key,
+        "dedupKey": dedup_key,
+        "payload": body,
+    }
+
+
+async def send(gql: GraphQL, key: str, event: dict[str, Any]) -> dict[str, Any]:
+    result = await gql(SEND, key, input=event)
+    assert result.errors is None, result.errors
+    outcome: dict[str, Any] = result.data["sendIncidentEvent"]
+    return outcome
+
+
+async def test_send_incident_event_results(
+    gql: GraphQL, tenant: Tenant, recorder: Recorder
+) -> None:
+    routing_key = await tenant.service("db")
+    opened = await send(gql, tenant.writer, trigger(routing_key))
+    assert opened["__typename"] == "IncidentEventAccepted"
+    assert opened["outcome"] == "OPENED" and opened["dedupKey"] == "disk"
+    assert opened["incident"]["service"] == {"name": "db"}
+    assert opened["incident"]["id"] == opened["incidentKey"]
+    assert recorder.announced[-1] == (tenant.workspace_id, int(opened["entryId"]))
+
+    updated = await send(gql, tenant.writer, trigger(routing_key))
+    assert updated["outcome"] == "UPDATED" and updated["incident"]["alertCount"] == 2
+
+    dropped = await send(
+        gql,
+        tenant.writer,
+        {"eventAction": "ACKNOWLEDGE", "routingKey": routing_key, "dedupKey": "other"},
+    )
+    assert dropped["outcome"] == "DROPPED" and dropped["incident"] is None
+    assert dropped["reason"] == "no incident has this dedup_key"
+
+    invalid = await send(gql, tenant.writer, {**trigger(routing_key), "payload": {"source": " "}})
+    assert invalid["__typename"] == "InvalidEvent" and invalid["code"] == "INVALID_EVENT"
+    assert [f["field"] for f in invalid["fields"]] == [
+        "payload.summary",
+        "payload.source",
+        "payload.severity",
+    ]
+    unknown = await send(gql, tenant.writer, trigger("R-not-a-key"))
+    assert unknown == {
+        "__typename": "InvalidRoutingKey",
+        "code": "INVALID_ROUTING_KEY",
+        "message": "Routing key not found",
+    }
+
+    result = await gql(SEND, tenant.reader, input=trigger(routing_key))
+    assert result.errors[0].extensions == {"code": "FORBIDDEN"}
+
+
+async def test_people_acknowledge_and_resolve_with_a_note(
+    gql: GraphQL, tenant: Tenant, recorder: Recorder
+) -> None:
+    routing_key = await tenant.service("db")
+    incident_id = (await send(gql, tenant.writer, trigger(routing_key)))["incidentKey"]
+    nobody = await tenant.key(name="nobody")  # no scope: cannot act
+    result = await gql(ACK, nobody, id=incident_id)
+    assert result.errors[0].extensions == {"code": "FORBIDDEN"}
+
+    alice = await tenant.key(Scope.EVENTS_WRITE, Scope.READ, name="alice")
+    result = await gql(ACK, alice, id=incident_id, note="looking")
+    assert result.data["acknowledgeIncident"] == {
+        "status": "ACKNOWLEDGED",
+        "acknowledgedBy": "alice",
+    }
+    again = await gql(ACK, alice, id=incident_id)  # idempotent, no new entry
+    assert again.data["acknowledgeIncident"]["status"] == "ACKNOWLEDGED"
+    announced = len(recorder.announced)
+
+    result = await gql(RESOLVE, alice, id=incident_id, note="freed 20 GB")
+    assert result.data["resolveIncident"] == {"status": "RESOLVED", "resolvedBy": "alice"}
+    assert len(recorder.announced) == announced + 1
+    assert (await gql(RESOLVE, alice, id=incident_id)).data["resolveIncident"][
+        "status"
+    ] == "RESOLVED"
+
+    result = await gql(ACK, alice, id=incident_id)
+    assert result.errors[0].extensions == {"code": "CONFLICT"}
+    result = await gql(ACK, alice, id="inc_missing")
+    assert result.errors[0].extensions == {"code": "NOT_FOUND"}
+    result = await gql(RESOLVE, alice, id=incident_id, note="x" * 2000)
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+
+    incident = (await gql(INCIDENT, tenant.reader, id=incident_id)).data["incident"]
+    assert incident["acknowledgedBy"] == "alice" and incident["resolvedBy"] == "alice"
+    assert incident["acknowledgedAt"] <= incident["resolvedAt"]
+    timeline = incident["timeline"]
+    assert [e["kind"] for e in timeline] == [
+        "INCIDENT_RESOLVED",
+        "INCIDENT_ACKNOWLEDGED",
+        "INCIDENT_TRIGGERED",
+    ]
+    assert timeline[0]["summary"] == "Resolved: Disk full" and timeline[0]["actor"] == "alice"
+    assert timeline[0]["details"]["note"] == "freed 20 GB"
+    assert timeline[1]["details"]["note"] == "looking"
+    assert all(e["subject"] == {"__typename": "Incident", "id": incident_id} for e in timeline)
+
+
+async def test_incident_has_its_alert_history_and_is_private_to_its_workspace(
+    gql: GraphQL, tenant: Tenant, make_tenant: Any
+) -> None:
+    routing_key = await tenant.service("db")
+    for summary, severity in (("Disk 90%", "WARNING"), ("Disk 99%", "CRITICAL")):
+        outcome = await send(
+            gql, tenant.writer, trigger(routing_key, summary=summary, severity=severity)
+        )
+    incident = (await gql(INCIDENT, tenant.reader, id=outcome["incidentKey"])).data["incident"]
+    assert incident["alertCount"] == 2
+    assert incident["alerts"] == [
+        {"summary": "Disk 99%", "severity": "CRITICAL"},
+        {"summary": "Disk 90%", "severity": "WARNING"},
+    ]
+    assert [e["kind"] for e in incident["timeline"]] == ["INCIDENT_UPDATED", "INCIDENT_TRIGGERED"]
+    other = await make_tenant()
+    assert (await gql(INCIDENT, other.reader, id=outcome["incidentKey"])).data == {"incident": None}
+    result = await gql(ACK, other.writer, id=outcome["incidentKey"])
+    assert result.errors[0].extensions == {"code": "NOT_FOUND"}
+
+
+LIST = """
+query($filter: IncidentFilter, $first: Int, $after: String) {
+  incidents(filter: $filter, first: $first, after: $after) {
+    edges { cursor node { dedupKey } } pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+async def keys_of(gql: GraphQL, key: str, **variables: Any) -> list[str]:
+    result = await gql(LIST, key, **variables)
+    assert result.errors is None, result.errors
+    return [edge["node"]["dedupKey"] for edge in result.data["incidents"]["edges"]]
+
+
+async def test_incidents_filter_and_pages(gql: GraphQL, tenant: Tenant) -> None:
+    db, web = await tenant.service("db"), await tenant.service("web")
+    started = datetime.now(UTC)
+    for routing_key, dedup_key, severity in (
+        (db, "a", "CRITICAL"),
+        (web, "b", "WARNING"),
+        (db, "c", "INFO"),
+        (web, "d", "CRITICAL"),
+    ):
+        await send(gql, tenant.writer, trigger(routing_key, dedup_key, severity=severity))
+    await send(gql, tenant.writer, {"eventAction": "RESOLVE", "routingKey": db, "dedupKey": "c"})
+    await send(
+        gql, tenant.writer, {"eventAction": "ACKNOWLEDGE", "routingKey": web, "dedupKey": "b"}
+    )
+
+    assert await keys_of(gql, tenant.reader) == ["d", "c", "b", "a"]
+    assert await keys_of(gql, tenant.reader, filter={"services": ["db"]}) == ["c", "a"]
+    assert await keys_of(gql, tenant.reader, filter={"statuses": ["TRIGGERED"]}) == ["d", "a"]
+    both = {"statuses": ["ACKNOWLEDGED", "RESOLVED"]}
+    assert await keys_of(gql, tenant.reader, filter=both) == ["c", "b"]
+    assert await keys_of(gql, tenant.reader, filter={"severities": ["CRITICAL"]}) == ["d", "a"]
+    since = (started - timedelta(seconds=1)).isoformat()
+    assert len(await keys_of(gql, tenant.reader, filter={"since": since})) == 4
+    assert await keys_of(gql, tenant.reader, filter={"until": since}) == []
+
+    seen: list[str] = []
+    after = None
+    while True:
+        result = await gql(LIST, tenant.reader, first=3, after=after)
+        page = result.data["incidents"]
+        seen += [edge["node"]["dedupKey"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == ["d", "c", "b", "a"]
+
+    result = await gql(LIST, tenant.reader, after="garbage")
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    result = await gql(LIST, tenant.writer)
+    assert result.errors[0].extensions == {"code": "FORBIDDEN"}
+
+
+SUSPECTS = """
+query($id: ID!, $window: Int) {
+  incident(id: $id) {
+    suspectChanges(window: $window) { kind summary service
+      subject { __typename ... on Change { name } } }
+  }
+}
+"""
+
+RECORD = "mutation($input: ChangeInput!) { recordChange(input: $input) { __typename } }"
+
+
+async def test_suspect_changes_are_changes_and_tool_calls_before_it_opened(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    routing_key = await tenant.service("checkout")
+    now = datetime.now(UTC)
+
+    async def change(name: str, minutes_ago: float, service: str = "checkout") -> None:
+        at = (now - timedelta(minutes=minutes_ago)).isoformat()
+        event = {
+            "name": name,
+            "timestamp": at,
+            "category": "TECHNICAL",
+            "source": "ci",
+            "service": service,
+        }
+        assert (await gql(RECORD, tenant.writer, input=event)).data is not None
+
+    await change("Deploy v41", 300)
+    await change("Deploy v42", 90)
+    await change("Flag flip", 20)
+    await change("Deploy web", 10, service="web")
+    # The agents domain records each tool call as a TOOL_CALLED entry on the service.
+    await record_entry(
+        workspace_id=tenant.workspace_id,
+        kind=TimelineKind.TOOL_CALLED,
+        occurred_at=now - timedelta(minutes=5),
+        summary="agent ran kubectl scale",
+        service="checkout",
+    )
+    await record_entry(
+        workspace_id=tenant.workspace_id,
+        kind=TimelineKind.RUN_STARTED,
+        occurred_at=now - timedelta(minutes=6),
+        summary="run started",
+        service="checkout",
+    )
+    incident_id = (await send(gql, tenant.writer, trigger(routing_key)))["incidentKey"]
+    await change("Rollback", -1)  # after it opened: not a suspect
+
+    result = await gql(SUSPECTS, tenant.reader, id=incident_id)
+    suspects = result.data["incident"]["suspectChanges"]
+    assert [(s["kind"], s["summary"]) for s in suspects] == [
+        ("TOOL_CALLED", "agent ran kubectl scale"),
+        ("CHANGE", "Flag flip"),
+        ("CHANGE", "Deploy v42"),
+    ]
+    assert suspects[1]["subject"] == {"__typename": "Change", "name": "Flag flip"}
+    result = await gql(SUSPECTS, tenant.reader, id=incident_id, window=30 * 60)
+    assert [s["summary"] for s in result.data["incident"]["suspectChanges"]] == [
+        "agent ran kubectl scale",
+        "Flag flip",
+    ]
+    result = await gql(SUSPECTS, tenant.reader, id=incident_id, window=0)
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+
+
+async def test_timeline_shows_incident_entries_with_their_subject(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    routing_key = await tenant.service("db")
+    incident_id = (await send(gql, tenant.writer, trigger(routing_key)))["incidentKey"]
+    query = """{ timeline(filter: {kinds: [INCIDENT_TRIGGERED]}) { nodes { summary service actor
+      subject { __typename ... on Incident { id status service { name } } } } } }"""
+    result = await gql(query, tenant.reader)
+    assert result.errors is None, result.errors
+    assert result.data["timeline"]["nodes"] == [
+        {
+            "summary": "Disk full",
+            "service": "db",
+            "actor": "ci-pipeline",
+            "subject": {
+                "__typename": "Incident",
+                "id": incident_id,
+                "status": "TRIGGERED",
+                "service": {"name": "db"},
+            },
+        }
+    ]

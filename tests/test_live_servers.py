@@ -1,0 +1,197 @@
+"""Live updates across real server processes: WebSocket protocols and auth, fan-out over
+Redis and PostgreSQL LISTEN/NOTIFY, and a cut bus connection ending subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+
+from tests.servers import Server, postgres_database, run_server
+from tests.test_changes import SEED_EVENT
+
+pytestmark = pytest.mark.slow
+
+SUBSCRIPTION = (
+    "subscription($f: TimelineFilter) { timeline(filter: $f) { summary service cursor } }"
+)
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+def pair(tmp: Path, database: str, broadcast: str) -> Iterator[tuple[Server, Server, str]]:
+    """Two processes on one database and bus; yields both and the admin key."""
+    env = {"OPSGRAPH_DATABASE_URL": database, "OPSGRAPH_BROADCAST_URL": broadcast}
+    with run_server(tmp, env) as first, run_server(tmp, env) as second:
+        key = first.admin_key or second.admin_key
+        if key is None:  # an earlier test bootstrapped this database: make a key
+            created = subprocess.run(
+                [
+                    str(Path(first.process.args[0])),
+                    "keys",
+                    "create",
+                    "--name",
+                    "t",
+                    "--scopes",
+                    "admin",
+                ],
+                cwd=tmp,
+                env={"OPSGRAPH_DATABASE_URL": database, "PATH": "/usr/bin:/bin"},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            key = created.stdout.strip()
+        yield first, second, key
+
+
+def post_change(server: Server, key: str, **fields: Any) -> None:
+    response = httpx.post(
+        f"{server.url}/events",
+        json={**SEED_EVENT, **fields},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 201, response.text
+
+
+def client(server: Server, key: str) -> Client:
+    transport = WebsocketsTransport(
+        url=server.ws_url, init_payload={"Authorization": f"Bearer {key}"}
+    )
+    return Client(transport=transport, fetch_schema_from_transport=False)
+
+
+async def receive_one_across_processes(a: Server, b: Server, key: str) -> None:
+    async with client(a, key) as session:
+        request = GraphQLRequest(SUBSCRIPTION, variable_values={"f": {"services": ["fanout"]}})
+        stream = session.subscribe(request)
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.5)  # the subscription is registered on A
+        await asyncio.to_thread(post_change, b, key, service="other")
+        await asyncio.to_thread(post_change, b, key, service="fanout", name="from B")
+        result = await asyncio.wait_for(first, timeout=10)
+        assert result["timeline"]["summary"] == "from B"
+        assert result["timeline"]["service"] == "fanout"
+
+
+@pytest.mark.parametrize("broadcast", ["redis://127.0.0.1:6379/0", "postgres"])
+async def test_a_subscriber_on_one_process_sees_posts_to_another(
+    tmp_path: Path, database: str, broadcast: str
+) -> None:
+    url = database if broadcast == "postgres" else broadcast
+    servers = pair(tmp_path, database, url)
+    a, b, key = await asyncio.to_thread(next, servers)
+    try:
+        await receive_one_across_processes(a, b, key)
+    finally:
+        await asyncio.to_thread(lambda: next(servers, None))
+
+
+async def test_a_cut_redis_connection_ends_the_subscription(tmp_path: Path, database: str) -> None:
+    name = "og-" + secrets.token_hex(4)
+    servers = pair(tmp_path, database, f"redis://127.0.0.1:6379/0?client_name={name}")
+    a, b, key = await asyncio.to_thread(next, servers)
+    try:
+        async with client(a, key) as session:
+            stream = session.subscribe(GraphQLRequest(SUBSCRIPTION))
+            pending = asyncio.ensure_future(stream.__anext__())
+            await asyncio.sleep(0.5)
+            listing = subprocess.run(
+                ["redis-cli", "CLIENT", "LIST"], capture_output=True, text=True, check=True
+            ).stdout
+            ids = [
+                field.split("=")[1]
+                for line in listing.splitlines()
+                if f"name={name} " in line + " "
+                for field in line.split()
+                if field.startswith("id=")
+            ]
+            assert ids, listing
+            for client_id in ids:
+                subprocess.run(
+                    ["redis-cli", "CLIENT", "KILL", "ID", client_id],
+                    check=True,
+                    capture_output=True,
+                )
+            with pytest.raises(TransportQueryError) as raised:
+                await asyncio.wait_for(pending, timeout=10)
+            assert "reconnect" in str(raised.value)
+        # The process reconnects to the bus: a new subscription works again.
+        await asyncio.sleep(1.0)
+        await receive_one_across_processes(a, b, key)
+    finally:
+        await asyncio.to_thread(lambda: next(servers, None))
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with run_server(tmp_path_factory.mktemp("single"), {}) as server:
+        yield server
+
+
+async def test_websocket_auth_refuses_before_any_operation(single: Server) -> None:
+    assert single.admin_key
+    for protocol in ("graphql-transport-ws", "graphql-ws"):
+        async with websockets.connect(single.ws_url, subprotocols=[protocol]) as ws:
+            await ws.send(
+                json.dumps(
+                    {"type": "connection_init", "payload": {"Authorization": "Bearer og_wrong"}}
+                )
+            )
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403, protocol
+
+    # An operation sent before connection_init never runs.
+    async with websockets.connect(single.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": "subscription { timeline { summary } }"},
+                }
+            )
+        )
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_legacy_graphql_ws_protocol_delivers(single: Server) -> None:
+    key = single.admin_key
+    async with websockets.connect(single.ws_url, subprotocols=["graphql-ws"]) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "start",
+                    "payload": {"query": "subscription { timeline { summary } }"},
+                }
+            )
+        )
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(post_change, single, key, name="legacy hello")
+        message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        assert message["type"] == "data"
+        assert message["payload"]["data"]["timeline"]["summary"] == "legacy hello"

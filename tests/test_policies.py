@@ -1,0 +1,257 @@
+"""Policies through GraphQL and the events API: CRUD, versions, dry runs, live incident state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.agent_helpers import (
+    CREATE_POLICY,
+    SEED_POLICY,
+    SEED_REQUEST,
+    create_policy,
+    post,
+    tool_called,
+)
+from tests.conftest import GraphQL, Tenant
+
+UPDATE = """
+mutation($id: ID!, $input: PolicyInput!) { updatePolicy(id: $id, input: $input) { id name action
+  version updatedBy dryRun } }
+"""
+DELETE = "mutation($id: ID!) { deletePolicy(id: $id) }"
+POLICIES = "{ policies { id name action version dryRun createdBy inputMatches { path op value } } }"
+CALL = """
+query($id: ID!) { run(id: $id) { toolCalls { toolCallId status decisionReason
+  matchedPolicies { policyId policyName action reason version dryRun } } } }
+"""
+
+
+async def decision(client: httpx.AsyncClient, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = await post(client, key, body)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def test_admins_create_update_and_delete_policies(gql: GraphQL, tenant: Tenant) -> None:
+    policy = await create_policy(gql, tenant.admin, **SEED_POLICY)
+    assert policy["version"] == 1 and policy["dryRun"] is False
+    assert policy["inputMatches"] == [{"path": "environment", "op": "EQ", "value": "production"}]
+
+    result = await gql(
+        UPDATE, tenant.admin, id=policy["id"], input={**SEED_POLICY, "action": "BLOCK"}
+    )
+    assert result.data["updatePolicy"]["version"] == 2
+    assert result.data["updatePolicy"]["action"] == "BLOCK"
+    assert result.data["updatePolicy"]["updatedBy"] == "admin"
+
+    result = await gql(POLICIES, tenant.reader)
+    [listed] = result.data["policies"]
+    assert listed["version"] == 2 and listed["createdBy"] == "admin"
+
+    for document, variables in (
+        (CREATE_POLICY, {"input": SEED_POLICY}),
+        (UPDATE, {"id": policy["id"], "input": SEED_POLICY}),
+        (DELETE, {"id": policy["id"]}),
+    ):
+        result = await gql(document, tenant.writer, **variables)
+        assert result.errors[0].extensions == {"code": "FORBIDDEN"}
+
+    result = await gql(DELETE, tenant.admin, id=policy["id"])
+    assert result.data == {"deletePolicy": True}
+    result = await gql(DELETE, tenant.admin, id=policy["id"])
+    assert result.data == {"deletePolicy": False}
+    result = await gql(UPDATE, tenant.admin, id=policy["id"], input=SEED_POLICY)
+    assert result.errors[0].extensions == {"code": "NOT_FOUND"}
+
+
+async def test_bad_policies_name_each_field(gql: GraphQL, tenant: Tenant) -> None:
+    bad = {
+        "name": " ",
+        "action": "BLOCK",
+        "inputMatches": [
+            {"path": "replicas", "op": "GT", "value": "five"},
+            {"path": "env", "op": "IN", "value": "prod"},
+            {"path": "a..b", "op": "EQ", "value": 1},
+        ],
+        "incidentOpenOnServiceFrom": "target.",
+    }
+    result = await gql(CREATE_POLICY, tenant.admin, input=bad)
+    [error] = result.errors
+    assert error.extensions["code"] == "BAD_USER_INPUT"
+    assert [f["field"] for f in error.extensions["fields"]] == [
+        "name",
+        "incidentOpenOnServiceFrom",
+        "inputMatches[0].value",
+        "inputMatches[1].value",
+        "inputMatches[2].path",
+    ]
+    assert error.message.startswith("Invalid policy: name: must not be empty;")
+    await create_policy(gql, tenant.admin, **SEED_POLICY)
+    result = await gql(CREATE_POLICY, tenant.admin, input=SEED_POLICY)
+    assert result.errors[0].extensions == {"code": "CONFLICT"}
+
+
+async def test_each_decision_records_the_policy_versions(
+    client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
+) -> None:
+    policy = await create_policy(gql, tenant.admin, **SEED_POLICY)
+    await decision(client, tenant.writer, tool_called("e1", "tc_1", environment="production"))
+    await gql(UPDATE, tenant.admin, id=policy["id"], input={**SEED_POLICY, "name": "Prod gate"})
+    await decision(client, tenant.writer, tool_called("e2", "tc_2", environment="production"))
+    calls = (await gql(CALL, tenant.reader, id="run_001")).data["run"]["toolCalls"]
+    assert [
+        (c["matchedPolicies"][0]["version"], c["matchedPolicies"][0]["policyName"]) for c in calls
+    ] == [
+        (1, "Require approval for production deploys"),
+        (2, "Prod gate"),
+    ]
+
+
+async def test_dry_run_policies_are_shown_not_enforced(
+    client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
+) -> None:
+    trial = await create_policy(
+        gql, tenant.admin, name="Trial: no deploys", action="BLOCK", toolName="deploy", dryRun=True
+    )
+    body = await decision(client, tenant.writer, tool_called("e1", "tc_1", environment="staging"))
+    reason = 'Dry run: tool call deploy would be blocked by policy "Trial: no deploys".'
+    assert body["toolCallStatus"] == "allowed"
+    assert body["reason"] == "Tool call deploy is allowed: only dry-run policies matched."
+    assert body["matchedPolicies"] == [
+        {
+            "policyId": trial["id"],
+            "policyName": "Trial: no deploys",
+            "action": "block",
+            "reason": reason,
+        }
+    ]
+    [call] = (await gql(CALL, tenant.reader, id="run_001")).data["run"]["toolCalls"]
+    assert call["status"] == "ALLOWED"
+    assert call["matchedPolicies"][0]["dryRun"] is True
+
+
+async def test_predicates_and_precedence_end_to_end(
+    client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
+) -> None:
+    await create_policy(
+        gql, tenant.admin, name="Deploys are fine", action="ALLOW", toolName="deploy"
+    )
+    await create_policy(
+        gql,
+        tenant.admin,
+        name="Big rollouts need a person",
+        action="REQUIRE_APPROVAL",
+        toolName="deploy",
+        inputMatches=[{"path": "rollout.replicas", "op": "GTE", "value": 10}],
+    )
+    await create_policy(
+        gql,
+        tenant.admin,
+        name="Never in these regions",
+        action="BLOCK",
+        agentId="my-*",
+        inputMatches=[
+            {"path": "rollout.region", "op": "IN", "value": ["cn-north-1", "us-gov-west-1"]},
+        ],
+    )
+    small = tool_called("e1", "tc_1", rollout={"replicas": 3, "region": "eu-west-1"})
+    body = await decision(client, tenant.writer, small)
+    assert (body["toolCallStatus"], body["reason"]) == (
+        "allowed",
+        'Tool call deploy is allowed by policy "Deploys are fine".',
+    )
+    big = tool_called("e2", "tc_2", rollout={"replicas": 12, "region": "eu-west-1"})
+    body = await decision(client, tenant.writer, big)
+    assert body["toolCallStatus"] == "awaiting_approval"
+    assert [m["action"] for m in body["matchedPolicies"]] == ["require_approval", "allow"]
+    forbidden = tool_called("e3", "tc_3", rollout={"replicas": 12, "region": "cn-north-1"})
+    body = await decision(client, tenant.writer, forbidden)
+    assert body["toolCallStatus"] == "blocked" and body["approvalId"] is None
+    assert [m["action"] for m in body["matchedPolicies"]] == ["block", "require_approval", "allow"]
+
+
+async def test_a_change_freeze_while_an_incident_is_open(
+    client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
+) -> None:
+    routing_key = await tenant.service("api")
+    await create_policy(
+        gql,
+        tenant.admin,
+        name="Freeze deploys during incidents",
+        action="BLOCK",
+        toolName="deploy",
+        incidentOpenOnServiceFrom="service",
+    )
+    body = await decision(client, tenant.writer, SEED_REQUEST)  # inputPayload.service == "api"
+    assert body["toolCallStatus"] == "allowed"
+
+    async def incident(action: str) -> None:
+        alert = {
+            "routing_key": routing_key,
+            "event_action": action,
+            "dedup_key": "api-5xx",
+            "payload": {
+                "summary": "api 5xx above 5%",
+                "source": "prometheus",
+                "severity": "critical",
+            },
+        }
+        headers = {"Authorization": f"Bearer {tenant.writer}"}
+        response = await client.post("/api/events", json=alert, headers=headers)
+        assert response.status_code == 202, response.text
+
+    await incident("trigger")
+    body = await decision(
+        client,
+        tenant.writer,
+        {
+            **SEED_REQUEST,
+            "eventId": "e2",
+            "metadata": {**SEED_REQUEST["metadata"], "toolCallId": "tc_2"},
+        },
+    )
+    assert body["toolCallStatus"] == "blocked"
+    assert (
+        body["reason"] == 'Tool call deploy is blocked by policy "Freeze deploys during incidents".'
+    )
+    other = tool_called("e3", "tc_3", service="web")
+    assert (await decision(client, tenant.writer, other))["toolCallStatus"] == "allowed"
+
+    await incident("acknowledge")  # acknowledged is still open
+    again = tool_called("e4", "tc_4", service="api")
+    assert (await decision(client, tenant.writer, again))["toolCallStatus"] == "blocked"
+
+    await incident("resolve")
+    after = tool_called("e5", "tc_5", service="api")
+    assert (await decision(client, tenant.writer, after))["toolCallStatus"] == "allowed"
+
+
+README_POLICY = """
+mutation {
+  createPolicy(input: {
+    name: "Freeze prod deploys during incidents", action: BLOCK, toolName: "deploy*",
+    inputMatches: [{path: "environment", op: IN, value: ["production", "prod"]}],
+    incidentOpenOnServiceFrom: "service"
+  }) { id version inputMatches { path op value } }
+}
+"""
+README_QUERIES = """
+{ runs(filter: {statuses: [RUNNING]}, first: 10) { edges { node { runId agentId task
+    toolCalls { toolCallId toolName status decisionReason violation
+      matchedPolicies { policyName action version dryRun } approval { id status } } } } }
+  approvals(status: PENDING) { edges { node { id reason expiresAt url toolCall { toolName } } } } }
+"""
+
+
+async def test_the_readme_examples_run(gql: GraphQL, tenant: Tenant) -> None:
+    result = await gql(README_POLICY, tenant.admin)
+    assert result.errors is None, result.errors
+    created = result.data["createPolicy"]
+    assert created["inputMatches"] == [
+        {"path": "environment", "op": "IN", "value": ["production", "prod"]}
+    ]
+    result = await gql(README_QUERIES, tenant.reader)
+    assert result.errors is None, result.errors

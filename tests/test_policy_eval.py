@@ -1,0 +1,201 @@
+"""Policy evaluation as a pure function: matching, predicates, precedence, dry runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from models.agent import ToolCallDecision
+from models.policy import MatchOp, PolicyAction
+from resolvers.policy_eval import (
+    CallFacts,
+    InputMatch,
+    PolicySpec,
+    evaluate,
+    lookup,
+    predicate_holds,
+    services_to_check,
+)
+
+ALLOW, BLOCK, APPROVE = PolicyAction.ALLOW, PolicyAction.BLOCK, PolicyAction.REQUIRE_APPROVAL
+
+PROD_DEPLOY = PolicySpec(
+    id="pol_123",
+    name="Require approval for production deploys",
+    action=APPROVE,
+    version=3,
+    tool_name="deploy",
+    input_matches=(InputMatch("environment", MatchOp.EQ, "production"),),
+)
+
+
+def call(
+    tool: str = "deploy", agent: str = "my-agent", hint: str | None = "deploy", **payload: Any
+) -> CallFacts:
+    return CallFacts(tool_name=tool, agent_id=agent, action_hint=hint, input_payload=payload)
+
+
+def test_the_seed_decision_and_its_wording() -> None:
+    decision = evaluate([PROD_DEPLOY], call(environment="production", service="api"))
+    reason = (
+        "Tool call deploy requires human approval per policy "
+        '"Require approval for production deploys".'
+    )
+    assert decision.outcome is ToolCallDecision.AWAITING_APPROVAL
+    assert decision.reason == reason
+    [match] = decision.matched
+    assert match.to_json() == {
+        "policyId": "pol_123",
+        "policyName": "Require approval for production deploys",
+        "action": "require_approval",
+        "reason": reason,
+        "version": 3,
+        "dryRun": False,
+    }
+
+
+def test_no_match_allows() -> None:
+    decision = evaluate([PROD_DEPLOY], call(environment="staging"))
+    assert decision.outcome is ToolCallDecision.ALLOWED
+    assert decision.reason == "Tool call deploy is allowed: no policy matched."
+    assert decision.matched == ()
+    assert evaluate([], call()).outcome is ToolCallDecision.ALLOWED
+
+
+def test_block_beats_require_approval_beats_allow() -> None:
+    allow = PolicySpec(id="p1", name="Deploys are fine", action=ALLOW, tool_name="deploy")
+    approve = PolicySpec(id="p2", name="Ask first", action=APPROVE, tool_name="dep*")
+    block = PolicySpec(id="p3", name="Never", action=BLOCK, agent_id="my-*")
+
+    decision = evaluate([allow, approve, block], call())
+    assert decision.outcome is ToolCallDecision.BLOCKED
+    assert decision.reason == 'Tool call deploy is blocked by policy "Never".'
+    assert [m.policy_id for m in decision.matched] == ["p3", "p2", "p1"]
+
+    decision = evaluate([allow, approve], call())
+    assert decision.outcome is ToolCallDecision.AWAITING_APPROVAL
+    assert decision.reason == 'Tool call deploy requires human approval per policy "Ask first".'
+
+    decision = evaluate([allow], call())
+    assert decision.outcome is ToolCallDecision.ALLOWED
+    assert decision.reason == 'Tool call deploy is allowed by policy "Deploys are fine".'
+
+
+def test_dry_run_is_recorded_but_not_enforced() -> None:
+    trial = PolicySpec(id="p1", name="Trial block", action=BLOCK, tool_name="deploy", dry_run=True)
+    decision = evaluate([trial], call())
+    assert decision.outcome is ToolCallDecision.ALLOWED
+    assert decision.reason == "Tool call deploy is allowed: only dry-run policies matched."
+    [match] = decision.matched
+    assert match.dry_run and match.action is BLOCK
+    assert match.reason == 'Dry run: tool call deploy would be blocked by policy "Trial block".'
+
+    enforced = PolicySpec(id="p2", name="Ask", action=APPROVE, tool_name="deploy")
+    decision = evaluate([trial, enforced], call())
+    assert decision.outcome is ToolCallDecision.AWAITING_APPROVAL
+    assert [m.policy_id for m in decision.matched] == ["p2", "p1"]
+
+
+def test_tool_hint_and_agent_conditions() -> None:
+    policy = PolicySpec(
+        id="p", name="n", action=BLOCK, tool_name="db_*", action_hint="delete", agent_id="ops-?"
+    )
+    assert (
+        evaluate([policy], call("db_drop", "ops-1", "delete")).outcome is ToolCallDecision.BLOCKED
+    )
+    assert evaluate([policy], call("deploy", "ops-1", "delete")).matched == ()
+    assert evaluate([policy], call("db_drop", "ops-12", "delete")).matched == ()
+    assert evaluate([policy], call("db_drop", "ops-1", "read")).matched == ()
+    assert evaluate([policy], call("db_drop", "ops-1", None)).matched == ()
+    assert evaluate([policy], call("DB_drop", "ops-1", "delete")).matched == ()  # case matters
+
+
+PAYLOAD: dict[str, Any] = {
+    "environment": "production",
+    "replicas": 5,
+    "ratio": 0.5,
+    "dry": True,
+    "target": {"region": "eu-west-1", "hosts": [{"name": "web-1"}]},
+    "tags": ["a", "b"],
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "op", "value", "expected"),
+    [
+        ("environment", MatchOp.EQ, "production", True),
+        ("environment", MatchOp.EQ, "Production", False),
+        ("replicas", MatchOp.EQ, 5.0, True),
+        ("dry", MatchOp.EQ, 1, False),  # true is not 1
+        ("replicas", MatchOp.EQ, True, False),
+        ("tags", MatchOp.EQ, ["a", "b"], True),
+        ("target.region", MatchOp.EQ, "eu-west-1", True),
+        ("target.hosts.0.name", MatchOp.EQ, "web-1", True),
+        ("target.hosts.1.name", MatchOp.EQ, "web-1", False),
+        ("missing", MatchOp.EQ, None, False),
+        ("environment", MatchOp.IN, ["staging", "production"], True),
+        ("environment", MatchOp.IN, ["staging"], False),
+        ("replicas", MatchOp.IN, [1, 5], True),
+        ("target.region", MatchOp.GLOB, "eu-*", True),
+        ("target.region", MatchOp.GLOB, "us-*", False),
+        ("replicas", MatchOp.GLOB, "5", False),
+        ("replicas", MatchOp.LT, 6, True),
+        ("replicas", MatchOp.LT, 5, False),
+        ("replicas", MatchOp.LTE, 5, True),
+        ("replicas", MatchOp.GT, 4.5, True),
+        ("replicas", MatchOp.GT, 5, False),
+        ("ratio", MatchOp.GTE, 0.5, True),
+        ("environment", MatchOp.GT, 1, False),  # not a number: never matches
+        ("dry", MatchOp.GTE, 0, False),  # booleans are not numbers
+        ("missing.deeper", MatchOp.LT, 10, False),
+    ],
+)
+def test_predicates(path: str, op: MatchOp, value: Any, expected: bool) -> None:
+    assert predicate_holds(InputMatch(path, op, value), PAYLOAD) is expected
+
+
+def test_all_predicates_must_hold() -> None:
+    policy = PolicySpec(
+        id="p",
+        name="Big prod deploys",
+        action=BLOCK,
+        input_matches=(
+            InputMatch("environment", MatchOp.EQ, "production"),
+            InputMatch("replicas", MatchOp.GT, 3),
+        ),
+    )
+    assert evaluate([policy], call(environment="production", replicas=4)).matched
+    assert not evaluate([policy], call(environment="production", replicas=2)).matched
+    assert not evaluate([policy], call(environment="staging", replicas=4)).matched
+
+
+def test_lookup_reports_missing_apart_from_null() -> None:
+    assert lookup({"a": None}, "a") is None
+    assert lookup({"a": None}, "a.b") is not None
+    assert predicate_holds(InputMatch("a", MatchOp.EQ, None), {"a": None})
+
+
+def test_incident_open_on_the_named_service() -> None:
+    freeze = PolicySpec(
+        id="p",
+        name="Change freeze during incidents",
+        action=BLOCK,
+        tool_name="deploy",
+        incident_open_on_service_from="service",
+    )
+    burning = frozenset({"api"})
+    decision = evaluate([freeze], call(service="api"), open_incident_services=burning)
+    assert decision.outcome is ToolCallDecision.BLOCKED
+    assert (
+        decision.reason == 'Tool call deploy is blocked by policy "Change freeze during incidents".'
+    )
+    assert not evaluate([freeze], call(service="web"), open_incident_services=burning).matched
+    assert not evaluate([freeze], call(), open_incident_services=burning).matched
+    assert not evaluate([freeze], call(service="api")).matched
+    nested = PolicySpec(
+        id="q", name="n", action=BLOCK, incident_open_on_service_from="target.service"
+    )
+    payload = {"target": {"service": "api"}, "service": "web"}
+    assert services_to_check([freeze, nested], payload) == {"api", "web"}
+    assert services_to_check([PROD_DEPLOY], payload) == set()
