@@ -1,0 +1,54 @@
+// A native <dialog>: focus stays inside, Escape closes, focus returns where it was.
+import { useEffect, useRef, type ReactNode } from "react";
+
+export function Dialog({
+  open,
+  onClose,
+  title,
+  children,
+  variant = "modal",
+  footer,
+}: {
+  open: boolean;
+  onClose: () => void;
+  title: ReactNode;
+  children: ReactNode;
+  variant?: "modal" | "drawer";
+  footer?: ReactNode;
+}) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const dialog = ref.current;
+    if (!dialog) return;
+    if (open && !dialog.open) dialog.showModal();
+    if (!open && dialog.open) dialog.close();
+  }, [open]);
+  return (
+    <dialog
+      ref={ref}
+      className={`dialog dialog-${variant}`}
+      onClose={onClose}
+      onCancel={(event) => {
+        event.preventDefault();
+        onClose();
+      }}
+      onClick={(event) => {
+        if (event.target === ref.current) onClose();
+      }}
+      aria-labelledby="dialog-title"
+    >
+      {open ? (
+        <div className="dialog-body">
+          <header className="dialog-header">
+            <h2 id="dialog-title">{title}</h2>
+            <button type="button" className="icon-button" onClick={onClose} aria-label="Close">
+              ✕
+            </button>
+          </header>
+          <div className="dialog-content">{children}</div>
+          {footer ? <footer className="dialog-footer">{footer}</footer> : null}
+        </div>
+      ) : null}
+    </dialog>
+  );
+}

@@ -1,0 +1,375 @@
+import { useCallback, useState } from "react";
+import { Link, useParams, useSearchParams } from "react-router";
+import { useMutation, useQuery } from "urql";
+import { useRefreshOn } from "../api/refresh";
+import type { Entry } from "../api/timeline";
+import { Severity, Status } from "../components/Badges";
+import { EntryDetails, EntryList } from "../components/Entries";
+import { JsonView } from "../components/JsonView";
+import { NoteDialog } from "../components/NoteDialog";
+import { Empty, ErrorNote, Loading, errorMessage } from "../components/States";
+import { ago, clock, duration, fullDate, useNow } from "../format";
+import { graphql } from "../gql";
+import { useViewer } from "../viewer";
+
+const IncidentDocument = graphql(`
+  query Incident($id: ID!, $window: Int) {
+    incident(id: $id) {
+      ...IncidentRow
+      dedupKey
+      timestamp
+      component
+      group
+      class
+      customDetails
+      images {
+        src
+        href
+        alt
+      }
+      links {
+        href
+        text
+      }
+      client
+      clientUrl
+      alerts(first: 50) {
+        id
+        receivedAt
+        actor
+        summary
+        source
+        severity
+        timestamp
+        component
+        group
+        class
+        customDetails
+      }
+      timeline(first: 50) {
+        ...TimelineEntryFields
+      }
+      suspectChanges(window: $window, first: 50) {
+        ...TimelineEntryFields
+      }
+    }
+  }
+`);
+
+const AcknowledgeDocument = graphql(`
+  mutation AcknowledgeIncident($id: ID!, $note: String) {
+    acknowledgeIncident(id: $id, note: $note) {
+      id
+      status
+      acknowledgedAt
+      acknowledgedBy
+    }
+  }
+`);
+
+const ResolveDocument = graphql(`
+  mutation ResolveIncident($id: ID!, $note: String) {
+    resolveIncident(id: $id, note: $note) {
+      id
+      status
+      resolvedAt
+      resolvedBy
+    }
+  }
+`);
+
+const WINDOWS: { seconds: number | null; label: string }[] = [
+  { seconds: 30 * 60, label: "30 minutes" },
+  { seconds: 60 * 60, label: "1 hour" },
+  { seconds: null, label: "default (server)" },
+  { seconds: 6 * 3600, label: "6 hours" },
+  { seconds: 24 * 3600, label: "24 hours" },
+  { seconds: 7 * 24 * 3600, label: "7 days" },
+];
+
+type Action = "acknowledge" | "resolve";
+
+export function IncidentPage() {
+  const { id = "" } = useParams();
+  const [params, setParams] = useSearchParams();
+  const windowParam = Number(params.get("window"));
+  const window = Number.isFinite(windowParam) && windowParam > 0 ? windowParam : null;
+  const viewer = useViewer();
+  const now = useNow(5_000);
+  const [{ data, error, fetching }, refetch] = useQuery({
+    query: IncidentDocument,
+    variables: { id, window },
+  });
+  const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
+  const incident = data?.incident;
+  useRefreshOn({ services: incident ? [incident.service.name] : null }, refresh, Boolean(incident));
+
+  const [action, setAction] = useState<Action | null>(null);
+  const [ack, acknowledge] = useMutation(AcknowledgeDocument);
+  const [res, resolve] = useMutation(ResolveDocument);
+  const [open, setOpen] = useState<Entry | null>(null);
+  const busy = ack.fetching || res.fetching;
+  const [actionError, setActionError] = useState<string | null>(null);
+  const startAction = (next: Action): void => {
+    setActionError(null);
+    setAction(next);
+  };
+
+  if (!incident) {
+    return (
+      <main className="page" id="main">
+        <p>
+          <Link to="/incidents">← Incidents</Link>
+        </p>
+        {error ? (
+          <ErrorNote error={error} retry={refresh} />
+        ) : fetching || !data ? (
+          <Loading what="Loading the incident" />
+        ) : (
+          <Empty title="No such incident in this workspace.">
+            <p>
+              <code>{id}</code> does not exist, or belongs to another workspace.
+            </p>
+          </Empty>
+        )}
+      </main>
+    );
+  }
+
+  const submit = async (note: string): Promise<void> => {
+    const run = action === "acknowledge" ? acknowledge : resolve;
+    const result = await run({ id: incident.id, note: note || null });
+    setActionError(result.error ? errorMessage(result.error) : null);
+    if (!result.error) {
+      setAction(null);
+      refresh();
+    }
+  };
+  const canAct = viewer.can("EVENTS_WRITE");
+  const openFor =
+    Date.parse(incident.resolvedAt ?? new Date(now).toISOString()) - Date.parse(incident.openedAt);
+
+  return (
+    <main className="page" id="main">
+      <p className="crumbs">
+        <Link to="/incidents">← Incidents</Link>
+      </p>
+      <header className={`incident-head sev-edge-${incident.severity.toLowerCase()}`}>
+        <div className="incident-head-main">
+          <div className="badges">
+            <Severity severity={incident.severity} />
+            <Status status={incident.status} />
+            <span className="chip chip-service">{incident.service.name}</span>
+          </div>
+          <h1>{incident.summary}</h1>
+          <p className="muted">
+            Opened {ago(incident.openedAt, now)} · {incident.alertCount}{" "}
+            {incident.alertCount === 1 ? "alert" : "alerts"} ·{" "}
+            {incident.status === "RESOLVED" ? "lasted" : "open for"} {duration(openFor)}
+          </p>
+        </div>
+        <div className="incident-actions">
+          {incident.status === "TRIGGERED" ? (
+            <button
+              type="button"
+              className="button button-primary"
+              disabled={!canAct}
+              title={canAct ? undefined : "Needs a key with the events:write scope"}
+              onClick={() => startAction("acknowledge")}
+            >
+              Acknowledge
+            </button>
+          ) : null}
+          {incident.status !== "RESOLVED" ? (
+            <button
+              type="button"
+              className="button button-success"
+              disabled={!canAct}
+              title={canAct ? undefined : "Needs a key with the events:write scope"}
+              onClick={() => startAction("resolve")}
+            >
+              Resolve
+            </button>
+          ) : null}
+        </div>
+      </header>
+
+      <div className="columns">
+        <div className="column-main">
+          <section className="section" aria-labelledby="suspects-title">
+            <div className="section-head">
+              <h2 id="suspects-title">What changed before it</h2>
+              <label className="field field-inline">
+                <span>Window</span>
+                <select
+                  value={window ?? ""}
+                  onChange={(event) => {
+                    const next = new URLSearchParams(params);
+                    if (event.target.value) next.set("window", event.target.value);
+                    else next.delete("window");
+                    setParams(next, { replace: true });
+                  }}
+                >
+                  {WINDOWS.map((w) => (
+                    <option key={w.label} value={w.seconds ?? ""}>
+                      {w.label}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </div>
+            <p className="muted section-hint">
+              Changes and agent tool calls on <strong>{incident.service.name}</strong> before it opened,
+              newest first.
+            </p>
+            {incident.suspectChanges.length ? (
+              <EntryList entries={incident.suspectChanges} onOpen={setOpen} label="What changed before it" />
+            ) : (
+              <Empty title="Nothing changed on this service in that window." />
+            )}
+          </section>
+          <section className="section" aria-labelledby="incident-timeline-title">
+            <h2 id="incident-timeline-title">Timeline</h2>
+            {incident.timeline.length ? (
+              <EntryList entries={incident.timeline} onOpen={setOpen} label="Incident timeline" />
+            ) : (
+              <Empty title="No entries yet." />
+            )}
+          </section>
+        </div>
+        <aside className="column-side">
+          <section className="section panel" aria-labelledby="facts-title">
+            <h2 id="facts-title">Details</h2>
+            <dl className="facts">
+              <dt>Opened</dt>
+              <dd title={fullDate(incident.openedAt)}>{fullDate(incident.openedAt)}</dd>
+              <dt>Last alert</dt>
+              <dd title={fullDate(incident.lastSeenAt)}>{ago(incident.lastSeenAt, now)}</dd>
+              {incident.acknowledgedAt ? (
+                <>
+                  <dt>Acknowledged</dt>
+                  <dd>
+                    {ago(incident.acknowledgedAt, now)}
+                    {incident.acknowledgedBy ? ` by ${incident.acknowledgedBy}` : ""}
+                  </dd>
+                </>
+              ) : null}
+              {incident.resolvedAt ? (
+                <>
+                  <dt>Resolved</dt>
+                  <dd>
+                    {ago(incident.resolvedAt, now)}
+                    {incident.resolvedBy ? ` by ${incident.resolvedBy}` : ""}
+                  </dd>
+                </>
+              ) : null}
+              <dt>Source</dt>
+              <dd>{incident.source}</dd>
+              {incident.component ? (
+                <>
+                  <dt>Component</dt>
+                  <dd>{incident.component}</dd>
+                </>
+              ) : null}
+              {incident.group ? (
+                <>
+                  <dt>Group</dt>
+                  <dd>{incident.group}</dd>
+                </>
+              ) : null}
+              {incident.class ? (
+                <>
+                  <dt>Class</dt>
+                  <dd>{incident.class}</dd>
+                </>
+              ) : null}
+              <dt>Dedup key</dt>
+              <dd>
+                <code>{incident.dedupKey}</code>
+              </dd>
+              <dt>Incident key</dt>
+              <dd>
+                <code>{incident.incidentKey}</code>
+              </dd>
+              {incident.client ? (
+                <>
+                  <dt>Client</dt>
+                  <dd>
+                    {incident.clientUrl ? (
+                      <a href={incident.clientUrl} target="_blank" rel="noreferrer">
+                        {incident.client}
+                      </a>
+                    ) : (
+                      incident.client
+                    )}
+                  </dd>
+                </>
+              ) : null}
+            </dl>
+            {incident.links.length ? (
+              <ul className="links">
+                {incident.links.map((link) => (
+                  <li key={link.href}>
+                    <a href={link.href} target="_blank" rel="noreferrer">
+                      {link.text || link.href}
+                    </a>
+                  </li>
+                ))}
+              </ul>
+            ) : null}
+            <h3>Custom details</h3>
+            <JsonView value={incident.customDetails} label="Custom details" />
+          </section>
+          <section className="section" aria-labelledby="alerts-title">
+            <h2 id="alerts-title">
+              Alert history <span className="muted">({incident.alertCount})</span>
+            </h2>
+            <ol className="alerts">
+              {incident.alerts.map((alert) => (
+                <li key={alert.id} className="alert">
+                  <div className="alert-head">
+                    <time dateTime={alert.receivedAt} title={fullDate(alert.receivedAt)}>
+                      {clock(alert.receivedAt, now)}
+                    </time>
+                    <Severity severity={alert.severity} />
+                    <span className="muted">{alert.source}</span>
+                  </div>
+                  <p className="alert-summary">{alert.summary}</p>
+                  {alert.customDetails && Object.keys(alert.customDetails as object).length ? (
+                    <details>
+                      <summary>Custom details</summary>
+                      <JsonView value={alert.customDetails} label="Alert custom details" />
+                    </details>
+                  ) : null}
+                </li>
+              ))}
+            </ol>
+            {incident.alertCount > incident.alerts.length ? (
+              <p className="muted">The newest {incident.alerts.length} are shown.</p>
+            ) : null}
+          </section>
+        </aside>
+      </div>
+
+      <NoteDialog
+        open={action !== null}
+        title={action === "acknowledge" ? "Acknowledge the incident" : "Resolve the incident"}
+        description={
+          action === "acknowledge"
+            ? "Tell the team you are on it. New alerts still count; a trigger after resolve opens a new incident."
+            : "Close the incident. A later trigger with the same dedup key opens a new one."
+        }
+        confirm={action === "acknowledge" ? "Acknowledge" : "Resolve"}
+        tone={action === "resolve" ? "success" : "primary"}
+        placeholder={
+          action === "acknowledge" ? "e.g. Looking into it, rolled back 1b2c3d4" : "e.g. Fixed by rollback"
+        }
+        busy={busy}
+        error={actionError}
+        onSubmit={(note) => void submit(note)}
+        onClose={() => setAction(null)}
+      />
+      <EntryDetails entry={open} onClose={() => setOpen(null)} />
+    </main>
+  );
+}

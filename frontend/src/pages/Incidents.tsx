@@ -1,0 +1,216 @@
+import { useCallback, useState } from "react";
+import { Link, useSearchParams } from "react-router";
+import { useQuery } from "urql";
+import { INCIDENT_KINDS, useRefreshOn } from "../api/refresh";
+import { Severity } from "../components/Badges";
+import { Empty, ErrorNote, Loading } from "../components/States";
+import { ago, duration, fullDate, useNow } from "../format";
+import { graphql } from "../gql";
+import type { IncidentRowFragment, IncidentStatus } from "../gql/graphql";
+
+graphql(`
+  fragment IncidentRow on Incident {
+    id
+    incidentKey
+    summary
+    status
+    severity
+    source
+    service {
+      id
+      name
+    }
+    alertCount
+    openedAt
+    lastSeenAt
+    acknowledgedAt
+    acknowledgedBy
+    resolvedAt
+    resolvedBy
+  }
+`);
+
+const IncidentsDocument = graphql(`
+  query Incidents($first: Int!, $services: [String!]) {
+    open: incidents(filter: { statuses: [TRIGGERED], services: $services }, first: $first) {
+      nodes {
+        ...IncidentRow
+      }
+      pageInfo {
+        hasNextPage
+      }
+    }
+    acknowledged: incidents(filter: { statuses: [ACKNOWLEDGED], services: $services }, first: $first) {
+      nodes {
+        ...IncidentRow
+      }
+      pageInfo {
+        hasNextPage
+      }
+    }
+    resolved: incidents(filter: { statuses: [RESOLVED], services: $services }, first: $first) {
+      nodes {
+        ...IncidentRow
+      }
+      pageInfo {
+        hasNextPage
+      }
+    }
+  }
+`);
+
+const PAGE = 100;
+
+const TABS: { key: "open" | "acknowledged" | "resolved"; label: string; status: IncidentStatus }[] = [
+  { key: "open", label: "Open", status: "TRIGGERED" },
+  { key: "acknowledged", label: "Acknowledged", status: "ACKNOWLEDGED" },
+  { key: "resolved", label: "Resolved", status: "RESOLVED" },
+];
+
+function IncidentItem({ incident, now }: { incident: IncidentRowFragment; now: number }) {
+  const age = Date.parse(incident.resolvedAt ?? new Date(now).toISOString()) - Date.parse(incident.openedAt);
+  return (
+    <li>
+      <Link
+        to={`/incidents/${incident.id}`}
+        className={`incident-row sev-edge-${incident.severity.toLowerCase()}`}
+      >
+        <span className="incident-row-head">
+          <Severity severity={incident.severity} />
+          <span className="incident-summary">{incident.summary}</span>
+        </span>
+        <span className="incident-row-meta">
+          <span className="chip chip-service">{incident.service.name}</span>
+          <span title="Alerts deduplicated into this incident">
+            {incident.alertCount} {incident.alertCount === 1 ? "alert" : "alerts"}
+          </span>
+          <span title={`Opened ${fullDate(incident.openedAt)}`}>
+            {incident.status === "RESOLVED" ? `lasted ${duration(age)}` : `open ${duration(age)}`}
+          </span>
+          <span title={fullDate(incident.lastSeenAt)}>last alert {ago(incident.lastSeenAt, now)}</span>
+          {incident.status === "ACKNOWLEDGED" && incident.acknowledgedBy ? (
+            <span>ack by {incident.acknowledgedBy}</span>
+          ) : null}
+          {incident.status === "RESOLVED" && incident.resolvedBy ? (
+            <span>resolved by {incident.resolvedBy}</span>
+          ) : null}
+          <span className="muted incident-key">{incident.incidentKey}</span>
+        </span>
+      </Link>
+    </li>
+  );
+}
+
+export function IncidentsPage() {
+  const [params, setParams] = useSearchParams();
+  const tab = TABS.find((t) => t.key === params.get("status")) ?? TABS[0]!;
+  const service = params.get("service")?.trim() ?? "";
+  const [serviceDraft, setServiceDraft] = useState(service);
+  const [{ data, error, fetching }, refetch] = useQuery({
+    query: IncidentsDocument,
+    variables: { first: PAGE, services: service ? [service] : null },
+  });
+  const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
+  useRefreshOn({ kinds: [...INCIDENT_KINDS] }, refresh);
+  const now = useNow(10_000);
+
+  const select = (key: string): void => {
+    const next = new URLSearchParams(params);
+    next.set("status", key);
+    setParams(next, { replace: true });
+  };
+  const list = data?.[tab.key];
+
+  return (
+    <main className="page" id="main">
+      <div className="page-head">
+        <h1>Incidents</h1>
+        <p className="muted">Alerts deduplicated into incidents, by status.</p>
+        <form
+          className="page-actions"
+          onSubmit={(event) => {
+            event.preventDefault();
+            const next = new URLSearchParams(params);
+            if (serviceDraft.trim()) next.set("service", serviceDraft.trim());
+            else next.delete("service");
+            setParams(next, { replace: true });
+          }}
+        >
+          <label className="field field-inline">
+            <span>Service</span>
+            <input
+              type="search"
+              name="service"
+              placeholder="all"
+              value={serviceDraft}
+              onChange={(event) => setServiceDraft(event.target.value)}
+              onBlur={(event) => event.currentTarget.form?.requestSubmit()}
+            />
+          </label>
+        </form>
+      </div>
+      <div className="tabs" role="tablist" aria-label="Incident status">
+        {TABS.map((t) => {
+          const count = data?.[t.key];
+          return (
+            <button
+              key={t.key}
+              type="button"
+              role="tab"
+              id={`tab-${t.key}`}
+              aria-selected={t.key === tab.key}
+              aria-controls="incident-panel"
+              className="tab"
+              onClick={() => select(t.key)}
+            >
+              {t.label}
+              {count ? (
+                <span
+                  className={`tab-count${t.key === "open" && count.nodes.length ? " tab-count-hot" : ""}`}
+                >
+                  {count.nodes.length}
+                  {count.pageInfo.hasNextPage ? "+" : ""}
+                </span>
+              ) : null}
+            </button>
+          );
+        })}
+      </div>
+      <section id="incident-panel" role="tabpanel" aria-labelledby={`tab-${tab.key}`}>
+        {error && !data ? (
+          <ErrorNote error={error} retry={refresh} />
+        ) : !list ? (
+          fetching ? (
+            <Loading what="Loading incidents" />
+          ) : null
+        ) : list.nodes.length === 0 ? (
+          <Empty
+            title={
+              tab.key === "open"
+                ? "No open incidents."
+                : tab.key === "acknowledged"
+                  ? "Nothing acknowledged and unresolved."
+                  : "No resolved incidents yet."
+            }
+          >
+            {tab.key === "open" ? (
+              <p>
+                Monitors open incidents with <code>POST /api/events</code> (or <code>/v2/enqueue</code>); they
+                appear here live.
+              </p>
+            ) : null}
+          </Empty>
+        ) : (
+          <ul className="incident-list" aria-label={`${tab.label} incidents`}>
+            {list.nodes.map((incident) => (
+              <IncidentItem key={incident.id} incident={incident} now={now} />
+            ))}
+          </ul>
+        )}
+        {list?.pageInfo.hasNextPage ? (
+          <p className="muted end">Showing the newest {PAGE}. Filter by service to narrow it down.</p>
+        ) : null}
+      </section>
+    </main>
+  );
+}

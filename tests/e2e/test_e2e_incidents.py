@@ -1,0 +1,81 @@
+"""Incidents: opened by a monitor, acknowledged and resolved by a person with a note."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import Server, now_iso, sign_in, trigger, wait_live
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_acknowledge_and_resolve_an_incident_with_notes(page: Page, server: Server) -> None:
+    service, routing_key = server.service("checkout")
+    oncall = server.key("bob-oncall", "read,events:write")
+    server.post_change(
+        server.admin,
+        name="Deploy checkout 2.4.0",
+        service=service,
+        environment="prod",
+        timestamp=now_iso(-timedelta(minutes=10)),
+    )
+    sign_in(page, oncall, f"/incidents?service={service}")
+    wait_live(page)
+    expect(page.get_by_text("No open incidents.")).to_be_visible()
+
+    incident_id = trigger(
+        server, routing_key, "cpu-high", "CPU above 90% on checkout-1", "critical"
+    )
+    trigger(server, routing_key, "cpu-high", "CPU above 95% on checkout-1", "critical")
+
+    # It appears live in the open list, with severity, service and alert count.
+    row = page.locator(".incident-row", has_text="CPU above 95% on checkout-1")
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("Critical")
+    expect(row).to_contain_text(service)
+    expect(row).to_contain_text("2 alerts")
+    expect(page.get_by_role("tab", name=re.compile("Open"))).to_contain_text("1")
+
+    row.click()
+    expect(page).to_have_url(re.compile(f"/incidents/{incident_id}$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("CPU above 95% on checkout-1")
+    suspects = page.get_by_role("list", name="What changed before it")
+    expect(suspects).to_contain_text("Deploy checkout 2.4.0")
+    expect(page.locator(".alerts .alert")).to_have_count(2)
+
+    page.get_by_role("button", name="Acknowledge", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Note (optional)").fill("Looking into it, rolling back 2.4.0")
+    dialog.get_by_role("button", name="Acknowledge", exact=True).click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator(".incident-head .status")).to_have_text("Acknowledged")
+    expect(page.locator(".facts")).to_contain_text("by bob-oncall")
+    expect(page.get_by_role("button", name="Acknowledge", exact=True)).to_have_count(0)
+
+    page.get_by_role("button", name="Resolve", exact=True).click()
+    dialog.get_by_label("Note (optional)").fill("Rolled back; CPU is normal")
+    dialog.get_by_role("button", name="Resolve", exact=True).click()
+    expect(page.locator(".incident-head .status")).to_have_text("Resolved")
+    expect(page.get_by_role("button", name="Resolve", exact=True)).to_have_count(0)
+    timeline = page.get_by_role("list", name="Incident timeline")
+    expect(timeline).to_contain_text("Incident resolved")
+    expect(timeline).to_contain_text("Incident acknowledged")
+
+    state = server.graphql(
+        "query($id: ID!) { incident(id: $id) { status acknowledgedBy resolvedBy } }", id=incident_id
+    )
+    assert state["incident"] == {
+        "status": "RESOLVED",
+        "acknowledgedBy": "bob-oncall",
+        "resolvedBy": "bob-oncall",
+    }
+
+    page.get_by_role("link", name="← Incidents").click()
+    page.get_by_role("tab", name=re.compile("Resolved")).click()
+    expect(page.locator(".incident-row", has_text="CPU above 95%")).to_contain_text(
+        "resolved by bob-oncall"
+    )

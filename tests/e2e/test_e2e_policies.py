@@ -1,0 +1,68 @@
+"""Policies: create, edit, switch dry run, delete; bad input is explained, not stored."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import Server, sign_in
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+POLICIES = "{ policies { id name action toolName dryRun version inputMatches { path op value } } }"
+
+
+def stored(server: Server, name: str) -> dict[str, Any] | None:
+    policies: list[dict[str, Any]] = server.graphql(POLICIES)["policies"]
+    return next((p for p in policies if p["name"] == name), None)
+
+
+def test_create_edit_dry_run_and_delete_a_policy(page: Page, server: Server) -> None:
+    name = f"Block prod SQL {secrets.token_hex(2)}"
+    sign_in(page, server.admin, "/policies")
+
+    page.get_by_role("button", name="New policy").click()
+    form = page.get_by_role("dialog")
+    form.get_by_role("button", name="Create policy").click()
+    expect(form.get_by_role("alert")).to_be_visible()  # no name: the server says why
+    assert stored(server, "") is None
+
+    form.get_by_label("Name", exact=True).fill(name)
+    form.get_by_label("Block").check()
+    form.get_by_label("Tool name (glob)").fill("sql_*")
+    form.get_by_role("button", name="+ Add a condition").click()
+    form.get_by_label("Condition 1 path").fill("rows")
+    form.get_by_label("Condition 1 operator").select_option("GT")
+    form.get_by_label("Condition 1 value").fill("1000")
+    form.get_by_role("button", name="Create policy").click()
+    expect(form).to_be_hidden()
+    row = page.locator(".policy", has_text=name)
+    expect(row).to_contain_text("When tool is sql_* and input rows > 1000")
+    policy = stored(server, name)
+    assert policy is not None
+    assert policy["action"] == "BLOCK"
+    assert policy["inputMatches"] == [{"path": "rows", "op": "GT", "value": 1000}]
+
+    switch = row.get_by_role("switch", name=f"Dry run for {name}")
+    switch.click()
+    expect(switch).to_be_checked()
+    expect(row.locator(".tag-dry")).to_be_visible()
+    expect(row).to_contain_text("v2")
+    assert (stored(server, name) or {}).get("dryRun") is True
+
+    row.get_by_role("button", name="Edit").click()
+    form.get_by_label("Tool name (glob)").fill("sql_exec")
+    form.get_by_role("button", name="Save policy").click()
+    expect(form).to_be_hidden()
+    expect(row).to_contain_text("tool is sql_exec")
+    expect(row).to_contain_text("v3")
+    after_edit = stored(server, name) or {}
+    assert after_edit["toolName"] == "sql_exec" and after_edit["dryRun"] is True
+
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)
+    assert stored(server, name) is None

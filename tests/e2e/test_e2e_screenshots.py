@@ -1,0 +1,162 @@
+"""Every page at laptop and phone width: screenshots to look at, and no sideways scrolling.
+
+The screenshots land in tests/e2e/screenshots/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.conftest import (
+    LAPTOP,
+    PHONE,
+    Agent,
+    Server,
+    now_iso,
+    open_page,
+    screenshot,
+    sign_in,
+    trigger,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def seed(server: Server) -> dict[str, str]:
+    """A little of everything: changes, incidents, a run with a violation, an approval."""
+    service, routing_key = server.service("shop")
+    for minutes, name, labels in [
+        (45, "Deploy shop 3.1.0", ["release", "backend"]),
+        (30, "Feature flag new-cart on for 50%", ["flag"]),
+        (12, "Config: raise DB pool to 40", ["config"]),
+    ]:
+        server.post_change(
+            server.admin,
+            name=name,
+            service=service,
+            environment="prod",
+            labels=labels,
+            metadata={"commit": secrets.token_hex(4), "by": "ci"},
+            timestamp=now_iso(-timedelta(minutes=minutes)),
+        )
+    incident = trigger(server, routing_key, "latency", "p99 latency above 2s on shop", "error")
+    trigger(server, routing_key, "latency", "p99 latency above 3s on shop", "critical")
+    trigger(server, routing_key, "disk", "Disk 85% full on db-2", "warning")
+
+    tool = f"shop_deploy_{secrets.token_hex(2)}"
+    server.graphql(
+        "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }",
+        p={
+            "name": "Require approval for production deploys",
+            "action": "REQUIRE_APPROVAL",
+            "toolName": tool,
+            "inputMatches": [{"path": "environment", "op": "EQ", "value": "production"}],
+            "description": "A person signs off every production deploy.",
+        },
+    )
+    server.graphql(
+        "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }",
+        p={
+            "name": "Block dropping tables",
+            "action": "BLOCK",
+            "toolName": "sql_*",
+            "inputMatches": [{"path": "statement", "op": "GLOB", "value": "DROP *"}],
+        },
+    )
+    janitor = Agent(server, "db-janitor")
+    janitor.send("run.started", task="Clean up stale tables", model="claude-sonnet-4")
+    janitor.send(
+        "tool.called",
+        toolCallId="tc_drop",
+        toolName="sql_exec",
+        inputPayload={"statement": "DROP TABLE sessions_old"},
+    )
+    janitor.send("tool.completed", toolCallId="tc_drop", outputPayload={"ok": True})
+    janitor.send("run.failed", error="stopped by an operator")
+
+    bot = Agent(server, "release-bot")
+    bot.send(
+        "run.started",
+        task="Deploy hotfix 3.1.1 for shop",
+        model="claude-sonnet-4",
+        agentContext={"goal": "Fix the cart total rounding bug"},
+    )
+    bot.send(
+        "tool.called", toolCallId="tc_tests", toolName="run_tests", inputPayload={"suite": "shop"}
+    )
+    bot.send("tool.completed", toolCallId="tc_tests", outputPayload={"passed": 412, "failed": 0})
+    approval = bot.call(tool, environment="production", service=service, version="3.1.1")
+    runs = server.graphql("{ runs(first: 50) { nodes { id runId } } }")["runs"]["nodes"]
+    run_id = next(run["id"] for run in runs if run["runId"] == janitor.run_id)
+    return {"incident": incident, "approval": approval["approvalId"], "run": run_id}
+
+
+def no_sideways_scroll(page: Page) -> None:
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
+
+
+def test_every_page_at_laptop_and_phone_width(browser: Browser, server: Server) -> None:
+    ids = seed(server)
+    pages: list[tuple[str, str, Callable[[Page], None]]] = [
+        ("timeline", "/timeline", lambda p: expect(p.locator(".entry").first).to_be_visible()),
+        (
+            "incidents",
+            "/incidents",
+            lambda p: expect(p.locator(".incident-row").first).to_be_visible(),
+        ),
+        (
+            "incident",
+            f"/incidents/{ids['incident']}",
+            lambda p: expect(p.locator(".alerts .alert").first).to_be_visible(),
+        ),
+        ("runs", "/runs", lambda p: expect(p.locator(".run-row").first).to_be_visible()),
+        ("run", f"/runs/{ids['run']}", lambda p: expect(p.locator(".violation")).to_be_visible()),
+        (
+            "approvals",
+            f"/approvals?focus={ids['approval']}",
+            lambda p: expect(p.locator(".approval-focused")).to_be_visible(),
+        ),
+        ("policies", "/policies", lambda p: expect(p.locator(".policy").first).to_be_visible()),
+    ]
+    for width, viewport in (("laptop", LAPTOP), ("phone", PHONE)):
+        page, errors = open_page(browser, server, viewport)
+        page.goto("/")
+        expect(page.get_by_label("API key")).to_be_visible()
+        screenshot(page, f"signin-{width}")
+        no_sideways_scroll(page)
+        sign_in(page, server.admin)
+        for name, path, ready in pages:
+            page.goto(path)
+            ready(page)
+            page.wait_for_timeout(300)  # let arrival highlights fade in a little
+            no_sideways_scroll(page)
+            # Laptop: the whole page; phone: the first screen, as a person sees it.
+            screenshot(page, f"{name}-{width}", full_page=width == "laptop")
+
+        page.goto("/timeline")
+        page.locator(".entry", has_text="Deploy shop 3.1.0").click()
+        expect(page.get_by_role("dialog")).to_be_visible()
+        screenshot(page, f"timeline-details-{width}", full_page=False)
+        page.keyboard.press("Escape")
+
+        page.goto("/policies")
+        page.get_by_role("button", name="New policy").click()
+        expect(page.get_by_role("dialog")).to_be_visible()
+        screenshot(page, f"policy-form-{width}", full_page=False)
+        page.keyboard.press("Escape")
+
+        page.goto(f"/approvals?focus={ids['approval']}")
+        page.locator(".approval-focused").get_by_role("button", name="Reject…").click()
+        page.get_by_role("dialog").get_by_role("button", name="Reject", exact=True).click()
+        expect(page.get_by_role("dialog")).to_contain_text("Say why")
+        screenshot(page, f"reject-dialog-{width}", full_page=False)
+        page.keyboard.press("Escape")
+
+        page.context.close()
+        assert not errors.errors, errors.errors

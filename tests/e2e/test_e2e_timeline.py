@@ -1,0 +1,129 @@
+"""Signing in, and the live timeline: a change posted by REST appears without a reload."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from playwright.sync_api import Browser, Page, WebSocket, expect
+
+from tests.e2e.conftest import LAPTOP, Server, now_iso, open_page, sign_in, wait_live
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_sign_in_keeps_the_key_and_the_link_and_signs_out(page: Page, server: Server) -> None:
+    page.goto("/incidents?status=resolved")
+    page.get_by_label("API key").fill("og_not-a-real-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("unknown or revoked")
+
+    page.get_by_label("API key").fill(server.admin)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Incidents")).to_be_visible()
+    assert page.url.endswith("/incidents?status=resolved")
+    expect(page.get_by_role("tab", name=re.compile("Resolved"))).to_have_attribute(
+        "aria-selected", "true"
+    )
+
+    page.reload()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.locator(".who")).to_have_text("admin")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('opsgraph.apiKey')") is None
+
+
+def test_a_change_posted_by_rest_appears_live_and_opens_its_details(
+    page: Page, server: Server
+) -> None:
+    pipeline = server.key("github-actions", "events:write")
+    service = "api-" + str(time.monotonic_ns())[-6:]
+    sign_in(page, server.admin, f"/timeline?service={service}")
+    wait_live(page)
+    expect(page.get_by_text("Nothing matches these filters yet.")).to_be_visible()
+
+    server.post_change(
+        pipeline,
+        name="Deploy complete",
+        environment="prod",
+        service=service,
+        labels=["release", "backend"],
+        metadata={"commit": "1b2c3d4", "pipeline": "github-actions"},
+    )
+    server.post_change(pipeline, name="Other service deploy", service=service + "-other")
+
+    entry = page.locator(".entry", has_text="Deploy complete")
+    expect(entry).to_be_visible()
+    expect(entry).to_contain_text("Change")
+    expect(entry).to_contain_text("by github-actions")
+    expect(page.locator(".entry")).to_have_count(1)  # the other service is filtered out, live too
+
+    entry.click()
+    details = page.get_by_role("dialog")
+    expect(details).to_contain_text("Deploy complete")
+    expect(details.get_by_label("Change payload", exact=True)).to_contain_text(
+        '"commit": "1b2c3d4"'
+    )
+    page.keyboard.press("Escape")
+    expect(details).to_be_hidden()
+
+    # Filters live in the URL: a shared link opens the same view.
+    page.get_by_label("Labels", exact=True).fill("release")
+    page.get_by_label("Labels", exact=True).press("Enter")
+    expect(page).to_have_url(re.compile(r"label=release"))
+    expect(page.locator(".entry")).to_have_count(1)
+
+
+def test_after_a_network_drop_it_reconnects_and_fills_the_gap(
+    browser: Browser, server: Server
+) -> None:
+    page, errors = open_page(browser, server, LAPTOP)
+    sockets: list[WebSocket] = []
+    page.on("websocket", lambda socket: sockets.append(socket))
+    service = "gap-" + str(time.monotonic_ns())[-6:]
+    sign_in(page, server.admin, f"/timeline?service={service}")
+    wait_live(page)
+    opened = len(sockets)
+
+    page.context.set_offline(True)
+    expect(page.locator(".conn")).to_have_text("Offline")
+    server.post_change(server.admin, name="Posted while the browser was offline", service=service)
+    # Long enough for a keep-alive ping (every 10 s) to go unanswered for 5 s, so the UI
+    # gives the socket up: the entry can only arrive through a resume with `after`.
+    page.wait_for_timeout(18_000)
+    expect(page.get_by_text("Posted while the browser was offline")).to_have_count(0)
+
+    page.context.set_offline(False)
+    expect(page.get_by_text("Posted while the browser was offline")).to_be_visible(timeout=20_000)
+    wait_live(page)
+    assert len(sockets) > opened, "a new WebSocket was opened to resume"
+    expect(page.locator(".entry")).to_have_count(1)  # filled once, no duplicate
+
+    page.context.close()
+    assert not errors.errors, errors.errors
+
+
+def test_old_entries_page_in_and_new_ones_stay_on_top(page: Page, server: Server) -> None:
+    service = "paging-" + str(time.monotonic_ns())[-6:]
+    for minutes in range(55, 0, -1):
+        server.post_change(
+            server.admin,
+            name=f"Build {minutes}m ago",
+            service=service,
+            timestamp=now_iso(-timedelta(minutes=minutes)),
+        )
+    sign_in(page, server.admin, f"/timeline?service={service}")
+    expect(page.locator(".entry")).to_have_count(50)
+    expect(page.locator(".entry").first).to_contain_text("Build 1m ago")
+    page.get_by_role("button", name="Load older entries").click()
+    expect(page.locator(".entry")).to_have_count(55)
+    expect(page.locator(".entry").last).to_contain_text("Build 55m ago")
+    expect(page.get_by_text("That is the beginning of the timeline.")).to_be_visible()
+
+    wait_live(page)
+    server.post_change(server.admin, name="Fresh deploy", service=service)
+    expect(page.locator(".entry").first).to_contain_text("Fresh deploy")

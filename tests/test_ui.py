@@ -1,0 +1,85 @@
+"""Serving the built UI: its files, and index.html for its deep links, never over the API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from opsgraph.app import create_app
+from opsgraph.settings import Settings
+from opsgraph.ui import is_ui_route
+from tests.conftest import with_settings
+
+INDEX = "<!doctype html><title>Opsgraph</title><div id=root></div>"
+
+
+@pytest.fixture
+async def ui_client(settings: Settings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    dist = tmp_path / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text(INDEX)
+    (dist / "assets" / "index-abc123.js").write_text("console.log('ui')")
+    app = create_app(with_settings(settings, frontend_dir=str(dist)), manage_database=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/", True),
+        ("/approvals", True),
+        ("/incidents/inc_01", True),
+        ("/runs/run_1/", True),
+        ("/graphql", False),
+        ("/events", False),
+        ("/api/events", False),
+        ("/v1/approvals/ap_1", False),
+        ("/v2/enqueue", False),
+        ("/healthz", False),
+        ("/assets/index-x.js", False),
+        ("/favicon.ico", False),
+    ],
+)
+def test_which_paths_the_ui_answers(path: str, expected: bool) -> None:
+    assert is_ui_route(path) is expected
+
+
+async def test_deep_links_get_the_app_and_assets_are_cached(
+    ui_client: httpx.AsyncClient,
+) -> None:
+    for path in ("/", "/timeline?kind=CHANGE", "/approvals?focus=ap_123", "/incidents/inc_9"):
+        response = await ui_client.get(path)
+        assert response.status_code == 200, path
+        assert response.text == INDEX, path
+        assert response.headers["cache-control"] == "no-cache", path
+
+    asset = await ui_client.get("/assets/index-abc123.js")
+    assert asset.status_code == 200
+    assert "immutable" in asset.headers["cache-control"]
+
+    assert (await ui_client.get("/assets/index-gone.js")).status_code == 404
+    assert (await ui_client.get("/favicon.ico")).status_code == 404
+
+
+async def test_api_paths_are_not_swallowed_by_the_ui(ui_client: httpx.AsyncClient) -> None:
+    missing = await ui_client.get("/v1/no-such-endpoint")
+    assert missing.status_code == 404
+    assert INDEX not in missing.text
+    assert (await ui_client.get("/api/nothing-here")).status_code == 404
+
+    health = await ui_client.get("/healthz")
+    assert health.json() == {"status": "ok"}
+
+    graphql = await ui_client.post("/graphql", json={"query": "{ __typename }"})
+    assert graphql.json() == {"data": {"__typename": "Query"}}
+
+    unauthenticated = await ui_client.post(
+        "/events", json={"name": "x", "timestamp": "2026-03-04T14:25:00Z"}
+    )
+    assert unauthenticated.status_code == 401
