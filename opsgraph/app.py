@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -38,7 +39,7 @@ from resolvers.errors import AuthError
 from rest_compat import agents as rest_agents
 from rest_compat import changes as rest_changes
 from rest_compat import incidents as rest_incidents
-from rest_compat.common import Endpoint, error_body, pagerduty_error_body
+from rest_compat.common import Endpoint, error_body, pagerduty_error_body, strict_json
 from rest_compat.openapi import openapi_route
 from schema import build_schema
 from schema.context import Context
@@ -95,13 +96,31 @@ class GraphQLApp(GraphQL[Context, None]):
         self.settings = settings
         self.bus = bus
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Request bodies and WebSocket messages: the REST endpoints' strict JSON, and an
+        object or array (a refused one is Strawberry's 400 "Unable to parse request body as
+        JSON"; Strawberry fails on a bare string or number)."""
+        try:
+            parsed = strict_json(data, max_depth=self.settings.max_json_depth)
+        except ValueError as exc:
+            raise json.JSONDecodeError(str(exc), "", 0) from None
+        if not isinstance(parsed, dict | list):
+            raise json.JSONDecodeError("not a JSON object", "", 0)
+        return parsed
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         secret = None
         if isinstance(request, Request):
             secret = _bearer(request.headers.get("authorization"))
-        return Context(settings=self.settings, publisher=self.bus, secret=secret, hub=self.bus.hub)
+        return Context(
+            settings=self.settings,
+            publisher=self.bus,
+            secret=secret,
+            hub=self.bus.hub,
+            revocations=self.bus,
+        )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         params = context.connection_params or {}

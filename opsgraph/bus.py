@@ -140,7 +140,16 @@ class Bus:
 
     async def entry_committed(self, *, workspace_id: str, entry_id: int) -> None:
         """Announce a committed entry to every process (best effort: the row is stored)."""
-        message = json.dumps({"w": workspace_id, "e": entry_id}, separators=(",", ":"))
+        await self._publish({"w": workspace_id, "e": entry_id})
+
+    async def key_revoked(self, *, key_id: str) -> None:
+        """End the live subscriptions of a revoked key: in this process at once, in every
+        other one when the note reaches it."""
+        self.hub.revoke(key_id)
+        await self._publish({"revoked": key_id})
+
+    async def _publish(self, note: dict[str, object]) -> None:
+        message = json.dumps(note, separators=(",", ":"))
         try:
             backend = await self._publishing_backend()
             if backend is not None:

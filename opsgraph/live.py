@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +41,15 @@ def lagged() -> LiveError:
     )
 
 
+def key_revoked() -> LiveError:
+    return LiveError("UNAUTHENTICATED", "The API key was revoked.")
+
+
+# Revoked key ids remembered per process (so a revoked key cannot open a new subscription
+# on a connection it already has); revoked keys never come back, so older ones can go.
+REVOKED_KEPT = 10_000
+
+
 def bus_lost() -> LiveError:
     return LiveError(
         "BUS_UNAVAILABLE", "Live updates were interrupted; reconnect and resume with `after`."
@@ -51,9 +60,15 @@ class Subscriber:
     """One live consumer: a bounded queue of entries already filtered for it."""
 
     def __init__(
-        self, *, workspace_id: str, accepts: Callable[[TimelineEntry], bool], maxsize: int
+        self,
+        *,
+        workspace_id: str,
+        accepts: Callable[[TimelineEntry], bool],
+        maxsize: int,
+        key_id: str | None = None,
     ) -> None:
         self.workspace_id = workspace_id
+        self.key_id = key_id  # the API key it was opened with: revoking the key ends it
         self.accepts = accepts
         self.maxsize = maxsize
         self.start_seq = 0
@@ -116,6 +131,7 @@ class Hub:
         self._connected = asyncio.Event()
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._revoked: OrderedDict[str, None] = OrderedDict()
 
     @property
     def subscriber_count(self) -> int:
@@ -186,6 +202,23 @@ class Hub:
             workspace_id = note.get("w") if isinstance(note, dict) else None
             if isinstance(workspace_id, str) and workspace_id in self._workspaces:
                 self._schedule_fetch(workspace_id)
+            revoked = note.get("revoked") if isinstance(note, dict) else None
+            if isinstance(revoked, str):
+                self.revoke(revoked)
+
+    def revoke(self, key_id: str) -> None:
+        """End every subscriber opened with this key, and refuse it new ones."""
+        self._revoked[key_id] = None
+        while len(self._revoked) > REVOKED_KEPT:
+            self._revoked.popitem(last=False)
+        for state in self._workspaces.values():
+            for subscriber in list(state.subscribers):
+                if subscriber.key_id == key_id:
+                    subscriber.fail(key_revoked())
+
+    def is_revoked(self, key_id: str) -> bool:
+        """Whether a revocation of this key reached this process."""
+        return key_id in self._revoked
 
     async def heartbeat(self) -> None:
         """Publish a ping every interval so a dead listener is noticed by its timeout."""
@@ -231,13 +264,19 @@ class Hub:
                 del self._workspaces[workspace_id]
 
     async def subscribe(
-        self, *, workspace_id: str, accepts: Callable[[TimelineEntry], bool]
+        self,
+        *,
+        workspace_id: str,
+        accepts: Callable[[TimelineEntry], bool],
+        key_id: str | None = None,
     ) -> Subscriber:
         """Register a subscriber; entries with seq > its `start_seq` reach it live."""
         if not self._connected.is_set():
             raise bus_lost()
+        if key_id is not None and key_id in self._revoked:
+            raise key_revoked()
         subscriber = Subscriber(
-            workspace_id=workspace_id, accepts=accepts, maxsize=self._queue_size
+            workspace_id=workspace_id, accepts=accepts, maxsize=self._queue_size, key_id=key_id
         )
         state = self._workspaces.get(workspace_id)
         if state is None:

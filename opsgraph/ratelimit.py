@@ -2,9 +2,10 @@
 
 Every HTTP request that presents a key (`Authorization: Bearer KEY`, PagerDuty's
 `Authorization: Token token=KEY`, or `X-API-Key: KEY`) takes one token from that key's
-bucket; the PagerDuty routing-key endpoints, whose only credential is `routing_key` in the
-body, are keyed by that routing key. Buckets are named by the key's SHA-256, never the key.
-A request without any key passes through (it is answered 401 by the endpoint).
+bucket (from each key's, if it presents several); the PagerDuty routing-key endpoints, whose
+only credential is `routing_key` in the body, also take one from that routing key's. Buckets
+are named by the key's SHA-256, never the key. A request without any key passes through
+(the endpoint answers it 401).
 
 Over the limit the answer is 429 with `Retry-After` (whole seconds) in the documented
 `{"error": {"code": "RATE_LIMITED", ...}}` shape, plus PagerDuty's fields on its paths.
@@ -228,22 +229,26 @@ def bucket_name(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def header_secret(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The key presented in `Authorization` (Bearer or `Token token=`) or `X-API-Key`."""
+def header_secrets(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    """Every key presented in `Authorization` (Bearer or `Token token=`) or `X-API-Key`.
+
+    All of them are charged: an endpoint reads one of these headers, and an extra made-up
+    header must not let a caller slip its real key past its bucket."""
+    found: list[str] = []
     for name, raw in headers:
+        value = ""
         if name == b"authorization":
-            value = raw.decode("latin-1").strip()
-            scheme, _, rest = value.partition(" ")
+            scheme, _, rest = raw.decode("latin-1").strip().partition(" ")
             rest = rest.strip()
-            if scheme.lower() == "bearer" and rest:
-                return rest
-            if scheme.lower() == "token" and rest.startswith("token=") and rest[6:]:
-                return rest[6:]
+            if scheme.lower() == "bearer":
+                value = rest
+            elif scheme.lower() == "token" and rest.startswith("token="):
+                value = rest[6:]
         elif name == b"x-api-key":
             value = raw.decode("latin-1").strip()
-            if value:
-                return value
-    return None
+        if value and value not in found:
+            found.append(value)
+    return found
 
 
 def body_routing_key(body: bytes) -> str | None:
@@ -279,18 +284,23 @@ class RateLimit:
         if scope["type"] != "http" or self.limiter is None:
             await self.app(scope, receive, send)
             return
-        secret = header_secret(scope["headers"])
-        if secret is None and scope["path"] in ROUTING_KEY_PATHS:
+        secrets = header_secrets(scope["headers"])
+        if scope["path"] in ROUTING_KEY_PATHS:
             body, receive = await _buffer(receive)
-            secret = body_routing_key(body) if body is not None else None
-        if secret is None:
+            routing_key = body_routing_key(body) if body is not None else None
+            if routing_key is not None and routing_key not in secrets:
+                secrets.append(routing_key)
+        refused: Decision | None = None
+        for secret in secrets:
+            decision = await self.limiter.take(bucket_name(secret))
+            if not decision.allowed and (
+                refused is None or decision.retry_after > refused.retry_after
+            ):
+                refused = decision
+        if refused is None:
             await self.app(scope, receive, send)
             return
-        decision = await self.limiter.take(bucket_name(secret))
-        if decision.allowed:
-            await self.app(scope, receive, send)
-            return
-        await self._refuse(scope["path"], decision)(scope, receive, send)
+        await self._refuse(scope["path"], refused)(scope, receive, send)
 
     def _refuse(self, path: str, decision: Decision) -> JSONResponse:
         seconds = max(1, math.ceil(decision.retry_after))

@@ -24,6 +24,8 @@ class Settings:
     # Request and payload limits.
     max_body_bytes: int = 512 * 1024
     max_metadata_bytes: int = 64 * 1024
+    # How deeply arrays and objects may nest in a JSON body (REST and GraphQL).
+    max_json_depth: int = 64
     max_labels: int = 50
     max_label_length: int = 100
     max_name_length: int = 1024
@@ -73,6 +75,8 @@ class Settings:
     workers: int = 1
     # One log line per HTTP request (uvicorn's access log).
     access_log: bool = True
+    # Allocations between garbage collections (Python's default is 700); 0 keeps the default.
+    gc_threshold: int = 50_000
     frontend_dir: str = str(Path(__file__).resolve().parent.parent / "frontend" / "dist")
 
     @classmethod

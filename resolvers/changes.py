@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError, OperationalError
+
 from models.change import Change, ChangeCategory
 from models.ids import new_id
 from models.timeline import TimelineEntry
@@ -133,17 +135,20 @@ async def _store(writes: Sequence[_Write]) -> list[RecordedChange]:
 
 
 async def _store_each(writes: Sequence[_Write]) -> list[RecordedChange | BaseException]:
-    """The batch's transaction; if it fails, each write alone, so one bad write fails alone."""
+    """The batch's transaction; if the database refused it (a constraint, a value too long:
+    nothing was stored), each write alone, so one bad write fails alone. Any other failure
+    (a lost connection) fails the batch: it may have committed, and a retry would repeat it.
+    """
     try:
         return list(await _store(writes))
-    except Exception:
+    except (IntegrityError, OperationalError):
         if len(writes) == 1:
             raise
     outcomes: list[RecordedChange | BaseException] = []
     for write in writes:
         try:
             outcomes.extend(await _store([write]))
-        except Exception as exc:
+        except Exception as exc:  # this write's own outcome; the others keep theirs
             outcomes.append(exc)
     return outcomes
 

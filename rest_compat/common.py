@@ -21,7 +21,7 @@ from resolvers.auth import Principal, Scope, authenticate
 from resolvers.errors import AuthError, FieldError, InvalidInput
 from resolvers.timeline import Publisher
 from schema.context import Context
-from schema.errors import REFUSED, refused_message
+from schema.errors import refused, refused_message
 
 STATUS_FOR_CODE = {
     "UNAUTHENTICATED": 401,
@@ -144,7 +144,7 @@ def _rest_error(error: GraphQLError) -> RestError:
         return RestError(STATUS_FOR_CODE[code], code, error.message)
     if isinstance(code, str) and code == "BAD_USER_INPUT":
         return RestError(400, "INVALID_EVENT", error.message)
-    if isinstance(error.original_error, REFUSED):  # e.g. a value too long for its column
+    if refused(error.original_error):  # e.g. a value too long for its column
         return RestError(400, "INVALID_EVENT", refused_message(error.original_error))
     if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
         raise error.original_error
@@ -160,7 +160,47 @@ def _content_type_ok(request: Request) -> bool:
 
 
 # `\uD800`-`\uDFFF` escapes: valid only as a high-low pair (JSON text must be Unicode).
-_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class BadJson(ValueError):
+    """JSON that is refused: malformed, or valid JSON no store can keep as it is."""
+
+
+def strict_json(data: str | bytes, *, max_depth: int) -> Any:
+    """`json.loads` that refuses NaN and Infinity, numbers beyond float range, lone
+    surrogates and nesting deeper than `max_depth`, with a short reason (ValueError;
+    UnicodeDecodeError for bytes that are not UTF-8)."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    try:
+        parsed = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        raise BadJson(exc.msg) from None
+    except RecursionError:
+        raise BadJson(f"nested deeper than {max_depth} levels") from None
+    if _ESCAPED_SURROGATE.search(text):  # rare: check that each one is half of a pair
+        try:
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadJson("a string has a lone surrogate") from None
+    if text.count("[") + text.count("{") > max_depth and _depth(parsed) > max_depth:
+        raise BadJson(f"nested deeper than {max_depth} levels")
+    return parsed
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def _no_constant(name: str) -> Any:
@@ -188,20 +228,11 @@ async def read_json_object(request: Request, settings: Settings) -> dict[str, An
             413, "PAYLOAD_TOO_LARGE", f"The body exceeds {settings.max_body_bytes} bytes."
         )
     try:
-        parsed = json.loads(
-            body.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float
-        )
-        if _ESCAPED_SURROGATE.search(body):  # rare: check that each one is in a pair
-            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        parsed = strict_json(body, max_depth=settings.max_json_depth)
     except UnicodeDecodeError:
         raise RestError(400, "INVALID_EVENT", "The body is not valid UTF-8.") from None
-    except UnicodeEncodeError:
-        raise RestError(
-            400, "INVALID_EVENT", "The body is not valid JSON: a string has a lone surrogate."
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise RestError(400, "INVALID_EVENT", f"The body is not valid JSON: {detail}.") from None
+    except ValueError as exc:
+        raise RestError(400, "INVALID_EVENT", f"The body is not valid JSON: {exc}.") from None
     if not isinstance(parsed, dict):
         raise RestError(400, "INVALID_EVENT", "The body must be a JSON object.")
     return parsed

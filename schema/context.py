@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graphql import GraphQLError
 from strawberry.types import Info as _Info
 
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope, authenticate
-from resolvers.errors import AuthError
+from resolvers.errors import AuthError, unauthenticated
 from resolvers.timeline import Publisher
 
 if TYPE_CHECKING:
@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 def public_error(code: str, message: str) -> GraphQLError:
     """An error meant for the caller: never masked, with a machine-readable code."""
     return GraphQLError(message, extensions={"code": code})
+
+
+class Revocations(Protocol):
+    """Where a revoked key is announced, so live connections opened with it end at once."""
+
+    async def key_revoked(self, *, key_id: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -33,6 +39,7 @@ class Context:
     hub: Hub | None = None
     connection_params: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    revocations: Revocations | None = None
 
     def require_hub(self) -> Hub:
         """The live hub (present in the server; absent when a test runs the schema bare)."""
@@ -45,6 +52,10 @@ class Context:
         try:
             if self.principal is None:
                 self.principal = await authenticate(secret=self.secret)
+            elif self.hub is not None and self.hub.is_revoked(self.principal.key_id):
+                # A WebSocket keeps the principal of its connection_init: once its key is
+                # revoked, no further operation runs on that connection.
+                raise unauthenticated("The API key was revoked.")
             return self.principal.require(scope)
         except AuthError as exc:
             raise public_error(exc.code, exc.message) from None

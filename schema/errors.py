@@ -14,16 +14,24 @@ import re
 from collections.abc import Iterator
 
 import strawberry
+from asyncpg.exceptions import DataError  # type: ignore[import-untyped]
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
-from tortoise.exceptions import ValidationError
+from tortoise.exceptions import OperationalError, ValidationError
 
 log = logging.getLogger("opsgraph.graphql")
 
 _FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): ")
-# What the database (or its driver) refuses in the caller's input.
-REFUSED = (ValidationError, UnicodeEncodeError)
+
+
+def refused(exc: BaseException | None) -> bool:
+    """Input the database or its driver refuses: too long for its column (Tortoise), text
+    with a lone surrogate (either driver), a NUL or out-of-range value (PostgreSQL's
+    "data exception" class). Only the caller's input gets here: ours is always valid."""
+    if isinstance(exc, ValidationError | UnicodeEncodeError):
+        return True
+    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, DataError)
 
 
 def unexpected(error: GraphQLError) -> bool:
@@ -32,7 +40,8 @@ def unexpected(error: GraphQLError) -> bool:
     return (
         error.path is not None
         and original is not None
-        and not isinstance(original, GraphQLError | REFUSED)
+        and not isinstance(original, GraphQLError)
+        and not refused(original)
     )
 
 
@@ -43,15 +52,18 @@ class OpsgraphSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
+            where = ".".join(str(part) for part in error.path or [])
             if unexpected(error):
-                where = ".".join(str(part) for part in error.path or [])
                 log.error("unexpected error in %s", where, exc_info=error.original_error)
+            elif refused(error.original_error):  # the kind only: the value may be a secret
+                kind = type(error.original_error).__name__
+                log.warning("input refused by the database in %s (%s)", where, kind)
 
 
 def refused_message(exc: BaseException | None) -> str:
     """What to tell the caller about a value the database refused (never the value)."""
-    if isinstance(exc, UnicodeEncodeError):
-        return "a text value is not valid Unicode (it has a lone surrogate)."
+    if isinstance(exc, UnicodeEncodeError) or isinstance(exc and exc.__cause__, DataError):
+        return "a value cannot be stored as given (a lone surrogate, NUL or out of range)."
     match = _FIELD.match(str(exc))
     field = match.group(1) if match else "a value"
     return f"{field}: the value is too long or not valid here."
@@ -79,6 +91,6 @@ class RefusedValues(SchemaExtension):
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = [  # type: ignore[union-attr]
-                _refused_value(error) if isinstance(error.original_error, REFUSED) else error
+                _refused_value(error) if refused(error.original_error) else error
                 for error in errors
             ]

@@ -52,7 +52,7 @@ async def _subscribe(
 ) -> Subscriber:
     try:
         return await info.context.require_hub().subscribe(
-            workspace_id=principal.workspace_id, accepts=accepts
+            workspace_id=principal.workspace_id, accepts=accepts, key_id=principal.key_id
         )
     except LiveError as exc:
         raise public_error(exc.code, str(exc)) from None
@@ -98,7 +98,7 @@ class Subscription:
         cursor = parse_cursor(after)
         try:
             subscriber = await hub.subscribe(
-                workspace_id=principal.workspace_id, accepts=flt.matches
+                workspace_id=principal.workspace_id, accepts=flt.matches, key_id=principal.key_id
             )
         except LiveError as exc:
             raise public_error(exc.code, str(exc)) from None

@@ -138,4 +138,7 @@ class WorkspaceMutation:
     @strawberry.mutation(description="Revoke a key at once; false if there is no such live key.")
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
         principal = await info.context.require(ScopeModel.ADMIN)
-        return await auth.revoke_api_key(workspace_id=principal.workspace_id, key_id=str(id))
+        revoked = await auth.revoke_api_key(workspace_id=principal.workspace_id, key_id=str(id))
+        if revoked and info.context.revocations is not None:
+            await info.context.revocations.key_revoked(key_id=str(id))
+        return revoked

@@ -11,9 +11,10 @@ import pytest
 from models.change import Change
 from models.timeline import TimelineEntry, TimelineLabel
 from opsgraph.settings import Settings
-from resolvers import changes
+from resolvers import auth, changes
 from resolvers.auth import Principal, Scope
 from resolvers.changes import RecordedChange, record_change, validate_change
+from resolvers.errors import AuthError
 from tests.conftest import MakeTenant, Recorder
 
 
@@ -119,3 +120,22 @@ async def test_batches_never_exceed_the_limit(
         changes.WRITER._work, changes.WRITER.max_items = store, previous
     assert sum(sizes) == 7
     assert max(sizes) <= limit
+
+
+async def test_key_checks_share_a_query_and_refuse_a_revoked_key_at_once(
+    make_tenant: MakeTenant,
+) -> None:
+    tenant = await make_tenant()
+    live = await tenant.key(Scope.EVENTS_WRITE, name="live")
+    revoked = await auth.create_api_key(
+        workspace_id=tenant.workspace_id, name="gone", scopes=frozenset({Scope.EVENTS_WRITE})
+    )
+    assert (await auth.authenticate(secret=revoked.secret)).name == "gone"
+    await auth.revoke_api_key(workspace_id=tenant.workspace_id, key_id=revoked.key.id)
+
+    outcomes = await asyncio.gather(
+        *(auth.authenticate(secret=secret) for secret in (live, revoked.secret, live, "og_nope")),
+        return_exceptions=True,
+    )
+    assert [getattr(outcome, "name", None) for outcome in outcomes] == ["live", None, "live", None]
+    assert all(isinstance(outcomes[i], AuthError) for i in (1, 3))

@@ -17,7 +17,7 @@ from opsgraph.ratelimit import (
     REDIS_PREFIX,
     LocalLimiter,
     bucket_name,
-    header_secret,
+    header_secrets,
     redis_url_for,
 )
 from opsgraph.settings import Settings
@@ -79,11 +79,13 @@ def test_memory_is_bounded_by_dropping_the_least_recently_used() -> None:
 
 
 def test_keys_are_read_from_every_documented_header() -> None:
-    assert header_secret([(b"authorization", b"Bearer og_abc")]) == "og_abc"
-    assert header_secret([(b"authorization", b"Token token=pd_abc")]) == "pd_abc"
-    assert header_secret([(b"x-api-key", b" og_xyz ")]) == "og_xyz"
-    assert header_secret([(b"authorization", b"Basic dXNlcg==")]) is None
-    assert header_secret([]) is None
+    assert header_secrets([(b"authorization", b"Bearer og_abc")]) == ["og_abc"]
+    assert header_secrets([(b"authorization", b"Token token=pd_abc")]) == ["pd_abc"]
+    assert header_secrets([(b"x-api-key", b" og_xyz ")]) == ["og_xyz"]
+    assert header_secrets([(b"authorization", b"Basic dXNlcg==")]) == []
+    assert header_secrets([]) == []
+    both = [(b"authorization", b"Bearer og_made_up"), (b"x-api-key", b"og_real")]
+    assert header_secrets(both) == ["og_made_up", "og_real"]
     assert bucket_name("og_abc") == bucket_name("og_abc") != "og_abc"
 
 
@@ -199,6 +201,25 @@ async def test_pagerduty_endpoints_answer_429_in_both_shapes(
     assert incidents.errors is None, incidents.errors
     counts = sorted(edge["node"]["alertCount"] for edge in incidents.data["incidents"]["edges"])
     assert sum(counts) == 6  # 3 + 3 accepted triggers; the refused ones stored nothing
+
+
+async def test_a_made_up_extra_header_does_not_dodge_the_bucket(
+    settings: Settings, tenant: Tenant
+) -> None:
+    routing_key = await tenant.service("pd-dodge")
+    app = create_app(limited(settings, broadcast_url="memory://"), manage_database=False)
+    event = {"routing_key": routing_key, "event_action": "acknowledge", "dedup_key": "x"}
+    async with running(app) as client:
+        for number in range(4):
+            made_up = {"Authorization": f"Bearer og_made_up_{number}"}
+            agent = await client.get(
+                "/v1/approvals/ap_x", headers={**made_up, "X-API-Key": tenant.reader}
+            )
+            enqueue = await client.post("/v2/enqueue", json=event, headers=made_up)
+            if number < 3:
+                assert agent.status_code == 404 and enqueue.status_code == 202, enqueue.text
+        assert_rate_limited(agent)
+        assert_rate_limited(enqueue)
 
 
 async def test_limit_off_by_default(settings: Settings, tenant: Tenant) -> None:

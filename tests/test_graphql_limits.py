@@ -1,0 +1,190 @@
+"""GraphQL limits, each a named setting: depth, tokens, aliases, page sizes; introspection
+on or off; unexpected errors masked in production mode, never with a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from tortoise import connections
+
+from opsgraph.app import create_app
+from opsgraph.settings import Settings
+from schema import build_schema
+from schema.context import Context
+from tests.conftest import GraphQL, Recorder, Tenant, with_settings
+from tests.test_changes import SEED_EVENT, bearer
+
+DEEP = "{ timeline { edges { node { subject { __typename } } } } }"  # depth 4
+INTROSPECTION = "{ __schema { queryType { name } } }"
+
+
+async def run(settings: Settings, document: str, key: str, **variables: Any) -> Any:
+    """Execute with a schema built from these settings (the app builds it the same way)."""
+    schema = build_schema(settings)
+    context = Context(settings=settings, publisher=Recorder(announced=[]), secret=key)
+    return await schema.execute(document, variable_values=variables, context_value=context)
+
+
+def messages(result: Any) -> list[str]:
+    return [error.message for error in result.errors or []]
+
+
+async def test_depth_limit(settings: Settings, tenant: Tenant) -> None:
+    enough = with_settings(settings, graphql_max_depth=4)
+    assert (await run(enough, DEEP, tenant.reader)).errors is None
+    result = await run(with_settings(settings, graphql_max_depth=3), DEEP, tenant.reader)
+    assert result.data is None
+    assert messages(result) == ["'anonymous' exceeds maximum operation depth of 3"]
+
+
+async def test_depth_limit_counts_through_fragments(settings: Settings, tenant: Tenant) -> None:
+    document = """
+    query { timeline { ...Edges } }
+    fragment Edges on TimelineConnection { edges { node { subject { __typename } } } }
+    """
+    result = await run(with_settings(settings, graphql_max_depth=3), document, tenant.reader)
+    assert result.data is None and "exceeds maximum operation depth" in messages(result)[0]
+
+
+async def test_token_limit(settings: Settings, tenant: Tenant) -> None:
+    document = "{ viewer { " + "name " * 60 + "} }"
+    assert (
+        await run(with_settings(settings, graphql_max_tokens=100), document, tenant.reader)
+    ).errors is None
+    result = await run(with_settings(settings, graphql_max_tokens=50), document, tenant.reader)
+    assert result.data is None
+    assert messages(result) == [
+        "Syntax Error: Document contains more than 50 tokens. Parsing aborted."
+    ]
+    # The default refuses a huge document before parsing all of it.
+    huge = "{ viewer { " + "name " * 6000 + "} }"
+    result = await run(settings, huge, tenant.reader)
+    assert f"more than {settings.graphql_max_tokens} tokens" in messages(result)[0]
+
+
+async def test_alias_limit(settings: Settings, tenant: Tenant) -> None:
+    def aliased(count: int) -> str:
+        return "{ " + " ".join(f"a{n}: viewer {{ name }}" for n in range(count)) + " }"
+
+    allowed = settings.graphql_max_aliases
+    result = await run(settings, aliased(allowed), tenant.reader)
+    assert result.errors is None and len(result.data) == allowed
+    result = await run(settings, aliased(allowed + 1), tenant.reader)
+    assert result.data is None
+    assert messages(result) == [f"{allowed + 1} aliases found. Allowed: {allowed}"]
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "timeline(first: $first) { edges { cursor } }",
+        "incidents(first: $first) { edges { cursor } }",
+        "runs(first: $first) { edges { cursor } }",
+        "approvals(first: $first) { edges { cursor } }",
+    ],
+)
+async def test_page_sizes_are_capped(gql: GraphQL, tenant: Tenant, field: str) -> None:
+    document = f"query($first: Int) {{ {field} }}"
+    for first in (1, 200):
+        assert (await gql(document, tenant.reader, first=first)).errors is None
+    for first in (0, -1, 201, 2**31 - 1):
+        result = await gql(document, tenant.reader, first=first)
+        assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+        assert result.errors[0].message == "first must be between 1 and 200."
+
+
+async def test_page_size_cap_is_a_setting(settings: Settings, tenant: Tenant) -> None:
+    small = with_settings(settings, page_size_max=10, page_size_default=5)
+    document = "query($first: Int) { timeline(first: $first) { edges { cursor } } }"
+    assert (await run(small, document, tenant.reader, first=10)).errors is None
+    result = await run(small, document, tenant.reader, first=11)
+    assert messages(result) == ["first must be between 1 and 10."]
+
+
+async def test_introspection_can_be_turned_off(settings: Settings, tenant: Tenant) -> None:
+    on = await run(settings, INTROSPECTION, tenant.reader)
+    assert on.errors is None and on.data["__schema"]["queryType"]["name"] == "Query"
+    off = with_settings(settings, graphql_introspection=False)
+    result = await run(off, INTROSPECTION, tenant.reader)
+    assert result.data is None
+    assert messages(result)[0] == (
+        "GraphQL introspection has been disabled, but the requested query contained "
+        "the field '__schema'."
+    )
+    result = await run(off, '{ __type(name: "Query") { name } }', tenant.reader)
+    assert result.data is None
+    assert (await run(off, "{ __typename viewer { name } }", tenant.reader)).errors is None
+
+
+async def _set_kinds(workspace_id: str, kind: str) -> None:
+    connection = connections.get("default")
+    placeholder = "$1" if connection.capabilities.dialect == "postgres" else "?"
+    await connection.execute_query(
+        f"UPDATE timeline_entry SET kind = '{kind}' WHERE workspace_id = {placeholder}",
+        [workspace_id],
+    )
+
+
+@pytest.fixture
+async def corrupt_entry(client: httpx.AsyncClient, tenant: Tenant) -> AsyncIterator[None]:
+    """A stored row the code cannot read: a real fault, with no mock involved (repaired
+    afterwards, so no other test trips over it)."""
+    response = await client.post("/events", headers=bearer(tenant.writer), json=SEED_EVENT)
+    assert response.status_code == 201
+    await _set_kinds(tenant.workspace_id, "NOT_A_KIND")
+    yield
+    await _set_kinds(tenant.workspace_id, "CHANGE")
+
+
+@pytest.mark.usefixtures("corrupt_entry")
+async def test_unexpected_errors_are_masked_and_logged_not_shown(
+    client: httpx.AsyncClient, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    query = {"query": "{ timeline { edges { node { kind summary } } } }"}
+    with caplog.at_level(logging.ERROR, logger="opsgraph.graphql"):
+        response = await client.post("/graphql", headers=bearer(tenant.reader), json=query)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["errors"] == [
+        {
+            "message": "Unexpected error.",
+            "locations": [{"line": 1, "column": 3}],
+            "path": ["timeline"],
+        }
+    ]
+    assert "NOT_A_KIND" not in response.text and "Traceback" not in response.text
+    # The operator sees what happened, in the log.
+    [record] = [r for r in caplog.records if r.name == "opsgraph.graphql"]
+    assert record.getMessage() == "unexpected error in timeline"
+    assert record.exc_info is not None and "NOT_A_KIND" in str(record.exc_info[1])
+
+
+@pytest.mark.usefixtures("corrupt_entry")
+async def test_unmasked_in_development_mode_still_without_a_stack_trace(
+    settings: Settings, tenant: Tenant
+) -> None:
+    app = create_app(with_settings(settings, mask_errors=False), manage_database=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as development:
+            response = await development.post(
+                "/graphql",
+                headers=bearer(tenant.reader),
+                json={"query": "{ timeline { edges { node { kind } } } }"},
+            )
+    [error] = response.json()["errors"]
+    assert "NOT_A_KIND" in error["message"]
+    assert "Traceback" not in response.text and 'File "' not in response.text
+
+
+async def test_errors_meant_for_callers_are_never_masked(gql: GraphQL, tenant: Tenant) -> None:
+    result = await gql("{ apiKeys { id } }", tenant.reader)
+    assert result.errors[0].message == "This API key lacks the 'admin' scope."
+    result = await gql(
+        '{ timeline(filter: {since: "yesterday"}) { edges { cursor } } }', tenant.reader
+    )
+    assert "must be an ISO-8601 timestamp" in result.errors[0].message

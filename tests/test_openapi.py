@@ -1,0 +1,91 @@
+"""`/openapi.json` describes every REST endpoint the app serves, with the limits in force."""
+
+from __future__ import annotations
+
+import httpx
+import schemathesis
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from opsgraph.app import create_app
+from opsgraph.settings import Settings
+from rest_compat.openapi import openapi_document
+
+# Not REST: GraphQL has its own schema, the UI and this document are not endpoints.
+NOT_REST = {"/graphql", "/", "/openapi.json"}
+
+
+def rest_routes(app: Starlette) -> set[tuple[str, str]]:
+    routes = set()
+    for route in app.routes:
+        if isinstance(route, Route) and route.path not in NOT_REST:
+            for method in route.methods or ():
+                if method != "HEAD":
+                    routes.add((route.path, method.lower()))
+    return routes
+
+
+def test_every_rest_route_is_described() -> None:
+    app = create_app(Settings(frontend_dir="/nonexistent"), manage_database=False)
+    document = openapi_document(Settings())
+    described = {
+        (path, method) for path, operations in document["paths"].items() for method in operations
+    }
+    assert rest_routes(app) == described
+
+
+def test_the_document_is_valid_and_every_operation_loads() -> None:
+    schema = schemathesis.openapi.from_dict(openapi_document(Settings()))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {
+        "POST /events",
+        "POST /v2/change/enqueue",
+        "POST /api/events",
+        "POST /v2/enqueue",
+        "POST /v1/events",
+        "GET /v1/approvals/{approval_id}",
+    }
+
+
+def test_limits_and_errors_follow_the_settings() -> None:
+    document = openapi_document(Settings(max_name_length=77, max_labels=5))
+    change = document["components"]["schemas"]["ChangeEvent"]
+    assert change["properties"]["name"]["maxLength"] == 77
+    assert change["properties"]["labels"]["maxItems"] == 5
+    assert change["required"] == ["name", "timestamp", "category", "source"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path == "/healthz":
+                continue
+            responses = operation["responses"]
+            assert "429" in responses and "Retry-After" in responses["429"]["headers"], path
+            errors = [code for code in responses if code.startswith(("4", "5"))]
+            pagerduty = path in ("/api/events", "/v2/enqueue", "/v2/change/enqueue")
+            shape = "PagerDutyError" if pagerduty else "Error"
+            for code in errors:
+                schema = responses[code]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": f"#/components/schemas/{shape}"}, (path, method, code)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerAuth"]["scheme"] == "bearer"
+    assert schemes["apiKeyAuth"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key (agent events).",
+    }
+
+
+async def test_served_at_openapi_json(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["openapi"].startswith("3.")
+    assert "/events" in body["paths"]
+    # Unknown paths and methods answer in the documented error shape too.
+    missing = await client.get("/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "NOT_FOUND"
+    wrong = await client.delete("/events")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert "POST" in wrong.headers["allow"]

@@ -1,0 +1,233 @@
+"""Revoked keys stop working at once: the very next HTTP request is refused, and open
+WebSocket subscriptions opened with the key are ended (a revocation note on the bus reaches
+every process's hub), with no further operation allowed on such a connection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import strawberry
+import websockets
+
+from opsgraph.bus import Bus
+from opsgraph.settings import Settings
+from resolvers import auth
+from resolvers.auth import Scope
+from schema.context import Context
+from tests.conftest import Tenant
+from tests.servers import OPSGRAPH, Server, postgres_database, run_server
+from tests.test_changes import SEED_EVENT, bearer
+from tests.test_live import post
+
+TIMELINE = "subscription { timeline { summary } }"
+PENDING = "subscription { pendingApprovals { kind } }"
+REVOKE = "mutation($id: ID!) { revokeApiKey(id: $id) }"
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    live = Bus("memory://", queue_size=100, heartbeat_seconds=1.0)
+    await live.connect()
+    yield live
+    await live.disconnect()
+
+
+async def new_key(tenant: Tenant, *scopes: Scope) -> tuple[str, str]:
+    issued = await auth.create_api_key(
+        workspace_id=tenant.workspace_id, name="live", scopes=frozenset(scopes)
+    )
+    return issued.key.id, issued.secret
+
+
+def connection(settings: Settings, bus: Bus, principal: auth.Principal) -> Context:
+    """A context as a WebSocket connection has it: the principal from connection_init."""
+    return Context(
+        settings=settings,
+        publisher=bus,
+        principal=principal,
+        hub=bus.hub,
+        connection_params={"Authorization": "Bearer (checked at connection_init)"},
+        revocations=bus,
+    )
+
+
+async def test_revoking_ends_open_subscriptions_of_that_key_only(
+    schema: strawberry.Schema, settings: Settings, bus: Bus, tenant: Tenant
+) -> None:
+    key_id, secret = await new_key(tenant, Scope.READ)
+    doomed = connection(settings, bus, await auth.authenticate(secret=secret))
+    other = connection(settings, bus, await auth.authenticate(secret=tenant.reader))
+    timeline = await schema.subscribe(TIMELINE, context_value=doomed)
+    pending = await schema.subscribe(PENDING, context_value=doomed)
+    survivor = await schema.subscribe(TIMELINE, context_value=other)
+    waiting = [asyncio.ensure_future(stream.__anext__()) for stream in (timeline, survivor)]
+    await asyncio.sleep(0.05)
+
+    admin = Context(settings=settings, publisher=bus, secret=tenant.admin, revocations=bus)
+    result = await schema.execute(REVOKE, variable_values={"id": key_id}, context_value=admin)
+    assert result.data == {"revokeApiKey": True}
+
+    ended = await asyncio.wait_for(waiting[0], timeout=5)
+    assert ended.errors[0].message == "The API key was revoked."
+    assert ended.errors[0].extensions == {"code": "UNAUTHENTICATED"}
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(timeline.__anext__(), timeout=5)
+    ended = await asyncio.wait_for(pending.__anext__(), timeout=5)
+    assert ended.errors[0].extensions == {"code": "UNAUTHENTICATED"}
+    # Another key's subscription goes on.
+    await post(tenant, bus, settings, "still live")
+    delivered = await asyncio.wait_for(waiting[1], timeout=5)
+    assert delivered.data == {"timeline": {"summary": "still live"}}
+    await survivor.aclose()
+    assert bus.hub.subscriber_count == 0
+
+
+async def test_a_revoked_connection_runs_no_further_operation(
+    schema: strawberry.Schema, settings: Settings, bus: Bus, tenant: Tenant
+) -> None:
+    key_id, secret = await new_key(tenant, Scope.READ)
+    context = connection(settings, bus, await auth.authenticate(secret=secret))
+    assert (await schema.execute("{ viewer { name } }", context_value=context)).errors is None
+    await bus.key_revoked(key_id=key_id)
+    result = await schema.execute("{ viewer { name } }", context_value=context)
+    assert result.errors[0].extensions == {"code": "UNAUTHENTICATED"}
+    stream = await schema.subscribe(TIMELINE, context_value=context)
+    refused = await asyncio.wait_for(stream.__anext__(), timeout=5)
+    assert refused.errors[0].extensions == {"code": "UNAUTHENTICATED"}
+
+
+async def test_the_next_http_request_with_a_revoked_key_is_refused(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    key_id, secret = await new_key(tenant, Scope.EVENTS_WRITE, Scope.READ)
+    assert (
+        await client.post("/events", headers=bearer(secret), json=SEED_EVENT)
+    ).status_code == 201
+    assert await auth.revoke_api_key(workspace_id=tenant.workspace_id, key_id=key_id)
+    refused = await client.post("/events", headers=bearer(secret), json=SEED_EVENT)
+    assert refused.status_code == 401
+    assert refused.json()["error"] == {
+        "code": "UNAUTHENTICATED",
+        "message": "The API key is unknown or revoked.",
+    }
+    graphql = await client.post(
+        "/graphql", headers=bearer(secret), json={"query": "{ viewer { name } }"}
+    )
+    assert graphql.json()["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}
+    agent = await client.get("/v1/approvals/ap_x", headers={"X-API-Key": secret})
+    assert agent.status_code == 401
+
+
+# Across real processes: the key is revoked on B (GraphQL) or by the CLI, and the
+# WebSocket on A ends.
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server, str]]:
+    workdir = tmp_path_factory.mktemp("revocation")
+    with postgres_database() as database:
+        env = {
+            "OPSGRAPH_DATABASE_URL": database,
+            "OPSGRAPH_BROADCAST_URL": "redis://127.0.0.1:6379/0",
+        }
+        with run_server(workdir, env) as first, run_server(workdir, env) as second:
+            yield first, second, database
+
+
+def admin_call(server: Server, admin: str, query: str, **variables: Any) -> dict[str, Any]:
+    response = httpx.post(
+        f"{server.url}/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+async def open_subscription(server: Server, key: str) -> Any:
+    ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])
+    init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
+    await ws.send(json.dumps(init))
+    assert json.loads(await asyncio.wait_for(ws.recv(), timeout=5))["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": TIMELINE}}))
+    await asyncio.sleep(0.3)  # registered with the hub
+    return ws
+
+
+def revoked_error(message: dict[str, Any]) -> bool:
+    """An operation's end for a revoked key (graphql-transport-ws `next` or `error`)."""
+    payload = message.get("payload")
+    errors = payload.get("errors") if isinstance(payload, dict) else payload
+    return bool(errors) and errors[0]["extensions"] == {"code": "UNAUTHENTICATED"}
+
+
+async def assert_ended_as_revoked(ws: Any) -> None:
+    message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+    assert message["id"] == "1" and revoked_error(message), message
+    message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+    assert message == {"id": "1", "type": "complete"}
+    # A new operation on the same connection is refused too.
+    await ws.send(json.dumps({"id": "2", "type": "subscribe", "payload": {"query": TIMELINE}}))
+    message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+    assert message["id"] == "2" and revoked_error(message), message
+    await ws.close()
+
+
+@pytest.mark.slow
+async def test_revoking_on_one_process_ends_a_websocket_on_another(
+    servers: tuple[Server, Server, str],
+) -> None:
+    a, b, _ = servers
+    admin = a.admin_key or b.admin_key
+    assert admin is not None
+    created = admin_call(
+        b, admin, 'mutation { createApiKey(name: "dash", scopes: [READ]) { key apiKey { id } } }'
+    )["createApiKey"]
+    ws = await open_subscription(a, created["key"])
+    revoked = admin_call(b, admin, REVOKE, id=created["apiKey"]["id"])
+    assert revoked == {"revokeApiKey": True}
+    await assert_ended_as_revoked(ws)
+    # A new connection with the key is refused at connection_init.
+    async with websockets.connect(a.ws_url, subprotocols=["graphql-transport-ws"]) as again:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {created['key']}"}}
+        await again.send(json.dumps(init))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(again.recv(), timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+@pytest.mark.slow
+async def test_revoking_with_the_cli_ends_a_websocket_too(
+    servers: tuple[Server, Server, str], tmp_path: Path
+) -> None:
+    a, b, database = servers
+    admin = a.admin_key or b.admin_key
+    assert admin is not None
+    created = admin_call(
+        a, admin, 'mutation { createApiKey(name: "cli", scopes: [READ]) { key apiKey { id } } }'
+    )["createApiKey"]
+    ws = await open_subscription(a, created["key"])
+    env = {
+        "OPSGRAPH_DATABASE_URL": database,
+        "OPSGRAPH_BROADCAST_URL": "redis://127.0.0.1:6379/0",
+        "PATH": "/usr/bin:/bin",
+    }
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [OPSGRAPH, "keys", "revoke", created["apiKey"]["id"]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    await assert_ended_as_revoked(ws)
