@@ -27,7 +27,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMe
 from strawberry.types.unset import UNSET, UnsetType
 
 from opsgraph.bus import Bus
-from opsgraph.db import close_database, open_database
+from opsgraph.db import close_database, database_unavailable, open_database
 from opsgraph.ratelimit import RateLimit
 from opsgraph.settings import Settings
 from opsgraph.ui import SpaStaticFiles
@@ -286,7 +286,12 @@ def create_app(
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    """Never a stack trace: log it, answer the documented shape."""
+    """Never a stack trace: log it, answer the documented shape (503 while the database
+    is unreachable, so clients retry; the server recovers without a restart)."""
+    if database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        body = error_body("UNAVAILABLE", "The database is unavailable; retry shortly.")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("INTERNAL", "Internal server error."), status_code=500)
 

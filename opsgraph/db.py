@@ -88,3 +88,32 @@ async def close_database() -> None:
     await Tortoise.close_connections()
     await Tortoise._reset_apps()
     EXECUTOR_CACHE.clear()  # its SQL is keyed by connection name, not by dialect
+
+
+_UNAVAILABLE_NAMES = {
+    # asyncpg: connection lost, refused or the server shutting down / starting up.
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "CannotConnectNowError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "TooManyConnectionsError",
+    "InterfaceError",
+    # Tortoise's wrapper for failures to connect.
+    "DBConnectionError",
+}
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an exception (or one it was raised from) means the database is unreachable,
+    so the caller should get 503 and retry, not a 500."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        if type(current).__name__ in _UNAVAILABLE_NAMES:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -1,0 +1,118 @@
+"""PostgreSQL going away under a running server: clients get 503 (never 500) meanwhile,
+and the server recovers on its own once the database is back, without a restart.
+
+The outage is real: the server reaches PostgreSQL through a TCP relay in this test, and
+the relay is shut (every open connection cut, new ones refused), then reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import free_port, postgres_database, run_server
+from tests.test_changes import SEED_EVENT
+
+pytestmark = pytest.mark.slow
+
+
+class Relay:
+    """A TCP relay to PostgreSQL that can be cut and restored, on a fixed port."""
+
+    def __init__(self, port: int, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
+        self.port = port
+        self.target = target
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server: asyncio.base_events.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.thread.start()
+
+    def _call(self, coro: object) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)  # type: ignore[arg-type]
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _open(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+
+    def open(self) -> None:
+        self._call(self._open())
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def close(self) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+@pytest.fixture
+def relay() -> Iterator[Relay]:
+    relay = Relay(free_port())
+    relay.open()
+    yield relay
+    relay.close()
+
+
+def post(url: str, key: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/events", json=SEED_EVENT, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay) -> None:
+    with postgres_database() as direct_url:
+        through_relay = direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
+        with run_server(tmp_path, {"OPSGRAPH_DATABASE_URL": through_relay}) as server:
+            assert server.admin_key
+            assert post(server.url, server.admin_key).status_code == 201
+
+            relay.cut()
+            during = [post(server.url, server.admin_key) for _ in range(3)]
+            assert [r.status_code for r in during] == [503, 503, 503]
+            assert during[0].json()["error"]["code"] == "UNAVAILABLE"
+            assert during[0].headers["Retry-After"] == "1"
+            assert "Traceback" not in during[0].text
+
+            relay.open()
+            deadline = time.monotonic() + 20
+            statuses = []
+            while time.monotonic() < deadline:
+                response = post(server.url, server.admin_key)
+                statuses.append(response.status_code)
+                if response.status_code == 201:
+                    break
+                time.sleep(0.5)
+            assert statuses[-1] == 201, statuses
+            assert set(statuses) <= {201, 503}, statuses
+            assert server.process.poll() is None  # the same process, never restarted
