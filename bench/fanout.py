@@ -1,0 +1,237 @@
+"""Benchmark 4: fan-out. N WebSocket subscribers (graphql-transport-ws, one connection each)
+on ONE server process follow `timeline`; events are posted at a steady rate; each client
+notes when each event reaches it. Reports event-to-client latency p50/p99, how many
+deliveries arrived, and the server's memory per idle subscriber.
+
+Clients run in separate processes (`--client-procs`) so the load generator is not the
+bottleneck it measures; latency is the time from just before the POST to the moment the
+client has parsed the message (one machine, one clock).
+Usage: .venv/bin/python -m bench.fanout [--subscribers 1000 5000] [--rate 20] [--duration 15]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import websockets
+
+from bench import harness
+
+TARGET = ("5,000 subscribers on one process, p99 under 250 ms at 20 events/s, "
+          "idle memory under 20 KB per subscriber.")  # fmt: skip
+SUBSCRIPTION = "subscription { timeline { id summary occurredAt } }"
+
+
+@dataclass
+class FanoutResult:
+    subscribers: int
+    connected: int
+    rate: float
+    posted: int
+    expected: int
+    delivered: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    idle_kib_per_subscriber: float
+    server_cpu_percent: float
+
+
+async def _subscriber(url: str, key: str, ready: asyncio.Event, latencies: list[float],
+                      stop: asyncio.Event, connected: list[int]) -> None:  # fmt: skip
+    try:
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"],
+                                      max_queue=None, ping_interval=None) as ws:  # fmt: skip
+            init = {"Authorization": f"Bearer {key}"}
+            await ws.send(json.dumps({"type": "connection_init", "payload": init}))
+            ack = json.loads(await ws.recv())
+            if ack.get("type") != "connection_ack":
+                return
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": SUBSCRIPTION}}))  # fmt: skip
+            connected[0] += 1
+            ready.set()
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                message = json.loads(raw)
+                if message.get("type") != "next":
+                    continue
+                summary = message["payload"]["data"]["timeline"]["summary"]
+                if summary.startswith("fanout "):
+                    latencies.append(now - float(summary.split()[1]))
+    except (OSError, websockets.WebSocketException):
+        return
+
+
+def _client_process(url: str, key: str, count: int, go: Any, done: Any, results: Any) -> None:
+    """One client process: `count` subscribers; reports (connected, latencies)."""
+
+    async def main() -> None:
+        latencies: list[float] = []
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        connected = [0]
+        tasks = []
+        for index in range(count):
+            tasks.append(asyncio.create_task(
+                _subscriber(url, key, ready, latencies, stop, connected)))  # fmt: skip
+            if index % 100 == 99:
+                await asyncio.sleep(0.05)  # do not flood the accept queue
+        deadline = time.monotonic() + 60
+        while connected[0] < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        results.put(("connected", connected[0]))
+        while not done.is_set():
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # the last deliveries
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        results.put(("latencies", latencies))
+
+    asyncio.run(main())
+
+
+def run_one(server: harness.Server, admin: str, writer: str, *, subscribers: int, rate: float,
+            duration: float, procs: int, database_url: str) -> FanoutResult:  # fmt: skip
+    ws_url = server.url.replace("http://", "ws://") + "/graphql"
+    context = multiprocessing.get_context("spawn")
+    go, done, results = context.Event(), context.Event(), context.Queue()
+    rss_before = server.rss_kib()
+    shares = [subscribers // procs + (1 if i < subscribers % procs else 0) for i in range(procs)]
+    workers = [
+        context.Process(
+            target=_client_process, args=(ws_url, admin, n, go, done, results), daemon=True
+        )
+        for n in shares
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        connected = sum(results.get(timeout=180)[1] for _ in workers)
+        time.sleep(2)
+        idle_kib = (server.rss_kib() - rss_before) / max(1, connected)
+        cpu_before = harness._cpu_seconds(server.pids())
+        stored_before = harness.sql(
+            database_url, "SELECT count(*) AS n FROM change WHERE name LIKE 'fanout %'"
+        )[0]["n"]
+        posted, started = asyncio.run(_post(server.url, writer, rate=rate, duration=duration))
+        elapsed = time.monotonic() - started
+        cpu = harness._cpu_seconds(server.pids()) - cpu_before
+        done.set()
+        latencies: list[float] = []
+        for _ in workers:
+            kind, value = results.get(timeout=180)
+            if kind == "latencies":
+                latencies.extend(value)
+        for worker in workers:
+            worker.join(timeout=30)
+    except BaseException:  # never leave the client processes waiting
+        done.set()
+        for worker in workers:
+            worker.terminate()
+        raise
+    latencies.sort()
+    # Every stored event counts, including any whose POST timed out on a saturated server.
+    stored = (
+        harness.sql(database_url, "SELECT count(*) AS n FROM change WHERE name LIKE 'fanout %'")[0][
+            "n"
+        ]
+        - stored_before
+    )
+
+    def pct(p: float) -> float:
+        if not latencies:
+            return 0.0
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+
+    return FanoutResult(
+        subscribers=subscribers, connected=connected, rate=stored / elapsed, posted=posted,
+        expected=stored * connected, delivered=len(latencies), p50_ms=pct(0.50),
+        p99_ms=pct(0.99), max_ms=latencies[-1] * 1000 if latencies else 0,
+        idle_kib_per_subscriber=idle_kib, server_cpu_percent=100 * cpu / elapsed,
+    )  # fmt: skip
+
+
+async def _post(url: str, key: str, *, rate: float, duration: float) -> tuple[int, float]:
+    """POST one change every 1/rate seconds, on schedule however long each answer takes."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+
+        async def post_one() -> bool:
+            event = {"name": f"fanout {time.time():.6f}", "timestamp": "2026-03-04T14:25:00Z",
+                     "category": "TECHNICAL", "source": "bench", "service": "api"}  # fmt: skip
+            try:
+                return (await http.post("/events", json=event)).status_code == 201
+            except httpx.HTTPError:  # a saturated server: counted as not posted
+                return False
+
+        started = time.monotonic()
+        sent: list[asyncio.Task[bool]] = []
+        while time.monotonic() - started < duration:
+            pause = started + len(sent) / rate - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            sent.append(asyncio.create_task(post_one()))
+        outcomes = await asyncio.gather(*sent)
+    return sum(outcomes), started
+
+
+def table(results: list[FanoutResult]) -> str:
+    out = ["\n## Fan-out: timeline subscribers on one server process", "",
+           "| subscribers | connected | events/s | delivered / expected | p50 ms | p99 ms "
+           "| max ms | idle KiB/subscriber | server CPU % |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in results:
+        out.append(
+            f"| {r.subscribers:,} | {r.connected:,} | {r.rate:.1f} | {r.delivered:,} / "
+            f"{r.expected:,} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.max_ms:.0f} "
+            f"| {r.idle_kib_per_subscriber:.1f} | {r.server_cpu_percent:.0f} |"
+        )
+    out += ["", f"Target: {TARGET}"]
+    text = "\n".join(out)
+    print(text, flush=True)
+    return text
+
+
+def run(*, subscribers: list[int], rate: float, duration: float, procs: int) -> str:
+    results = []
+    with harness.throwaway_database() as database_url:
+        for count in subscribers:  # a fresh server for each size: memory starts clean
+            with harness.opsgraph_server(
+                database_url, workers=1, OPSGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION="1"
+            ) as (server, admin):
+                writer = harness.create_key(database_url, "events:write", name="poster")
+                result = run_one(
+                    server, admin, writer, subscribers=count, rate=rate, duration=duration,
+                    procs=procs, database_url=database_url,
+                )  # fmt: skip
+                results.append(result)
+                got = f"{result.delivered:,}/{result.expected:,}"
+                print(f"  {count:,} subscribers: p99 {result.p99_ms:.0f} ms, {got} delivered")
+    return table(results)
+
+
+def main() -> None:
+    parser = harness.arguments(__doc__)
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rate", type=float, default=20.0, help="events posted per second")
+    parser.add_argument("--client-procs", type=int, default=min(4, os.cpu_count() or 1))
+    args = parser.parse_args()
+    harness.header("Fan-out benchmark", args)
+    run(subscribers=args.subscribers, rate=args.rate, duration=args.duration,
+        procs=args.client_procs)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
