@@ -153,10 +153,6 @@ class Hub:
         await self._disconnect()
         self._fail_all(LiveError("SHUTTING_DOWN", "The server is shutting down; reconnect."))
 
-    @property
-    def backend(self) -> BroadcastBackend | None:
-        return self._backend
-
     async def _connect(self) -> None:
         backend = self._factory()
         await backend.connect()
@@ -248,7 +244,13 @@ class Hub:
                 )
                 for row in rows:
                     if row.seq != state.delivered + 1:
-                        break  # a hole cannot happen (seq is gapless), but never skip one
+                        # seq is gapless by construction; should that ever break, end the
+                        # subscribers (they resume with `after`) rather than stall or skip.
+                        log.error("timeline seq gap in a workspace after %d", state.delivered)
+                        state.delivered = rows[-1].seq
+                        for subscriber in list(state.subscribers):
+                            subscriber.fail(lagged())
+                        return
                     state.delivered = row.seq
                     for subscriber in list(state.subscribers):
                         subscriber.offer(row)

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope, authenticate
-from resolvers.errors import AuthError, FieldError, InvalidInput
+from resolvers.errors import AuthError, InvalidInput
 from resolvers.timeline import Publisher
 from schema.context import Context
 from schema.errors import refused, refused_message
@@ -257,10 +257,6 @@ async def require_principal(secret: str | None, scope: Scope) -> Principal:
         return (await authenticate(secret=secret)).require(scope)
     except AuthError as exc:
         raise RestError.from_auth(exc) from None
-
-
-def field_errors(errors: list[FieldError]) -> RestError:
-    return RestError.invalid(InvalidInput(errors))
 
 
 def only_known(raw: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import strawberry
 
+from models.timeline import TimelineEntry as TimelineEntryRow
 from opsgraph.bus import Bus
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
@@ -151,3 +153,24 @@ async def test_subscribing_needs_the_read_scope(
     stream = await schema.subscribe(SUBSCRIBE, context_value=context)
     result = await stream.__anext__()
     assert result.errors[0].extensions == {"code": "FORBIDDEN"}
+
+
+async def test_a_hole_in_the_sequence_ends_subscribers_instead_of_stalling(
+    schema: strawberry.Schema, settings: Settings, bus: Bus, tenant: Tenant
+) -> None:
+    stream = await subscribe(schema, settings, bus, tenant.reader)
+    first = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0.05)
+    # Write around `record_entry`, leaving seq 1 missing: the invariant is broken on purpose.
+    entry = await TimelineEntryRow.create(
+        workspace_id=tenant.workspace_id,
+        seq=2,
+        kind="CHANGE",
+        occurred_at=datetime.now(UTC),
+        summary="out of order",
+    )
+    await bus.entry_committed(workspace_id=tenant.workspace_id, entry_id=entry.id)
+    result = await asyncio.wait_for(first, timeout=5)
+    assert result.errors[0].extensions == {"code": "SUBSCRIBER_LAGGED"}
+    await asyncio.sleep(0.05)
+    assert bus.hub.subscriber_count == 0
