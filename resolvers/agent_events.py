@@ -164,8 +164,14 @@ async def record_agent_event(
     """Process an event once: a repeat returns the first response, a changed body conflicts."""
     principal.require(Scope.EVENTS_WRITE)
     workspace_id = principal.workspace_id
-    if data.event_type in {EventType.TOOL_COMPLETED, EventType.TOOL_FAILED}:
-        await approvals.expire_due_approvals(publisher=publisher, workspace_id=workspace_id)
+    if data.event_type in {EventType.TOOL_COMPLETED, EventType.TOOL_FAILED} and data.call_key:
+        # Only this call's approval needs to be current; the sweeper expires the rest.
+        await approvals.expire_due_for_call(
+            workspace_id=workspace_id,
+            run_key=data.run_key,
+            call_key=data.call_key,
+            publisher=publisher,
+        )
     for attempt in range(_ATTEMPTS):
         existing = await AgentEvent.get_or_none(workspace_id=workspace_id, event_id=data.event_id)
         if existing is not None:

@@ -162,6 +162,21 @@ async def expire_due_approvals(
     return expired
 
 
+async def expire_due_for_call(
+    *, workspace_id: str, run_key: str, call_key: str, publisher: Publisher
+) -> None:
+    """Expire the approval of one tool call (named by the agent's keys) if its time is up."""
+    due = await Approval.filter(
+        workspace_id=workspace_id,
+        tool_call__call_key=call_key,
+        run__run_key=run_key,
+        status=ApprovalStatus.PENDING,
+        expires_at__lte=_now(),
+    ).values_list("id", flat=True)
+    for approval_id in due:
+        await _expire(str(approval_id), publisher)
+
+
 async def get_approval(
     *, workspace_id: str, approval_id: str, publisher: Publisher
 ) -> Approval | None:
