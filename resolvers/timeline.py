@@ -12,8 +12,21 @@ from typing import Any, Protocol
 
 from tortoise.expressions import F, Q, Subquery
 
+from models.agent import Run, ToolCall
+from models.approval import Approval
+from models.change import Change
+from models.incident import Incident
 from models.timeline import TimelineEntry, TimelineKind, TimelineLabel
 from models.workspace import Workspace
+
+# What an entry's `subject_type` names.
+SUBJECT_MODELS: dict[str, Any] = {
+    "Change": Change,
+    "Incident": Incident,
+    "Run": Run,
+    "ToolCall": ToolCall,
+    "Approval": Approval,
+}
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -304,3 +317,16 @@ async def entries_for_subject(*, subject_type: str, subject_id: str) -> list[Tim
         subject_type=subject_type, subject_id=subject_id
     ).order_by("occurred_at", "id")
     return rows
+
+
+async def subjects_by_id(
+    *, workspace_id: str, subject_type: str, subject_ids: Sequence[str]
+) -> dict[str, Any]:
+    """The stored subjects of one type, by id, in one query (absent ids are left out)."""
+    model = SUBJECT_MODELS.get(subject_type)
+    if model is None or not subject_ids:
+        return {}
+    query = model.filter(workspace_id=workspace_id, id__in=list(set(subject_ids)))
+    if subject_type == "Incident":
+        query = query.select_related("service")
+    return {row.id: row for row in await query}

@@ -1,20 +1,21 @@
-"""What a timeline entry is about: the `TimelineSubject` union and how each kind is loaded.
+"""What a timeline entry is about: the `TimelineSubject` union, loaded in batches.
 
-Each domain adds its type to the union (lazily, to avoid import cycles) and a loader to
-`LOADERS`, keyed by the entry's `subject_type`.
+Each domain adds its type to the union (lazily, to avoid import cycles), its model to
+`resolvers.timeline.SUBJECT_MODELS` and its type to `_from_row`, keyed by `subject_type`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
 from typing import TYPE_CHECKING, Annotated, Any, ForwardRef, TypeAlias
 
 import strawberry
+from strawberry.dataloader import DataLoader
 
 from models.timeline import TimelineEntry as TimelineEntryRow
-from resolvers import agent_queries, changes
-from resolvers.incidents import get_incident
+from resolvers import timeline
 from schema.change import Change
+from schema.context import Context
 
 
 def lazy(name: str, module: str) -> Any:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from schema.approval import Approval
     from schema.incident import Incident
 
-    TimelineSubject: TypeAlias = Change | Incident
+    TimelineSubject: TypeAlias = Change | Incident | Run | ToolCall | Approval
 else:
     TimelineSubject = Annotated[
         Change
@@ -41,57 +42,50 @@ else:
     ]
 
 
-async def _change(row: TimelineEntryRow) -> Change | None:
-    found = await changes.get_change(workspace_id=row.workspace_id, change_id=row.subject_id or "")
-    return Change.from_row(found) if found else None
-
-
-async def _incident(row: TimelineEntryRow) -> Incident | None:
-    from schema.incident import Incident  # imported here: it imports this module
-
-    found = await get_incident(workspace_id=row.workspace_id, incident_id=row.subject_id or "")
-    return Incident.from_row(found) if found else None
-
-
-async def _run(row: TimelineEntryRow) -> Run | None:
-    from schema.agent import Run
-
-    found = await agent_queries.get_run(workspace_id=row.workspace_id, run_id=row.subject_id or "")
-    return Run.from_row(found) if found else None
-
-
-async def _tool_call(row: TimelineEntryRow) -> ToolCall | None:
-    from schema.agent import ToolCall
-
-    found = await agent_queries.get_tool_call(
-        workspace_id=row.workspace_id, tool_call_id=row.subject_id or ""
-    )
-    return ToolCall.from_row(found) if found else None
-
-
-async def _approval(row: TimelineEntryRow) -> Approval | None:
+def _from_row(subject_type: str, row: Any) -> object:
+    """A stored subject as its GraphQL type (imported here: those modules import this one)."""
+    from schema.agent import Run, ToolCall
     from schema.approval import Approval
+    from schema.incident import Incident
 
-    found = await agent_queries.get_approval(
-        workspace_id=row.workspace_id, approval_id=row.subject_id or ""
-    )
-    return Approval.from_row(found) if found else None
-
-
-Loader = Callable[[TimelineEntryRow], Awaitable[object | None]]
-
-LOADERS: dict[str, Loader] = {
-    "Change": _change,
-    "Incident": _incident,
-    "Run": _run,
-    "ToolCall": _tool_call,
-    "Approval": _approval,
-}
+    types: dict[str, Any] = {
+        "Change": Change,
+        "Incident": Incident,
+        "Run": Run,
+        "ToolCall": ToolCall,
+        "Approval": Approval,
+    }
+    return types[subject_type].from_row(row)
 
 
-async def load_subject(row: TimelineEntryRow) -> object | None:
-    """The entry's subject as its GraphQL type, or None (unknown kind or deleted)."""
-    loader = LOADERS.get(row.subject_type or "")
-    if loader is None or not row.subject_id:
+SubjectKey = tuple[str, str, str]  # (workspace id, subject type, subject id)
+
+
+async def _load(keys: list[SubjectKey]) -> list[object | None]:
+    """One query per subject type for every entry resolved in the same tick."""
+    wanted: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for workspace_id, subject_type, subject_id in keys:
+        wanted[(workspace_id, subject_type)].append(subject_id)
+    found: dict[SubjectKey, object] = {}
+    for (workspace_id, subject_type), ids in wanted.items():
+        rows = await timeline.subjects_by_id(
+            workspace_id=workspace_id, subject_type=subject_type, subject_ids=ids
+        )
+        for subject_id, row in rows.items():
+            found[(workspace_id, subject_type, subject_id)] = _from_row(subject_type, row)
+    return [found.get(key) for key in keys]
+
+
+async def load_subject(context: Context, row: TimelineEntryRow) -> object | None:
+    """The entry's subject as its GraphQL type, or None (unknown kind or deleted).
+
+    Batched per tick, never cached: a WebSocket keeps one context for all its events, and
+    a cached subject would go stale between them.
+    """
+    if row.subject_type not in timeline.SUBJECT_MODELS or not row.subject_id:
         return None
-    return await loader(row)
+    loader = context.extra.get("subjects")
+    if loader is None:
+        loader = context.extra["subjects"] = DataLoader(load_fn=_load, cache=False)
+    subject: object | None = await loader.load((row.workspace_id, row.subject_type, row.subject_id))
+    return subject

@@ -76,7 +76,7 @@ class TimelineEntry:
 
     @strawberry.field(description="What the entry is about.")
     async def subject(self, info: Info) -> TimelineSubject | None:
-        return cast("TimelineSubject | None", await load_subject(self.instance))
+        return cast("TimelineSubject | None", await load_subject(info.context, self.instance))
 
 
 @strawberry.type

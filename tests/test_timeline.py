@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,3 +168,18 @@ def test_filter_matches_in_memory_as_the_query_does() -> None:
 def test_cursor_round_trip() -> None:
     cursor = timeline.Cursor(occurred_at=BASE + timedelta(microseconds=7), entry_id=42, seq=3)
     assert timeline.Cursor.decode(cursor.encode()) == cursor
+
+
+async def test_a_page_loads_its_subjects_in_one_query_per_kind(
+    gql: GraphQL, tenant: Tenant, recorder: Recorder, settings: Any, caplog: Any
+) -> None:
+    for index in range(30):
+        await add(tenant, recorder, settings, f"e{index}", index)
+    query = """{ timeline(first: 30) { edges { node {
+        subject { ... on Change { id name } } } } } }"""
+    with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+        result = await gql(query, tenant.reader)
+    names = [edge["node"]["subject"]["name"] for edge in result.data["timeline"]["edges"]]
+    assert names == [f"e{index}" for index in reversed(range(30))]
+    change_reads = [r for r in caplog.records if 'FROM "change"' in r.getMessage()]
+    assert len(change_reads) == 1, [r.getMessage() for r in change_reads]
