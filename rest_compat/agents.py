@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from resolvers import agent_events, approvals
 from resolvers.auth import Principal, Scope, authenticate
-from resolvers.errors import AuthError, InvalidInput, forbidden
+from resolvers.errors import AuthError, InvalidInput
 from rest_compat.common import (
     Endpoint,
     RestError,
@@ -97,16 +97,14 @@ async def post_agent_event(endpoint: Endpoint, request: Request) -> JSONResponse
     return JSONResponse(render_event(result))
 
 
-async def _reader_or_agent(request: Request) -> Principal:
-    """`X-API-Key` (or a bearer key) with `read` or `events:write`."""
+async def _caller(request: Request) -> Principal:
+    """The key from `X-API-Key` (or a bearer key); the `approval` query checks its scopes
+    (`read`, or `events:write` for the waiting agent) so the rule lives in one place."""
     secret = request.headers.get("x-api-key") or bearer_secret(request)
     try:
-        principal = await authenticate(secret=secret)
-        if not (principal.allows(Scope.READ) or principal.allows(Scope.EVENTS_WRITE)):
-            raise forbidden(Scope.READ.value)
+        return await authenticate(secret=secret)
     except AuthError as exc:
         raise RestError.from_auth(exc) from None
-    return principal
 
 
 def _wait_seconds(request: Request, maximum: float) -> float:
@@ -149,9 +147,9 @@ async def get_approval(endpoint: Endpoint, request: Request) -> JSONResponse:
     """`GET /v1/approvals/{id}[?wait=SECONDS]`: the approval, once decided or after the wait."""
     approval_id = request.path_params["approval_id"]
     try:
-        principal = await _reader_or_agent(request)
-        wait = _wait_seconds(request, float(endpoint.settings.approval_wait_max_seconds))
+        principal = await _caller(request)
         data = await endpoint.execute(APPROVAL, {"id": approval_id}, principal=principal)
+        wait = _wait_seconds(request, float(endpoint.settings.approval_wait_max_seconds))
         approval = data["approval"]
         if approval is None:
             raise RestError(404, "NOT_FOUND", f"No approval {approval_id!r} in this workspace.")
