@@ -12,17 +12,16 @@ Usage: .venv/bin/python -m bench.fanout [--subscribers 1000 5000] [--rate 20] [-
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import os
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-import websockets
 
-from bench import harness
+from bench import harness, lean_ws
 
 TARGET = ("5,000 subscribers on one process, p99 under 250 ms at 20 events/s, "
           "idle memory under 20 KB per subscriber.")  # fmt: skip
@@ -44,59 +43,39 @@ class FanoutResult:
     server_cpu_percent: float
 
 
-async def _subscriber(url: str, key: str, ready: asyncio.Event, latencies: list[float],
-                      stop: asyncio.Event, connected: list[int]) -> None:  # fmt: skip
-    try:
-        async with websockets.connect(url, subprotocols=["graphql-transport-ws"],
-                                      max_queue=None, ping_interval=None) as ws:  # fmt: skip
-            init = {"Authorization": f"Bearer {key}"}
-            await ws.send(json.dumps({"type": "connection_init", "payload": init}))
-            ack = json.loads(await ws.recv())
-            if ack.get("type") != "connection_ack":
-                return
-            await ws.send(json.dumps({"id": "1", "type": "subscribe",
-                                      "payload": {"query": SUBSCRIPTION}}))  # fmt: skip
-            connected[0] += 1
-            ready.set()
-            while not stop.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-                except TimeoutError:
-                    continue
-                now = time.time()
-                message = json.loads(raw)
-                if message.get("type") != "next":
-                    continue
-                summary = message["payload"]["data"]["timeline"]["summary"]
-                if summary.startswith("fanout "):
-                    latencies.append(now - float(summary.split()[1]))
-    except (OSError, websockets.WebSocketException):
-        return
-
-
 def _client_process(url: str, key: str, count: int, go: Any, done: Any, results: Any) -> None:
-    """One client process: `count` subscribers; reports (connected, latencies)."""
+    """One client process: `count` lean subscribers; reports (connected, latencies)."""
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
+        address = urlsplit(url)
+        host, port = address.hostname or "127.0.0.1", address.port or 80
         latencies: list[float] = []
-        stop = asyncio.Event()
-        ready = asyncio.Event()
-        connected = [0]
-        tasks = []
+        pending: list[asyncio.Future[bool]] = []
+        clients: list[lean_ws.Subscriber] = []
         for index in range(count):
-            tasks.append(asyncio.create_task(
-                _subscriber(url, key, ready, latencies, stop, connected)))  # fmt: skip
+            subscribed: asyncio.Future[bool] = loop.create_future()
+            pending.append(subscribed)
+
+            def factory(subscribed: asyncio.Future[bool] = subscribed) -> lean_ws.Subscriber:
+                return lean_ws.Subscriber(host=f"{host}:{port}", path=address.path, key=key,
+                                          query=SUBSCRIPTION, latencies=latencies,
+                                          subscribed=subscribed)  # fmt: skip
+
+            try:
+                _, client = await loop.create_connection(factory, host, port)
+                clients.append(client)
+            except OSError:
+                subscribed.set_result(False)
             if index % 100 == 99:
                 await asyncio.sleep(0.05)  # do not flood the accept queue
-        deadline = time.monotonic() + 60
-        while connected[0] < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        results.put(("connected", connected[0]))
+        done_, _ = await asyncio.wait(pending, timeout=60)
+        results.put(("connected", sum(1 for f in done_ if f.result())))
         while not done.is_set():
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)  # the last deliveries
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for client in clients:
+            client.close()
         results.put(("latencies", latencies))
 
     asyncio.run(main())
@@ -125,7 +104,12 @@ def run_one(server: harness.Server, admin: str, writer: str, *, subscribers: int
         stored_before = harness.sql(
             database_url, "SELECT count(*) AS n FROM change WHERE name LIKE 'fanout %'"
         )[0]["n"]
+        profiler = None
+        if harness.PROFILE_DIR:  # a py-spy profile of the server while events are posted
+            profiler = harness._py_spy(server, f"{server.url}/fanout", duration)
         posted, started = asyncio.run(_post(server.url, writer, rate=rate, duration=duration))
+        if profiler is not None:
+            profiler.wait(timeout=60)
         elapsed = time.monotonic() - started
         cpu = harness._cpu_seconds(server.pids()) - cpu_before
         done.set()

@@ -22,6 +22,10 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
 from strawberry.types.unset import UNSET, UnsetType
@@ -43,6 +47,7 @@ from rest_compat.common import Endpoint, error_body, pagerduty_error_body, stric
 from rest_compat.openapi import openapi_route
 from schema import build_schema
 from schema.context import Context
+from schema.live_render import LIVE_TARGET, LiveTarget, Renderers, target_websocket
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,25 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         await super().handle_connection_init(message)
 
 
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """`graphql-transport-ws`, telling each operation's resolvers where its messages go, so
+    that a live entry is rendered once for every subscriber of the same document (see
+    `schema.live_render`)."""
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # This runs in the operation's own task: the variable is set for it alone.
+        LIVE_TARGET.set(
+            LiveTarget(
+                websocket=target_websocket(self.websocket),
+                operation_id=operation.id,
+                query=operation.query,
+                variables=operation.variables,
+                operation_name=operation.operation_name,
+            )
+        )
+        await super().run_operation(operation)
+
+
 def _bearer(value: object) -> str | None:
     if not isinstance(value, str):
         return None
@@ -82,6 +106,7 @@ class GraphQLApp(GraphQL[Context, None]):
     and in `connection_init` over WebSocket (no `read` scope, no connection)."""
 
     graphql_ws_handler_class = LegacyWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, schema: strawberry.Schema, *, settings: Settings, bus: Bus) -> None:
         super().__init__(
@@ -95,6 +120,7 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.settings = settings
         self.bus = bus
+        self.renderers = Renderers(memo_size=settings.subscriber_queue_size)
 
     def decode_json(self, data: str | bytes) -> object:
         """Request bodies and WebSocket messages: the REST endpoints' strict JSON, and an
@@ -120,6 +146,7 @@ class GraphQLApp(GraphQL[Context, None]):
             secret=secret,
             hub=self.bus.hub,
             revocations=self.bus,
+            renderers=self.renderers,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

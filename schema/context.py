@@ -15,6 +15,7 @@ from resolvers.timeline import Publisher
 
 if TYPE_CHECKING:
     from opsgraph.live import Hub
+    from schema.live_render import Renderers
 
 
 def public_error(code: str, message: str) -> GraphQLError:
@@ -40,6 +41,7 @@ class Context:
     connection_params: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     revocations: Revocations | None = None
+    renderers: Renderers | None = None  # live entries rendered once for many subscribers
 
     def require_hub(self) -> Hub:
         """The live hub (present in the server; absent when a test runs the schema bare)."""

@@ -17,6 +17,7 @@ from resolvers.auth import Principal, Scope
 from resolvers.keyset import KeyCursor
 from schema.approval import Approval
 from schema.context import Info, public_error
+from schema.live_render import LIVE_TARGET
 from schema.timeline import TimelineEntry, TimelineFilter, parse_cursor
 
 REPLAY_BATCH = 500
@@ -102,6 +103,17 @@ class Subscription:
             )
         except LiveError as exc:
             raise public_error(exc.code, str(exc)) from None
+        # Over graphql-transport-ws, live entries are rendered once for every subscriber
+        # with the same document, variables and key, and sent from here.
+        target, renderers = LIVE_TARGET.get(), info.context.renderers
+        renderer = None
+        if target is not None and renderers is not None:
+            renderer = renderers.acquire(
+                schema=info.schema._schema,
+                target=target,
+                context=info.context,
+                scope_key=(principal.workspace_id, principal.key_id),
+            )
         try:
             if cursor is not None:
                 last = cursor.seq
@@ -123,9 +135,16 @@ class Subscription:
                     row = await subscriber.next()
                 except LiveError as exc:
                     raise public_error(exc.code, str(exc)) from None
+                if renderer is not None and target is not None:
+                    payload = await renderer.render(row, TimelineEntry.from_row)
+                    if payload is not None:
+                        await target.send(payload)
+                        continue
                 yield TimelineEntry.from_row(row)
         finally:
             hub.unsubscribe(subscriber)
+            if renderer is not None and renderers is not None:
+                renderers.release(renderer)
 
     @strawberry.subscription(
         description="The pending approvals now (as REQUESTED), then every request, "

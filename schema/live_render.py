@@ -1,0 +1,148 @@
+"""Shared rendering of live entries: a subscription document is executed once per entry for
+every subscriber that sent the same document and variables with the same key, and each of
+them is sent the same JSON text (only the operation id differs).
+
+Without it graphql-core executes the selection set once per subscriber per entry, and the
+result is encoded once per subscriber: at a thousand subscribers that is most of the CPU.
+
+Only `graphql-transport-ws` operations take this path (the WebSocket handler says where its
+messages go through `LIVE_TARGET`); anything else, and any entry whose rendering reports an
+error, goes through Strawberry's usual per-subscriber path, which formats and masks errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from graphql import ExecutionResult, Executor, GraphQLSchema, parse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
+
+from models.timeline import TimelineEntry as TimelineEntryRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTarget:
+    """One `graphql-transport-ws` operation: what it asked for and where its messages go."""
+
+    websocket: WebSocket
+    operation_id: str
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The message Strawberry would send: {"id":…,"type":"next","payload":…}.
+        head = json.dumps({"id": self.operation_id, "type": "next"}, separators=(",", ":"))
+        object.__setattr__(self, "prefix", head[:-1] + ',"payload":')
+
+    async def send(self, payload: str) -> None:
+        """Send one rendered `next` payload to this operation's client."""
+        try:
+            await self.websocket.send_text(self.prefix + payload + "}")
+        except WebSocketDisconnect as exc:  # as Strawberry's own sends report it
+            raise WebSocketDisconnected from exc
+
+
+# Set by the WebSocket handler in each operation's task, read by the subscription resolvers.
+LIVE_TARGET: ContextVar[LiveTarget | None] = ContextVar("opsgraph_live_target", default=None)
+
+
+class Renderer:
+    """One subscription document with its variables and key: renders each entry once."""
+
+    def __init__(self, executor: Executor[Any], *, key: tuple[object, ...], memo_size: int) -> None:
+        self._executor = executor
+        self._memo: OrderedDict[int, asyncio.Future[str | None]] = OrderedDict()
+        self._memo_size = max(1, memo_size)
+        self.key = key
+        self.users = 0
+
+    async def render(
+        self, row: TimelineEntryRow, source: Callable[[TimelineEntryRow], object]
+    ) -> str | None:
+        """The `next` payload's JSON for this entry, or None (render it the usual way).
+
+        `source` makes the subscription's event value from the entry; the first subscriber
+        to ask executes, the others await the same answer.
+        """
+        future = self._memo.get(row.seq)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._memo[row.seq] = future
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+            try:
+                future.set_result(await self._execute(source(row)))
+            except BaseException as exc:
+                future.set_result(None)  # the others render it the usual way
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: this subscriber is leaving
+                log.exception("shared rendering of a live entry failed")
+        return await future
+
+    async def _execute(self, source: object) -> str | None:
+        result = self._executor.build_per_event_executor(source).execute_operation(False)
+        if isinstance(result, Awaitable):
+            result = await result
+        if not isinstance(result, ExecutionResult) or result.errors:
+            return None
+        return json.dumps({"data": result.data}, separators=(",", ":"))
+
+
+class Renderers:
+    """The process's renderers, shared by key and dropped with their last subscriber."""
+
+    def __init__(self, *, memo_size: int) -> None:
+        self.memo_size = memo_size
+        self._renderers: dict[tuple[object, ...], Renderer] = {}
+
+    def acquire(
+        self,
+        *,
+        schema: GraphQLSchema,
+        target: LiveTarget,
+        context: object,
+        scope_key: tuple[object, ...],
+    ) -> Renderer | None:
+        """The renderer for this operation (created on first use), or None if the
+        document cannot be prepared here (the usual path then reports why)."""
+        variables = json.dumps(target.variables or {}, sort_keys=True, separators=(",", ":"))
+        key = (id(schema), *scope_key, target.query, target.operation_name, variables)
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            built = Executor.build(
+                schema,
+                parse(target.query),
+                context_value=context,
+                raw_variable_values=target.variables,
+                operation_name=target.operation_name,
+            )
+            if not isinstance(built, Executor):
+                return None
+            renderer = self._renderers[key] = Renderer(built, key=key, memo_size=self.memo_size)
+        renderer.users += 1
+        return renderer
+
+    def release(self, renderer: Renderer) -> None:
+        renderer.users -= 1
+        if renderer.users <= 0 and self._renderers.get(renderer.key) is renderer:
+            del self._renderers[renderer.key]
+
+    def __len__(self) -> int:
+        return len(self._renderers)
+
+
+def target_websocket(adapter: object) -> WebSocket:
+    """The Starlette WebSocket behind Strawberry's ASGI adapter."""
+    return cast(WebSocket, adapter.ws)  # type: ignore[attr-defined]
