@@ -4,7 +4,8 @@ never the query text, which may carry keys inline) and masked in production mode
 Errors meant for the caller are not: parse and validation errors (no path; a scalar's
 ValueError for a bad literal or variable included), public errors raised as GraphQLError,
 and input no database can take: a value too long for its column, text with a lone
-surrogate (both reported as BAD_USER_INPUT).
+surrogate (both reported as BAD_USER_INPUT). An unreachable database is reported as
+UNAVAILABLE (retry shortly), as the REST endpoints answer 503.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 from tortoise.exceptions import OperationalError, ValidationError
+
+from opsgraph.db import database_unavailable
 
 log = logging.getLogger("opsgraph.graphql")
 
@@ -42,6 +45,7 @@ def unexpected(error: GraphQLError) -> bool:
         and original is not None
         and not isinstance(original, GraphQLError)
         and not refused(original)
+        and not database_unavailable(original)
     )
 
 
@@ -55,6 +59,8 @@ class OpsgraphSchema(strawberry.Schema):
             where = ".".join(str(part) for part in error.path or [])
             if unexpected(error):
                 log.error("unexpected error in %s", where, exc_info=error.original_error)
+            elif error.original_error is not None and database_unavailable(error.original_error):
+                log.warning("database unavailable in %s: %s", where, error.original_error)
             elif refused(error.original_error):  # the kind only: the value may be a secret
                 kind = type(error.original_error).__name__
                 log.warning("input refused by the database in %s (%s)", where, kind)
@@ -69,28 +75,35 @@ def refused_message(exc: BaseException | None) -> str:
     return f"{field}: the value is too long or not valid here."
 
 
-def _refused_value(error: GraphQLError) -> GraphQLError:
-    """A database ValidationError as BAD_USER_INPUT."""
+def _public(error: GraphQLError, message: str, code: str) -> GraphQLError:
+    """The same error, located as it was, with a message and code meant for the caller."""
     return GraphQLError(
-        refused_message(error.original_error),
+        message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={"code": "BAD_USER_INPUT"},
+        extensions={"code": code},
     )
+
+
+def _for_caller(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    if refused(original):
+        return _public(error, refused_message(original), "BAD_USER_INPUT")
+    if original is not None and database_unavailable(original):
+        return _public(error, "The database is unavailable; retry shortly.", "UNAVAILABLE")
+    return error
 
 
 class RefusedValues(SchemaExtension):
     """An argument the database refuses for its column (an id longer than any id, say) is
-    the caller's input error, not a server fault. Runs before MaskErrors."""
+    the caller's input error, not a server fault; an unreachable database is not a fault
+    of the query either. Both are told as such, not masked. Runs before MaskErrors."""
 
     def on_execute(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if errors:
-            result.errors = [  # type: ignore[union-attr]
-                _refused_value(error) if refused(error.original_error) else error
-                for error in errors
-            ]
+            result.errors = [_for_caller(error) for error in errors]  # type: ignore[union-attr]

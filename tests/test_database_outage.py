@@ -103,6 +103,15 @@ def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay
             assert during[0].json()["error"]["code"] == "UNAVAILABLE"
             assert during[0].headers["Retry-After"] == "1"
             assert "Traceback" not in during[0].text
+            # GraphQL says so too, in its own shape, rather than a masked "Unexpected error."
+            answer = httpx.post(
+                f"{server.url}/graphql",
+                json={"query": "{ timeline(first: 1) { edges { node { id } } } }"},
+                headers={"Authorization": f"Bearer {server.admin_key}"},
+                timeout=30,
+            ).json()
+            assert answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE", answer
+            assert "retry" in answer["errors"][0]["message"]
 
             relay.open()
             deadline = time.monotonic() + 20
