@@ -144,6 +144,12 @@ async def transition(
     return fresh, entry
 
 
+async def annotate(*, incident: Incident, actor: str, note: str) -> TimelineEntry:
+    """Add a person's note to the incident's timeline (its service must be loaded)."""
+    async with in_transaction():
+        return await _entry(incident, TimelineKind.INCIDENT_ANNOTATED, note, actor=actor, note=note)
+
+
 async def record_drop(
     *,
     principal: Principal,

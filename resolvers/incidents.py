@@ -153,6 +153,19 @@ async def resolve_incident(
     return await _decide(principal, incident_id, Step.RESOLVE, note, publisher)
 
 
+async def annotate_incident(
+    *, principal: Principal, incident_id: str, note: str, publisher: Publisher
+) -> tuple[Incident, TimelineEntry]:
+    """A person adds a note to an incident, open or resolved; it goes on the timeline."""
+    principal.require(Scope.EVENTS_WRITE)
+    incident = await get_incident(workspace_id=principal.workspace_id, incident_id=incident_id)
+    if incident is None:
+        raise IncidentNotFound("No incident with that id in this workspace.")
+    entry = await rows.annotate(incident=incident, actor=principal.name, note=note)
+    await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=entry.id)
+    return incident, entry
+
+
 async def _decide(
     principal: Principal, incident_id: str, step: Step, note: str | None, publisher: Publisher
 ) -> Incident:

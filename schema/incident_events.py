@@ -174,3 +174,23 @@ class IncidentMutation:
         except incidents.IncidentNotFound as exc:
             raise public_error("NOT_FOUND", str(exc)) from None
         return Incident.from_row(row)
+
+    @strawberry.mutation(
+        description="Add a note to an incident (open or resolved): an INCIDENT_ANNOTATED "
+        "entry on its timeline; the actor is the key's name."
+    )
+    async def annotate_incident(self, info: Info, id: strawberry.ID, note: str) -> Incident:
+        principal = await info.context.require(Scope.EVENTS_WRITE)
+        text = _note(info, note.strip())
+        if text is None:
+            raise public_error("BAD_USER_INPUT", "note must not be empty.")
+        try:
+            row, _ = await incidents.annotate_incident(
+                principal=principal,
+                incident_id=str(id),
+                note=text,
+                publisher=info.context.publisher,
+            )
+        except incidents.IncidentNotFound as exc:
+            raise public_error("NOT_FOUND", str(exc)) from None
+        return Incident.from_row(row)

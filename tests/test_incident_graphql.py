@@ -1,5 +1,5 @@
-"""Incidents over GraphQL: `sendIncidentEvent`, `incidents`, `incident`, acknowledge and
-resolve by people, and `suspectChanges`, on both databases."""
+"""Incidents over GraphQL: `sendIncidentEvent`, `incidents`, `incident`, acknowledge,
+resolve and annotate by people, and `suspectChanges`, on both databases."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ ACK = """mutation($id: ID!, $note: String) {
   acknowledgeIncident(id: $id, note: $note) { status acknowledgedBy } }"""
 RESOLVE = """mutation($id: ID!, $note: String) {
   resolveIncident(id: $id, note: $note) { status resolvedBy } }"""
+ANNOTATE = """mutation($id: ID!, $note: String!) {
+  annotateIncident(id: $id, note: $note) { id status } }"""
 
 
 def trigger(routing_key: str, dedup_key: str = "disk", **payload: Any) -> dict[str, Any]:
@@ -142,6 +144,40 @@ async def test_people_acknowledge_and_resolve_with_a_note(
     assert timeline[0]["details"]["note"] == "freed 20 GB"
     assert timeline[1]["details"]["note"] == "looking"
     assert all(e["subject"] == {"__typename": "Incident", "id": incident_id} for e in timeline)
+
+
+async def test_people_annotate_an_incident_open_or_resolved(
+    gql: GraphQL, tenant: Tenant, recorder: Recorder
+) -> None:
+    routing_key = await tenant.service("db")
+    incident_id = (await send(gql, tenant.writer, trigger(routing_key)))["incidentKey"]
+    result = await gql(ANNOTATE, tenant.reader, id=incident_id, note="read-only")
+    assert result.errors[0].extensions == {"code": "FORBIDDEN"}
+
+    bob = await tenant.key(Scope.EVENTS_WRITE, name="bob")
+    announced = len(recorder.announced)
+    result = await gql(ANNOTATE, bob, id=incident_id, note="  db-1 disk at 97%  ")
+    assert result.data["annotateIncident"] == {"id": incident_id, "status": "TRIGGERED"}
+    assert len(recorder.announced) == announced + 1  # live subscribers see it
+    await gql(RESOLVE, bob, id=incident_id)
+    result = await gql(ANNOTATE, bob, id=incident_id, note="postmortem: log rotation")
+    assert result.data["annotateIncident"]["status"] == "RESOLVED"
+
+    for bad in ("   ", "x" * 2000, "nul\x00"):
+        result = await gql(ANNOTATE, bob, id=incident_id, note=bad)
+        assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}, bad
+    result = await gql(ANNOTATE, bob, id="inc_missing", note="hello")
+    assert result.errors[0].extensions == {"code": "NOT_FOUND"}
+
+    timeline = (await gql(INCIDENT, tenant.reader, id=incident_id)).data["incident"]["timeline"]
+    notes = [e for e in timeline if e["kind"] == "INCIDENT_ANNOTATED"]
+    assert [(e["summary"], e["actor"]) for e in notes] == [
+        ("postmortem: log rotation", "bob"),
+        ("db-1 disk at 97%", "bob"),
+    ]
+    assert notes[1]["details"]["note"] == "db-1 disk at 97%"
+    assert notes[1]["details"]["status"] == "triggered"  # as the other incident entries
+    assert all(e["subject"] == {"__typename": "Incident", "id": incident_id} for e in notes)
 
 
 async def test_incident_has_its_alert_history_and_is_private_to_its_workspace(

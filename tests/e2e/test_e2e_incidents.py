@@ -65,6 +65,16 @@ def test_acknowledge_and_resolve_an_incident_with_notes(page: Page, server: Serv
     expect(timeline).to_contain_text("Incident resolved")
     expect(timeline).to_contain_text("Incident acknowledged")
 
+    # A note after the fact goes on the incident's timeline; an empty one is refused.
+    page.get_by_role("button", name="Add note", exact=True).click()
+    dialog.get_by_role("button", name="Add note", exact=True).click()
+    expect(dialog).to_be_visible()  # required: nothing sent
+    dialog.get_by_label("Comment (required)").fill("Postmortem: log rotation was off")
+    dialog.get_by_role("button", name="Add note", exact=True).click()
+    expect(dialog).to_be_hidden()
+    expect(timeline).to_contain_text("Postmortem: log rotation was off")
+    expect(timeline).to_contain_text("Incident note")
+
     state = server.graphql(
         "query($id: ID!) { incident(id: $id) { status acknowledgedBy resolvedBy } }", id=incident_id
     )

@@ -78,6 +78,14 @@ const ResolveDocument = graphql(`
   }
 `);
 
+const AnnotateDocument = graphql(`
+  mutation AnnotateIncident($id: ID!, $note: String!) {
+    annotateIncident(id: $id, note: $note) {
+      id
+    }
+  }
+`);
+
 const WINDOWS: { seconds: number | null; label: string }[] = [
   { seconds: 30 * 60, label: "30 minutes" },
   { seconds: 60 * 60, label: "1 hour" },
@@ -87,7 +95,32 @@ const WINDOWS: { seconds: number | null; label: string }[] = [
   { seconds: 7 * 24 * 3600, label: "7 days" },
 ];
 
-type Action = "acknowledge" | "resolve";
+type Action = "acknowledge" | "resolve" | "annotate";
+
+const DIALOG: Record<
+  Action,
+  { title: string; description: string; confirm: string; placeholder: string }
+> = {
+  acknowledge: {
+    title: "Acknowledge the incident",
+    description:
+      "Tell the team you are on it. New alerts still count; a trigger after resolve opens a new incident.",
+    confirm: "Acknowledge",
+    placeholder: "e.g. Looking into it, rolled back 1b2c3d4",
+  },
+  resolve: {
+    title: "Resolve the incident",
+    description: "Close the incident. A later trigger with the same dedup key opens a new one.",
+    confirm: "Resolve",
+    placeholder: "e.g. Fixed by rollback",
+  },
+  annotate: {
+    title: "Add a note",
+    description: "The note goes on the incident's timeline, with your key's name.",
+    confirm: "Add note",
+    placeholder: "e.g. db-1 disk at 97%, rotating logs",
+  },
+};
 
 export function IncidentPage() {
   const { id = "" } = useParams();
@@ -107,8 +140,9 @@ export function IncidentPage() {
   const [action, setAction] = useState<Action | null>(null);
   const [ack, acknowledge] = useMutation(AcknowledgeDocument);
   const [res, resolve] = useMutation(ResolveDocument);
+  const [ann, annotate] = useMutation(AnnotateDocument);
   const [open, setOpen] = useState<Entry | null>(null);
-  const busy = ack.fetching || res.fetching;
+  const busy = ack.fetching || res.fetching || ann.fetching;
   const [actionError, setActionError] = useState<string | null>(null);
   const startAction = (next: Action): void => {
     setActionError(null);
@@ -137,8 +171,13 @@ export function IncidentPage() {
   }
 
   const submit = async (note: string): Promise<void> => {
-    const run = action === "acknowledge" ? acknowledge : resolve;
-    const result = await run({ id: incident.id, note: note || null });
+    const result =
+      action === "annotate"
+        ? await annotate({ id: incident.id, note })
+        : await (action === "acknowledge" ? acknowledge : resolve)({
+            id: incident.id,
+            note: note || null,
+          });
     setActionError(result.error ? errorMessage(result.error) : null);
     if (!result.error) {
       setAction(null);
@@ -191,6 +230,15 @@ export function IncidentPage() {
               Resolve
             </button>
           ) : null}
+          <button
+            type="button"
+            className="button"
+            disabled={!canAct}
+            title={canAct ? undefined : "Needs a key with the events:write scope"}
+            onClick={() => startAction("annotate")}
+          >
+            Add note
+          </button>
         </div>
       </header>
 
@@ -353,17 +401,12 @@ export function IncidentPage() {
 
       <NoteDialog
         open={action !== null}
-        title={action === "acknowledge" ? "Acknowledge the incident" : "Resolve the incident"}
-        description={
-          action === "acknowledge"
-            ? "Tell the team you are on it. New alerts still count; a trigger after resolve opens a new incident."
-            : "Close the incident. A later trigger with the same dedup key opens a new one."
-        }
-        confirm={action === "acknowledge" ? "Acknowledge" : "Resolve"}
+        title={DIALOG[action ?? "acknowledge"].title}
+        description={DIALOG[action ?? "acknowledge"].description}
+        confirm={DIALOG[action ?? "acknowledge"].confirm}
         tone={action === "resolve" ? "success" : "primary"}
-        placeholder={
-          action === "acknowledge" ? "e.g. Looking into it, rolled back 1b2c3d4" : "e.g. Fixed by rollback"
-        }
+        required={action === "annotate"}
+        placeholder={DIALOG[action ?? "acknowledge"].placeholder}
         busy={busy}
         error={actionError}
         onSubmit={(note) => void submit(note)}
