@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -26,13 +27,19 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    Message as TransportMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage,
+    OperationMessage,
+)
 from strawberry.types.unset import UNSET, UnsetType
 
 from opsgraph.bus import Bus
 from opsgraph.db import close_database, database_unavailable, open_database
-from opsgraph.ratelimit import RateLimit
+from opsgraph.ratelimit import RateLimit, TokenBucket
 from opsgraph.settings import Settings
 from opsgraph.ui import SpaStaticFiles
 from resolvers import approvals as approval_resolvers
@@ -57,9 +64,42 @@ class State(TypedDict):
     bus: Bus
 
 
+class MessageRate:
+    """A client's messages on one WebSocket, limited by a token bucket (0: no limit)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.rate = settings.ws_messages_per_second
+        self.burst = settings.ws_message_burst
+        self.bucket = TokenBucket(tokens=float(self.burst), updated=time.monotonic())
+
+    def allows(self) -> bool:
+        """Whether one more message may be handled now."""
+        if self.rate <= 0:
+            return True
+        return self.bucket.take(now=time.monotonic(), rate=self.rate, burst=self.burst).allowed
+
+
+TOO_MANY_MESSAGES = (1008, "Too many messages; slow down.")  # 1008: policy violation
+
+
+def _message_rate(handler: object, settings: Settings) -> MessageRate:
+    """The handler's (that is, the connection's) own bucket, made on its first message."""
+    rate: MessageRate | None = getattr(handler, "_opsgraph_rate", None)
+    if rate is None:
+        rate = MessageRate(settings)
+        setattr(handler, "_opsgraph_rate", rate)  # noqa: B010
+    return rate
+
+
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy `graphql-ws` protocol, refusing a bad key with close code 4403 as the
     `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011)."""
+
+    async def handle_message(self, message: OperationMessage) -> None:
+        if not _message_rate(self, self.context.settings).allows():
+            await self.websocket.close(*TOO_MANY_MESSAGES)
+            return
+        await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload")
@@ -79,6 +119,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """`graphql-transport-ws`, telling each operation's resolvers where its messages go, so
     that a live entry is rendered once for every subscriber of the same document (see
     `schema.live_render`)."""
+
+    async def handle_message(self, message: TransportMessage) -> None:
+        if not _message_rate(self, self.context.settings).allows():
+            await self.websocket.close(*TOO_MANY_MESSAGES)
+            return
+        await super().handle_message(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # This runs in the operation's own task: the variable is set for it alone.

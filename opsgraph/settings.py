@@ -43,6 +43,9 @@ class Settings:
     # WebSocket subscriptions.
     max_subscriptions_per_connection: int = 20
     connection_init_timeout_seconds: float = 5.0
+    # Messages a client may send on one WebSocket (token bucket); 0 disables the limit.
+    ws_messages_per_second: float = 10.0
+    ws_message_burst: int = 50
     # Entries queued for one live subscriber before it is ended as too slow.
     subscriber_queue_size: int = 1000
     # How often each process pings the bus; silence for 3 intervals counts as a lost bus.

@@ -195,3 +195,34 @@ async def test_legacy_graphql_ws_protocol_delivers(single: Server) -> None:
         message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
         assert message["type"] == "data"
         assert message["payload"]["data"]["timeline"]["summary"] == "legacy hello"
+
+
+def test_a_client_flooding_a_websocket_is_cut_off(tmp_path: Path) -> None:
+    env = {"OPSGRAPH_WS_MESSAGES_PER_SECOND": "1", "OPSGRAPH_WS_MESSAGE_BURST": "5"}
+    with run_server(tmp_path, env) as server:
+        init = {
+            "type": "connection_init",
+            "payload": {"Authorization": f"Bearer {server.admin_key}"},
+        }
+
+        async def flood(protocol: str, message: dict[str, Any]) -> tuple[int, int]:
+            """Send `message` until the server closes; (answers received, close code)."""
+            async with websockets.connect(server.ws_url, subprotocols=[protocol]) as ws:
+                await ws.send(json.dumps(init))
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+                answers = 0
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    for _ in range(50):
+                        await ws.send(json.dumps(message))
+                        if protocol == "graphql-transport-ws":
+                            await asyncio.wait_for(ws.recv(), timeout=5)  # the pong
+                            answers += 1
+                    await asyncio.wait_for(ws.recv(), timeout=5)
+                assert closed.value.rcvd is not None
+                return answers, closed.value.rcvd.code
+
+        # Within the burst everything is answered; past it the connection is closed.
+        answers, code = asyncio.run(flood("graphql-transport-ws", {"type": "ping"}))
+        assert (answers, code) == (4, 1008)
+        stop = {"id": "1", "type": "stop"}
+        assert asyncio.run(flood("graphql-ws", stop))[1] == 1008
