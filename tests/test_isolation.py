@@ -169,6 +169,7 @@ async def test_b_changes_nothing_of_a(gql: GraphQL, world: World) -> None:
     for mutation in (
         "mutation($id: ID!) { acknowledgeIncident(id: $id) { id } }",
         "mutation($id: ID!) { resolveIncident(id: $id) { id } }",
+        'mutation($id: ID!) { annotateIncident(id: $id, note: "n") { id } }',
         "mutation($id: ID!) { decideApproval(id: $id, decision: APPROVE) { id } }",
         'mutation($id: ID!) { updatePolicy(id: $id, input: {name: "x", action: ALLOW}) { id } }',
     ):
@@ -300,6 +301,11 @@ OPERATIONS: list[tuple[str, set[Scope], str]] = [
     ("acknowledgeIncident", {WRITE}, "mutation($id: ID!) { acknowledgeIncident(id: $id) { id } }"),
     ("resolveIncident", {WRITE}, "mutation($id: ID!) { resolveIncident(id: $id) { id } }"),
     (
+        "annotateIncident",
+        {WRITE},
+        'mutation($id: ID!) { annotateIncident(id: $id, note: "n") { id } }',
+    ),
+    (
         "recordAgentEvent",
         {WRITE},
         'mutation { recordAgentEvent(input: {eventId: "scope-e", runId: "scope-r", '
@@ -345,6 +351,7 @@ async def test_each_scope_permits_exactly_what_it_should(
         "approval": world.approval_id,
         "acknowledgeIncident": world.incident_id,
         "resolveIncident": world.incident_id,
+        "annotateIncident": world.incident_id,
         "decideApproval": world.approval_id,
         "updatePolicy": world.policy_id,
         "deletePolicy": world.policy_id,
