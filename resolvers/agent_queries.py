@@ -1,4 +1,5 @@
-"""Reading runs, tool calls and their approvals for GraphQL."""
+"""Reading runs, tool calls and their approvals for GraphQL; the `*_by_*` functions read
+many at once, for the schema's batch loaders."""
 
 from __future__ import annotations
 
@@ -58,21 +59,31 @@ async def get_tool_call(*, workspace_id: str, tool_call_id: str) -> ToolCall | N
     return await ToolCall.get_or_none(id=tool_call_id, workspace_id=workspace_id)
 
 
-async def run_of(*, tool_call: ToolCall) -> Run:
-    """The run a tool call belongs to."""
-    return await Run.get(id=tool_call.run_id)
-
-
-async def tool_calls_of(*, run_id: str) -> list[ToolCall]:
-    """A run's tool calls in the order they were called."""
-    return await ToolCall.filter(run_id=run_id).order_by("called_at", "created_at", "id")
-
-
-async def approval_of(*, tool_call: ToolCall) -> Approval | None:
-    """The approval a tool call waited for, if any."""
-    return await Approval.filter(tool_call_id=tool_call.id).first()
-
-
 async def get_approval(*, workspace_id: str, approval_id: str) -> Approval | None:
     """One approval of the workspace as stored (see `approvals.get_approval` to expire it)."""
     return await Approval.get_or_none(id=approval_id, workspace_id=workspace_id)
+
+
+async def runs_by_ids(*, run_ids: Sequence[str]) -> dict[str, Run]:
+    """Runs by our ids (already known to be the caller's), in one query."""
+    return {run.id: run for run in await Run.filter(id__in=list(set(run_ids)))}
+
+
+async def tool_calls_by_ids(*, tool_call_ids: Sequence[str]) -> dict[str, ToolCall]:
+    """Tool calls by our ids (already known to be the caller's), in one query."""
+    return {call.id: call for call in await ToolCall.filter(id__in=list(set(tool_call_ids)))}
+
+
+async def tool_calls_by_runs(*, run_ids: Sequence[str]) -> dict[str, list[ToolCall]]:
+    """Each run's tool calls in the order they were called, in one query."""
+    found: dict[str, list[ToolCall]] = {run_id: [] for run_id in run_ids}
+    calls = ToolCall.filter(run_id__in=list(set(run_ids)))
+    for call in await calls.order_by("called_at", "created_at", "id"):
+        found[call.run_id].append(call)
+    return found
+
+
+async def approvals_by_tool_calls(*, tool_call_ids: Sequence[str]) -> dict[str, Approval]:
+    """The approval each tool call waited for (calls without one are absent), in one query."""
+    rows = await Approval.filter(tool_call_id__in=list(set(tool_call_ids)))
+    return {row.tool_call_id: row for row in rows}

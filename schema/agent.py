@@ -16,6 +16,7 @@ from models.policy import PolicyAction as PolicyActionModel
 from resolvers import agent_queries, approvals
 from resolvers.auth import Scope
 from resolvers.keyset import KeyCursor
+from schema import loaders
 from schema.common import PageInfo, page_size
 from schema.context import Info, public_error
 from schema.policy import PolicyAction
@@ -114,8 +115,10 @@ class ToolCall:
         )
 
     @strawberry.field
-    async def run(self) -> Run:
-        return Run.from_row(await agent_queries.run_of(tool_call=self.instance))
+    async def run(self, info: Info) -> Run:
+        row = await loaders.run(info.context, self.instance.run_id)
+        assert row is not None  # a tool call never outlives its run
+        return Run.from_row(row)
 
     @strawberry.field(description="The approval this call waited for, if a policy asked one.")
     async def approval(
@@ -123,7 +126,7 @@ class ToolCall:
     ) -> Annotated[Approval, strawberry.lazy("schema.approval")] | None:
         from schema.approval import Approval
 
-        row = await agent_queries.approval_of(tool_call=self.instance)
+        row = await loaders.approval_of_tool_call(info.context, self.instance.id)
         if row is None:
             return None
         return Approval.from_row(
@@ -168,8 +171,8 @@ class Run:
         )
 
     @strawberry.field(description="The run's tool calls in the order they were called.")
-    async def tool_calls(self) -> list[ToolCall]:
-        rows = await agent_queries.tool_calls_of(run_id=self.instance.id)
+    async def tool_calls(self, info: Info) -> list[ToolCall]:
+        rows = await loaders.tool_calls_of_run(info.context, self.instance.id)
         return [ToolCall.from_row(row) for row in rows]
 
 

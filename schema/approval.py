@@ -9,8 +9,9 @@ from graphql import GraphQLError
 
 from models.approval import Approval as ApprovalRow
 from models.approval import ApprovalStatus as ApprovalStatusModel
-from resolvers import agent_queries, approvals
+from resolvers import approvals
 from resolvers.auth import Principal, Scope
+from schema import loaders
 from schema.agent import Run, ToolCall, parse_key_cursor
 from schema.common import PageInfo, page_size
 from schema.context import Info, public_error
@@ -51,13 +52,13 @@ class Approval:
 
     @strawberry.field
     async def tool_call(self, info: Info) -> ToolCall:
-        row = await agent_queries.tool_call_by_id(tool_call_id=self.instance.tool_call_id)
+        row = await loaders.tool_call(info.context, self.instance.tool_call_id)
         assert row is not None
         return ToolCall.from_row(row)
 
     @strawberry.field
     async def run(self, info: Info) -> Run:
-        row = await agent_queries.run_by_id(run_id=self.instance.run_id)
+        row = await loaders.run(info.context, self.instance.run_id)
         assert row is not None
         return Run.from_row(row)
 

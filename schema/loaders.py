@@ -1,0 +1,70 @@
+"""Batch loaders for the agent types' relations (a run's tool calls, a call's run and
+approval, an approval's call and run): one query per relation for every object resolved in
+the same tick, instead of one per object.
+
+Never cached: a WebSocket keeps one context for all its events, and a cached row would go
+stale between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from models.agent import Run, ToolCall
+from models.approval import Approval
+from resolvers import agent_queries
+from schema.context import Context
+
+V = TypeVar("V")
+Load = Callable[[list[str]], Awaitable[list[V]]]
+
+
+def _loader(context: Context, name: str, load: Load[V]) -> DataLoader[str, V]:
+    loader: DataLoader[str, V] | None = context.extra.get(name)
+    if loader is None:
+        loader = context.extra[name] = DataLoader(load_fn=load, cache=False)
+    return loader
+
+
+async def _runs(ids: list[str]) -> list[Run | None]:
+    found = await agent_queries.runs_by_ids(run_ids=ids)
+    return [found.get(key) for key in ids]
+
+
+async def _tool_calls(ids: list[str]) -> list[ToolCall | None]:
+    found = await agent_queries.tool_calls_by_ids(tool_call_ids=ids)
+    return [found.get(key) for key in ids]
+
+
+async def _tool_calls_of_runs(ids: list[str]) -> list[list[ToolCall]]:
+    found = await agent_queries.tool_calls_by_runs(run_ids=ids)
+    return [found.get(key, []) for key in ids]
+
+
+async def _approvals_of_tool_calls(ids: list[str]) -> list[Approval | None]:
+    found = await agent_queries.approvals_by_tool_calls(tool_call_ids=ids)
+    return [found.get(key) for key in ids]
+
+
+async def run(context: Context, run_id: str) -> Run | None:
+    """A run by our id (already known to be the caller's)."""
+    return await _loader(context, "runs", _runs).load(run_id)
+
+
+async def tool_call(context: Context, tool_call_id: str) -> ToolCall | None:
+    """A tool call by our id (already known to be the caller's)."""
+    return await _loader(context, "tool_calls", _tool_calls).load(tool_call_id)
+
+
+async def tool_calls_of_run(context: Context, run_id: str) -> list[ToolCall]:
+    """A run's tool calls in the order they were called."""
+    return await _loader(context, "tool_calls_of_run", _tool_calls_of_runs).load(run_id)
+
+
+async def approval_of_tool_call(context: Context, tool_call_id: str) -> Approval | None:
+    """The approval a tool call waited for, if any."""
+    loader = _loader(context, "approval_of_tool_call", _approvals_of_tool_calls)
+    return await loader.load(tool_call_id)
