@@ -13,6 +13,8 @@ class Workspace(Model):
     name = fields.CharField(max_length=200)
     # The last timeline sequence number handed out (see resolvers.timeline.record_entry).
     timeline_seq = fields.BigIntField(default=0)
+    # Bumped with every policy change, in its transaction (see resolvers.policies).
+    policy_version = fields.BigIntField(default=0, db_default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -55,6 +55,8 @@ class Settings:
     approval_wait_max_seconds: int = 60
     # How often each process expires pending approvals past their expiry.
     approval_sweep_seconds: float = 5.0
+    # Workspaces whose compiled policies each process keeps (checked against policy_version).
+    policy_cache_workspaces: int = 1024
     # Incidents.
     suspect_window_seconds: int = 2 * 60 * 60
     max_summary_length: int = 1024

@@ -14,9 +14,11 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models.agent import AgentEvent
-from models.ids import new_id
+from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers import approvals, runs
+from resolvers.agent_batch import PendingCall, event_row, store_call
+from resolvers.agent_seen import Seen, look_up
 from resolvers.auth import Principal, Scope
 from resolvers.policies import decide_tool_call
 from resolvers.policy_eval import CallFacts, Decision
@@ -173,49 +175,97 @@ async def record_agent_event(
             publisher=publisher,
         )
     for attempt in range(_ATTEMPTS):
-        existing = await AgentEvent.get_or_none(workspace_id=workspace_id, event_id=data.event_id)
-        if existing is not None:
-            return _replay(existing, data)
-        decision = await _decide(workspace_id, data)
+        seen = await look_up(
+            workspace_id=workspace_id,
+            event_id=data.event_id,
+            run_key=data.run_key,
+            call_key=data.call_key,
+            settings=settings,
+        )
+        if seen.event_pk is not None:
+            return _replay(await AgentEvent.get(id=seen.event_pk), data)
+        if data.event_type is EventType.TOOL_CALLED and seen.call_recorded:
+            # Stored in the same snapshot that lacks this event: another event's call.
+            raise EventConflict(
+                f"Tool call {data.call_key} of run {data.run_key} was already recorded."
+            )
+        decision = await _decide(workspace_id, data, seen, settings)
+        if decision is not None:
+            try:
+                stored = await store_call(
+                    PendingCall(
+                        workspace_id=workspace_id,
+                        data=data,
+                        decision=decision,
+                        settings=settings,
+                        seen=seen,
+                    )
+                )
+            except IntegrityError:  # a run or call stored meanwhile: look again
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                continue
+            return await _committed(
+                publisher,
+                workspace_id,
+                data,
+                entries=stored.entries,
+                response=stored.response,
+                run_id=stored.run_id,
+                tool_call_id=stored.tool_call_id,
+            )
         try:
             async with in_transaction():
-                event = await AgentEvent.create(
-                    id=new_id("aev"),
-                    workspace_id=workspace_id,
-                    event_id=data.event_id,
-                    event_type=data.event_type.value,
-                    body_hash=data.body_hash(),
-                    body=data.canonical(),
-                )
-                step = await _dispatch(workspace_id, data, decision, settings)
-                step.response = {
-                    "eventId": data.event_id,
-                    "runId": data.run_key,
-                    "processed": True,
-                    **step.response,
-                }
-                event.response = step.response
-                event.run_ref = step.run.id
-                event.tool_call_ref = step.tool_call.id if step.tool_call else None
-                await event.save(update_fields=["response", "run_ref", "tool_call_ref"])
+                step = await _dispatch(workspace_id, data)
+                await event_row(workspace_id=workspace_id, data=data, step=step).save()
                 entries = await step.record_entries()
         except IntegrityError:
             if attempt == _ATTEMPTS - 1:
                 raise
             continue
-        for entry in entries:
-            await publisher.entry_committed(workspace_id=workspace_id, entry_id=entry.id)
-        return AgentEventOutcome(
+        except EventConflict:
+            # The conflict may be this very event, recorded meanwhile by a concurrent retry.
+            twin = await AgentEvent.get_or_none(workspace_id=workspace_id, event_id=data.event_id)
+            if twin is None:
+                raise
+            return _replay(twin, data)
+        return await _committed(
+            publisher,
+            workspace_id,
+            data,
+            entries=entries,
             response=step.response,
-            event_type=data.event_type,
-            run_id=step.run.id,
+            run_id=step.run_id,
             tool_call_id=step.tool_call.id if step.tool_call else None,
-            duplicate=False,
         )
     raise AssertionError("unreachable")
 
 
-async def _decide(workspace_id: str, data: AgentEventData) -> Decision | None:
+async def _committed(
+    publisher: Publisher,
+    workspace_id: str,
+    data: AgentEventData,
+    *,
+    entries: list[TimelineEntry],
+    response: dict[str, Any],
+    run_id: str,
+    tool_call_id: str | None,
+) -> AgentEventOutcome:
+    """Announce the committed entries; the event's first response."""
+    for entry in entries:
+        await publisher.entry_committed(workspace_id=workspace_id, entry_id=entry.id)
+    return AgentEventOutcome(
+        response=response,
+        event_type=data.event_type,
+        run_id=run_id,
+        tool_call_id=tool_call_id,
+        duplicate=False,
+    )
+
+
+async def _decide(
+    workspace_id: str, data: AgentEventData, seen: Seen, settings: Settings
+) -> Decision | None:
     if data.event_type is not EventType.TOOL_CALLED:
         return None
     assert data.tool_name is not None
@@ -225,22 +275,18 @@ async def _decide(workspace_id: str, data: AgentEventData) -> Decision | None:
         action_hint=data.action_hint,
         input_payload=data.input_payload,
     )
-    return await decide_tool_call(workspace_id=workspace_id, call=call)
+    return await decide_tool_call(
+        workspace_id=workspace_id, call=call, settings=settings, version=seen.policy_version
+    )
 
 
-async def _dispatch(
-    workspace_id: str, data: AgentEventData, decision: Decision | None, settings: Settings
-) -> runs.Step:
+async def _dispatch(workspace_id: str, data: AgentEventData) -> runs.Step:
+    """Every event but `tool.called` (stored in batches, see `resolvers.agent_batch`)."""
     if data.event_type is EventType.RUN_STARTED:
         return await runs.start_run(workspace_id=workspace_id, data=data)
     if data.event_type in {EventType.RUN_COMPLETED, EventType.RUN_FAILED}:
         return await runs.finish_run(
             workspace_id=workspace_id, data=data, failed=data.event_type is EventType.RUN_FAILED
-        )
-    if data.event_type is EventType.TOOL_CALLED:
-        assert decision is not None
-        return await runs.call_tool(
-            workspace_id=workspace_id, data=data, decision=decision, settings=settings
         )
     return await runs.finish_tool_call(
         workspace_id=workspace_id, data=data, failed=data.event_type is EventType.TOOL_FAILED

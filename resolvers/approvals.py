@@ -63,10 +63,10 @@ def _wake(approval_id: str) -> None:
         event.set()
 
 
-async def request_approval(*, tool_call: ToolCall, reason: str, settings: Settings) -> Approval:
-    """Create a pending approval for a held tool call (inside the caller's transaction)."""
+def new_approval(*, tool_call: ToolCall, reason: str, settings: Settings) -> Approval:
+    """A pending approval for a held tool call, for the caller to store with the call."""
     requested_at = _now()
-    return await Approval.create(
+    return Approval(
         id=new_id("ap"),
         workspace_id=tool_call.workspace_id,
         run_id=tool_call.run_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,11 +15,19 @@ from tortoise.transactions import in_transaction
 
 from models.ids import new_id
 from models.policy import MatchOp, Policy, PolicyAction
+from models.workspace import Workspace
 from opsgraph.settings import Settings
 from resolvers import incident_state
 from resolvers.auth import Principal, Scope
 from resolvers.errors import FieldError
-from resolvers.policy_eval import CallFacts, Decision, InputMatch, PolicySpec, evaluate
+from resolvers.policy_eval import (
+    CallFacts,
+    Decision,
+    InputMatch,
+    PolicySet,
+    PolicySpec,
+    evaluate,
+)
 from resolvers.policy_eval import services_to_check as _services_to_check
 from resolvers.validation import Checker
 
@@ -152,13 +161,15 @@ async def create_policy(*, principal: Principal, data: PolicyData) -> Policy:
     principal.require(Scope.ADMIN)
     try:
         async with in_transaction():
-            return await Policy.create(
+            policy = await Policy.create(
                 id=new_id("pol"),
                 workspace_id=principal.workspace_id,
                 created_by=principal.name,
                 updated_by=principal.name,
                 **data.columns(),
             )
+            await _bump_version(principal.workspace_id)
+            return policy
     except IntegrityError:
         raise DuplicatePolicyName(f"A policy named {data.name!r} already exists.") from None
 
@@ -174,6 +185,8 @@ async def update_policy(*, principal: Principal, policy_id: str, data: PolicyDat
                 updated_at=datetime.now(UTC),
                 **data.columns(),
             )
+            if updated:
+                await _bump_version(principal.workspace_id)
     except IntegrityError:
         raise DuplicatePolicyName(f"A policy named {data.name!r} already exists.") from None
     if not updated:
@@ -184,8 +197,20 @@ async def update_policy(*, principal: Principal, policy_id: str, data: PolicyDat
 async def delete_policy(*, principal: Principal, policy_id: str) -> bool:
     """Delete a policy (admin only); past decisions keep its name and version."""
     principal.require(Scope.ADMIN)
-    deleted = await Policy.filter(id=policy_id, workspace_id=principal.workspace_id).delete()
+    async with in_transaction():
+        deleted = await Policy.filter(id=policy_id, workspace_id=principal.workspace_id).delete()
+        if deleted:
+            await _bump_version(principal.workspace_id)
     return deleted > 0
+
+
+async def _bump_version(workspace_id: str) -> None:
+    """Tell every process's policy cache that the workspace's policies changed.
+
+    Called inside the change's transaction, after its policy write (the workspace row is
+    locked last, as the timeline does), so the new version and the change commit together.
+    """
+    await Workspace.filter(id=workspace_id).update(policy_version=F("policy_version") + 1)
 
 
 async def list_policies(*, workspace_id: str) -> list[Policy]:
@@ -217,9 +242,55 @@ def to_spec(row: Policy) -> PolicySpec:
     )
 
 
-async def decide_tool_call(*, workspace_id: str, call: CallFacts) -> Decision:
-    """Load the workspace's policies and live incident state, then evaluate purely."""
-    specs = [to_spec(row) for row in await list_policies(workspace_id=workspace_id)]
+async def policy_version(*, workspace_id: str) -> int:
+    """The workspace's policy version (0 for a workspace that never had a policy)."""
+    workspace = await Workspace.filter(id=workspace_id).only("id", "policy_version").first()
+    return workspace.policy_version if workspace is not None else 0
+
+
+class PolicyCache:
+    """Each workspace's compiled policies, kept while its `policy_version` is unchanged.
+
+    The caller reads the version first and the policies after it, so a cached list is
+    never older than the version it is filed under: a change committed in between only
+    makes the next call reload. At most `size` workspaces are kept (least recently used
+    dropped first).
+    """
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[int, PolicySet]] = OrderedDict()
+
+    async def policies(self, *, workspace_id: str, version: int, size: int) -> PolicySet:
+        """The workspace's policies in evaluation order, loaded unless cached at `version`."""
+        cached = self._entries.get(workspace_id)
+        if cached is not None and cached[0] == version:
+            self._entries.move_to_end(workspace_id)
+            return cached[1]
+        specs = PolicySet.of(to_spec(row) for row in await list_policies(workspace_id=workspace_id))
+        self._entries[workspace_id] = (version, specs)
+        self._entries.move_to_end(workspace_id)
+        while len(self._entries) > max(1, size):
+            self._entries.popitem(last=False)
+        return specs
+
+
+_cache = PolicyCache()
+
+
+async def decide_tool_call(
+    *, workspace_id: str, call: CallFacts, settings: Settings, version: int | None = None
+) -> Decision:
+    """Evaluate a tool call against the workspace's policies and live incident state.
+
+    `version` is the workspace's `policy_version` as the caller read it for this call
+    (read here when None); the cached policies are used only at that same version.
+    """
+    if version is None:
+        version = await policy_version(workspace_id=workspace_id)
+    policies = await _cache.policies(
+        workspace_id=workspace_id, version=version, size=settings.policy_cache_workspaces
+    )
+    specs = policies.for_tool(call.tool_name)
     wanted = _services_to_check(specs, call.input_payload)
     open_services = (
         await incident_state.services_with_open_incidents(workspace_id=workspace_id, names=wanted)

@@ -49,6 +49,36 @@ class PolicySpec:
     dry_run: bool = False
 
 
+def _literal_start(pattern: str | None) -> str:
+    """What every name a tool name pattern matches starts with ("" for no pattern)."""
+    if pattern is None:
+        return ""
+    cuts = [pattern.find(char) for char in "*?[" if char in pattern]
+    return pattern[: min(cuts)] if cuts else pattern
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """A workspace's policies in evaluation order, with the literal start of each one's
+    tool name pattern, so a call is evaluated only against those that could match it."""
+
+    policies: tuple[PolicySpec, ...]
+    starts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, policies: Iterable[PolicySpec]) -> PolicySet:
+        kept = tuple(policies)
+        return cls(kept, tuple(_literal_start(policy.tool_name) for policy in kept))
+
+    def for_tool(self, tool_name: str) -> list[PolicySpec]:
+        """The policies whose tool name pattern may match `tool_name`, in order."""
+        return [
+            policy
+            for policy, start in zip(self.policies, self.starts, strict=True)
+            if tool_name.startswith(start)
+        ]
+
+
 @dataclass(frozen=True, slots=True)
 class CallFacts:
     """The tool call being decided."""

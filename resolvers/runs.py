@@ -2,6 +2,8 @@
 
 Each function runs inside the event's transaction, writes domain rows first and leaves
 its timeline entries on the returned Step, recorded last (the timeline locks the workspace).
+`tool.called` is only planned here (`plan_tool_call`): its rows are inserted with the rest
+of its batch (`resolvers.agent_batch`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from models.ids import new_id
 from models.timeline import TimelineEntry, TimelineKind
 from opsgraph.settings import Settings
 from resolvers import approvals
+from resolvers.agent_seen import KnownRun
 from resolvers.errors import FieldError, InvalidInput
 from resolvers.policy_eval import Decision
 from resolvers.timeline import record_entry
@@ -51,8 +54,9 @@ class EventConflict(Exception):
 class Step:
     """What one event did: the run (and tool call) it touched, response fields, entries."""
 
-    run: Run
+    run_id: str
     tool_call: ToolCall | None = None
+    approval: Approval | None = None
     response: dict[str, Any] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
 
@@ -78,7 +82,14 @@ async def _run_for(workspace_id: str, data: AgentEventData) -> Run:
     run = await Run.get_or_none(workspace_id=workspace_id, run_key=data.run_key)
     if run is not None:
         return run
-    return await Run.create(
+    run = new_run(workspace_id=workspace_id, data=data)
+    await run.save()
+    return run
+
+
+def new_run(*, workspace_id: str, data: AgentEventData) -> Run:
+    """The event's run as first seen: running, started at the event (not stored yet)."""
+    return Run(
         id=new_id("run"),
         workspace_id=workspace_id,
         run_key=data.run_key,
@@ -102,7 +113,7 @@ async def start_run(*, workspace_id: str, data: AgentEventData) -> Step:
     run.started_at = min(run.started_at, data.occurred_at)
     fields = ["task", "model", "reason", "agent_context", "service", "environment", "started_at"]
     await run.save(update_fields=fields)  # never the status: a finish may land meanwhile
-    step = Step(run=run)
+    step = Step(run_id=run.id)
     summary = f"{data.agent_id} started run {data.run_key}"
     step.add_entry(
         **_run_entry(
@@ -122,7 +133,7 @@ async def finish_run(*, workspace_id: str, data: AgentEventData, failed: bool) -
     if not moved:
         raise EventConflict(f"Run {data.run_key} has already ended; it cannot end twice.")
     await run.refresh_from_db()
-    step = Step(run=run)
+    step = Step(run_id=run.id)
     verb = "failed" if failed else "completed"
     summary = f"{data.agent_id} {verb} run {data.run_key}" + (
         f": {data.error}" if data.error else ""
@@ -147,19 +158,23 @@ def _run_entry(run: Run, kind: TimelineKind, data: AgentEventData, summary: str)
     }
 
 
-async def call_tool(
-    *, workspace_id: str, data: AgentEventData, decision: Decision, settings: Settings
+def plan_tool_call(
+    *,
+    workspace_id: str,
+    data: AgentEventData,
+    decision: Decision,
+    settings: Settings,
+    run: KnownRun,
 ) -> Step:
-    """`tool.called`: store the call with its policy decision; hold it for approval if asked."""
+    """`tool.called`: the call with its policy decision, held for approval if asked.
+
+    Nothing is stored here: the step carries the call, its approval and its entries for
+    the caller to insert (see `resolvers.agent_batch`).
+    """
     assert data.call_key is not None and data.tool_name is not None
-    run = await _run_for(workspace_id, data)
-    if await ToolCall.exists(run_id=run.id, call_key=data.call_key):
-        raise EventConflict(
-            f"Tool call {data.call_key} of run {data.run_key} was already recorded."
-        )
     sources = (data.input_payload, data.agent_context, data.metadata)
     matched = [match.to_json() for match in decision.matched]
-    call = await ToolCall.create(
+    call = ToolCall(
         id=new_id("tc"),
         workspace_id=workspace_id,
         run_id=run.id,
@@ -180,10 +195,8 @@ async def call_tool(
     )
     approval: Approval | None = None
     if decision.outcome is ToolCallDecision.AWAITING_APPROVAL:
-        approval = await approvals.request_approval(
-            tool_call=call, reason=decision.reason, settings=settings
-        )
-    step = Step(run=run, tool_call=call)
+        approval = approvals.new_approval(tool_call=call, reason=decision.reason, settings=settings)
+    step = Step(run_id=run.id, tool_call=call, approval=approval)
     step.response = {
         "toolCallStatus": decision.outcome.value.lower(),
         "reason": decision.reason,
@@ -255,7 +268,7 @@ async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: b
         await call.refresh_from_db()
         if moved:
             break
-    step = Step(run=run, tool_call=call)
+    step = Step(run_id=run.id, tool_call=call)
     verb = "failed" if failed else "completed"
     kind = TimelineKind.TOOL_FAILED if failed else TimelineKind.TOOL_COMPLETED
     summary = f"{data.agent_id}'s {call.tool_name} call {verb}"

@@ -11,6 +11,7 @@ from models.policy import MatchOp, PolicyAction
 from resolvers.policy_eval import (
     CallFacts,
     InputMatch,
+    PolicySet,
     PolicySpec,
     evaluate,
     lookup,
@@ -199,3 +200,23 @@ def test_incident_open_on_the_named_service() -> None:
     payload = {"target": {"service": "api"}, "service": "web"}
     assert services_to_check([freeze, nested], payload) == {"api", "web"}
     assert services_to_check([PROD_DEPLOY], payload) == set()
+
+
+def test_a_policy_set_skips_only_policies_whose_tool_name_cannot_match() -> None:
+    patterns = [None, "deploy", "deploy*", "dep?oy", "[d]eploy", "de[", "read_*", "deploy_db"]
+    specs = [
+        PolicySpec(id=f"p{i}", name=f"p{i}", action=BLOCK if i % 2 else ALLOW, tool_name=p)
+        for i, p in enumerate(patterns)
+    ]
+    policies = PolicySet.of(specs)
+    assert [p.tool_name for p in policies.for_tool("deploy")] == [
+        None,
+        "deploy",
+        "deploy*",
+        "dep?oy",
+        "[d]eploy",
+        "de[",
+    ]
+    assert [p.tool_name for p in policies.for_tool("read_file")] == [None, "[d]eploy", "read_*"]
+    for tool in ("deploy", "deploy_db", "depxoy", "read_file", "de[", "x"):
+        assert evaluate(policies.for_tool(tool), call(tool)) == evaluate(specs, call(tool))

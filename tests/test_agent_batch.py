@@ -1,0 +1,166 @@
+"""Group commit of `tool.called` events: a batch stores everything at once, and an event
+the database refuses fails alone while the rest of its batch is stored."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from tortoise.exceptions import IntegrityError
+
+from models.agent import AgentEvent, Run, ToolCall
+from models.timeline import TimelineEntry
+from opsgraph.settings import Settings
+from resolvers.agent_batch import PendingCall, StoredCall, _store_each
+from resolvers.agent_events import validate_agent_event
+from resolvers.agent_seen import KnownRun, Seen, _Key, _look_up_many, look_up
+from resolvers.policies import decide_tool_call
+from resolvers.policy_eval import CallFacts
+from tests.agent_helpers import SEED_POLICY, create_policy, event, post, tool_called
+from tests.conftest import GraphQL, Tenant
+
+
+async def pending(tenant: Tenant, settings: Settings, body: dict[str, Any]) -> PendingCall:
+    """What `record_agent_event` submits for this body: read, decided, not stored."""
+    data = validate_agent_event(body, settings=settings)
+    assert data.call_key is not None and data.tool_name is not None
+    seen = await look_up(
+        workspace_id=tenant.workspace_id,
+        event_id=data.event_id,
+        run_key=data.run_key,
+        call_key=data.call_key,
+        settings=settings,
+    )
+    call = CallFacts(
+        tool_name=data.tool_name,
+        agent_id=data.agent_id,
+        action_hint=data.action_hint,
+        input_payload=data.input_payload,
+    )
+    decision = await decide_tool_call(
+        workspace_id=tenant.workspace_id, call=call, settings=settings, version=seen.policy_version
+    )
+    return PendingCall(tenant.workspace_id, data, decision, settings, seen)
+
+
+async def entries(tenant: Tenant) -> list[tuple[int, str]]:
+    rows = await TimelineEntry.filter(workspace_id=tenant.workspace_id).order_by("seq")
+    return [(row.seq, row.kind.value) for row in rows]
+
+
+async def test_one_batch_stores_calls_runs_approvals_and_entries(
+    tenant: Tenant, gql: GraphQL, settings: Settings
+) -> None:
+    await create_policy(gql, tenant.admin, **SEED_POLICY)
+    bodies = [
+        tool_called("e1", "tc1", run="r1", environment="staging"),
+        tool_called("e2", "tc2", run="r1", environment="production"),
+        tool_called("e3", "tc3", run="r2"),
+    ]
+    items = [await pending(tenant, settings, body) for body in bodies]
+    assert all(item.seen.run is None for item in items)  # two new runs, one named twice
+
+    outcomes = await _store_each(items)
+
+    assert all(isinstance(outcome, StoredCall) for outcome in outcomes)
+    stored = [outcome for outcome in outcomes if isinstance(outcome, StoredCall)]
+    assert [s.response["toolCallStatus"] for s in stored] == [
+        "allowed",
+        "awaiting_approval",
+        "allowed",
+    ]
+    assert stored[1].response["approvalId"] is not None
+    assert stored[0].run_id == stored[1].run_id != stored[2].run_id
+    assert await Run.filter(workspace_id=tenant.workspace_id).count() == 2
+    assert await ToolCall.filter(workspace_id=tenant.workspace_id).count() == 3
+    saved = await AgentEvent.get(workspace_id=tenant.workspace_id, event_id="e2")
+    assert saved.response == stored[1].response and saved.run_ref == stored[1].run_id
+    assert await entries(tenant) == [
+        (1, "TOOL_CALLED"),
+        (2, "TOOL_CALLED"),
+        (3, "APPROVAL_REQUESTED"),
+        (4, "TOOL_CALLED"),
+    ]
+    assert [[e.seq for e in s.entries] for s in stored] == [[1], [2, 3], [4]]
+
+
+async def test_a_refused_event_fails_alone(
+    client: httpx.AsyncClient, tenant: Tenant, settings: Settings
+) -> None:
+    started = await post(client, tenant.writer, event("e0", "run.started", run="r1"))
+    assert started.status_code == 200
+    bodies = [
+        tool_called("e1", "tc1", run="r1"),
+        tool_called("e2", "tc2", run="r1"),
+        tool_called("e3", "tc1", run="r1"),  # the same call again under another eventId
+        tool_called("e4", "tc4", run="r1"),
+    ]
+    items = [await pending(tenant, settings, body) for body in bodies]
+
+    outcomes = await _store_each(items)
+
+    assert [type(outcome) for outcome in outcomes] == [
+        StoredCall,
+        StoredCall,
+        IntegrityError,
+        StoredCall,
+    ]
+    events = await AgentEvent.filter(workspace_id=tenant.workspace_id).values_list(
+        "event_id", flat=True
+    )
+    assert sorted(events) == ["e0", "e1", "e2", "e4"]
+    assert await ToolCall.filter(workspace_id=tenant.workspace_id).count() == 3
+    assert [kind for _, kind in await entries(tenant)] == ["RUN_STARTED"] + ["TOOL_CALLED"] * 3
+    seqs = [seq for seq, _ in await entries(tenant)]
+    assert seqs == [1, 2, 3, 4]
+
+    # Through the API the refused event is a conflict, and the stored ones replay.
+    again = await post(client, tenant.writer, bodies[2])
+    assert again.status_code == 409 and again.json()["error"]["code"] == "CONFLICT"
+    replay = await post(client, tenant.writer, bodies[0])
+    assert replay.status_code == 200 and replay.json()["toolCallStatus"] == "allowed"
+
+
+async def test_concurrent_calls_are_each_answered_and_stored_once(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    bodies = [tool_called(f"e{i}", f"tc{i}", run=f"run{i % 3}") for i in range(12)]
+    bodies += [bodies[0], bodies[5]]  # retries racing their originals
+    responses = await asyncio.gather(*(post(client, tenant.writer, body) for body in bodies))
+    assert [r.status_code for r in responses] == [200] * 14
+    assert responses[12].json() == responses[0].json()
+    assert responses[13].json() == responses[5].json()
+    assert await Run.filter(workspace_id=tenant.workspace_id).count() == 3
+    assert await ToolCall.filter(workspace_id=tenant.workspace_id).count() == 12
+    assert [seq for seq, _ in await entries(tenant)] == list(range(1, 13))
+
+
+async def test_look_ups_that_arrive_together_share_one_statement(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    await create_policy(gql, tenant.admin, **SEED_POLICY)
+    stored = await post(client, tenant.writer, tool_called("e1", "tc1", run="r1"))
+    assert stored.status_code == 200
+    keys = [
+        _Key("e1", "tc1", "r1", tenant.workspace_id),  # this very event
+        _Key("e2", "tc1", "r1", tenant.workspace_id),  # another event, the same call
+        _Key("e3", "tc3", "r1", tenant.workspace_id),  # a new call of a known run
+        _Key("e4", "tc4", "r9", tenant.workspace_id),  # a new run
+        _Key("e1", "tc1", "r1", "ws_gone"),  # no such workspace
+        _Key("e5", None, "r1", tenant.workspace_id),  # not a tool event
+    ]
+
+    seen = await _look_up_many(keys)
+
+    event = await AgentEvent.get(workspace_id=tenant.workspace_id, event_id="e1")
+    run = await Run.get(workspace_id=tenant.workspace_id, run_key="r1")
+    known = KnownRun(id=run.id, service=None, environment=None)
+    assert seen == [
+        Seen(policy_version=1, event_pk=event.id, run=known, call_recorded=True),
+        Seen(policy_version=1, run=known, call_recorded=True),
+        Seen(policy_version=1, run=known),
+        Seen(policy_version=1),
+        Seen(policy_version=0),
+        Seen(policy_version=1, run=known),
+    ]
