@@ -297,7 +297,7 @@ def create_app(
     change_resolvers.WRITER.max_items = settings.batch_max
     KEY_LOOKUP.max_items = settings.batch_max
     graphql = GraphQLApp(schema, settings=settings, bus=bus)
-    endpoint = Endpoint(schema=schema, settings=settings, publisher=bus)
+    endpoint = Endpoint(schema=schema, settings=settings, publisher=bus, hub=bus.hub)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:

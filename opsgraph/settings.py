@@ -53,6 +53,8 @@ class Settings:
     # Agents and approvals.
     approval_expiry_seconds: int = 15 * 60
     approval_wait_max_seconds: int = 60
+    # A `?wait=` long poll is woken by the bus; it re-reads the approval this often anyway.
+    approval_wait_poll_seconds: float = 5.0
     # How often each process expires pending approvals past their expiry.
     approval_sweep_seconds: float = 5.0
     # Workspaces whose compiled policies each process keeps (checked against policy_version).

@@ -26,8 +26,6 @@ from resolvers.timeline import Publisher, record_entry
 
 log = logging.getLogger(__name__)
 
-# A waiter re-reads the row this often, to see decisions taken by other processes.
-POLL_SECONDS = 1.0
 MAX_COMMENT = 2000
 
 _waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
@@ -58,7 +56,8 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _wake(approval_id: str) -> None:
+def wake(approval_id: str) -> None:
+    """Wake this process's waiters on the approval (it was decided or expired)."""
     for event in _waiters.get(approval_id, ()):
         event.set()
 
@@ -142,7 +141,7 @@ async def _expire(approval_id: str, publisher: Publisher) -> bool:
             )
         )
     await publisher.entry_committed(workspace_id=approval.workspace_id, entry_id=entry.id)
-    _wake(approval_id)
+    wake(approval_id)
     return True
 
 
@@ -273,14 +272,18 @@ async def decide_approval(
         await approval.refresh_from_db()
         raise ApprovalSettled(_settled_message(approval))
     await publisher.entry_committed(workspace_id=approval.workspace_id, entry_id=entry.id)
-    _wake(approval.id)
+    wake(approval.id)
     return approval
 
 
-async def wait_until_settled(*, workspace_id: str, approval_id: str, timeout: float) -> None:
+async def wait_until_settled(
+    *, workspace_id: str, approval_id: str, timeout: float, poll_seconds: float
+) -> None:
     """Return once the approval is no longer pending, or after `timeout` seconds.
 
-    Decisions in this process wake the waiter at once; others are seen by re-reading.
+    A decision or expiry wakes the waiter at once when `wake` is called in this process
+    (as it is for those taken here, and as the REST edge relays those of other processes
+    from the bus); the row is re-read every `poll_seconds` anyway.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -296,7 +299,7 @@ async def wait_until_settled(*, workspace_id: str, approval_id: str, timeout: fl
             if remaining <= 0:
                 return
             try:
-                await asyncio.wait_for(event.wait(), timeout=min(remaining, POLL_SECONDS))
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, poll_seconds))
             except TimeoutError:
                 pass
     finally:

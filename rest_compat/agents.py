@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from models.timeline import TimelineKind
+from opsgraph.live import Hub, LiveError
 from resolvers import agent_events, approvals
 from resolvers.auth import Principal, Scope, authenticate
 from resolvers.errors import AuthError, InvalidInput
@@ -97,6 +103,9 @@ async def post_agent_event(endpoint: Endpoint, request: Request) -> JSONResponse
     return JSONResponse(render_event(result))
 
 
+SETTLED_KINDS = {TimelineKind.APPROVAL_DECIDED, TimelineKind.APPROVAL_EXPIRED}
+
+
 async def _caller(request: Request) -> Principal:
     """The key from `X-API-Key` (or a bearer key); the `approval` query checks its scopes
     (`read`, or `events:write` for the waiting agent) so the rule lives in one place."""
@@ -143,6 +152,37 @@ def render_approval(approval: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@asynccontextmanager
+async def _relay_settlement(
+    hub: Hub | None, workspace_id: str, approval_id: str
+) -> AsyncIterator[None]:
+    """While in the block, wake this process's waiters on the approval as soon as its
+    decision or expiry reaches the hub from any process (without a bus, they poll)."""
+    if hub is None:
+        yield
+        return
+    try:
+        subscriber = await hub.subscribe(
+            workspace_id=workspace_id,
+            accepts=lambda e: e.kind in SETTLED_KINDS and e.subject_id == approval_id,
+        )
+    except LiveError:
+        yield
+        return
+
+    async def relay() -> None:
+        with contextlib.suppress(LiveError):
+            await subscriber.next()
+            approvals.wake(approval_id)
+
+    task = asyncio.create_task(relay())
+    try:
+        yield
+    finally:
+        task.cancel()
+        hub.unsubscribe(subscriber)
+
+
 async def get_approval(endpoint: Endpoint, request: Request) -> JSONResponse:
     """`GET /v1/approvals/{id}[?wait=SECONDS]`: the approval, once decided or after the wait."""
     approval_id = request.path_params["approval_id"]
@@ -154,9 +194,13 @@ async def get_approval(endpoint: Endpoint, request: Request) -> JSONResponse:
         if approval is None:
             raise RestError(404, "NOT_FOUND", f"No approval {approval_id!r} in this workspace.")
         if approval["status"] == "PENDING" and wait > 0:
-            await approvals.wait_until_settled(
-                workspace_id=principal.workspace_id, approval_id=approval_id, timeout=wait
-            )
+            async with _relay_settlement(endpoint.hub, principal.workspace_id, approval_id):
+                await approvals.wait_until_settled(
+                    workspace_id=principal.workspace_id,
+                    approval_id=approval_id,
+                    timeout=wait,
+                    poll_seconds=endpoint.settings.approval_wait_poll_seconds,
+                )
             data = await endpoint.execute(APPROVAL, {"id": approval_id}, principal=principal)
             approval = data["approval"]
     except RestError as exc:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from inspect import isawaitable
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import strawberry
 from graphql import DocumentNode, ExecutionResult, GraphQLError, execute, parse, validate
@@ -17,6 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from opsgraph.settings import Settings
+
+if TYPE_CHECKING:
+    from opsgraph.live import Hub
 from resolvers.auth import Principal, Scope, authenticate
 from resolvers.errors import AuthError, InvalidInput
 from resolvers.timeline import Publisher
@@ -91,6 +94,7 @@ class Endpoint:
     schema: strawberry.Schema
     settings: Settings
     publisher: Publisher
+    hub: Hub | None = None  # the process's live hub (absent when a test runs bare)
     prepared: dict[str, DocumentNode] = field(default_factory=dict)
 
     async def execute(

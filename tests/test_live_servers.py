@@ -7,6 +7,7 @@ import asyncio
 import json
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,11 @@ def database() -> Iterator[str]:
         yield url
 
 
-def pair(tmp: Path, database: str, broadcast: str) -> Iterator[tuple[Server, Server, str]]:
+def pair(
+    tmp: Path, database: str, broadcast: str, **settings: str
+) -> Iterator[tuple[Server, Server, str]]:
     """Two processes on one database and bus; yields both and the admin key."""
-    env = {"OPSGRAPH_DATABASE_URL": database, "OPSGRAPH_BROADCAST_URL": broadcast}
+    env = {"OPSGRAPH_DATABASE_URL": database, "OPSGRAPH_BROADCAST_URL": broadcast, **settings}
     with run_server(tmp, env) as first, run_server(tmp, env) as second:
         key = first.admin_key or second.admin_key
         if key is None:  # an earlier test bootstrapped this database: make a key
@@ -226,3 +229,57 @@ def test_a_client_flooding_a_websocket_is_cut_off(tmp_path: Path) -> None:
         assert (answers, code) == (4, 1008)
         stop = {"id": "1", "type": "stop"}
         assert asyncio.run(flood("graphql-ws", stop))[1] == 1008
+
+
+def graphql(server: Server, key: str, document: str, **variables: Any) -> dict[str, Any]:
+    response = httpx.post(
+        f"{server.url}/graphql",
+        json={"query": document, "variables": variables},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+async def test_a_long_poll_learns_a_decision_taken_in_another_process(
+    tmp_path: Path, database: str
+) -> None:
+    # Re-reads are off for the test: only the bus can wake the waiting agent in time.
+    servers = pair(
+        tmp_path, database, "redis://127.0.0.1:6379/0", OPSGRAPH_APPROVAL_WAIT_POLL_SECONDS="300"
+    )
+    a, b, key = await asyncio.to_thread(next, servers)
+    try:
+        tag = secrets.token_hex(4)
+        create = "mutation($i: PolicyInput!) { createPolicy(input: $i) { id } }"
+        policy = {"name": f"hold {tag}", "action": "REQUIRE_APPROVAL", "toolName": f"tool_{tag}"}
+        await asyncio.to_thread(graphql, a, key, create, i=policy)
+        call = {
+            "eventId": f"e_{tag}",
+            "runId": f"r_{tag}",
+            "agentId": "agent",
+            "timestamp": "2026-11-25T10:00:00Z",
+            "eventType": "tool.called",
+            "metadata": {"toolCallId": f"c_{tag}", "toolName": f"tool_{tag}"},
+        }
+        held = httpx.post(f"{a.url}/v1/events", json=call, headers={"X-API-Key": key}).json()
+        assert held["toolCallStatus"] == "awaiting_approval", held
+        started = time.monotonic()
+        waiting = asyncio.ensure_future(
+            asyncio.to_thread(
+                httpx.get,
+                f"{a.url}/v1/approvals/{held['approvalId']}?wait=30",
+                headers={"X-API-Key": key},
+                timeout=60,
+            )
+        )
+        await asyncio.sleep(0.5)  # the agent is waiting on A
+        decide = "mutation($id: ID!) { decideApproval(id: $id, decision: APPROVE) { status } }"
+        await asyncio.to_thread(graphql, b, key, decide, id=held["approvalId"])
+        answer = (await waiting).json()
+        assert answer["status"] == "approved", answer
+        # Woken by the decision, not by the end of its 30 s wait (then it would re-read).
+        assert time.monotonic() - started < 20
+    finally:
+        await asyncio.to_thread(lambda: next(servers, None))
