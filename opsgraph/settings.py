@@ -75,6 +75,8 @@ class Settings:
     mask_errors: bool = True
     # Concurrent requests grouped into one query or transaction (group commit), at most.
     batch_max: int = 256
+    # Changes one `recordChanges` call may carry (REST batches of `POST /events` too).
+    max_changes_per_call: int = 256
     # Server.
     host: str = "127.0.0.1"
     port: int = 8000

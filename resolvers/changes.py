@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
 
 from models.change import Change, ChangeCategory
 from models.ids import new_id
@@ -15,7 +16,7 @@ from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
 from resolvers.batching import Batcher
-from resolvers.change_store import store_changes
+from resolvers.change_store import new_change, store_changes
 from resolvers.timeline import Publisher
 from resolvers.validation import Checker, TimeWindow
 
@@ -102,6 +103,30 @@ async def record_change(
     return recorded
 
 
+async def record_changes(
+    *, principal: Principal, items: Sequence[ChangeData], publisher: Publisher
+) -> list[RecordedChange | Exception]:
+    """Store many changes in the same group commit and announce each; every item gets its
+    own outcome, in order (a change the database refused is its exception, the others are
+    stored), once the transactions holding them have committed."""
+    principal.require(Scope.EVENTS_WRITE)
+    outcomes = await asyncio.gather(
+        *(WRITER.submit(_Write(principal=principal, data=data, actor=None)) for data in items),
+        return_exceptions=True,
+    )
+    results: list[RecordedChange | Exception] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome  # cancelled (shut-down)
+        results.append(outcome)
+    for outcome in results:
+        if isinstance(outcome, RecordedChange):
+            await publisher.entry_committed(
+                workspace_id=principal.workspace_id, entry_id=outcome.entry.id
+            )
+    return results
+
+
 @dataclass(frozen=True, slots=True)
 class _Write:
     principal: Principal
@@ -112,7 +137,7 @@ class _Write:
 async def _store(writes: Sequence[_Write]) -> list[RecordedChange]:
     """Store every write of a batch atomically (see `resolvers.change_store`)."""
     rows = [
-        Change(
+        new_change(
             id=new_id("chg"),
             workspace_id=write.principal.workspace_id,
             name=write.data.name,
@@ -141,7 +166,7 @@ async def _store_each(writes: Sequence[_Write]) -> list[RecordedChange | BaseExc
     """
     try:
         return list(await _store(writes))
-    except (IntegrityError, OperationalError):
+    except (IntegrityError, OperationalError, ValidationError):
         if len(writes) == 1:
             raise
     outcomes: list[RecordedChange | BaseException] = []

@@ -6,21 +6,23 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import strawberry
 from graphql import DocumentNode, ExecutionResult, GraphQLError, execute, parse, validate
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from strawberry.execution import optimized_is_awaitable
 
 from opsgraph.settings import Settings
 
 if TYPE_CHECKING:
     from opsgraph.live import Hub
 from resolvers.auth import Principal, Scope, authenticate
+from resolvers.batching import Batcher
 from resolvers.errors import AuthError, InvalidInput
 from resolvers.timeline import Publisher
 from schema.context import Context
@@ -96,17 +98,31 @@ class Endpoint:
     publisher: Publisher
     hub: Hub | None = None  # the process's live hub (absent when a test runs bare)
     prepared: dict[str, DocumentNode] = field(default_factory=dict)
+    # Batchers of concurrent requests, by name, made on first use with these settings.
+    batchers: dict[str, Batcher[Any, Any]] = field(default_factory=dict)
 
     async def execute(
         self, document: str, variables: dict[str, Any], *, principal: Principal
     ) -> dict[str, Any]:
         """Run a fixed GraphQL document as `principal`; raise RestError on GraphQL errors.
 
+        Unexpected errors are raised (a 500), not masked.
+        """
+        result = await self.run(document, variables, principal=principal)
+        if result.errors:
+            raise error_outcome(result.errors[0])
+        assert result.data is not None
+        return result.data
+
+    async def run(
+        self, document: str, variables: dict[str, Any], *, principal: Principal
+    ) -> ExecutionResult:
+        """Run a fixed GraphQL document as `principal`: its data and errors as they are.
+
         The same schema and resolvers as `/graphql`, but the document is parsed and
         validated once, on first use, and executed without the per-request extensions:
         they exist for documents from clients (caches, limits, masking) and a fixed
-        document has nothing for them to do. Unexpected errors are raised (a 500), not
-        masked.
+        document has nothing for them to do.
         """
         parsed = self.prepared.get(document)
         if parsed is None:
@@ -123,10 +139,11 @@ class Endpoint:
         if isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
-        if result.errors:
-            raise _rest_error(result.errors[0])
-        assert result.data is not None
-        return result.data
+        return result
+
+
+# What Strawberry's own execute passes: a fast path for the plain values most fields return.
+_is_awaitable = cast(Callable[[Any], TypeGuard[Awaitable[Any]]], optimized_is_awaitable)
 
 
 def _prepare(schema: strawberry.Schema, document: str) -> DocumentNode:
@@ -138,11 +155,8 @@ def _prepare(schema: strawberry.Schema, document: str) -> DocumentNode:
     return parsed
 
 
-def _is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
-    return isawaitable(value)
-
-
-def _rest_error(error: GraphQLError) -> RestError:
+def error_outcome(error: GraphQLError) -> Exception:
+    """A GraphQL error as the caller's RestError, or the unexpected exception behind it."""
     code = (error.extensions or {}).get("code")
     if isinstance(code, str) and code in STATUS_FOR_CODE:
         return RestError(STATUS_FOR_CODE[code], code, error.message)
@@ -151,7 +165,7 @@ def _rest_error(error: GraphQLError) -> RestError:
     if refused(error.original_error):  # e.g. a value too long for its column
         return RestError(400, "INVALID_EVENT", refused_message(error.original_error))
     if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
-        raise error.original_error
+        return error.original_error
     return RestError(400, "INVALID_EVENT", error.message)
 
 

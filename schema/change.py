@@ -1,12 +1,16 @@
-"""Changes: the `recordChange` mutation behind `POST /events` and `/v2/change/enqueue`."""
+"""Changes: the `recordChange` and `recordChanges` mutations behind `POST /events` and
+`/v2/change/enqueue`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, cast
 
 import strawberry
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import get_object_definition
 
 from models.change import Change as ChangeRow
 from models.change import ChangeCategory as ChangeCategoryModel
@@ -14,7 +18,7 @@ from resolvers import changes
 from resolvers.auth import Scope
 from resolvers.errors import InvalidInput
 from schema.common import InvalidEvent
-from schema.context import Info
+from schema.context import Info, public_error
 from schema.scalars import JSON
 
 ChangeCategory = strawberry.enum(ChangeCategoryModel, name="ChangeCategory")
@@ -58,6 +62,29 @@ class ChangeInput:
         }
 
 
+def _change_input(cls: type[Any], value: Mapping[str, Any], context: InputContext) -> Any:
+    """A ChangeInput from its input value, as graphql-core coerced it (each field already of
+    its type): Strawberry's generic conversion resolves every field's annotation on every
+    call, which cost more than validating and storing the change."""
+    labels, links = value.get("labels"), value.get("links")
+    return cls(
+        name=value["name"],
+        timestamp=value["timestamp"],
+        category=value["category"],
+        source=value["source"],
+        environment=value.get("environment"),
+        service=value.get("service"),
+        labels=None if labels is None else list(labels),
+        metadata=value.get("metadata"),
+        links=None
+        if links is None
+        else [LinkInput(href=link["href"], text=link.get("text")) for link in links],
+    )
+
+
+get_object_definition(ChangeInput, strict=True).from_input = _change_input
+
+
 @strawberry.type(description="A deploy, build, config or business event.")
 class Change:
     instance: strawberry.Private[ChangeRow]
@@ -96,6 +123,12 @@ class ChangeRecorded:
     change: Change
     entry_id: strawberry.ID
 
+    @classmethod
+    def of(cls, recorded: changes.RecordedChange) -> ChangeRecorded:
+        return cls(
+            change=Change.from_row(recorded.change), entry_id=strawberry.ID(str(recorded.entry.id))
+        )
+
 
 RecordChangeResult = Annotated[
     ChangeRecorded | InvalidEvent, strawberry.union("RecordChangeResult")
@@ -104,7 +137,7 @@ RecordChangeResult = Annotated[
 
 @strawberry.type
 class ChangeMutation:
-    @strawberry.mutation(description="Record a change event (`POST /events` runs this).")
+    @strawberry.mutation(description="Record a change event (see `recordChanges` for many).")
     async def record_change(self, info: Info, input: ChangeInput) -> RecordChangeResult:
         principal = await info.context.require(Scope.EVENTS_WRITE)
         try:
@@ -114,6 +147,41 @@ class ChangeMutation:
         recorded = await changes.record_change(
             principal=principal, data=data, publisher=info.context.publisher
         )
-        return ChangeRecorded(
-            change=Change.from_row(recorded.change), entry_id=strawberry.ID(str(recorded.entry.id))
+        return ChangeRecorded.of(recorded)
+
+    @strawberry.mutation(
+        description=(
+            "Record many change events in one call (at most `OPSGRAPH_MAX_CHANGES_PER_CALL`; "
+            "concurrent `POST /events` and `/v2/change/enqueue` requests run as one such call). "
+            "Each input has its own result, in order: an invalid one is `InvalidEvent`, one "
+            "the database refuses is null with an error at its index, the others are recorded."
         )
+    )
+    async def record_changes(
+        self, info: Info, inputs: list[ChangeInput]
+    ) -> list[RecordChangeResult | None]:
+        principal = await info.context.require(Scope.EVENTS_WRITE)
+        settings = info.context.settings
+        if len(inputs) > settings.max_changes_per_call:
+            raise public_error(
+                "BAD_USER_INPUT",
+                f"inputs: at most {settings.max_changes_per_call} changes per call.",
+            )
+        # graphql-core reports an exception in a list as that item's error (null item).
+        results: list[ChangeRecorded | InvalidEvent | Exception | None] = [None] * len(inputs)
+        valid: list[tuple[int, changes.ChangeData]] = []
+        for index, item in enumerate(inputs):
+            try:
+                valid.append((index, changes.validate_change(item.to_raw(), settings=settings)))
+            except InvalidInput as exc:
+                results[index] = InvalidEvent.from_error(exc)
+        outcomes = await changes.record_changes(
+            principal=principal,
+            items=[data for _, data in valid],
+            publisher=info.context.publisher,
+        )
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            results[index] = (
+                outcome if isinstance(outcome, Exception) else ChangeRecorded.of(outcome)
+            )
+        return cast(list[RecordChangeResult | None], results)

@@ -293,6 +293,12 @@ OPERATIONS: list[tuple[str, set[Scope], str]] = [
         'category: TECHNICAL, source: "s"}) { __typename } }',
     ),
     (
+        "recordChanges",
+        {WRITE},
+        'mutation { recordChanges(inputs: [{name: "s", timestamp: "2026-11-25T10:00:00Z", '
+        'category: TECHNICAL, source: "s"}]) { __typename } }',
+    ),
+    (
         "sendIncidentEvent",
         {WRITE},
         'mutation { sendIncidentEvent(input: {eventAction: RESOLVE, dedupKey: "none", '
