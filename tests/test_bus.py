@@ -1,0 +1,65 @@
+"""The bus over real Redis: entries committed together share one note per workspace;
+entries announced apart get one each."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis import asyncio as redis
+
+from opsgraph.bus import CHANNEL, Bus
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    live = Bus(REDIS, heartbeat_seconds=60)
+    await live.connect()
+    yield live
+    await live.disconnect()
+
+
+@pytest.fixture
+async def notes() -> AsyncIterator[Any]:
+    """A raw listener on the bus's channel."""
+    client = redis.from_url(REDIS)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(CHANNEL)
+    yield pubsub
+    await pubsub.aclose()
+    await client.aclose(close_connection_pool=True)
+
+
+async def received(pubsub: Any, workspaces: set[str]) -> list[dict[str, Any]]:
+    """The notes for these workspaces that arrive within half a second."""
+    found = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 0.5
+    while (left := deadline - loop.time()) > 0:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if message is not None:
+            note = json.loads(message["data"])
+            if note.get("w") in workspaces:
+                found.append(note)
+    return found
+
+
+async def test_entries_committed_together_share_one_note(bus: Bus, notes: Any) -> None:
+    a, b = f"ws_{secrets.token_hex(4)}", f"ws_{secrets.token_hex(4)}"
+    await asyncio.gather(
+        *(bus.entry_committed(workspace_id=a, entry_id=n) for n in range(1, 21)),
+        bus.entry_committed(workspace_id=b, entry_id=7),
+    )
+    got = await received(notes, {a, b})
+    assert sorted(got, key=lambda note: note["w"]) == sorted(
+        [{"w": a, "e": 20}, {"w": b, "e": 7}], key=lambda note: note["w"]
+    )
+    for entry_id in (21, 22):  # one after the other: a note each
+        await bus.entry_committed(workspace_id=a, entry_id=entry_id)
+    assert await received(notes, {a}) == [{"w": a, "e": 21}, {"w": a, "e": 22}]
