@@ -77,6 +77,7 @@ class Settings:
     batch_max: int = 256
     # Changes one `recordChanges` call may carry (REST batches of `POST /events` too).
     max_changes_per_call: int = 256
+    max_agent_events_per_call: int = 256  # events one `recordAgentEvents` call may carry
     # Server.
     host: str = "127.0.0.1"
     port: int = 8000

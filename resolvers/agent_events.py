@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -239,6 +240,73 @@ async def record_agent_event(
             tool_call_id=step.tool_call.id if step.tool_call else None,
         )
     raise AssertionError("unreachable")
+
+
+async def record_agent_events(
+    *,
+    principal: Principal,
+    items: Sequence[AgentEventData],
+    settings: Settings,
+    publisher: Publisher,
+) -> list[AgentEventOutcome | Exception]:
+    """Process many events together, each exactly as `record_agent_event` alone; every item
+    gets its own outcome or exception, in order.
+
+    An event waits for the earlier items it depends on (see `_after`), as if sent after
+    them; the others run at once, so their reads and stores share group commits.
+    """
+    principal.require(Scope.EVENTS_WRITE)
+    after = _after(items)
+    done = {earlier: asyncio.Event() for earlier in {i for waits in after for i in waits}}
+
+    async def record(index: int) -> AgentEventOutcome:
+        for earlier in after[index]:
+            await done[earlier].wait()
+        try:
+            return await record_agent_event(
+                principal=principal, data=items[index], settings=settings, publisher=publisher
+            )
+        finally:
+            if index in done:
+                done[index].set()
+
+    outcomes = await asyncio.gather(
+        *(record(index) for index in range(len(items))), return_exceptions=True
+    )
+    results: list[AgentEventOutcome | Exception] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome  # cancelled (shut-down)
+        results.append(outcome)
+    return results
+
+
+def _after(items: Sequence[AgentEventData]) -> list[list[int]]:
+    """For each item, the earlier items it must follow: the last one with its eventId (a
+    repeat gets its answer, as a retry would) and those of its run, except that the
+    `tool.called` events of one run with different tool calls do not wait for each other."""
+    after: list[list[int]] = []
+    last_event: dict[str, int] = {}
+    last_other: dict[str, int] = {}  # run key: its last item that is not `tool.called`
+    calls: dict[str, dict[str | None, int]] = {}  # run key: its `tool.called` since, by call
+    for index, data in enumerate(items):
+        waits = [
+            earlier
+            for earlier in (last_event.get(data.event_id), last_other.get(data.run_key))
+            if earlier is not None
+        ]
+        open_calls = calls.setdefault(data.run_key, {})
+        if data.event_type is EventType.TOOL_CALLED:
+            if (same_call := open_calls.get(data.call_key)) is not None:
+                waits.append(same_call)
+            open_calls[data.call_key] = index
+        else:
+            waits.extend(open_calls.values())
+            open_calls.clear()
+            last_other[data.run_key] = index
+        last_event[data.event_id] = index
+        after.append(waits)
+    return after
 
 
 async def _committed(

@@ -17,6 +17,7 @@ from opsgraph.live import Hub, LiveError
 from resolvers import agent_events, approvals
 from resolvers.auth import Principal, Scope, authenticate
 from resolvers.errors import AuthError, InvalidInput
+from rest_compat import batched
 from rest_compat.common import (
     Endpoint,
     RestError,
@@ -27,9 +28,10 @@ from rest_compat.common import (
     require_principal,
 )
 
-RECORD_AGENT_EVENT = """
-mutation RecordAgentEvent($input: AgentEventInput!) {
-  recordAgentEvent(input: $input) {
+# One execution for each batch of concurrent requests of one principal (`rest_compat.batched`).
+RECORD_AGENT_EVENTS = """
+mutation RecordAgentEvents($inputs: [AgentEventInput!]!) {
+  recordAgentEvents(inputs: $inputs) {
     __typename
     ... on AgentEventProcessed {
       eventId runId processed eventType toolCallStatus reason approvalId approvalUrl
@@ -90,17 +92,29 @@ async def post_agent_event(endpoint: Endpoint, request: Request) -> JSONResponse
             agent_events.validate_agent_event(raw, settings=endpoint.settings)
         except InvalidInput as exc:
             raise RestError.invalid(exc) from None
-        data = await endpoint.execute(
-            RECORD_AGENT_EVENT, {"input": only_known(raw, FIELDS)}, principal=principal
-        )
-        result: dict[str, Any] = data["recordAgentEvent"]
-        if result["__typename"] == "AgentEventConflict":
-            raise RestError(409, "CONFLICT", result["message"])
-        if result["__typename"] != "AgentEventProcessed":
-            raise RestError(400, "INVALID_EVENT", result["message"])
+        result = await batched.submit(endpoint, RECORD, principal, only_known(raw, FIELDS))
     except RestError as exc:
         return render_error(exc)
     return JSONResponse(render_event(result))
+
+
+def _answer(answer: dict[str, Any] | None) -> dict[str, Any] | BaseException:
+    """One request's own item of `recordAgentEvents`: the event, or its documented error."""
+    if answer is None:
+        return RuntimeError("no result and no error")
+    if answer["__typename"] == "AgentEventConflict":
+        return RestError(409, "CONFLICT", answer["message"])
+    if answer["__typename"] != "AgentEventProcessed":
+        return RestError(400, "INVALID_EVENT", answer["message"])
+    return answer
+
+
+RECORD = batched.ListMutation(
+    document=RECORD_AGENT_EVENTS,
+    field="recordAgentEvents",
+    answer=_answer,
+    max_items=lambda e: min(e.settings.batch_max, e.settings.max_agent_events_per_call),
+)
 
 
 SETTLED_KINDS = {TimelineKind.APPROVAL_DECIDED, TimelineKind.APPROVAL_EXPIRED}

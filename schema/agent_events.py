@@ -1,11 +1,15 @@
-"""Agent events: the `recordAgentEvent` mutation behind `POST /v1/events` and its result."""
+"""Agent events: the `recordAgentEvent` and `recordAgentEvents` mutations (`POST /v1/events`
+runs the latter) and their results."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import get_object_definition
 
 from models.agent import ToolCallDecision as ToolCallDecisionModel
 from resolvers import agent_events, agent_queries
@@ -14,7 +18,7 @@ from resolvers.errors import InvalidInput
 from resolvers.runs import EventConflict
 from schema.agent import MatchedPolicy, Run, ToolCall, ToolCallDecision
 from schema.common import InvalidEvent
-from schema.context import Info
+from schema.context import Info, public_error
 from schema.scalars import JSON
 
 
@@ -41,6 +45,23 @@ class AgentEventInput:
             "status": self.status,
             "metadata": self.metadata,
         }
+
+
+def _agent_event_input(cls: type[Any], value: Mapping[str, Any], context: InputContext) -> Any:
+    """An AgentEventInput from its input value, as graphql-core coerced it (each field
+    already of its type), instead of Strawberry's generic conversion (see `_change_input`)."""
+    return cls(
+        event_id=value["eventId"],
+        run_id=value["runId"],
+        agent_id=value["agentId"],
+        timestamp=value["timestamp"],
+        event_type=value["eventType"],
+        status=value.get("status"),
+        metadata=value.get("metadata"),
+    )
+
+
+get_object_definition(AgentEventInput, strict=True).from_input = _agent_event_input
 
 
 @strawberry.type(description="The event was processed (now, or the first time it was sent).")
@@ -102,9 +123,21 @@ AgentEventResult = Annotated[
 ]
 
 
+def _result(outcome: agent_events.AgentEventOutcome | Exception) -> AgentEventResult | Exception:
+    """An event's result in `recordAgentEvents`, as `recordAgentEvent` answers it; an
+    unexpected exception stays one (graphql-core reports it at the item's index)."""
+    if isinstance(outcome, InvalidInput):
+        return InvalidEvent.from_error(outcome)
+    if isinstance(outcome, EventConflict):
+        return AgentEventConflict(code="CONFLICT", message=str(outcome))
+    if isinstance(outcome, Exception):
+        return outcome
+    return AgentEventProcessed.from_outcome(outcome)
+
+
 @strawberry.type
 class AgentMutation:
-    @strawberry.mutation(description="Record an agent event (`POST /v1/events` runs this).")
+    @strawberry.mutation(description="Record an agent event (see `recordAgentEvents` for many).")
     async def record_agent_event(self, info: Info, input: AgentEventInput) -> AgentEventResult:
         principal = await info.context.require(Scope.EVENTS_WRITE)
         context = info.context
@@ -121,3 +154,44 @@ class AgentMutation:
         except EventConflict as exc:
             return AgentEventConflict(code="CONFLICT", message=str(exc))
         return AgentEventProcessed.from_outcome(outcome)
+
+    @strawberry.mutation(
+        description=(
+            "Record many agent events in one call (at most "
+            "`OPSGRAPH_MAX_AGENT_EVENTS_PER_CALL`; concurrent `POST /v1/events` requests run "
+            "as one such call). Each input has its own result, in order, as if sent alone "
+            "after the inputs before it with its eventId or run: an invalid one is "
+            "`InvalidEvent`, a conflicting one `AgentEventConflict`, one that fails otherwise "
+            "is null with an error at its index."
+        )
+    )
+    async def record_agent_events(
+        self, info: Info, inputs: list[AgentEventInput]
+    ) -> list[AgentEventResult | None]:
+        principal = await info.context.require(Scope.EVENTS_WRITE)
+        context = info.context
+        settings = context.settings
+        if len(inputs) > settings.max_agent_events_per_call:
+            raise public_error(
+                "BAD_USER_INPUT",
+                f"inputs: at most {settings.max_agent_events_per_call} events per call.",
+            )
+        # graphql-core reports an exception in a list as that item's error (null item).
+        results: list[AgentEventResult | Exception | None] = [None] * len(inputs)
+        valid: list[tuple[int, agent_events.AgentEventData]] = []
+        for index, item in enumerate(inputs):
+            try:
+                valid.append(
+                    (index, agent_events.validate_agent_event(item.to_raw(), settings=settings))
+                )
+            except InvalidInput as exc:
+                results[index] = InvalidEvent.from_error(exc)
+        outcomes = await agent_events.record_agent_events(
+            principal=principal,
+            items=[data for _, data in valid],
+            settings=settings,
+            publisher=context.publisher,
+        )
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            results[index] = _result(outcome)
+        return cast(list[AgentEventResult | None], results)

@@ -319,6 +319,13 @@ OPERATIONS: list[tuple[str, set[Scope], str]] = [
         "{ __typename } }",
     ),
     (
+        "recordAgentEvents",
+        {WRITE},
+        'mutation { recordAgentEvents(inputs: [{eventId: "scope-es", runId: "scope-rs", '
+        'agentId: "s", timestamp: "2026-11-25T10:00:00Z", eventType: "run.started"}]) '
+        "{ __typename } }",
+    ),
+    (
         "decideApproval",
         {DECIDE},
         'mutation($id: ID!) { decideApproval(id: $id, decision: REJECT, comment: "no") { id } }',

@@ -18,6 +18,7 @@ from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers.auth import Scope
 from resolvers.batching import Batcher
+from rest_compat import batched
 from rest_compat import changes as rest_changes
 from rest_compat.common import Endpoint
 from schema import build_schema
@@ -113,19 +114,19 @@ class Held:
         self.sizes: list[int] = []
         self.gate = asyncio.Event()
         self.batchers: list[Batcher[Any, Any]] = []
-        run, batcher = Endpoint.run, rest_changes._batcher
+        run, batcher = Endpoint.run, batched.batcher
 
         async def held(endpoint: Endpoint, document: str, variables: Any, **kw: Any) -> Any:
             self.sizes.append(len(variables["inputs"]))
             await self.gate.wait()
             return await run(endpoint, document, variables, **kw)
 
-        def seen(endpoint: Endpoint) -> Batcher[Any, Any]:
-            self.batchers.append(batcher(endpoint))
+        def seen(endpoint: Endpoint, mutation: batched.ListMutation) -> Batcher[Any, Any]:
+            self.batchers.append(batcher(endpoint, mutation))
             return self.batchers[-1]
 
         monkeypatch.setattr(Endpoint, "run", held)
-        monkeypatch.setattr(rest_changes, "_batcher", seen)
+        monkeypatch.setattr(batched, "batcher", seen)
 
     async def calls(self, count: int) -> None:
         while len(self.sizes) < count:
