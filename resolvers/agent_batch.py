@@ -25,7 +25,7 @@ from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers import runs
 from resolvers.agent_seen import KnownRun, Seen
-from resolvers.batching import Batcher
+from resolvers.batching import Batcher, each_alone_if_refused
 from resolvers.policy_eval import Decision
 from resolvers.timeline import NewEntry, record_entries
 
@@ -143,19 +143,8 @@ def _refused(exc: Exception) -> bool:
 
 
 async def _store_each(items: Sequence[PendingCall]) -> list[StoredCall | BaseException]:
-    """The batch's transaction; if the database refused it, each item alone."""
-    try:
-        return list(await _store(items))
-    except Exception as exc:
-        if len(items) == 1 or not _refused(exc):
-            raise
-    outcomes: list[StoredCall | BaseException] = []
-    for item in items:
-        try:
-            outcomes.extend(await _store([item]))
-        except Exception as exc:  # this item's own outcome; the others keep theirs
-            outcomes.append(exc)
-    return outcomes
+    """The batch's transaction, or each item alone if the database refused it."""
+    return await each_alone_if_refused(items, _store, refused=_refused)
 
 
 # One batch at a time per process (at most `Settings.batch_max` calls).

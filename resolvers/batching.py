@@ -73,3 +73,27 @@ def _settle(
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+async def each_alone_if_refused(
+    items: Sequence[T],
+    store: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+    *,
+    refused: Callable[[Exception], bool],
+) -> list[R | BaseException]:
+    """Store a batch with `store` (one transaction); if the database refused it (`refused`:
+    nothing was stored), store each item alone, so a bad item fails alone. Any other
+    failure (a lost connection) fails the batch: it may have committed, and a retry would
+    repeat it."""
+    try:
+        return list(await store(items))
+    except Exception as exc:
+        if len(items) == 1 or not refused(exc):
+            raise
+    outcomes: list[R | BaseException] = []
+    for item in items:
+        try:
+            outcomes.extend(await store([item]))
+        except Exception as exc:  # this item's own outcome; the others keep theirs
+            outcomes.append(exc)
+    return outcomes

@@ -15,7 +15,7 @@ from models.ids import new_id
 from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
-from resolvers.batching import Batcher
+from resolvers.batching import Batcher, each_alone_if_refused
 from resolvers.change_store import new_change, store_changes
 from resolvers.timeline import Publisher
 from resolvers.validation import Checker, TimeWindow
@@ -159,23 +159,14 @@ async def _store(writes: Sequence[_Write]) -> list[RecordedChange]:
     ]
 
 
+def _refused(exc: Exception) -> bool:
+    """The database refused the batch (a constraint, a value too long): nothing was stored."""
+    return isinstance(exc, IntegrityError | OperationalError | ValidationError)
+
+
 async def _store_each(writes: Sequence[_Write]) -> list[RecordedChange | BaseException]:
-    """The batch's transaction; if the database refused it (a constraint, a value too long:
-    nothing was stored), each write alone, so one bad write fails alone. Any other failure
-    (a lost connection) fails the batch: it may have committed, and a retry would repeat it.
-    """
-    try:
-        return list(await _store(writes))
-    except (IntegrityError, OperationalError, ValidationError):
-        if len(writes) == 1:
-            raise
-    outcomes: list[RecordedChange | BaseException] = []
-    for write in writes:
-        try:
-            outcomes.extend(await _store([write]))
-        except Exception as exc:  # this write's own outcome; the others keep theirs
-            outcomes.append(exc)
-    return outcomes
+    """The batch's transaction, or each write alone if the database refused it."""
+    return await each_alone_if_refused(writes, _store, refused=_refused)
 
 
 # Group commit for changes: one transaction at a time per process, holding every write that

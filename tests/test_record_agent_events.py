@@ -16,9 +16,6 @@ from models.agent import AgentEvent
 from opsgraph.settings import Settings
 from resolvers import agent_events
 from resolvers.auth import Scope
-from resolvers.batching import Batcher
-from rest_compat import batched
-from rest_compat.common import Endpoint
 from schema import build_schema
 from schema.agent_events import AgentEventInput
 from schema.context import Context
@@ -33,6 +30,7 @@ from tests.agent_helpers import (
     tool_called,
 )
 from tests.conftest import GraphQL, Recorder, Tenant, with_settings
+from tests.held_calls import Held
 from tests.test_agent_events import run_of
 
 RECORD_MANY = """
@@ -169,36 +167,6 @@ async def test_a_read_only_key_records_nothing(gql: GraphQL, tenant: Tenant) -> 
     result = await gql(RECORD_MANY, tenant.reader, inputs=[tool_called("e", "tc")])
     assert result.errors[0].extensions == {"code": "FORBIDDEN"}
     assert await kinds(gql, tenant.reader) == []
-
-
-class Held:
-    """The `recordAgentEvents` calls `POST /v1/events` makes, held until `gate` is set."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sizes: list[int] = []
-        self.gate = asyncio.Event()
-        self.batchers: list[Batcher[Any, Any]] = []
-        run, batcher = Endpoint.run, batched.batcher
-
-        async def held(endpoint: Endpoint, document: str, variables: Any, **kw: Any) -> Any:
-            self.sizes.append(len(variables["inputs"]))
-            await self.gate.wait()
-            return await run(endpoint, document, variables, **kw)
-
-        def seen(endpoint: Endpoint, mutation: batched.ListMutation) -> Batcher[Any, Any]:
-            self.batchers.append(batcher(endpoint, mutation))
-            return self.batchers[-1]
-
-        monkeypatch.setattr(Endpoint, "run", held)
-        monkeypatch.setattr(batched, "batcher", seen)
-
-    async def calls(self, count: int) -> None:
-        while len(self.sizes) < count:
-            await asyncio.sleep(0)
-
-    async def queued(self, count: int) -> None:
-        while not self.batchers or len(self.batchers[-1]._pending) < count:
-            await asyncio.sleep(0)
 
 
 async def test_concurrent_posts_run_as_one_call_per_key_each_answered_on_its_own(

@@ -17,14 +17,12 @@ from models.change import Change
 from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers.auth import Scope
-from resolvers.batching import Batcher
-from rest_compat import batched
 from rest_compat import changes as rest_changes
-from rest_compat.common import Endpoint
 from schema import build_schema
 from schema.change import ChangeInput
 from schema.context import Context
 from tests.conftest import GraphQL, Recorder, Tenant, with_settings
+from tests.held_calls import Held
 from tests.test_changes import SEED_EVENT, bearer, timeline_of
 
 RECORD_MANY = """
@@ -105,36 +103,6 @@ async def test_a_read_only_key_records_nothing(gql: GraphQL, tenant: Tenant) -> 
     result = await gql(RECORD_MANY, tenant.reader, inputs=[event("no")])
     assert result.errors[0].extensions == {"code": "FORBIDDEN"}
     assert await timeline_of(gql, tenant.reader) == []
-
-
-class Held:
-    """The `recordChanges` calls `POST /events` makes, held until `gate` is set."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sizes: list[int] = []
-        self.gate = asyncio.Event()
-        self.batchers: list[Batcher[Any, Any]] = []
-        run, batcher = Endpoint.run, batched.batcher
-
-        async def held(endpoint: Endpoint, document: str, variables: Any, **kw: Any) -> Any:
-            self.sizes.append(len(variables["inputs"]))
-            await self.gate.wait()
-            return await run(endpoint, document, variables, **kw)
-
-        def seen(endpoint: Endpoint, mutation: batched.ListMutation) -> Batcher[Any, Any]:
-            self.batchers.append(batcher(endpoint, mutation))
-            return self.batchers[-1]
-
-        monkeypatch.setattr(Endpoint, "run", held)
-        monkeypatch.setattr(batched, "batcher", seen)
-
-    async def calls(self, count: int) -> None:
-        while len(self.sizes) < count:
-            await asyncio.sleep(0)
-
-    async def queued(self, count: int) -> None:
-        while not self.batchers or len(self.batchers[-1]._pending) < count:
-            await asyncio.sleep(0)
 
 
 async def test_concurrent_posts_run_as_one_call_per_key_each_answered_on_its_own(
