@@ -94,15 +94,9 @@ class Subscription:
         self, info: Info, filter: TimelineFilter | None = None, after: str | None = None
     ) -> AsyncGenerator[TimelineEntry, None]:
         principal = await info.context.require(Scope.READ)
-        hub = info.context.require_hub()
         flt = (filter or TimelineFilter()).to_domain()
         cursor = parse_cursor(after)
-        try:
-            subscriber = await hub.subscribe(
-                workspace_id=principal.workspace_id, accepts=flt.matches, key_id=principal.key_id
-            )
-        except LiveError as exc:
-            raise public_error(exc.code, str(exc)) from None
+        subscriber = await _subscribe(info, principal, flt.matches)
         # Over graphql-transport-ws, live entries are rendered once for every subscriber
         # with the same document, variables and key, and sent from here.
         target, renderers = LIVE_TARGET.get(), info.context.renderers
@@ -131,10 +125,7 @@ class Subscription:
                         break
                     last = rows[-1].seq
             while True:
-                try:
-                    row = await subscriber.next()
-                except LiveError as exc:
-                    raise public_error(exc.code, str(exc)) from None
+                row = await _next(subscriber)
                 if renderer is not None and target is not None:
                     payload = await renderer.render(row, TimelineEntry.from_row)
                     if payload is not None:
@@ -142,7 +133,7 @@ class Subscription:
                         continue
                 yield TimelineEntry.from_row(row)
         finally:
-            hub.unsubscribe(subscriber)
+            info.context.require_hub().unsubscribe(subscriber)
             if renderer is not None and renderers is not None:
                 renderers.release(renderer)
 
