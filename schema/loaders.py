@@ -1,6 +1,6 @@
 """Batch loaders for the agent types' relations (a run's tool calls, a call's run and
 approval, an approval's call and run): one query per relation for every object resolved in
-the same tick, instead of one per object.
+the same tick, instead of one per object. `context_loader` also serves `schema.subjects`.
 
 Never cached: a WebSocket keeps one context for all its events, and a cached row would go
 stale between them.
@@ -18,12 +18,14 @@ from models.approval import Approval
 from resolvers import agent_queries
 from schema.context import Context
 
+K = TypeVar("K")
 V = TypeVar("V")
-Load = Callable[[list[str]], Awaitable[list[V]]]
+Load = Callable[[list[K]], Awaitable[list[V]]]
 
 
-def _loader(context: Context, name: str, load: Load[V]) -> DataLoader[str, V]:
-    loader: DataLoader[str, V] | None = context.extra.get(name)
+def context_loader(context: Context, name: str, load: Load[K, V]) -> DataLoader[K, V]:
+    """The context's cache-less DataLoader called `name`, made on first use."""
+    loader: DataLoader[K, V] | None = context.extra.get(name)
     if loader is None:
         loader = context.extra[name] = DataLoader(load_fn=load, cache=False)
     return loader
@@ -51,20 +53,20 @@ async def _approvals_of_tool_calls(ids: list[str]) -> list[Approval | None]:
 
 async def run(context: Context, run_id: str) -> Run | None:
     """A run by our id (already known to be the caller's)."""
-    return await _loader(context, "runs", _runs).load(run_id)
+    return await context_loader(context, "runs", _runs).load(run_id)
 
 
 async def tool_call(context: Context, tool_call_id: str) -> ToolCall | None:
     """A tool call by our id (already known to be the caller's)."""
-    return await _loader(context, "tool_calls", _tool_calls).load(tool_call_id)
+    return await context_loader(context, "tool_calls", _tool_calls).load(tool_call_id)
 
 
 async def tool_calls_of_run(context: Context, run_id: str) -> list[ToolCall]:
     """A run's tool calls in the order they were called."""
-    return await _loader(context, "tool_calls_of_run", _tool_calls_of_runs).load(run_id)
+    return await context_loader(context, "tool_calls_of_run", _tool_calls_of_runs).load(run_id)
 
 
 async def approval_of_tool_call(context: Context, tool_call_id: str) -> Approval | None:
     """The approval a tool call waited for, if any."""
-    loader = _loader(context, "approval_of_tool_call", _approvals_of_tool_calls)
+    loader = context_loader(context, "approval_of_tool_call", _approvals_of_tool_calls)
     return await loader.load(tool_call_id)

@@ -10,12 +10,12 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Annotated, Any, ForwardRef, TypeAlias
 
 import strawberry
-from strawberry.dataloader import DataLoader
 
 from models.timeline import TimelineEntry as TimelineEntryRow
 from resolvers import timeline
 from schema.change import Change
 from schema.context import Context
+from schema.loaders import context_loader
 
 
 def lazy(name: str, module: str) -> Any:
@@ -84,8 +84,6 @@ async def load_subject(context: Context, row: TimelineEntryRow) -> object | None
     """
     if row.subject_type not in timeline.SUBJECT_MODELS or not row.subject_id:
         return None
-    loader = context.extra.get("subjects")
-    if loader is None:
-        loader = context.extra["subjects"] = DataLoader(load_fn=_load, cache=False)
+    loader = context_loader(context, "subjects", _load)
     subject: object | None = await loader.load((row.workspace_id, row.subject_type, row.subject_id))
     return subject
