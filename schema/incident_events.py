@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
 
+from models.incident import Incident as IncidentRow
 from resolvers import incidents
 from resolvers.auth import Scope
 from resolvers.errors import InvalidInput
@@ -109,6 +111,25 @@ def _note(info: Info, note: str | None) -> str | None:
     return note or None
 
 
+async def _transition(
+    info: Info, move: Callable[..., Awaitable[IncidentRow]], incident_id: str, note: str | None
+) -> Incident:
+    """A person acknowledges or resolves: the incident after it, or the public error."""
+    principal = await info.context.require(Scope.EVENTS_WRITE)
+    try:
+        row = await move(
+            principal=principal,
+            incident_id=incident_id,
+            note=_note(info, note),
+            publisher=info.context.publisher,
+        )
+    except incidents.IncidentNotFound as exc:
+        raise public_error("NOT_FOUND", str(exc)) from None
+    except incidents.IncidentConflict as exc:
+        raise public_error("CONFLICT", str(exc)) from None
+    return Incident.from_row(row)
+
+
 @strawberry.type
 class IncidentMutation:
     @strawberry.mutation(description="Trigger, acknowledge or resolve (`POST /api/events`).")
@@ -145,35 +166,13 @@ class IncidentMutation:
     async def acknowledge_incident(
         self, info: Info, id: strawberry.ID, note: str | None = None
     ) -> Incident:
-        principal = await info.context.require(Scope.EVENTS_WRITE)
-        try:
-            row = await incidents.acknowledge_incident(
-                principal=principal,
-                incident_id=str(id),
-                note=_note(info, note),
-                publisher=info.context.publisher,
-            )
-        except incidents.IncidentNotFound as exc:
-            raise public_error("NOT_FOUND", str(exc)) from None
-        except incidents.IncidentConflict as exc:
-            raise public_error("CONFLICT", str(exc)) from None
-        return Incident.from_row(row)
+        return await _transition(info, incidents.acknowledge_incident, str(id), note)
 
     @strawberry.mutation(description="Resolve an incident; the actor is the key's name.")
     async def resolve_incident(
         self, info: Info, id: strawberry.ID, note: str | None = None
     ) -> Incident:
-        principal = await info.context.require(Scope.EVENTS_WRITE)
-        try:
-            row = await incidents.resolve_incident(
-                principal=principal,
-                incident_id=str(id),
-                note=_note(info, note),
-                publisher=info.context.publisher,
-            )
-        except incidents.IncidentNotFound as exc:
-            raise public_error("NOT_FOUND", str(exc)) from None
-        return Incident.from_row(row)
+        return await _transition(info, incidents.resolve_incident, str(id), note)
 
     @strawberry.mutation(
         description="Add a note to an incident (open or resolved): an INCIDENT_ANNOTATED "
