@@ -25,6 +25,7 @@ from schema.agent_events import AgentMutation
 from schema.approval import ApprovalMutation, ApprovalQuery
 from schema.change import ChangeMutation
 from schema.errors import OpsgraphSchema, RefusedValues, unexpected
+from schema.execution import ExecutionContext
 from schema.incident import IncidentQuery
 from schema.incident_events import IncidentMutation
 from schema.policy import PolicyMutation, PolicyQuery
@@ -81,5 +82,6 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
+        execution_context_class=ExecutionContext,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )

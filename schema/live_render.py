@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from models.timeline import TimelineEntry as TimelineEntryRow
+from schema.execution import ExecutionContext
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class Renderers:
         key = (id(schema), *scope_key, target.query, target.operation_name, variables)
         renderer = self._renderers.get(key)
         if renderer is None:
-            built = Executor.build(
+            built = ExecutionContext.build(
                 schema,
                 parse(target.query),
                 context_value=context,

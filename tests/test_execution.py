@@ -1,0 +1,179 @@
+"""The short path for plain fields gives what graphql-core's own execution gives: the same
+data in the same order and the same errors at the same paths, for good values and bad."""
+
+from __future__ import annotations
+
+import enum
+import tracemalloc
+from typing import Any, NewType
+
+import pytest
+import strawberry
+from graphql import ExecutionResult
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from schema.execution import ExecutionContext
+
+
+@strawberry.enum
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+# A scalar that answers None for a value it cannot show (graphql-core's own never do).
+Note = NewType("Note", str)
+NOTE = strawberry.scalar(name="Note", serialize=lambda value: None if value == "hidden" else value)
+
+
+@strawberry.type
+class Leaf:
+    name: str
+    count: int
+    ratio: float | None
+    colour: Colour
+    tags: list[str]
+    maybe_tags: list[str | None] | None
+    note: Note
+
+    @strawberry.field
+    def shout(self, times: int = 1) -> str:
+        return self.name.upper() * times
+
+
+@strawberry.type
+class Branch:
+    label: str
+    leaves: list[Leaf]
+    first: Leaf | None
+
+
+def leaf(**overrides: Any) -> Leaf:
+    values: dict[str, Any] = {
+        "name": "a", "count": 1, "ratio": 0.5, "colour": Colour.RED,
+        "tags": ["x", "y"], "maybe_tags": ["z", None], "note": "n",
+    }  # fmt: skip
+    values.update(overrides)
+    return Leaf(**values)
+
+
+BRANCHES: dict[str, Branch] = {}
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def branch(self, key: str) -> Branch | None:
+        return BRANCHES[key]
+
+
+CONFIG = StrawberryConfig(scalar_map={Note: NOTE})
+SCHEMAS = {
+    "short": strawberry.Schema(
+        query=Query, execution_context_class=ExecutionContext, config=CONFIG
+    ),
+    "usual": strawberry.Schema(
+        query=Query, execution_context_class=StrawberryGraphQLCoreExecutionContext, config=CONFIG
+    ),
+}
+
+EVERY_FIELD = """query($key: String!) {
+  branch(key: $key) {
+    label
+    first { name colour }
+    leaves {
+      __typename name count ratio colour tags maybeTags note shout(times: 2)
+      alias: name
+      ... on Leaf { count tags }
+      skipped: count @skip(if: true)
+    }
+  }
+}"""
+
+
+def outcome(result: ExecutionResult) -> tuple[Any, list[tuple[str, list[str | int]]]]:
+    errors = [(error.message, list(error.path or [])) for error in result.errors or []]
+    return result.data, errors
+
+
+async def both(key: str, query: str = EVERY_FIELD) -> tuple[Any, Any]:
+    results = [await SCHEMAS[name].execute(query, variable_values={"key": key}) for name in SCHEMAS]
+    return outcome(results[0]), outcome(results[1])
+
+
+@pytest.mark.parametrize(
+    "leaves",
+    [
+        pytest.param([leaf(), leaf(name="b", ratio=None, maybe_tags=None)], id="good"),
+        pytest.param([leaf(), leaf(name=None)], id="null in a non-null field"),
+        pytest.param([leaf(count="many")], id="a value the scalar refuses"),
+        pytest.param([leaf(tags=["x", None])], id="null in a list of non-null"),
+        pytest.param([leaf(tags="xy")], id="a string where a list belongs"),
+        pytest.param([leaf(colour="green")], id="not a member of the enum"),
+        pytest.param([leaf(note="hidden")], id="a scalar that shows nothing"),
+        pytest.param([leaf(count=ValueError("stored error"))], id="an exception as value"),
+        pytest.param([], id="no leaves"),
+    ],
+)
+async def test_same_data_and_errors_as_graphql_core(leaves: list[Leaf]) -> None:
+    BRANCHES["k"] = Branch(label="top", leaves=leaves, first=leaves[0] if leaves else None)
+    short, usual = await both("k")
+    assert short == usual
+    data, errors = short
+    if errors:  # a bad value: the error names its place, the page keeps the rest
+        assert errors[0][1][:2] in (["branch", "leaves"], ["branch", "first"])
+    elif leaves:
+        first_leaf = data["branch"]["leaves"][0]
+        assert list(first_leaf) == [
+            "__typename", "name", "count", "ratio", "colour", "tags", "maybeTags", "note", "shout",
+            "alias",
+        ]  # fmt: skip
+        assert first_leaf["colour"] == "RED" and first_leaf["shout"] == "AA"
+
+
+async def test_order_follows_the_query_with_plain_and_resolved_fields_mixed() -> None:
+    BRANCHES["k"] = Branch(label="top", leaves=[leaf()], first=None)
+    query = """query($key: String!) {
+      branch(key: $key) { leaves { shout tags name shout2: shout(times: 3) count } label }
+    }"""
+    short, usual = await both("k", query)
+    assert short == usual
+    assert list(short[0]["branch"]) == ["leaves", "label"]
+    assert list(short[0]["branch"]["leaves"][0]) == ["shout", "tags", "name", "shout2", "count"]
+
+
+@strawberry.type
+class Ticker:
+    @strawberry.subscription
+    async def leaves(self, count: int) -> Leaf:
+        for number in range(count):
+            yield leaf(name=str(number))
+
+
+async def test_a_long_subscription_keeps_no_memory_per_event() -> None:
+    schema = strawberry.Schema(
+        query=Query, subscription=Ticker, execution_context_class=ExecutionContext, config=CONFIG
+    )
+    events = 3000
+    stream = await schema.subscribe(
+        "subscription($n: Int!) { leaves(count: $n) { name tags colour } }",
+        variable_values={"n": events},
+    )
+    assert not isinstance(stream, ExecutionResult)
+    tracemalloc.start()
+    try:
+        seen = 0
+        async for result in stream:
+            assert not result.errors and result.data == {
+                "leaves": {"name": str(seen), "tags": ["x", "y"], "colour": "RED"}
+            }
+            seen += 1
+            if seen == 500:
+                before = tracemalloc.get_traced_memory()[0]
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert seen == events
+    # graphql-core's own per-event executors kept about 1 KB for every event.
+    assert (after - before) / (events - 500) < 100
