@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -157,30 +158,20 @@ async def record_entry(
     Taking the next `seq` locks the workspace row until commit, so call this after the
     transaction's other writes (always lock domain rows first, the workspace last).
     """
-    unique_labels = list(dict.fromkeys(labels))
-    seq = await take_seqs(workspace_id=workspace_id, count=1)
-    entry = await TimelineEntry.create(
+    new = NewEntry(
         workspace_id=workspace_id,
-        seq=seq,
         kind=kind,
         occurred_at=occurred_at,
         summary=summary,
         service=service,
         environment=environment,
-        labels=unique_labels,
+        labels=labels,
         actor=actor,
         details=details,
         subject_type=subject_type,
         subject_id=subject_id,
     )
-    if unique_labels:
-        await TimelineLabel.bulk_create(
-            [
-                TimelineLabel(entry_id=entry.id, workspace_id=workspace_id, label=label)
-                for label in unique_labels
-            ]
-        )
-    return entry
+    return (await record_entries([new]))[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,16 +191,51 @@ class NewEntry:
     subject_id: str | None = None
 
 
+# PostgreSQL: one statement per workspace takes the `seq` range and inserts the entries and
+# their label rows. $1 workspace, $2 how many, $3 now, $4..$13 one array per column (the
+# i-th entry at index i), $14/$15 the label rows: their entry's 1-based index, the label.
+_INSERT_POSTGRES = """
+WITH ws AS (
+    UPDATE workspace SET timeline_seq = timeline_seq + $2 WHERE id = $1 RETURNING timeline_seq
+), entries AS (
+    INSERT INTO timeline_entry (workspace_id, seq, kind, occurred_at, summary, service,
+                                environment, labels, actor, details, subject_type,
+                                subject_id, created_at)
+    SELECT $1, ws.timeline_seq - $2 + e.n, e.kind, e.occurred_at, e.summary, e.service,
+           e.environment, e.labels::jsonb, e.actor, e.details::jsonb, e.subject_type,
+           e.subject_id, $3
+    FROM ws, unnest(
+        $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[],
+        $10::text[], $11::text[], $12::text[], $13::text[]
+    ) WITH ORDINALITY AS e(kind, occurred_at, summary, service, environment, labels, actor,
+                           details, subject_type, subject_id, n)
+    RETURNING id, seq
+), labels AS (
+    INSERT INTO timeline_label (entry_id, workspace_id, label)
+    SELECT entries.id, $1, l.label
+    FROM unnest($14::bigint[], $15::text[]) AS l(n, label)
+    JOIN entries ON entries.seq = (SELECT timeline_seq FROM ws) - $2 + l.n
+)
+SELECT id, seq FROM entries ORDER BY seq
+"""
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # `json.dumps` makes one per call
+
+
 async def record_entries(new: Sequence[NewEntry]) -> list[TimelineEntry]:
     """Store several entries and their label rows inside the caller's transaction, in order.
 
-    As `record_entry` does, but each workspace's `seq` range is taken once (one lock, one
-    UPDATE) and all rows go in with one INSERT for entries and one for labels. Workspace
-    rows are locked in id order, so two batches never deadlock.
+    Each workspace's `seq` range is taken once (one lock, one UPDATE), and its entries and
+    label rows go in with it: on PostgreSQL in one statement, elsewhere one INSERT for
+    entries and one for labels. Workspace rows are locked in id order, so two batches never
+    deadlock.
     """
     by_workspace: dict[str, list[int]] = {}
     for index, item in enumerate(new):
         by_workspace.setdefault(item.workspace_id, []).append(index)
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        return await _record_postgres(connection, new, by_workspace)
     seqs = [0] * len(new)
     for workspace_id in sorted(by_workspace):
         indexes = by_workspace[workspace_id]
@@ -217,21 +243,7 @@ async def record_entries(new: Sequence[NewEntry]) -> list[TimelineEntry]:
         for offset, index in enumerate(indexes):
             seqs[index] = first + offset
     entries = [
-        TimelineEntry(
-            workspace_id=item.workspace_id,
-            seq=seq,
-            kind=item.kind,
-            occurred_at=item.occurred_at,
-            summary=item.summary,
-            service=item.service,
-            environment=item.environment,
-            labels=list(dict.fromkeys(item.labels)),
-            actor=item.actor,
-            details=item.details,
-            subject_type=item.subject_type,
-            subject_id=item.subject_id,
-        )
-        for item, seq in zip(new, seqs, strict=True)
+        TimelineEntry(seq=seq, **_entry_fields(item)) for item, seq in zip(new, seqs, strict=True)
     ]
     await TimelineEntry.bulk_create(entries)
     # bulk_create hands back no generated ids: read them by (workspace, seq), which is unique.
@@ -256,6 +268,64 @@ async def record_entries(new: Sequence[NewEntry]) -> list[TimelineEntry]:
     if labels:
         await TimelineLabel.bulk_create(labels)
     return entries
+
+
+def _entry_fields(item: NewEntry) -> dict[str, Any]:
+    return {
+        "workspace_id": item.workspace_id,
+        "kind": item.kind,
+        "occurred_at": item.occurred_at,
+        "summary": item.summary,
+        "service": item.service,
+        "environment": item.environment,
+        "labels": list(dict.fromkeys(item.labels)),
+        "actor": item.actor,
+        "details": item.details,
+        "subject_type": item.subject_type,
+        "subject_id": item.subject_id,
+    }
+
+
+async def _record_postgres(
+    connection: Any, new: Sequence[NewEntry], by_workspace: dict[str, list[int]]
+) -> list[TimelineEntry]:
+    """`record_entries` on PostgreSQL: one statement per workspace, in workspace id order."""
+    now = datetime.now(UTC)
+    entries: list[TimelineEntry | None] = [None] * len(new)
+    for workspace_id in sorted(by_workspace):
+        indexes = by_workspace[workspace_id]
+        fields = [_entry_fields(new[index]) for index in indexes]
+        label_n = [n for n, row in enumerate(fields, start=1) for _ in row["labels"]]
+        label_text = [label for row in fields for label in row["labels"]]
+        details = [row["details"] for row in fields]
+        _, records = await connection.execute_query(
+            _INSERT_POSTGRES,
+            [
+                workspace_id,
+                len(fields),
+                now,
+                [row["kind"].value for row in fields],
+                [row["occurred_at"] for row in fields],
+                [row["summary"] for row in fields],
+                [row["service"] for row in fields],
+                [row["environment"] for row in fields],
+                [_ENCODER.encode(row["labels"]) for row in fields],
+                [row["actor"] for row in fields],
+                [None if value is None else _ENCODER.encode(value) for value in details],
+                [row["subject_type"] for row in fields],
+                [row["subject_id"] for row in fields],
+                label_n,
+                label_text,
+            ],
+        )
+        if len(records) != len(fields):
+            raise RuntimeError(f"workspace {workspace_id} is missing: no entries were stored")
+        for index, row, record in zip(indexes, fields, records, strict=True):
+            entries[index] = TimelineEntry.construct(
+                _saved_in_db=True, id=int(record["id"]), seq=int(record["seq"]), created_at=now,
+                **row,
+            )  # fmt: skip
+    return [entry for entry in entries if entry is not None]
 
 
 def _filtered(workspace_id: str, flt: TimelineFilter) -> Any:

@@ -6,10 +6,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
+from models.timeline import TimelineEntry
 from resolvers import timeline
 from resolvers.auth import Principal, Scope
 from resolvers.changes import record_change, validate_change
-from tests.conftest import GraphQL, Recorder, Tenant
+from tests.conftest import GraphQL, MakeTenant, Recorder, Tenant
 
 QUERY = """
 query($filter: TimelineFilter, $first: Int, $after: String) {
@@ -183,3 +186,37 @@ async def test_a_page_loads_its_subjects_in_one_query_per_kind(
     assert names == [f"e{index}" for index in reversed(range(30))]
     change_reads = [r for r in caplog.records if 'FROM "change"' in r.getMessage()]
     assert len(change_reads) == 1, [r.getMessage() for r in change_reads]
+
+
+async def test_entries_of_two_workspaces_stored_together_keep_their_order_and_labels(
+    gql: GraphQL, make_tenant: MakeTenant
+) -> None:
+    first, second = await make_tenant(), await make_tenant()
+
+    def entry(tenant: Tenant, summary: str, labels: list[str], **fields: Any) -> Any:
+        return timeline.NewEntry(
+            workspace_id=tenant.workspace_id, kind=timeline.TimelineKind.CHANGE,
+            occurred_at=BASE, summary=summary, labels=labels, **fields,
+        )  # fmt: skip
+
+    new = [
+        entry(second, "b1", ["x", "x", "y"], details={"why": "ünïcode"}),
+        entry(first, "a1", []),
+        entry(second, "b2", ["y"], service="api"),
+        entry(first, "a2", ["x"], details=None),
+    ]
+    async with in_transaction():
+        stored = await timeline.record_entries(new)
+    assert [row.summary for row in stored] == ["b1", "a1", "b2", "a2"]
+    assert [row.seq for row in stored] == [1, 1, 2, 2]  # each workspace's own, in order
+    assert stored[0].labels == ["x", "y"] and stored[0].details == {"why": "ünïcode"}
+    again = await TimelineEntry.get(id=stored[2].id)
+    assert (again.summary, again.seq, again.service) == ("b2", 2, "api")
+
+    async def labelled(tenant: Tenant, label: str) -> list[str]:
+        return await summaries(gql, tenant.reader, filter={"labels": [label]})
+
+    assert await labelled(second, "x") == ["b1"]
+    assert sorted(await labelled(second, "y")) == ["b1", "b2"]
+    assert await labelled(first, "x") == ["a2"]
+    assert await labelled(first, "y") == []
