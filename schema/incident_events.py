@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import get_object_definition
 
 from models.incident import Incident as IncidentRow
 from resolvers import incidents
@@ -80,6 +82,46 @@ class IncidentEventInput:
             "client": self.client,
             "client_url": self.client_url,
         }
+
+
+def _incident_event_input(cls: type[Any], value: Mapping[str, Any], context: InputContext) -> Any:
+    """An IncidentEventInput from its input value, as graphql-core coerced it (each field
+    already of its type), instead of Strawberry's generic conversion (see `_change_input`):
+    about a fifth of a trigger's server CPU went into converting its nested input."""
+    payload, images, links = value.get("payload"), value.get("images"), value.get("links")
+    return cls(
+        event_action=value["eventAction"],
+        routing_key=value.get("routingKey"),
+        service_id=value.get("serviceId"),
+        dedup_key=value.get("dedupKey"),
+        payload=None if payload is None else _payload(payload),
+        images=None
+        if images is None
+        else [
+            IncidentImageInput(src=i["src"], href=i.get("href"), alt=i.get("alt")) for i in images
+        ],
+        links=None
+        if links is None
+        else [LinkInput(href=link["href"], text=link.get("text")) for link in links],
+        client=value.get("client"),
+        client_url=value.get("clientUrl"),
+    )
+
+
+def _payload(value: Mapping[str, Any]) -> IncidentPayloadInput:
+    return IncidentPayloadInput(
+        summary=value.get("summary"),
+        source=value.get("source"),
+        severity=value.get("severity"),
+        timestamp=value.get("timestamp"),
+        component=value.get("component"),
+        group=value.get("group"),
+        event_class=value.get("class"),
+        custom_details=value.get("customDetails"),
+    )
+
+
+get_object_definition(IncidentEventInput, strict=True).from_input = _incident_event_input
 
 
 @strawberry.type(description="The event was processed; a dropped one changed nothing.")
