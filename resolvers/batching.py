@@ -33,16 +33,33 @@ class Batcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queue `item`, wait for its batch, and return its own outcome."""
+        return await self._queue([item])[0]
+
+    async def submit_many(self, items: Sequence[T]) -> list[R | BaseException]:
+        """Queue several items at once (no task each); every item's own outcome, in order:
+        its result, or the exception it failed with."""
+        futures = self._queue(items) if items else []
+        if futures:
+            await asyncio.wait(futures)
+        outcomes: list[R | BaseException] = []
+        for future in futures:
+            if future.cancelled():  # the batch was cancelled (shut-down): so is the caller
+                raise asyncio.CancelledError
+            error = future.exception()
+            outcomes.append(future.result() if error is None else error)
+        return outcomes
+
+    def _queue(self, items: Sequence[T]) -> list[asyncio.Future[R]]:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): forget the old one's state
             self._loop, self._pending, self._draining, self._task = loop, [], False, None
-        future: asyncio.Future[R] = loop.create_future()
-        self._pending.append((item, future))
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+        self._pending.extend(zip(items, futures, strict=True))
         if not self._draining:
             self._draining = True
             # A fresh context: the batch must not run inside the first caller's transaction.
             self._task = loop.create_task(self._drain(), context=contextvars.Context())
-        return await future
+        return futures
 
     async def _drain(self) -> None:
         try:

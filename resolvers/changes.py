@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,14 +109,11 @@ async def record_changes(
     own outcome, in order (a change the database refused is its exception, the others are
     stored), once the transactions holding them have committed."""
     principal.require(Scope.EVENTS_WRITE)
-    outcomes = await asyncio.gather(
-        *(WRITER.submit(_Write(principal=principal, data=data, actor=None)) for data in items),
-        return_exceptions=True,
-    )
+    writes = [_Write(principal=principal, data=data, actor=None) for data in items]
     results: list[RecordedChange | Exception] = []
-    for outcome in outcomes:
+    for outcome in await WRITER.submit_many(writes):
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-            raise outcome  # cancelled (shut-down)
+            raise outcome
         results.append(outcome)
     for outcome in results:
         if isinstance(outcome, RecordedChange):
