@@ -54,7 +54,7 @@ from rest_compat.common import Endpoint, error_body, pagerduty_error_body, stric
 from rest_compat.openapi import openapi_route
 from schema import build_schema
 from schema.context import Context
-from schema.live_render import LIVE_TARGET, LiveTarget, Renderers, target_websocket
+from schema.live_render import ASGI_SEND, LIVE_TARGET, LiveTarget, Renderers, target_send
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         # This runs in the operation's own task: the variable is set for it alone.
         LIVE_TARGET.set(
             LiveTarget(
-                websocket=target_websocket(self.websocket),
+                send=target_send(self.websocket),
                 operation_id=operation.id,
                 query=operation.query,
                 variables=operation.variables,
@@ -167,6 +167,11 @@ class GraphQLApp(GraphQL[Context, None]):
         self.settings = settings
         self.bus = bus
         self.renderers = Renderers(memo_size=settings.subscriber_queue_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # for live messages (see `schema.live_render`)
+            scope = {**scope, ASGI_SEND: send}
+        await super().__call__(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
         """Request bodies and WebSocket messages: the REST endpoints' strict JSON, and an

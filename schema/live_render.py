@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from graphql import ExecutionResult, Executor, GraphQLSchema, parse
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Send
+from starlette.websockets import WebSocket
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from models.timeline import TimelineEntry as TimelineEntryRow
@@ -30,12 +31,17 @@ from schema.execution import ExecutionContext
 
 log = logging.getLogger(__name__)
 
+# Where the GraphQL app leaves a WebSocket's ASGI send in its scope: live messages go
+# straight to it (they are sent thousands of times per entry; Starlette's WebSocket object
+# adds only checks that hold here anyway).
+ASGI_SEND = "opsgraph.asgi_send"
+
 
 @dataclass(frozen=True, slots=True)
 class LiveTarget:
     """One `graphql-transport-ws` operation: what it asked for and where its messages go."""
 
-    websocket: WebSocket
+    send: Send  # the connection's ASGI send (see `ASGI_SEND`)
     operation_id: str
     query: str
     variables: dict[str, Any] | None
@@ -47,12 +53,12 @@ class LiveTarget:
         head = json.dumps({"id": self.operation_id, "type": "next"}, separators=(",", ":"))
         object.__setattr__(self, "prefix", head[:-1] + ',"payload":')
 
-    async def send(self, payload: str) -> None:
+    async def send_next(self, payload: str) -> None:
         """Send one rendered `next` payload to this operation's client."""
         try:
-            await self.websocket.send_text(self.prefix + payload + "}")
-        except WebSocketDisconnect as exc:  # as Strawberry's own sends report it
-            raise WebSocketDisconnected from exc
+            await self.send({"type": "websocket.send", "text": self.prefix + payload + "}"})
+        except OSError as exc:  # the client left (uvicorn's ClientDisconnected), reported
+            raise WebSocketDisconnected from exc  # as Strawberry's own sends report it
 
 
 # Set by the WebSocket handler in each operation's task, read by the subscription resolvers.
@@ -144,6 +150,7 @@ class Renderers:
         return len(self._renderers)
 
 
-def target_websocket(adapter: object) -> WebSocket:
-    """The Starlette WebSocket behind Strawberry's ASGI adapter."""
-    return cast(WebSocket, adapter.ws)  # type: ignore[attr-defined]
+def target_send(adapter: object) -> Send:
+    """The ASGI send of the WebSocket behind Strawberry's ASGI adapter."""
+    websocket = cast(WebSocket, adapter.ws)  # type: ignore[attr-defined]
+    return cast(Send, websocket.scope[ASGI_SEND])

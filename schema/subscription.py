@@ -129,7 +129,7 @@ class Subscription:
                 if renderer is not None and target is not None:
                     payload = await renderer.render(row, TimelineEntry.from_row)
                     if payload is not None:
-                        await target.send(payload)
+                        await target.send_next(payload)
                         continue
                 yield TimelineEntry.from_row(row)
         finally:

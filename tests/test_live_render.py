@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 import strawberry
+from starlette.types import Message
+from strawberry.http.exceptions import WebSocketDisconnected
+from uvicorn.protocols.utils import ClientDisconnected
 
 from opsgraph.bus import Bus
 from opsgraph.settings import Settings
@@ -33,10 +36,17 @@ class Socket:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.arrived = asyncio.Event()
+        self.gone = False  # the client has left: sends fail as uvicorn's do
 
     async def send_text(self, text: str) -> None:
         self.messages.append(json.loads(text))
         self.arrived.set()
+
+    async def asgi_send(self, message: Message) -> None:
+        assert message["type"] == "websocket.send"
+        if self.gone:
+            raise ClientDisconnected
+        await self.send_text(message["text"])
 
     async def next(self) -> dict[str, Any]:
         while not self.messages:
@@ -76,7 +86,7 @@ class Live:
         async def run() -> None:
             LIVE_TARGET.set(
                 LiveTarget(
-                    websocket=socket,  # type: ignore[arg-type]
+                    send=socket.asgi_send,
                     operation_id=operation_id,
                     query=document,
                     variables=variables,
@@ -91,7 +101,10 @@ class Live:
             started.set()
             try:  # entries rendered here are sent, not yielded: anything yielded is news
                 result = await reading
-                await socket.send_text(json.dumps({"yielded": result.data}))
+                yielded: dict[str, Any] = {"yielded": result.data}
+                if result.errors:
+                    yielded["errors"] = [type(e.original_error).__name__ for e in result.errors]
+                await socket.send_text(json.dumps(yielded))
             finally:
                 await stream.aclose()  # type: ignore[union-attr]
 
@@ -175,3 +188,21 @@ async def test_a_renderer_goes_with_its_last_subscriber(live: Live, tenant: Tena
     assert len(live.renderers) == 1
     await live.close()
     assert len(live.renderers) == 0
+
+
+async def test_a_client_that_left_ends_its_operation_and_the_others_carry_on(
+    live: Live, tenant: Tenant, bus: Bus, settings: Settings
+) -> None:
+    staying, leaving = [await live.open(tenant.reader, WITH_SUBJECT) for _ in range(2)]
+    assert bus.hub.subscriber_count == 2
+    leaving.gone = True
+    await post(tenant, bus, settings, "api deploy", service="api")
+    assert (await staying.next())["payload"]["data"]["entry"]["summary"] == "api deploy"
+    # The operation ends with the error Strawberry's own sends raise (its handler then
+    # closes the operation), and the hub forgets the subscriber.
+    ended = await leaving.next()
+    assert ended == {"yielded": None, "errors": [WebSocketDisconnected.__name__]}
+    assert bus.hub.subscriber_count == 1
+    await post(tenant, bus, settings, "web deploy", service="web")
+    assert (await staying.next())["payload"]["data"]["entry"]["summary"] == "web deploy"
+    assert leaving.messages == []
