@@ -85,8 +85,9 @@ class Settings:
     workers: int = 1
     # One log line per HTTP request (uvicorn's access log).
     access_log: bool = True
-    # Allocations between garbage collections (Python's default is 700); 0 keeps the default.
-    gc_threshold: int = 50_000
+    # Allocations between young garbage collections (Python's default is 700; each pause
+    # grows with it: see `opsgraph.cli.tune_gc`); 0 keeps the default.
+    gc_threshold: int = 5_000
     frontend_dir: str = str(Path(__file__).resolve().parent.parent / "frontend" / "dist")
 
     @classmethod
