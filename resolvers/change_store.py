@@ -8,7 +8,6 @@ time as possible. Elsewhere (SQLite) the ORM does the same in one transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from models.change import Change
 from models.timeline import TimelineEntry, TimelineKind
-from resolvers.timeline import NewEntry, record_entries
+from resolvers.timeline import NewEntry, json_text, record_entries
 
 SUBJECT_TYPE = "Change"
 
@@ -58,13 +57,6 @@ WITH ws AS (
 )
 SELECT id, seq FROM entries ORDER BY seq
 """
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # `json.dumps` makes one per call
-
-
-def _json(value: Any) -> str:
-    return _ENCODER.encode(value)
 
 
 def entry_of(change: Change) -> NewEntry:
@@ -163,9 +155,9 @@ async def _insert_postgres(
             unique = list(dict.fromkeys(row.labels))
             label_n.extend([n] * len(unique))
             label_text.extend(unique)
-            labels_json.append(_json(row.labels))
+            labels_json.append(json_text(row.labels))
             same = len(unique) == len(row.labels)
-            entry_labels_json.append(labels_json[-1] if same else _json(unique))
+            entry_labels_json.append(labels_json[-1] if same else json_text(unique))
         _, records = await connection.execute_query(
             _INSERT_POSTGRES,
             [
@@ -180,8 +172,8 @@ async def _insert_postgres(
                 [row.environment for row in rows],
                 [row.service for row in rows],
                 labels_json,
-                [_json(row.metadata) for row in rows],
-                [_json(row.links) for row in rows],
+                [json_text(row.metadata) for row in rows],
+                [json_text(row.links) for row in rows],
                 [row.actor for row in rows],
                 label_n,
                 label_text,

@@ -113,7 +113,7 @@ async def record_changes(
     results: list[RecordedChange | Exception] = []
     for outcome in await WRITER.submit_many(writes):
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-            raise outcome
+            raise outcome  # cancelled (shut-down)
         results.append(outcome)
     for outcome in results:
         if isinstance(outcome, RecordedChange):

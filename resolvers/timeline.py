@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q, Subquery
 
 from models.agent import Run, ToolCall
@@ -222,6 +223,11 @@ SELECT id, seq FROM entries ORDER BY seq
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # `json.dumps` makes one per call
 
 
+def json_text(value: Any) -> str:
+    """A value as compact JSON text, for a jsonb parameter of a hand-written statement."""
+    return _ENCODER.encode(value)
+
+
 async def record_entries(new: Sequence[NewEntry]) -> list[TimelineEntry]:
     """Store several entries and their label rows inside the caller's transaction, in order.
 
@@ -287,7 +293,7 @@ def _entry_fields(item: NewEntry) -> dict[str, Any]:
 
 
 async def _record_postgres(
-    connection: Any, new: Sequence[NewEntry], by_workspace: dict[str, list[int]]
+    connection: BaseDBAsyncClient, new: Sequence[NewEntry], by_workspace: dict[str, list[int]]
 ) -> list[TimelineEntry]:
     """`record_entries` on PostgreSQL: one statement per workspace, in workspace id order."""
     now = datetime.now(UTC)
@@ -309,9 +315,9 @@ async def _record_postgres(
                 [row["summary"] for row in fields],
                 [row["service"] for row in fields],
                 [row["environment"] for row in fields],
-                [_ENCODER.encode(row["labels"]) for row in fields],
+                [json_text(row["labels"]) for row in fields],
                 [row["actor"] for row in fields],
-                [None if value is None else _ENCODER.encode(value) for value in details],
+                [None if value is None else json_text(value) for value in details],
                 [row["subject_type"] for row in fields],
                 [row["subject_id"] for row in fields],
                 label_n,
