@@ -169,8 +169,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self.renderers = Renderers(memo_size=settings.subscriber_queue_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":  # for live messages (see `schema.live_render`)
-            scope = {**scope, ASGI_SEND: send}
+        if scope["type"] == "websocket":  # for live messages (see `schema.live_render`);
+            scope[ASGI_SEND] = send  # set in place: a copy would be kept per connection
         await super().__call__(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
