@@ -73,7 +73,9 @@ class Subscriber:
         self.maxsize = maxsize
         self.start_seq = 0
         self._items: deque[TimelineEntry] = deque()
-        self._wakeup = asyncio.Event()
+        # The future `next` waits on (an asyncio.Event would keep a deque of its own, about
+        # 600 bytes, for every idle subscriber).
+        self._waiter: asyncio.Future[None] | None = None
         self.error: LiveError | None = None
 
     def offer(self, entry: TimelineEntry) -> None:
@@ -83,23 +85,31 @@ class Subscriber:
             self.fail(lagged())
             return
         self._items.append(entry)
-        self._wakeup.set()
+        self._wake()
 
     def fail(self, error: LiveError) -> None:
         if self.error is None:
             self.error = error
             self._items.clear()
-            self._wakeup.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next(self) -> TimelineEntry:
-        """The next entry; raises the LiveError that ended the subscription."""
+        """The next entry (for its one consumer); raises the LiveError that ended it."""
         while True:
             if self.error is not None:
                 raise self.error
             if self._items:
                 return self._items.popleft()
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 @dataclass
