@@ -30,8 +30,9 @@ from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-# Plans kept per execution (and shared by a subscription's per-event executors); past this
-# many field sets the cache starts again, so a long-lived executor cannot grow without end.
+# How to complete each field set, kept per execution (each event of a subscription is an
+# execution of its own); past this many field sets the memo starts again, a bound for an
+# execution that should ever see that many.
 PLAN_CACHE_SIZE = 256
 
 
