@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -277,13 +277,16 @@ class RateLimit:
         self.pagerduty_paths = pagerduty_paths
         self.limiter = limiter or (make_limiter(settings) if self.enabled else None)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Passing a WebSocket on keeps no frame of this middleware for the connection's life.
         if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
-            return
+            return self.app(scope, receive, self._closing_on_shutdown(send))
         if scope["type"] != "http" or self.limiter is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._limited(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.limiter is not None
         secrets = header_secrets(scope["headers"])
         if scope["path"] in ROUTING_KEY_PATHS:
             body, receive = await _buffer(receive)
