@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from functools import lru_cache
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
 from strawberry.extensions import (
-    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
-    MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
     ValidationCache,
 )
@@ -52,6 +51,43 @@ class Mutation(
     pass
 
 
+class DocumentLimits(SchemaExtension):
+    """Parsing with a token cap and a cache, and the depth and alias rules for validation.
+
+    Strawberry's MaxTokensLimiter and AddValidationRules set these in operation hooks, which
+    stay suspended for as long as a subscription lives; these hooks end before execution.
+    Its ParserCache parsed in its hook, so a document over the token cap raised out of the
+    hook: over WebSocket the operation then ended with a logged traceback and no error for
+    the client. Here a document that fails to parse is left to Strawberry's own parse,
+    which reports the error as for any other bad document. List it before ValidationCache,
+    which reads the rules set here.
+    """
+
+    def __init__(
+        self,
+        *,
+        parse: Callable[..., DocumentNode],
+        max_tokens: int,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> None:
+        self.parse = parse
+        self.max_tokens = max_tokens
+        self.rules = rules
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        context.parse_options["max_tokens"] = self.max_tokens
+        if context.graphql_document is None and context.query:
+            with suppress(GraphQLError):  # Strawberry's parse reports it
+                context.graphql_document = self.parse(context.query, **context.parse_options)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        context.validation_rules = context.validation_rules + self.rules
+        yield
+
+
 def _should_mask(error: GraphQLError) -> bool:
     """Mask unexpected exceptions only; errors raised as GraphQLError are meant for callers."""
     return unexpected(error)
@@ -62,15 +98,16 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     size = settings.graphql_cache_size
     # The limit rules are built once: QueryDepthLimiter and MaxAliasesLimiter build a new
     # rule class per request, which made every request a ValidationCache miss.
-    rules: list[type[ASTValidationRule]] = [
+    rules: tuple[type[ASTValidationRule], ...] = (
         depth_rule(settings.graphql_max_depth, None),
         aliases_rule(settings.graphql_max_aliases),
-    ]
+    )
+    cached_parse = lru_cache(maxsize=size)(parse)
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: ParserCache(maxsize=size),
+        lambda: DocumentLimits(
+            parse=cached_parse, max_tokens=settings.graphql_max_tokens, rules=rules
+        ),
         lambda: ValidationCache(maxsize=size),
-        lambda: AddValidationRules(rules),
-        lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
         RefusedValues,
     ]
     if settings.mask_errors:

@@ -66,6 +66,25 @@ async def test_token_limit(settings: Settings, tenant: Tenant) -> None:
     assert f"more than {settings.graphql_max_tokens} tokens" in messages(result)[0]
 
 
+async def test_subscriptions_meet_the_same_limits(settings: Settings, tenant: Tenant) -> None:
+    async def first(limits: Settings, document: str) -> Any:
+        context = Context(settings=limits, publisher=Recorder(announced=[]), secret=tenant.reader)
+        stream = await build_schema(limits).stream(document, context_value=context)
+        if not hasattr(stream, "__anext__"):
+            return stream
+        try:
+            return await stream.__anext__()
+        finally:
+            await stream.aclose()
+
+    deep = "subscription { timeline { subject { ... on Change { name } } } }"
+    shallow = with_settings(settings, graphql_max_depth=1)
+    assert "exceeds maximum operation depth of 1" in messages(await first(shallow, deep))[0]
+    long = "subscription { timeline { id summary kind actor service labels } }"
+    short = with_settings(settings, graphql_max_tokens=10)
+    assert "more than 10 tokens" in messages(await first(short, long))[0]
+
+
 async def test_alias_limit(settings: Settings, tenant: Tenant) -> None:
     def aliased(count: int) -> str:
         return "{ " + " ".join(f"a{n}: viewer {{ name }}" for n in range(count)) + " }"

@@ -177,6 +177,24 @@ async def test_websocket_auth_refuses_before_any_operation(single: Server) -> No
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
+async def test_a_subscription_over_the_token_cap_is_refused_with_its_reason(
+    single: Server,
+) -> None:
+    key = single.admin_key
+    huge = "subscription { timeline { " + "summary " * 6000 + "} }"
+    async with websockets.connect(single.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": huge}}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        assert "more than 5000 tokens" in closed.value.rcvd.reason
+
+
 async def test_legacy_graphql_ws_protocol_delivers(single: Server) -> None:
     key = single.admin_key
     async with websockets.connect(single.ws_url, subprotocols=["graphql-ws"]) as ws:
