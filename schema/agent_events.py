@@ -17,8 +17,8 @@ from resolvers.auth import Scope
 from resolvers.errors import InvalidInput
 from resolvers.runs import EventConflict
 from schema.agent import MatchedPolicy, Run, ToolCall, ToolCallDecision
-from schema.common import InvalidEvent
-from schema.context import Info, public_error
+from schema.common import InvalidEvent, record_each
+from schema.context import Info
 from schema.scalars import JSON
 
 
@@ -171,27 +171,22 @@ class AgentMutation:
         principal = await info.context.require(Scope.EVENTS_WRITE)
         context = info.context
         settings = context.settings
-        if len(inputs) > settings.max_agent_events_per_call:
-            raise public_error(
-                "BAD_USER_INPUT",
-                f"inputs: at most {settings.max_agent_events_per_call} events per call.",
+
+        async def record(
+            items: list[agent_events.AgentEventData],
+        ) -> list[agent_events.AgentEventOutcome | Exception]:
+            return await agent_events.record_agent_events(
+                principal=principal, items=items, settings=settings, publisher=context.publisher
             )
-        # graphql-core reports an exception in a list as that item's error (null item).
-        results: list[AgentEventResult | Exception | None] = [None] * len(inputs)
-        valid: list[tuple[int, agent_events.AgentEventData]] = []
-        for index, item in enumerate(inputs):
-            try:
-                valid.append(
-                    (index, agent_events.validate_agent_event(item.to_raw(), settings=settings))
-                )
-            except InvalidInput as exc:
-                results[index] = InvalidEvent.from_error(exc)
-        outcomes = await agent_events.record_agent_events(
-            principal=principal,
-            items=[data for _, data in valid],
-            settings=settings,
-            publisher=context.publisher,
+
+        results = await record_each(
+            inputs,
+            limit=settings.max_agent_events_per_call,
+            noun="events",
+            validate=lambda item: agent_events.validate_agent_event(
+                item.to_raw(), settings=settings
+            ),
+            record=record,
+            render=_result,
         )
-        for (index, _), outcome in zip(valid, outcomes, strict=True):
-            results[index] = _result(outcome)
         return cast(list[AgentEventResult | None], results)

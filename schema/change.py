@@ -17,8 +17,8 @@ from models.change import ChangeCategory as ChangeCategoryModel
 from resolvers import changes
 from resolvers.auth import Scope
 from resolvers.errors import InvalidInput
-from schema.common import InvalidEvent
-from schema.context import Info, public_error
+from schema.common import InvalidEvent, record_each
+from schema.context import Info
 from schema.scalars import JSON
 
 ChangeCategory = strawberry.enum(ChangeCategoryModel, name="ChangeCategory")
@@ -162,26 +162,22 @@ class ChangeMutation:
     ) -> list[RecordChangeResult | None]:
         principal = await info.context.require(Scope.EVENTS_WRITE)
         settings = info.context.settings
-        if len(inputs) > settings.max_changes_per_call:
-            raise public_error(
-                "BAD_USER_INPUT",
-                f"inputs: at most {settings.max_changes_per_call} changes per call.",
+
+        async def record(
+            items: list[changes.ChangeData],
+        ) -> list[changes.RecordedChange | Exception]:
+            return await changes.record_changes(
+                principal=principal, items=items, publisher=info.context.publisher
             )
-        # graphql-core reports an exception in a list as that item's error (null item).
-        results: list[ChangeRecorded | InvalidEvent | Exception | None] = [None] * len(inputs)
-        valid: list[tuple[int, changes.ChangeData]] = []
-        for index, item in enumerate(inputs):
-            try:
-                valid.append((index, changes.validate_change(item.to_raw(), settings=settings)))
-            except InvalidInput as exc:
-                results[index] = InvalidEvent.from_error(exc)
-        outcomes = await changes.record_changes(
-            principal=principal,
-            items=[data for _, data in valid],
-            publisher=info.context.publisher,
-        )
-        for (index, _), outcome in zip(valid, outcomes, strict=True):
-            results[index] = (
+
+        results = await record_each(
+            inputs,
+            limit=settings.max_changes_per_call,
+            noun="changes",
+            validate=lambda item: changes.validate_change(item.to_raw(), settings=settings),
+            record=record,
+            render=lambda outcome: (
                 outcome if isinstance(outcome, Exception) else ChangeRecorded.of(outcome)
-            )
+            ),
+        )
         return cast(list[RecordChangeResult | None], results)

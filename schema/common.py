@@ -1,6 +1,9 @@
-"""Types shared by every domain: input errors and paging."""
+"""Types shared by every domain: input errors, list mutations and paging."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import strawberry
 
@@ -27,6 +30,39 @@ class InvalidEvent:
             message=error.message,
             fields=[FieldError(field=e.field, message=e.message) for e in error.errors],
         )
+
+
+Input = TypeVar("Input")
+Data = TypeVar("Data")
+Outcome = TypeVar("Outcome")
+
+
+async def record_each(
+    inputs: Sequence[Input],
+    *,
+    limit: int,
+    noun: str,
+    validate: Callable[[Input], Data],
+    record: Callable[[list[Data]], Awaitable[Sequence[Outcome]]],
+    render: Callable[[Outcome], Any],
+) -> list[Any]:
+    """A list mutation's results, one per input in order: at most `limit` inputs (else the
+    whole call is refused); an input `validate` refuses is its InvalidEvent; the others go
+    to `record` together and each outcome is rendered. An exception left as an outcome is
+    reported by graphql-core as that item's error (a null item)."""
+    if len(inputs) > limit:
+        raise public_error("BAD_USER_INPUT", f"inputs: at most {limit} {noun} per call.")
+    results: list[Any] = [None] * len(inputs)
+    valid: list[tuple[int, Data]] = []
+    for index, item in enumerate(inputs):
+        try:
+            valid.append((index, validate(item)))
+        except InvalidInput as exc:
+            results[index] = InvalidEvent.from_error(exc)
+    outcomes = await record([data for _, data in valid])
+    for (index, _), outcome in zip(valid, outcomes, strict=True):
+        results[index] = render(outcome)
+    return results
 
 
 @strawberry.type(description="Relay-style paging facts.")
