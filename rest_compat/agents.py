@@ -98,10 +98,8 @@ async def post_agent_event(endpoint: Endpoint, request: Request) -> JSONResponse
     return JSONResponse(render_event(result))
 
 
-def _answer(answer: dict[str, Any] | None) -> dict[str, Any] | BaseException:
+def _answer(answer: dict[str, Any]) -> dict[str, Any] | BaseException:
     """One request's own item of `recordAgentEvents`: the event, or its documented error."""
-    if answer is None:
-        return RuntimeError("no result and no error")
     if answer["__typename"] == "AgentEventConflict":
         return RestError(409, "CONFLICT", answer["message"])
     if answer["__typename"] != "AgentEventProcessed":

@@ -20,11 +20,11 @@ Outcome = dict[str, Any] | BaseException
 @dataclass(frozen=True, slots=True)
 class ListMutation:
     """A list mutation (`field(inputs: [...])` in `document`) and how a REST request reads
-    its own item's answer (None when the item failed with an error of its own)."""
+    its own item's answer (an item that failed with an error of its own never gets here)."""
 
     document: str
     field: str
-    answer: Callable[[dict[str, Any] | None], Outcome]
+    answer: Callable[[dict[str, Any]], Outcome]
     max_items: Callable[[Endpoint], int]
 
 
@@ -92,7 +92,12 @@ async def _run_as(
     if whole or result.data is None:  # nothing ran, or the call failed as a whole
         return [error_outcome(whole[0]) if whole else RuntimeError("no result")] * len(items)
     item_errors = {error.path[1]: error for error in errors if error.path}
-    return [
-        error_outcome(item_errors[index]) if index in item_errors else mutation.answer(answer)
-        for index, answer in enumerate(result.data[mutation.field])
-    ]
+    outcomes: list[Outcome] = []
+    for index, answer in enumerate(result.data[mutation.field]):
+        if index in item_errors:
+            outcomes.append(error_outcome(item_errors[index]))
+        elif answer is None:  # a null item with no error of its own
+            outcomes.append(RuntimeError("no result and no error"))
+        else:
+            outcomes.append(mutation.answer(answer))
+    return outcomes

@@ -56,10 +56,8 @@ async def _record(endpoint: Endpoint, raw: dict[str, Any], principal: Principal)
     return await _submit(endpoint, raw, principal)
 
 
-def _answer(answer: dict[str, Any] | None) -> dict[str, Any] | BaseException:
+def _answer(answer: dict[str, Any]) -> dict[str, Any] | BaseException:
     """One request's own item of `recordChanges`."""
-    if answer is None:
-        return RuntimeError("no result and no error")
     if answer["__typename"] != "ChangeRecorded":
         return RestError(400, "INVALID_EVENT", answer["message"])
     return answer
