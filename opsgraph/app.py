@@ -82,13 +82,19 @@ class MessageRate:
 TOO_MANY_MESSAGES = (1008, "Too many messages; slow down.")  # 1008: policy violation
 
 
-def _message_rate(handler: object, settings: Settings) -> MessageRate:
-    """The handler's (that is, the connection's) own bucket, made on its first message."""
+async def _closed_for_rate(handler: LegacyWSHandler | TransportWSHandler) -> bool:
+    """Close the connection (1008) if this message is over its bucket; whether it was.
+
+    The bucket is the handler's (that is, the connection's) own, made on its first message.
+    """
     rate: MessageRate | None = getattr(handler, "_opsgraph_rate", None)
     if rate is None:
-        rate = MessageRate(settings)
+        rate = MessageRate(handler.context.settings)
         setattr(handler, "_opsgraph_rate", rate)  # noqa: B010
-    return rate
+    if rate.allows():
+        return False
+    await handler.websocket.close(*TOO_MANY_MESSAGES)
+    return True
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
@@ -96,10 +102,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011)."""
 
     async def handle_message(self, message: OperationMessage) -> None:
-        if not _message_rate(self, self.context.settings).allows():
-            await self.websocket.close(*TOO_MANY_MESSAGES)
-            return
-        await super().handle_message(message)
+        if not await _closed_for_rate(self):
+            await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         payload = message.get("payload")
@@ -121,10 +125,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     `schema.live_render`)."""
 
     async def handle_message(self, message: TransportMessage) -> None:
-        if not _message_rate(self, self.context.settings).allows():
-            await self.websocket.close(*TOO_MANY_MESSAGES)
-            return
-        await super().handle_message(message)
+        if not await _closed_for_rate(self):
+            await super().handle_message(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # This runs in the operation's own task: the variable is set for it alone.
