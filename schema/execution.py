@@ -100,7 +100,9 @@ def _leaf_shape(return_type: GraphQLOutputType) -> tuple[GraphQLLeafType, bool, 
 class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context, with plain fields completed on a short path."""
 
-    _plans: dict[int, tuple[GroupedFieldSet, list[_Plain | None]]]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plans: dict[int, tuple[GroupedFieldSet, list[_Plain | None]]] = {}
 
     def build_per_event_executor(self, payload: Any) -> ExecutionContext:
         """graphql-core's per-event copy, with its own memo of collected fields.
@@ -115,8 +117,8 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return executor
 
     def _plan(self, parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Plain | None]:
-        plans = self.__dict__.get("_plans")
-        if plans is None or len(plans) >= PLAN_CACHE_SIZE:
+        plans = self._plans
+        if len(plans) >= PLAN_CACHE_SIZE:
             plans = self._plans = {}
         cached = plans.get(id(fields))
         if cached is not None and cached[0] is fields:
