@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 OPSGRAPH = str(Path(sys.executable).parent / "opsgraph")
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -35,6 +38,17 @@ class Server:
     @property
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://") + "/graphql"
+
+    def graphql(self, key: str, document: str, **variables: Any) -> dict[str, Any]:
+        """Run a document over HTTP with this key; its data (it must have no errors)."""
+        response = httpx.post(
+            f"{self.url}/graphql",
+            json={"query": document, "variables": variables},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        body: dict[str, Any] = response.json()
+        assert "errors" not in body, body
+        return body["data"]  # type: ignore[no-any-return]
 
 
 @contextmanager

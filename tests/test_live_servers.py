@@ -249,17 +249,6 @@ def test_a_client_flooding_a_websocket_is_cut_off(tmp_path: Path) -> None:
         assert asyncio.run(flood("graphql-ws", stop))[1] == 1008
 
 
-def graphql(server: Server, key: str, document: str, **variables: Any) -> dict[str, Any]:
-    response = httpx.post(
-        f"{server.url}/graphql",
-        json={"query": document, "variables": variables},
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    body: dict[str, Any] = response.json()
-    assert "errors" not in body, body
-    return body["data"]  # type: ignore[no-any-return]
-
-
 async def test_a_long_poll_learns_a_decision_taken_in_another_process(
     tmp_path: Path, database: str
 ) -> None:
@@ -272,7 +261,7 @@ async def test_a_long_poll_learns_a_decision_taken_in_another_process(
         tag = secrets.token_hex(4)
         create = "mutation($i: PolicyInput!) { createPolicy(input: $i) { id } }"
         policy = {"name": f"hold {tag}", "action": "REQUIRE_APPROVAL", "toolName": f"tool_{tag}"}
-        await asyncio.to_thread(graphql, a, key, create, i=policy)
+        await asyncio.to_thread(a.graphql, key, create, i=policy)
         call = {
             "eventId": f"e_{tag}",
             "runId": f"r_{tag}",
@@ -294,7 +283,7 @@ async def test_a_long_poll_learns_a_decision_taken_in_another_process(
         )
         await asyncio.sleep(0.5)  # the agent is waiting on A
         decide = "mutation($id: ID!) { decideApproval(id: $id, decision: APPROVE) { status } }"
-        await asyncio.to_thread(graphql, b, key, decide, id=held["approvalId"])
+        await asyncio.to_thread(b.graphql, key, decide, id=held["approvalId"])
         answer = (await waiting).json()
         assert answer["status"] == "approved", answer
         # Woken by the decision, not by the end of its 30 s wait (then it would re-read).

@@ -141,17 +141,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
             yield first, second, database
 
 
-def admin_call(server: Server, admin: str, query: str, **variables: Any) -> dict[str, Any]:
-    response = httpx.post(
-        f"{server.url}/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {admin}"},
-    )
-    body: dict[str, Any] = response.json()
-    assert "errors" not in body, body
-    return body["data"]  # type: ignore[no-any-return]
-
-
 async def open_subscription(server: Server, key: str) -> Any:
     ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])
     init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
@@ -188,11 +177,11 @@ async def test_revoking_on_one_process_ends_a_websocket_on_another(
     a, b, _ = servers
     admin = a.admin_key or b.admin_key
     assert admin is not None
-    created = admin_call(
-        b, admin, 'mutation { createApiKey(name: "dash", scopes: [READ]) { key apiKey { id } } }'
+    created = b.graphql(
+        admin, 'mutation { createApiKey(name: "dash", scopes: [READ]) { key apiKey { id } } }'
     )["createApiKey"]
     ws = await open_subscription(a, created["key"])
-    revoked = admin_call(b, admin, REVOKE, id=created["apiKey"]["id"])
+    revoked = b.graphql(admin, REVOKE, id=created["apiKey"]["id"])
     assert revoked == {"revokeApiKey": True}
     await assert_ended_as_revoked(ws)
     # A new connection with the key is refused at connection_init.
@@ -211,8 +200,8 @@ async def test_revoking_with_the_cli_ends_a_websocket_too(
     a, b, database = servers
     admin = a.admin_key or b.admin_key
     assert admin is not None
-    created = admin_call(
-        a, admin, 'mutation { createApiKey(name: "cli", scopes: [READ]) { key apiKey { id } } }'
+    created = a.graphql(
+        admin, 'mutation { createApiKey(name: "cli", scopes: [READ]) { key apiKey { id } } }'
     )["createApiKey"]
     ws = await open_subscription(a, created["key"])
     env = {
