@@ -6,10 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from models.timeline import TimelineKind
 from resolvers.auth import Scope
 from resolvers.timeline import record_entry
+from schema.incident_events import IncidentEventInput
 from tests.conftest import GraphQL, Recorder, Tenant
+from tests.input_hooks import built_both_ways
 
 SEND = """
 mutation($input: IncidentEventInput!) {
@@ -348,3 +352,33 @@ async def test_timeline_shows_incident_entries_with_their_subject(
             },
         }
     ]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {
+            "eventAction": "TRIGGER",
+            "routingKey": "R1",
+            "dedupKey": "disk",
+            "payload": {
+                "summary": "Disk full",
+                "source": "db-1",
+                "severity": "CRITICAL",
+                "timestamp": "2026-03-04T14:25:00Z",
+                "component": "pg",
+                "group": "db",
+                "class": "disk",
+                "customDetails": {"free": 1},
+            },  # fmt: skip
+            "images": [{"src": "https://i", "href": "https://h"}, {"src": "https://j"}],
+            "links": [{"href": "https://l", "text": "runbook"}],
+            "client": "prom",
+            "clientUrl": "https://prom",
+        },
+        {"eventAction": "RESOLVE", "serviceId": "svc_1", "dedupKey": "disk"},
+    ],
+)
+def test_incident_inputs_are_built_as_strawberry_builds_them(raw: dict[str, Any]) -> None:
+    built, generic = built_both_ways(IncidentEventInput, raw)
+    assert built == generic

@@ -8,9 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql.utilities import coerce_input_value
-from strawberry.types.arguments import convert_argument
-from strawberry.types.base import get_object_definition
 
 from models.agent import AgentEvent
 from opsgraph.settings import Settings
@@ -31,6 +28,7 @@ from tests.agent_helpers import (
 )
 from tests.conftest import GraphQL, Recorder, Tenant, with_settings
 from tests.held_calls import Held
+from tests.input_hooks import built_both_ways
 from tests.test_agent_events import run_of
 
 RECORD_MANY = """
@@ -227,17 +225,7 @@ async def test_concurrent_posts_run_as_one_call_per_key_each_answered_on_its_own
     ],
 )
 def test_agent_event_inputs_are_built_as_strawberry_builds_them(raw: dict[str, Any]) -> None:
-    schema = build_schema(Settings())
-    value = coerce_input_value(raw, schema._schema.type_map["AgentEventInput"])
-    registry, config = schema.schema_converter.scalar_registry, schema.config
-    definition = get_object_definition(AgentEventInput, strict=True)
-    built = convert_argument(value, AgentEventInput, registry, config)
-    hook, definition.from_input = definition.from_input, None
-    try:
-        generic = convert_argument(value, AgentEventInput, registry, config)
-    finally:
-        definition.from_input = hook
-    assert hook is not None
+    built, generic = built_both_ways(AgentEventInput, raw)
     assert built == generic
 
 

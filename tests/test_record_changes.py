@@ -9,9 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql.utilities import coerce_input_value
-from strawberry.types.arguments import convert_argument
-from strawberry.types.base import get_object_definition
 
 from models.change import Change
 from models.timeline import TimelineEntry
@@ -23,6 +20,7 @@ from schema.change import ChangeInput
 from schema.context import Context
 from tests.conftest import GraphQL, Recorder, Tenant, with_settings
 from tests.held_calls import Held
+from tests.input_hooks import built_both_ways
 from tests.test_changes import SEED_EVENT, bearer, timeline_of
 
 RECORD_MANY = """
@@ -158,17 +156,7 @@ async def test_concurrent_posts_run_as_one_call_per_key_each_answered_on_its_own
     ],
 )
 def test_change_inputs_are_built_as_strawberry_builds_them(raw: dict[str, Any]) -> None:
-    schema = build_schema(Settings())
-    value = coerce_input_value(raw, schema._schema.type_map["ChangeInput"])
-    registry, config = schema.schema_converter.scalar_registry, schema.config
-    definition = get_object_definition(ChangeInput, strict=True)
-    built = convert_argument(value, ChangeInput, registry, config)
-    hook, definition.from_input = definition.from_input, None
-    try:
-        generic = convert_argument(value, ChangeInput, registry, config)
-    finally:
-        definition.from_input = hook
-    assert hook is not None
+    built, generic = built_both_ways(ChangeInput, raw)
     assert built == generic
 
 
