@@ -1,4 +1,4 @@
-import { useCallback, useState } from "react";
+import { type ReactNode, useCallback, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
 import { useMutation, useQuery } from "urql";
 import { useRefreshOn } from "../api/refresh";
@@ -97,10 +97,7 @@ const WINDOWS: { seconds: number | null; label: string }[] = [
 
 type Action = "acknowledge" | "resolve" | "annotate";
 
-const DIALOG: Record<
-  Action,
-  { title: string; description: string; confirm: string; placeholder: string }
-> = {
+const DIALOG: Record<Action, { title: string; description: string; confirm: string; placeholder: string }> = {
   acknowledge: {
     title: "Acknowledge the incident",
     description:
@@ -121,6 +118,31 @@ const DIALOG: Record<
     placeholder: "e.g. db-1 disk at 97%, rotating logs",
   },
 };
+
+/** An incident action: disabled, with the reason as its tooltip, for a key that cannot write. */
+function ActionButton({
+  className,
+  enabled,
+  onClick,
+  children,
+}: {
+  className?: string;
+  enabled: boolean;
+  onClick: () => void;
+  children: ReactNode;
+}) {
+  return (
+    <button
+      type="button"
+      className={className ? `button ${className}` : "button"}
+      disabled={!enabled}
+      title={enabled ? undefined : "Needs a key with the events:write scope"}
+      onClick={onClick}
+    >
+      {children}
+    </button>
+  );
+}
 
 export function IncidentPage() {
   const { id = "" } = useParams();
@@ -209,36 +231,22 @@ export function IncidentPage() {
         </div>
         <div className="incident-actions">
           {incident.status === "TRIGGERED" ? (
-            <button
-              type="button"
-              className="button button-primary"
-              disabled={!canAct}
-              title={canAct ? undefined : "Needs a key with the events:write scope"}
+            <ActionButton
+              className="button-primary"
+              enabled={canAct}
               onClick={() => startAction("acknowledge")}
             >
               Acknowledge
-            </button>
+            </ActionButton>
           ) : null}
           {incident.status !== "RESOLVED" ? (
-            <button
-              type="button"
-              className="button button-success"
-              disabled={!canAct}
-              title={canAct ? undefined : "Needs a key with the events:write scope"}
-              onClick={() => startAction("resolve")}
-            >
+            <ActionButton className="button-success" enabled={canAct} onClick={() => startAction("resolve")}>
               Resolve
-            </button>
+            </ActionButton>
           ) : null}
-          <button
-            type="button"
-            className="button"
-            disabled={!canAct}
-            title={canAct ? undefined : "Needs a key with the events:write scope"}
-            onClick={() => startAction("annotate")}
-          >
+          <ActionButton enabled={canAct} onClick={() => startAction("annotate")}>
             Add note
-          </button>
+          </ActionButton>
         </div>
       </header>
 
