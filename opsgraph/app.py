@@ -42,6 +42,7 @@ from opsgraph.db import close_database, database_unavailable, open_database
 from opsgraph.ratelimit import RateLimit, TokenBucket
 from opsgraph.settings import Settings
 from opsgraph.ui import SpaStaticFiles
+from opsgraph.wsdirect import frame_writer
 from resolvers import approvals as approval_resolvers
 from resolvers import changes as change_resolvers
 from resolvers.auth import KEY_LOOKUP, authenticate
@@ -130,13 +131,15 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # This runs in the operation's own task: the variable is set for it alone.
+        send = target_send(self.websocket)
         LIVE_TARGET.set(
             LiveTarget(
-                send=target_send(self.websocket),
+                send=send,
                 operation_id=operation.id,
                 query=operation.query,
                 variables=operation.variables,
                 operation_name=operation.operation_name,
+                writer=frame_writer(send),
             )
         )
         await super().run_operation(operation)
@@ -172,8 +175,8 @@ class GraphQLApp(GraphQL[Context, None]):
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
         # Strawberry's own coroutine is returned, not awaited in a frame kept per connection.
-        if scope["type"] == "websocket":  # for live messages (see `schema.live_render`);
-            scope[ASGI_SEND] = send  # set in place: a copy would be kept per connection
+        if scope["type"] == "websocket":  # for live messages (see `schema.live_render`),
+            scope.setdefault(ASGI_SEND, send)  # unless `ServerSend` left the server's own
         return super().__call__(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
@@ -213,6 +216,22 @@ class GraphQLApp(GraphQL[Context, None]):
             raise ConnectionRejectionError({"message": "Forbidden"}) from None
         context.principal = principal
         return cast(UnsetType, UNSET)
+
+
+class ServerSend:
+    """Leave each WebSocket's ASGI send, as the server handed it over, in the scope (under
+    `ASGI_SEND`, set in place: a copy would be kept per connection). Live messages go to it,
+    or to the connection's transport where the server allows that (`opsgraph.wsdirect`);
+    Starlette's exception middleware would otherwise have wrapped it by the time it reaches
+    the GraphQL app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "websocket":
+            scope[ASGI_SEND] = send
+        return self.app(scope, receive, send)  # no frame of ours kept per connection
 
 
 # Endpoints whose errors also carry PagerDuty's `status`/`message`/`errors[]`.
@@ -365,6 +384,7 @@ def create_app(
     )
     app.add_middleware(RateLimit, settings=settings, pagerduty_paths=PAGERDUTY_PATHS)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ServerSend)  # outermost of ours
     return app
 
 

@@ -10,7 +10,7 @@ import asyncio
 import gc
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opsgraph.db import close_database, migrate, open_database
 from opsgraph.settings import Settings
@@ -70,15 +70,24 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=settings.access_log,
         factory=workers > 1,
         workers=workers,
-        # The sans-I/O WebSocket protocol: no tasks of its own per connection (less memory
-        # per idle subscriber than the legacy one) and the same backpressure on sends.
-        ws="websockets-sansio",
-        # Live messages are small JSON: compressing each one per client cost more CPU than
-        # it saved bandwidth (seen in the fan-out benchmark's profile).
-        ws_per_message_deflate=False,
-        ws_max_size=settings.max_body_bytes,  # a WebSocket message, like an HTTP body
+        **websocket_options(settings),
     )
     return 0
+
+
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves WebSockets here (the tests serve the app with the same)."""
+    return {
+        # The sans-I/O WebSocket protocol: no tasks of its own per connection (less memory
+        # per idle subscriber than the legacy one), and live entries can be written to its
+        # connections directly (`opsgraph.wsdirect`).
+        "ws": "websockets-sansio",
+        # Live messages are small JSON: compressing each one per client cost more CPU than
+        # it saved bandwidth (seen in the fan-out benchmark's profile), and uncompressed
+        # frames can be built once for every subscriber.
+        "ws_per_message_deflate": False,
+        "ws_max_size": settings.max_body_bytes,  # a WebSocket message, like an HTTP body
+    }
 
 
 def app_from_env() -> Starlette:

@@ -16,6 +16,7 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from broadcaster._backends.base import BroadcastBackend
 
@@ -56,8 +57,33 @@ def bus_lost() -> LiveError:
     )
 
 
+class DirectSink(Protocol):
+    """Where a parked subscriber's entries go without waking its task (see `Subscriber.sink`).
+
+    Sinks of one `group` share one `prepare` per entry: the hub prepares an entry once for
+    the group, then `write`s it to each member.
+    """
+
+    @property
+    def group(self) -> object: ...
+
+    async def prepare(self, entry: TimelineEntry) -> object | None:
+        """What `write` takes for this entry, or None: deliver it through the queue."""
+
+    def write(self, prepared: list[object]) -> bool:
+        """Deliver these (in order) now, or none of them and answer False: they go
+        through the queue instead."""
+
+
 class Subscriber:
-    """One live consumer: a bounded queue of entries already filtered for it."""
+    """One live consumer: a bounded queue of entries already filtered for it.
+
+    With a `sink`, entries that reach it while its task waits in `next` with nothing queued
+    are handed to the sink by the hub, and the task sleeps on: at thousands of subscribers,
+    waking a task per subscriber per entry is most of the cost. Anything the sink refuses
+    goes through the queue, and nothing goes to the sink again until the task has caught up
+    and waits once more, so the order holds.
+    """
 
     def __init__(
         self,
@@ -77,6 +103,14 @@ class Subscriber:
         # 600 bytes, for every idle subscriber).
         self._waiter: asyncio.Future[None] | None = None
         self.error: LiveError | None = None
+        self.sink: DirectSink | None = None
+
+    def direct_sink(self) -> DirectSink | None:
+        """The sink, if an entry may go to it now: the task waits and nothing is queued."""
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self.error is not None:
+            return None
+        return self.sink
 
     def offer(self, entry: TimelineEntry) -> None:
         if self.error is not None or not self.accepts(entry):
@@ -110,6 +144,87 @@ class Subscriber:
                 await self._waiter
             finally:
                 self._waiter = None
+
+
+async def _deliver(entries: list[TimelineEntry], subscribers: list[Subscriber]) -> None:
+    """Hand entries (consecutive, in order) to subscribers: through their sinks where they
+    may take them directly, grouped by sink, else through their queues."""
+    direct: dict[object, list[tuple[Subscriber, DirectSink]]] = {}
+    for subscriber in subscribers:
+        sink = subscriber.direct_sink()
+        if sink is None:
+            for entry in entries:
+                subscriber.offer(entry)
+        else:
+            direct.setdefault(sink.group, []).append((subscriber, sink))
+    # Everyone who is to get these entries is settled above, before any wait: one who
+    # subscribes meanwhile starts after them. Groups prepare side by side, so that one
+    # slow rendering does not hold up the others' first entry.
+    groups = list(direct.values())
+    if not groups:
+        return
+    if len(groups) == 1:
+        ready = [await _prepare_for(entries, groups[0])]
+    else:
+        ready = await asyncio.gather(*(_prepare_for(entries, members) for members in groups))
+    for members, prepared in zip(groups, ready, strict=True):
+        await _deliver_direct(entries, members, prepared)
+
+
+async def _prepare_for(
+    entries: list[TimelineEntry], members: list[tuple[Subscriber, DirectSink]]
+) -> dict[int, object | None]:
+    """The group's entries prepared, by seq: those its first member accepts (the members
+    of a group normally share a filter; any other is prepared when it is needed)."""
+    first, sink = members[0]
+    return {entry.seq: await _prepare(sink, entry) for entry in entries if first.accepts(entry)}
+
+
+async def _deliver_direct(
+    entries: list[TimelineEntry],
+    members: list[tuple[Subscriber, DirectSink]],
+    prepared: dict[int, object | None],
+) -> None:
+    """Write each member of a group its share of the prepared entries, in one go. Entries
+    after one that cannot be prepared, and all of a member's share when its sink refuses it
+    or it is no longer parked after a wait, go through its queue, in order.
+
+    Behind a backlog a fetch returns several entries, and each subscriber gets them in one
+    write: one system call per subscriber however many entries, so the hub catches up."""
+    for subscriber, sink in members:
+        share: list[object] = []
+        rest: list[TimelineEntry] = []
+        accepted = [entry for entry in entries if subscriber.accepts(entry)]
+        for index, entry in enumerate(accepted):
+            if entry.seq not in prepared:
+                prepared[entry.seq] = await _prepare(sink, entry)
+            ready = prepared[entry.seq]
+            if ready is None:
+                rest = accepted[index:]
+                break
+            share.append(ready)
+        if share and not _write(subscriber, sink, share):
+            rest = accepted[: len(share)] + rest
+        for entry in rest:
+            subscriber.offer(entry)
+
+
+async def _prepare(sink: DirectSink, entry: TimelineEntry) -> object | None:
+    try:
+        return await sink.prepare(entry)
+    except Exception:
+        log.exception("preparing a live entry for direct delivery failed")
+        return None
+
+
+def _write(subscriber: Subscriber, sink: DirectSink, share: list[object]) -> bool:
+    if subscriber.direct_sink() is not sink:  # woken or gone while entries were prepared
+        return False
+    try:
+        return sink.write(share)
+    except Exception:
+        log.exception("a direct live write failed")
+        return False
 
 
 @dataclass
@@ -252,18 +367,22 @@ class Hub:
                 rows = await entries_after(
                     workspace_id=workspace_id, after_seq=state.delivered, limit=FETCH_BATCH
                 )
-                for row in rows:
-                    if row.seq != state.delivered + 1:
-                        # seq is gapless by construction; should that ever break, end the
-                        # subscribers (they resume with `after`) rather than stall or skip.
-                        log.error("timeline seq gap in a workspace after %d", state.delivered)
-                        state.delivered = rows[-1].seq
-                        for subscriber in list(state.subscribers):
-                            subscriber.fail(lagged())
-                        return
-                    state.delivered = row.seq
+                fresh = rows
+                for index, row in enumerate(rows):
+                    if row.seq != state.delivered + 1 + index:
+                        fresh = rows[:index]
+                        break
+                if fresh:
+                    state.delivered = fresh[-1].seq
+                    await _deliver(fresh, list(state.subscribers))
+                if len(fresh) < len(rows):
+                    # seq is gapless by construction; should that ever break, end the
+                    # subscribers (they resume with `after`) rather than stall or skip.
+                    log.error("timeline seq gap in a workspace after %d", state.delivered)
+                    state.delivered = rows[-1].seq
                     for subscriber in list(state.subscribers):
-                        subscriber.offer(row)
+                        subscriber.fail(lagged())
+                    return
                 if not state.dirty and len(rows) < FETCH_BATCH:
                     return
         except Exception:
@@ -303,6 +422,7 @@ class Hub:
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
+        subscriber.sink = None
         state = self._workspaces.get(subscriber.workspace_id)
         if state is None:
             return

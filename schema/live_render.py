@@ -27,13 +27,15 @@ from starlette.websockets import WebSocket
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from models.timeline import TimelineEntry as TimelineEntryRow
+from opsgraph.wsdirect import FrameWriter, text_frame
 from schema.execution import ExecutionContext
 
 log = logging.getLogger(__name__)
 
-# Where the GraphQL app leaves a WebSocket's ASGI send in its scope: live messages go
-# straight to it (they are sent thousands of times per entry; Starlette's WebSocket object
-# adds only checks that hold here anyway).
+# Where the app leaves a WebSocket's ASGI send, as the server handed it over, in its scope:
+# live messages go straight to it (they are sent thousands of times per entry; Starlette's
+# WebSocket object adds only checks that hold here anyway), or, where the server allows it,
+# straight to the connection's transport (`writer`, see `opsgraph.wsdirect`).
 ASGI_SEND = "opsgraph.asgi_send"
 
 
@@ -46,6 +48,7 @@ class LiveTarget:
     query: str
     variables: dict[str, Any] | None
     operation_name: str | None
+    writer: FrameWriter | None = None  # this connection's frames, written directly
     prefix: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +62,49 @@ class LiveTarget:
             await self.send({"type": "websocket.send", "text": self.prefix + payload + "}"})
         except OSError as exc:  # the client left (uvicorn's ClientDisconnected), reported
             raise WebSocketDisconnected from exc  # as Strawberry's own sends report it
+
+
+@dataclass(slots=True)
+class Rendered:
+    """One entry's `next` payload, and the frames made from it so far by message prefix
+    (most clients number their first operation alike, so most share one frame)."""
+
+    payload: str
+    frames: dict[str, bytes] = field(default_factory=dict)
+
+
+class LiveSink:
+    """A subscriber's direct path (`opsgraph.live.DirectSink`): each entry rendered once by
+    its renderer for the whole group, framed once per operation id, written to the
+    connection by the hub without waking the subscriber's task."""
+
+    __slots__ = ("group", "_source", "_prefix", "_writer")
+
+    def __init__(
+        self,
+        renderer: Renderer,
+        target: LiveTarget,
+        writer: FrameWriter,
+        source: Callable[[TimelineEntryRow], object],
+    ) -> None:
+        self.group = renderer
+        self._source = source
+        self._prefix = target.prefix
+        self._writer = writer
+
+    async def prepare(self, entry: TimelineEntryRow) -> Rendered | None:
+        payload = await self.group.render(entry, self._source)
+        return None if payload is None else Rendered(payload)
+
+    def write(self, prepared: list[object]) -> bool:
+        frames = []
+        for rendered in cast(list[Rendered], prepared):
+            frame = rendered.frames.get(self._prefix)
+            if frame is None:
+                message = self._prefix + rendered.payload + "}"
+                frame = rendered.frames[self._prefix] = text_frame(message.encode())
+            frames.append(frame)
+        return self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
 
 # Set by the WebSocket handler in each operation's task, read by the subscription resolvers.

@@ -17,7 +17,7 @@ from resolvers.auth import Principal, Scope
 from resolvers.keyset import KeyCursor
 from schema.approval import Approval
 from schema.context import Info, public_error
-from schema.live_render import LIVE_TARGET
+from schema.live_render import LIVE_TARGET, LiveSink
 from schema.timeline import TimelineEntry, TimelineFilter, parse_cursor
 
 REPLAY_BATCH = 500
@@ -124,6 +124,10 @@ class Subscription:
                     if len(rows) < REPLAY_BATCH:
                         break
                     last = rows[-1].seq
+            if renderer is not None and target is not None and target.writer is not None:
+                # From now on the hub writes entries to the connection itself while this
+                # generator waits; it wakes only for what that path turns back.
+                subscriber.sink = LiveSink(renderer, target, target.writer, TimelineEntry.from_row)
             while True:
                 row = await _next(subscriber)
                 if renderer is not None and target is not None:
