@@ -26,6 +26,10 @@ from resolvers.timeline import current_seq, entries_after
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 500
+# Direct writes between two turns of the event loop: at thousands of subscribers a pass
+# takes tens of milliseconds, and requests (the next entry's POST among them) should not
+# wait for all of it.
+WRITES_PER_TURN = 256
 
 
 class LiveError(Exception):
@@ -57,11 +61,21 @@ def bus_lost() -> LiveError:
     )
 
 
+@dataclass(slots=True)
+class Share:
+    """A group's share of one fetch: its entries as prepared, in order, and what its sinks
+    make of them, kept here so that each thing is made once for the whole group."""
+
+    prepared: list[object]
+    made: dict[object, object] = field(default_factory=dict)
+
+
 class DirectSink(Protocol):
     """Where a parked subscriber's entries go without waking its task (see `Subscriber.sink`).
 
-    Sinks of one `group` share one `prepare` per entry: the hub prepares an entry once for
-    the group, then `write`s it to each member.
+    The subscribers whose sinks share a `group` must accept the same entries (the same
+    filter): the hub filters and prepares each entry once for the group, then `write`s the
+    group's share to each member.
     """
 
     @property
@@ -70,9 +84,9 @@ class DirectSink(Protocol):
     async def prepare(self, entry: TimelineEntry) -> object | None:
         """What `write` takes for this entry, or None: deliver it through the queue."""
 
-    def write(self, prepared: list[object]) -> bool:
-        """Deliver these (in order) now, or none of them and answer False: they go
-        through the queue instead."""
+    def write(self, share: Share) -> bool:
+        """Deliver the share's entries (in order) now, or none of them and answer False:
+        they go through the queue instead."""
 
 
 class Subscriber:
@@ -158,53 +172,41 @@ async def _deliver(entries: list[TimelineEntry], subscribers: list[Subscriber]) 
         else:
             direct.setdefault(sink.group, []).append((subscriber, sink))
     # Everyone who is to get these entries is settled above, before any wait: one who
-    # subscribes meanwhile starts after them. Groups prepare side by side, so that one
-    # slow rendering does not hold up the others' first entry.
+    # subscribes meanwhile starts after them. Groups go side by side, so that one slow
+    # rendering does not hold up the others' first entry.
     groups = list(direct.values())
-    if not groups:
-        return
     if len(groups) == 1:
-        ready = [await _prepare_for(entries, groups[0])]
-    else:
-        ready = await asyncio.gather(*(_prepare_for(entries, members) for members in groups))
-    for members, prepared in zip(groups, ready, strict=True):
-        await _deliver_direct(entries, members, prepared)
-
-
-async def _prepare_for(
-    entries: list[TimelineEntry], members: list[tuple[Subscriber, DirectSink]]
-) -> dict[int, object | None]:
-    """The group's entries prepared, by seq: those its first member accepts (the members
-    of a group normally share a filter; any other is prepared when it is needed)."""
-    first, sink = members[0]
-    return {entry.seq: await _prepare(sink, entry) for entry in entries if first.accepts(entry)}
+        await _deliver_direct(entries, groups[0])
+    elif groups:
+        await asyncio.gather(*(_deliver_direct(entries, members) for members in groups))
 
 
 async def _deliver_direct(
-    entries: list[TimelineEntry],
-    members: list[tuple[Subscriber, DirectSink]],
-    prepared: dict[int, object | None],
+    entries: list[TimelineEntry], members: list[tuple[Subscriber, DirectSink]]
 ) -> None:
-    """Write each member of a group its share of the prepared entries, in one go. Entries
-    after one that cannot be prepared, and all of a member's share when its sink refuses it
-    or it is no longer parked after a wait, go through its queue, in order.
+    """Write each member of a group the group's share, in one go. The entries after one
+    that cannot be prepared, and the whole share for a member whose sink refuses it or who
+    is no longer parked when its turn comes, go through the queues, in order.
 
     Behind a backlog a fetch returns several entries, and each subscriber gets them in one
-    write: one system call per subscriber however many entries, so the hub catches up."""
-    for subscriber, sink in members:
-        share: list[object] = []
-        rest: list[TimelineEntry] = []
-        accepted = [entry for entry in entries if subscriber.accepts(entry)]
-        for index, entry in enumerate(accepted):
-            if entry.seq not in prepared:
-                prepared[entry.seq] = await _prepare(sink, entry)
-            ready = prepared[entry.seq]
-            if ready is None:
-                rest = accepted[index:]
-                break
-            share.append(ready)
-        if share and not _write(subscriber, sink, share):
-            rest = accepted[: len(share)] + rest
+    write: one system call per subscriber however many entries, so the hub catches up.
+    Other tasks get a turn every `WRITES_PER_TURN` members; anyone woken or gone by then
+    is caught by the check before its write."""
+    first, sink = members[0]
+    accepted = [entry for entry in entries if first.accepts(entry)]
+    prepared: list[object] = []
+    for entry in accepted:
+        ready = await _prepare(sink, entry)
+        if ready is None:
+            break
+        prepared.append(ready)
+    share, rest = Share(prepared), accepted[len(prepared) :]
+    for count, (subscriber, sink) in enumerate(members, 1):
+        if count % WRITES_PER_TURN == 0:
+            await asyncio.sleep(0)
+        if not prepared or not _write(subscriber, sink, share):
+            for entry in accepted[: len(prepared)]:
+                subscriber.offer(entry)
         for entry in rest:
             subscriber.offer(entry)
 
@@ -217,8 +219,8 @@ async def _prepare(sink: DirectSink, entry: TimelineEntry) -> object | None:
         return None
 
 
-def _write(subscriber: Subscriber, sink: DirectSink, share: list[object]) -> bool:
-    if subscriber.direct_sink() is not sink:  # woken or gone while entries were prepared
+def _write(subscriber: Subscriber, sink: DirectSink, share: Share) -> bool:
+    if subscriber.direct_sink() is not sink:  # woken or gone since the pass began
         return False
     try:
         return sink.write(share)

@@ -59,12 +59,12 @@ class TransportWriter:
     def write(self, frames: bytes) -> bool:
         protocol = self._protocol
         transport = protocol.transport
+        # Every way the connection ends sets `close_sent` (our close frame is out) or
+        # closes the transport (the peer's close, a lost connection, a protocol error).
         if (
             protocol.close_sent
-            or protocol.disconnected
-            or protocol.conn.state is not State.OPEN
-            or not protocol.writable.is_set()  # paused: the usual send waits for the drain
             or transport.is_closing()
+            or not protocol.writable.is_set()  # paused: the usual send waits for the drain
         ):
             return False
         transport.write(frames)
@@ -80,6 +80,7 @@ def frame_writer(send: object) -> FrameWriter | None:
         or type(protocol) is not WebSocketsSansIOProtocol
         or getattr(send, "__func__", None) is not WebSocketsSansIOProtocol.send
         or protocol.conn.extensions  # e.g. permessage-deflate: frames are not plain
+        or protocol.conn.state is not State.OPEN
     ):
         return None
     return TransportWriter(protocol)

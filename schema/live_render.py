@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from models.timeline import TimelineEntry as TimelineEntryRow
+from opsgraph.live import Share
 from opsgraph.wsdirect import FrameWriter, text_frame
 from schema.execution import ExecutionContext
 
@@ -64,19 +65,11 @@ class LiveTarget:
             raise WebSocketDisconnected from exc  # as Strawberry's own sends report it
 
 
-@dataclass(slots=True)
-class Rendered:
-    """One entry's `next` payload, and the frames made from it so far by message prefix
-    (most clients number their first operation alike, so most share one frame)."""
-
-    payload: str
-    frames: dict[str, bytes] = field(default_factory=dict)
-
-
 class LiveSink:
     """A subscriber's direct path (`opsgraph.live.DirectSink`): each entry rendered once by
-    its renderer for the whole group, framed once per operation id, written to the
-    connection by the hub without waking the subscriber's task."""
+    its renderer for the whole group (same document, variables and key, hence the same
+    filter), framed once per operation id, and written to the connection by the hub
+    without waking the subscriber's task."""
 
     __slots__ = ("group", "_source", "_prefix", "_writer")
 
@@ -92,19 +85,19 @@ class LiveSink:
         self._prefix = target.prefix
         self._writer = writer
 
-    async def prepare(self, entry: TimelineEntryRow) -> Rendered | None:
-        payload = await self.group.render(entry, self._source)
-        return None if payload is None else Rendered(payload)
+    async def prepare(self, entry: TimelineEntryRow) -> str | None:
+        """The entry's `next` payload (JSON text), or None if it must go the usual way."""
+        return await self.group.render(entry, self._source)
 
-    def write(self, prepared: list[object]) -> bool:
-        frames = []
-        for rendered in cast(list[Rendered], prepared):
-            frame = rendered.frames.get(self._prefix)
-            if frame is None:
-                message = self._prefix + rendered.payload + "}"
-                frame = rendered.frames[self._prefix] = text_frame(message.encode())
-            frames.append(frame)
-        return self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+    def write(self, share: Share) -> bool:
+        # Most clients number their first operation alike: one run of frames serves them.
+        frames = share.made.get(self._prefix)
+        if frames is None:
+            frames = share.made[self._prefix] = b"".join(
+                text_frame(f"{self._prefix}{payload}}}".encode())
+                for payload in cast(list[str], share.prepared)
+            )
+        return self._writer.write(cast(bytes, frames))
 
 
 # Set by the WebSocket handler in each operation's task, read by the subscription resolvers.

@@ -13,7 +13,7 @@ import pytest
 
 from models.timeline import TimelineEntry
 from opsgraph.bus import Bus
-from opsgraph.live import Subscriber
+from opsgraph.live import Share, Subscriber
 from opsgraph.settings import Settings
 from tests.conftest import Tenant
 from tests.test_live import post
@@ -40,11 +40,11 @@ class Sink:
             await self.hold.wait()
         return None if entry.summary in self.unpreparable else entry.summary
 
-    def write(self, prepared: list[object]) -> bool:
+    def write(self, share: Share) -> bool:
         if self.refuse_next:
             self.refuse_next -= 1
             return False
-        self.writes.append([str(item) for item in prepared])
+        self.writes.append([str(item) for item in share.prepared])
         return True
 
 
