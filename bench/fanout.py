@@ -42,6 +42,7 @@ class FanoutResult:
     idle_kib_per_subscriber: float
     server_cpu_percent: float
     server_us_per_message: float
+    clients_cpu_percent: float  # the load generator's processes, of one core
 
 
 def _client_process(url: str, key: str, count: int, go: Any, done: Any, results: Any) -> None:
@@ -102,6 +103,8 @@ def run_one(server: harness.Server, admin: str, writer: str, *, subscribers: int
         time.sleep(2)
         idle_kib = (server.rss_kib() - rss_before) / max(1, connected)
         cpu_before = harness._cpu_seconds(server.pids())
+        clients = [worker.pid for worker in workers if worker.pid is not None]
+        clients_before = harness._cpu_seconds(clients)
         stored_before = harness.sql(
             database_url, "SELECT count(*) AS n FROM change WHERE name LIKE 'fanout %'"
         )[0]["n"]
@@ -113,6 +116,7 @@ def run_one(server: harness.Server, admin: str, writer: str, *, subscribers: int
             profiler.wait(timeout=60)
         elapsed = time.monotonic() - started
         cpu = harness._cpu_seconds(server.pids()) - cpu_before
+        clients_cpu = harness._cpu_seconds(clients) - clients_before
         done.set()
         latencies: list[float] = []
         for _ in workers:
@@ -148,6 +152,7 @@ def run_one(server: harness.Server, admin: str, writer: str, *, subscribers: int
         p99_ms=pct(0.99), max_ms=latencies[-1] * 1000 if latencies else 0,
         idle_kib_per_subscriber=idle_kib, server_cpu_percent=100 * cpu / elapsed,
         server_us_per_message=1e6 * cpu_all / max(1, len(latencies)),
+        clients_cpu_percent=100 * clients_cpu / elapsed,
     )  # fmt: skip
 
 
@@ -178,14 +183,15 @@ async def _post(url: str, key: str, *, rate: float, duration: float) -> tuple[in
 def table(results: list[FanoutResult]) -> str:
     out = ["\n## Fan-out: timeline subscribers on one server process", "",
            "| subscribers | connected | events/s | delivered / expected | p50 ms | p99 ms "
-           "| max ms | idle KiB/subscriber | server CPU % | server µs/message |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+           "| max ms | idle KiB/subscriber | server CPU % | server µs/message "
+           "| clients CPU % |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in results:
         out.append(
             f"| {r.subscribers:,} | {r.connected:,} | {r.rate:.1f} | {r.delivered:,} / "
             f"{r.expected:,} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.max_ms:.0f} "
             f"| {r.idle_kib_per_subscriber:.1f} | {r.server_cpu_percent:.0f} "
-            f"| {r.server_us_per_message:.1f} |"
+            f"| {r.server_us_per_message:.1f} | {r.clients_cpu_percent:.0f} |"
         )
     out += ["", f"Target: {TARGET}"]
     text = "\n".join(out)
