@@ -1,5 +1,6 @@
 """Live fan-out: one bus subscription per process, each new entry read once, handed to
-every matching subscriber of its workspace through a bounded queue.
+every matching subscriber of its workspace: written by the hub through the subscriber's
+sink while it waits (see `Subscriber`), else through its bounded queue.
 
 The bus carries `(workspace, entry id)` notes only. On a note the hub reads the workspace's
 entries after the last `seq` it delivered, in commit order, so a lost note is made good by
