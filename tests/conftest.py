@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import strawberry
 from starlette.applications import Starlette
 
 from opsgraph.app import create_app
+from opsgraph.bus import Bus
 from opsgraph.db import close_database, open_database
 from opsgraph.settings import Settings
 from resolvers import auth
@@ -174,6 +176,17 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@asynccontextmanager
+async def memory_bus(*, queue_size: int) -> AsyncIterator[Bus]:
+    """A connected in-process bus (its hub included), disconnected afterwards."""
+    live = Bus("memory://", queue_size=queue_size, heartbeat_seconds=1.0)
+    await live.connect()
+    try:
+        yield live
+    finally:
+        await live.disconnect()
 
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:

@@ -11,11 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
 from tests.conftest import GraphQL, Tenant
-from tests.test_server import free_port
+from tests.servers import served
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # "pdpyras is deprecated" (kept: widely used)
@@ -161,18 +160,8 @@ async def test_enqueue_errors(client: httpx.AsyncClient, tenant: Tenant) -> None
 @pytest.fixture
 async def live_url(app: Starlette) -> AsyncIterator[str]:
     """The app served by a real uvicorn server on this event loop (database already open)."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    try:
+    async with served(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def drive_with_pdpyras(url: str, routing_key: str) -> dict[str, Any]:

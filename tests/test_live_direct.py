@@ -15,7 +15,7 @@ from models.timeline import TimelineEntry
 from opsgraph.bus import Bus
 from opsgraph.live import Share, Subscriber
 from opsgraph.settings import Settings
-from tests.conftest import Tenant
+from tests.conftest import Tenant, memory_bus
 from tests.test_live import post
 
 
@@ -84,10 +84,8 @@ async def until(check: Any, timeout: float = 5.0) -> None:
 
 @pytest.fixture
 async def bus() -> AsyncIterator[Bus]:
-    live = Bus("memory://", queue_size=50, heartbeat_seconds=1.0)
-    await live.connect()
-    yield live
-    await live.disconnect()
+    async with memory_bus(queue_size=50) as live:
+        yield live
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from opsgraph.bus import Bus
 from opsgraph.settings import Settings
 from schema.context import Context
 from schema.live_render import LIVE_TARGET, LiveTarget, Renderers
-from tests.conftest import Tenant
+from tests.conftest import Tenant, memory_bus
 from tests.test_live import post
 
 WITH_SUBJECT = """
@@ -57,10 +57,8 @@ class Socket:
 
 @pytest.fixture
 async def bus() -> AsyncIterator[Bus]:
-    live = Bus("memory://", queue_size=50, heartbeat_seconds=1.0)
-    await live.connect()
-    yield live
-    await live.disconnect()
+    async with memory_bus(queue_size=50) as live:
+        yield live
 
 
 class Live:

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from starlette.applications import Starlette
 from websockets.frames import Frame, Opcode
@@ -25,7 +22,7 @@ from opsgraph.settings import Settings
 from opsgraph.wsdirect import TransportWriter, text_frame
 from schema.live_render import LiveSink, LiveTarget, Renderer
 from tests.conftest import Tenant
-from tests.servers import free_port
+from tests.servers import served
 from tests.test_changes import SEED_EVENT
 
 
@@ -87,25 +84,6 @@ def test_each_subscriber_gets_its_share_in_one_write_and_frames_are_made_once() 
     frames = parse_frames(a.written[0])
     assert all(frame.fin and frame.opcode is Opcode.TEXT for frame in frames)
     assert [json.loads(frame.data)["id"] for frame in frames] == ["1", "1"]
-
-
-@asynccontextmanager
-async def served(app: Starlette, **options: Any) -> AsyncIterator[int]:
-    """The app under a real uvicorn on this event loop (database already open)."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", **options
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture
