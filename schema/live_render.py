@@ -135,7 +135,9 @@ class Renderer:
                 if not isinstance(exc, Exception):
                     raise  # cancelled: this subscriber is leaving
                 log.exception("shared rendering of a live entry failed")
-        return await future
+        # Shielded: a waiter that is cancelled (its client left) must not cancel the
+        # answer the executing subscriber and the other waiters share.
+        return await asyncio.shield(future)
 
     async def _execute(self, source: object) -> str | None:
         result = self._executor.build_per_event_executor(source).execute_operation(False)

@@ -16,10 +16,11 @@ from starlette.types import Message
 from strawberry.http.exceptions import WebSocketDisconnected
 from uvicorn.protocols.utils import ClientDisconnected
 
+from models.timeline import TimelineEntry as TimelineEntryRow
 from opsgraph.bus import Bus
 from opsgraph.settings import Settings
 from schema.context import Context
-from schema.live_render import LIVE_TARGET, LiveTarget, Renderers
+from schema.live_render import LIVE_TARGET, LiveTarget, Renderer, Renderers
 from tests.conftest import Tenant, memory_bus
 from tests.test_live import post
 
@@ -204,3 +205,27 @@ async def test_a_client_that_left_ends_its_operation_and_the_others_carry_on(
     await post(tenant, bus, settings, "web deploy", service="web")
     assert (await staying.next())["payload"]["data"]["entry"]["summary"] == "web deploy"
     assert leaving.messages == []
+
+
+async def test_a_subscriber_leaving_mid_rendering_does_not_end_the_others() -> None:
+    """The rendering is shared: one waiter cancelled (its client left) must not cancel it
+    for the subscriber executing it or for the others waiting on it."""
+    release = asyncio.Event()
+
+    class Slow(Renderer):
+        async def _execute(self, source: object) -> str | None:
+            await release.wait()
+            return '{"data":{"n":1}}'
+
+    renderer = Slow(None, key=(), memo_size=10)  # type: ignore[arg-type]  # not executed
+    row = TimelineEntryRow(seq=1)
+    executing = asyncio.create_task(renderer.render(row, lambda entry: entry))
+    leaving = asyncio.create_task(renderer.render(row, lambda entry: entry))
+    staying = asyncio.create_task(renderer.render(row, lambda entry: entry))
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await executing == await staying == '{"data":{"n":1}}'
+    assert leaving.cancelled()
+    assert await renderer.render(row, lambda entry: entry) == '{"data":{"n":1}}'
