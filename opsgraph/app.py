@@ -55,7 +55,14 @@ from rest_compat.common import Endpoint, error_body, pagerduty_error_body, stric
 from rest_compat.openapi import openapi_route
 from schema import build_schema
 from schema.context import Context
-from schema.live_render import ASGI_SEND, LIVE_TARGET, LiveTarget, Renderers, target_send
+from schema.live_render import (
+    ASGI_SEND,
+    LIVE_TARGET,
+    LiveTarget,
+    Renderers,
+    SharedReads,
+    target_send,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +179,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.settings = settings
         self.bus = bus
         self.renderers = Renderers(memo_size=settings.subscriber_queue_size)
+        self.shared_reads = SharedReads(size=settings.subscriber_queue_size)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
         # Strawberry's own coroutine is returned, not awaited in a frame kept per connection.
@@ -204,6 +212,7 @@ class GraphQLApp(GraphQL[Context, None]):
             hub=self.bus.hub,
             revocations=self.bus,
             renderers=self.renderers,
+            shared_reads=self.shared_reads,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

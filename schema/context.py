@@ -15,7 +15,7 @@ from resolvers.timeline import Publisher
 
 if TYPE_CHECKING:
     from opsgraph.live import Hub
-    from schema.live_render import Renderers
+    from schema.live_render import Renderers, SharedReads
 
 
 def public_error(code: str, message: str) -> GraphQLError:
@@ -42,6 +42,7 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
     revocations: Revocations | None = None
     renderers: Renderers | None = None  # live entries rendered once for many subscribers
+    shared_reads: SharedReads | None = None  # and what they read about an entry, read once
 
     def require_hub(self) -> Hub:
         """The live hub (present in the server; absent when a test runs the schema bare)."""

@@ -16,10 +16,10 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from graphql import ExecutionResult, Executor, GraphQLSchema, parse
 from starlette.types import Send
@@ -32,6 +32,8 @@ from opsgraph.wsdirect import FrameWriter, text_frame
 from schema.execution import ExecutionContext
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Where the app leaves a WebSocket's ASGI send, as the server handed it over, in its scope:
 # live messages go straight to it (they are sent thousands of times per entry; Starlette's
@@ -189,6 +191,39 @@ class Renderers:
 
     def __len__(self) -> int:
         return len(self._renderers)
+
+
+_READ_ALONE = object()  # the shared read failed: each waiter reads for itself
+
+
+class SharedReads:
+    """Reads that every subscriber of a workspace makes for the same live entry (the
+    approval an approval entry is about, say), made once: the first subscriber to ask
+    reads, the others await its answer. Keyed by what the caller names (it must hold the
+    workspace and the entry's `seq`); the last `size` answers are kept."""
+
+    def __init__(self, *, size: int) -> None:
+        self._size = max(1, size)
+        self._memo: OrderedDict[Hashable, asyncio.Future[object]] = OrderedDict()
+
+    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        future = self._memo.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._memo[key] = future
+            while len(self._memo) > self._size:
+                self._memo.popitem(last=False)
+            try:
+                value = await read()
+            except BaseException:
+                future.set_result(_READ_ALONE)
+                if self._memo.get(key) is future:
+                    del self._memo[key]
+                raise
+            future.set_result(value)
+            return value
+        shared = await asyncio.shield(future)  # a waiter leaving must not cancel it
+        return await read() if shared is _READ_ALONE else cast(T, shared)
 
 
 def target_send(adapter: object) -> Send:

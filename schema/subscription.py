@@ -8,6 +8,7 @@ from enum import Enum
 
 import strawberry
 
+from models.approval import Approval as ApprovalRow
 from models.approval import ApprovalStatus
 from models.timeline import TimelineEntry as TimelineEntryRow
 from models.timeline import TimelineKind
@@ -64,6 +65,24 @@ async def _next(subscriber: Subscriber) -> TimelineEntryRow:
         return await subscriber.next()
     except LiveError as exc:
         raise public_error(exc.code, str(exc)) from None
+
+
+async def _approval(
+    info: Info, principal: Principal, approval_id: str, entry: TimelineEntryRow | None
+) -> ApprovalRow | None:
+    """The approval as it stands, read once for every subscriber handed the same entry."""
+
+    async def read() -> ApprovalRow | None:
+        return await approvals.get_approval(
+            workspace_id=principal.workspace_id,
+            approval_id=approval_id,
+            publisher=info.context.publisher,
+        )
+
+    shared = info.context.shared_reads
+    if entry is None or shared is None:
+        return await read()
+    return await shared.get(("approval", principal.workspace_id, entry.seq, approval_id), read)
 
 
 async def _pending(info: Info, principal: Principal) -> list[Approval]:
@@ -158,11 +177,7 @@ class Subscription:
                 kind = EVENT_KIND[entry.kind]
                 if kind is ApprovalEventKind.REQUESTED and entry.subject_id in seen:
                     continue  # requested while we read the queue: already sent
-                row = await approvals.get_approval(
-                    workspace_id=principal.workspace_id,
-                    approval_id=entry.subject_id or "",
-                    publisher=info.context.publisher,
-                )
+                row = await _approval(info, principal, entry.subject_id or "", entry)
                 if row is not None:
                     yield ApprovalEvent(kind=kind, approval=Approval.from_row(row))
         finally:
@@ -181,17 +196,14 @@ class Subscription:
             lambda e: e.kind in APPROVAL_KINDS and e.subject_id == approval_id,
         )
         try:
+            entry = None  # the state now first, then as of each entry about it
             while True:
-                row = await approvals.get_approval(
-                    workspace_id=principal.workspace_id,
-                    approval_id=approval_id,
-                    publisher=info.context.publisher,
-                )
+                row = await _approval(info, principal, approval_id, entry)
                 if row is None:
                     raise public_error("NOT_FOUND", f"No approval {approval_id}.")
                 yield Approval.from_row(row)
                 if row.status is not ApprovalStatus.PENDING:
                     return
-                await _next(subscriber)
+                entry = await _next(subscriber)
         finally:
             info.context.require_hub().unsubscribe(subscriber)
