@@ -19,6 +19,7 @@ from asyncpg.exceptions import DataError  # type: ignore[import-untyped]
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
+from strawberry.types.execution import StreamExecutionResult
 from tortoise.exceptions import OperationalError, ValidationError
 
 from opsgraph.db import database_unavailable
@@ -96,14 +97,22 @@ def _for_caller(error: GraphQLError) -> GraphQLError:
     return error
 
 
+def _tell_caller(result: object) -> None:
+    errors = getattr(result, "errors", None)
+    if errors:
+        result.errors = [_for_caller(error) for error in errors]  # type: ignore[attr-defined]
+
+
 class RefusedValues(SchemaExtension):
     """An argument the database refuses for its column (an id longer than any id, say) is
     the caller's input error, not a server fault; an unreachable database is not a fault
-    of the query either. Both are told as such, not masked. Runs before MaskErrors."""
+    of the query either. Both are told as such, not masked (nor in the driver's words),
+    in a query's result and in each event of a subscription. Runs before MaskErrors."""
 
     def on_execute(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = [_for_caller(error) for error in errors]  # type: ignore[union-attr]
+        _tell_caller(self.execution_context.result)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        _tell_caller(result)
+        yield

@@ -14,6 +14,7 @@ import strawberry
 from models.timeline import TimelineEntry as TimelineEntryRow
 from opsgraph.bus import Bus
 from opsgraph.settings import Settings
+from resolvers import timeline as timeline_resolvers
 from resolvers.auth import Principal, Scope
 from resolvers.changes import record_change, validate_change
 from schema.context import Context
@@ -174,3 +175,31 @@ async def test_a_hole_in_the_sequence_ends_subscribers_instead_of_stalling(
     assert result.errors[0].extensions == {"code": "SUBSCRIBER_LAGGED"}
     await asyncio.sleep(0.05)
     assert bus.hub.subscriber_count == 0
+
+
+async def test_an_event_whose_field_cannot_reach_the_database_says_so(
+    schema: strawberry.Schema,
+    settings: Settings,
+    bus: Bus,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As a query's would: UNAVAILABLE with a message for the caller, never the driver's
+    text (which names the database's host)."""
+
+    async def unreachable(**_: Any) -> dict[str, Any]:
+        raise ConnectionRefusedError("could not connect to db-7.internal:5432")
+
+    monkeypatch.setattr(timeline_resolvers, "subjects_by_id", unreachable)
+    document = "subscription { timeline { summary subject { ... on Change { name } } } }"
+    context = Context(settings=settings, publisher=bus, secret=tenant.reader, hub=bus.hub)
+    stream: Any = await schema.subscribe(document, context_value=context)
+    first = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0.05)
+    await post(tenant, bus, settings, "api deploy")
+    result = await asyncio.wait_for(first, timeout=5)
+    assert result.data == {"timeline": {"summary": "api deploy", "subject": None}}
+    [error] = result.errors
+    assert error.message == "The database is unavailable; retry shortly."
+    assert error.extensions == {"code": "UNAVAILABLE"}
+    await stream.aclose()
