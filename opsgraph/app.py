@@ -6,11 +6,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import TypedDict, cast
 
 import strawberry
 from starlette.applications import Starlette
@@ -180,12 +180,6 @@ class GraphQLApp(GraphQL[Context, None]):
         self.bus = bus
         self.renderers = Renderers(memo_size=settings.subscriber_queue_size)
         self.shared_reads = SharedReads(size=settings.subscriber_queue_size)
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
-        # Strawberry's own coroutine is returned, not awaited in a frame kept per connection.
-        if scope["type"] == "websocket":  # for live messages (see `schema.live_render`),
-            scope.setdefault(ASGI_SEND, send)  # unless `ServerSend` left the server's own
-        return super().__call__(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
         """Request bodies and WebSocket messages: the REST endpoints' strict JSON, and an
