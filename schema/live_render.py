@@ -106,13 +106,46 @@ class LiveSink:
 LIVE_TARGET: ContextVar[LiveTarget | None] = ContextVar("opsgraph_live_target", default=None)
 
 
+_READ_ALONE = object()  # the shared read failed: each waiter reads for itself
+
+
+class SharedReads:
+    """Work that many subscribers do for the same live entry (rendering it for one
+    document, reading the approval it is about), done once: the first subscriber to ask
+    does it, the others await its answer. Keyed by what the caller names (it must hold
+    the entry's `seq`, and the workspace where the work depends on it); the last `size`
+    answers are kept."""
+
+    def __init__(self, *, size: int) -> None:
+        self._size = max(1, size)
+        self._memo: OrderedDict[Hashable, asyncio.Future[object]] = OrderedDict()
+
+    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        future = self._memo.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._memo[key] = future
+            while len(self._memo) > self._size:
+                self._memo.popitem(last=False)
+            try:
+                value = await read()
+            except BaseException:
+                future.set_result(_READ_ALONE)
+                if self._memo.get(key) is future:
+                    del self._memo[key]
+                raise
+            future.set_result(value)
+            return value
+        shared = await asyncio.shield(future)  # a waiter leaving must not cancel it
+        return await read() if shared is _READ_ALONE else cast(T, shared)
+
+
 class Renderer:
     """One subscription document with its variables and key: renders each entry once."""
 
     def __init__(self, executor: Executor[Any], *, key: tuple[object, ...], memo_size: int) -> None:
         self._executor = executor
-        self._memo: OrderedDict[int, asyncio.Future[str | None]] = OrderedDict()
-        self._memo_size = max(1, memo_size)
+        self._rendered = SharedReads(size=memo_size)
         self.key = key
         self.users = 0
 
@@ -124,22 +157,16 @@ class Renderer:
         `source` makes the subscription's event value from the entry; the first subscriber
         to ask executes, the others await the same answer.
         """
-        future = self._memo.get(row.seq)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._memo[row.seq] = future
-            while len(self._memo) > self._memo_size:
-                self._memo.popitem(last=False)
-            try:
-                future.set_result(await self._execute(source(row)))
-            except BaseException as exc:
-                future.set_result(None)  # the others render it the usual way
-                if not isinstance(exc, Exception):
-                    raise  # cancelled: this subscriber is leaving
-                log.exception("shared rendering of a live entry failed")
-        # Shielded: a waiter that is cancelled (its client left) must not cancel the
-        # answer the executing subscriber and the other waiters share.
-        return await asyncio.shield(future)
+        return await self._rendered.get(row.seq, lambda: self._render(row, source))
+
+    async def _render(
+        self, row: TimelineEntryRow, source: Callable[[TimelineEntryRow], object]
+    ) -> str | None:
+        try:
+            return await self._execute(source(row))
+        except Exception:  # every subscriber renders it the usual way
+            log.exception("shared rendering of a live entry failed")
+            return None
 
     async def _execute(self, source: object) -> str | None:
         result = self._executor.build_per_event_executor(source).execute_operation(False)
@@ -191,39 +218,6 @@ class Renderers:
 
     def __len__(self) -> int:
         return len(self._renderers)
-
-
-_READ_ALONE = object()  # the shared read failed: each waiter reads for itself
-
-
-class SharedReads:
-    """Reads that every subscriber of a workspace makes for the same live entry (the
-    approval an approval entry is about, say), made once: the first subscriber to ask
-    reads, the others await its answer. Keyed by what the caller names (it must hold the
-    workspace and the entry's `seq`); the last `size` answers are kept."""
-
-    def __init__(self, *, size: int) -> None:
-        self._size = max(1, size)
-        self._memo: OrderedDict[Hashable, asyncio.Future[object]] = OrderedDict()
-
-    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        future = self._memo.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._memo[key] = future
-            while len(self._memo) > self._size:
-                self._memo.popitem(last=False)
-            try:
-                value = await read()
-            except BaseException:
-                future.set_result(_READ_ALONE)
-                if self._memo.get(key) is future:
-                    del self._memo[key]
-                raise
-            future.set_result(value)
-            return value
-        shared = await asyncio.shield(future)  # a waiter leaving must not cancel it
-        return await read() if shared is _READ_ALONE else cast(T, shared)
 
 
 def target_send(adapter: object) -> Send:
