@@ -205,10 +205,8 @@ async def _deliver_direct(
     for count, (subscriber, sink) in enumerate(members, 1):
         if count % WRITES_PER_TURN == 0:
             await asyncio.sleep(0)
-        if not prepared or not _write(subscriber, sink, share):
-            for entry in accepted[: len(prepared)]:
-                subscriber.offer(entry)
-        for entry in rest:
+        written = bool(prepared) and _write(subscriber, sink, share)
+        for entry in rest if written else accepted:
             subscriber.offer(entry)
 
 
