@@ -1,9 +1,8 @@
 """Incident rows, written race-safely: each function is one transaction that either does its
 write with its timeline entry or returns None because a concurrent writer got there first.
 
-One incident per (service, dedup key) may be open: the unique constraint over (service,
-dedup key, open marker) enforces it, so `open_incident` fails with IntegrityError when it
-loses; the others are conditional UPDATEs that match no row when they lose.
+Acknowledging and resolving are conditional UPDATEs that match no row when they lose.
+Triggers, which open or update incidents, are stored in batches (`incident_batch`).
 """
 
 from __future__ import annotations
@@ -11,17 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from models.ids import new_id
-from models.incident import OPEN, Incident, IncidentAlert, IncidentStatus
+from models.incident import OPEN, Incident, IncidentStatus
 from models.timeline import TimelineEntry, TimelineKind
 from models.workspace import Service
 from resolvers.auth import Principal
-from resolvers.incident_events import AlertData, IncidentEvent, Step
-from resolvers.timeline import record_entry
+from resolvers.incident_events import IncidentEvent, Step
+from resolvers.timeline import NewEntry, record_entries, record_entry
 
 SUBJECT = "Incident"
 
@@ -49,11 +45,11 @@ def _details(incident: Incident, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def _entry(
+def new_entry(
     incident: Incident, kind: TimelineKind, summary: str, *, actor: str, **extra: Any
-) -> TimelineEntry:
-    """An entry about the incident (its service must be loaded)."""
-    return await record_entry(
+) -> NewEntry:
+    """An entry about the incident as it stands now (its service must be loaded)."""
+    return NewEntry(
         workspace_id=incident.workspace_id,
         kind=kind,
         occurred_at=datetime.now(UTC),
@@ -66,58 +62,11 @@ async def _entry(
     )
 
 
-async def open_incident(
-    *, principal: Principal, service: Service, dedup_key: str, alert: AlertData
-) -> Written | None:
-    """Open an incident with its first alert; None if one is already open for the key."""
-    now = datetime.now(UTC)
-    try:
-        async with in_transaction():
-            incident = await Incident.create(
-                id=new_id("inc"),
-                workspace_id=principal.workspace_id,
-                service=service,
-                dedup_key=dedup_key,
-                opened_at=now,
-                last_seen_at=now,
-                **alert.columns(),
-            )
-            await IncidentAlert.create(
-                incident_id=incident.id, received_at=now, actor=principal.name, **alert.columns()
-            )
-            entry = await _entry(
-                incident,
-                TimelineKind.INCIDENT_TRIGGERED,
-                alert.summary,
-                actor=principal.name,
-                source=alert.source,
-            )
-    except IntegrityError:
-        return None  # another trigger opened it first: update that one instead
-    return incident, entry
-
-
-async def add_alert(
-    *, principal: Principal, service: Service, incident: Incident, alert: AlertData
-) -> Written | None:
-    """Count one more alert on an open incident, keeping its latest payload; None if it
-    was resolved meanwhile."""
-    now = datetime.now(UTC)
-    async with in_transaction():
-        changed = await Incident.filter(id=incident.id, open_marker=OPEN).update(
-            alert_count=F("alert_count") + 1, last_seen_at=now, **alert.columns()
-        )
-        if not changed:
-            return None  # resolved meanwhile: the trigger opens a new incident
-        await IncidentAlert.create(
-            incident_id=incident.id, received_at=now, actor=principal.name, **alert.columns()
-        )
-        fresh = await Incident.get(id=incident.id)
-        fresh.service = service
-        entry = await _entry(
-            fresh, TimelineKind.INCIDENT_UPDATED, alert.summary, actor=principal.name
-        )
-    return fresh, entry
+async def _entry(
+    incident: Incident, kind: TimelineKind, summary: str, *, actor: str, **extra: Any
+) -> TimelineEntry:
+    """Store an entry about the incident inside the caller's transaction."""
+    return (await record_entries([new_entry(incident, kind, summary, actor=actor, **extra)]))[0]
 
 
 async def transition(

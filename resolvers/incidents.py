@@ -1,8 +1,9 @@
 """Incidents: applying events (dedup, acknowledge, resolve) and people's transitions.
 
 Each write reads the current state, decides with the pure `plan_event`, and carries the
-decision out with one race-safe step of `incident_rows`; a step lost to a concurrent writer
-returns None, and the event is decided again on fresh state.
+decision out with one race-safe step: triggers in batches (`incident_batch`), the others
+with `incident_rows`, where a step lost to a concurrent writer returns None and the event
+is decided again on fresh state.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from enum import StrEnum
 from models.incident import ID_LENGTH, OPEN, Incident, IncidentStatus
 from models.timeline import TimelineEntry
 from models.workspace import Service
+from opsgraph.settings import Settings
 from resolvers import incident_rows as rows
 from resolvers.auth import Principal, Scope, service_for_routing_key
+from resolvers.incident_batch import PendingTrigger, store_trigger
 from resolvers.incident_events import IncidentEvent, Plan, Step, plan_event
 from resolvers.timeline import Publisher
 
@@ -76,16 +79,37 @@ async def find_service(
 
 
 async def send_event(
-    *, principal: Principal, event: IncidentEvent, service: Service, publisher: Publisher
+    *,
+    principal: Principal,
+    event: IncidentEvent,
+    service: Service,
+    publisher: Publisher,
+    settings: Settings,
 ) -> EventResult:
     """Apply one trigger/acknowledge/resolve event to its service's incidents."""
     principal.require(Scope.EVENTS_WRITE)
+    if event.alert is not None:  # a trigger: stored with the others that arrive meanwhile
+        stored = await store_trigger(
+            PendingTrigger(
+                workspace_id=principal.workspace_id,
+                actor=principal.name,
+                service=service,
+                dedup_key=event.dedup_key,
+                alert=event.alert,
+            ),
+            settings=settings,
+        )
+        await publisher.entry_committed(
+            workspace_id=principal.workspace_id, entry_id=stored.entry.id
+        )
+        outcome = Outcome.OPENED if stored.opened else Outcome.UPDATED
+        return EventResult(outcome, event.dedup_key, stored.incident, stored.entry)
     for _ in range(MAX_ATTEMPTS):
         current = await Incident.get_or_none(
             service_id=service.id, dedup_key=event.dedup_key, open_marker=OPEN
         )
         latest = current
-        if current is None and event.alert is None:
+        if current is None:
             latest = await rows.latest_incident(service_id=service.id, dedup_key=event.dedup_key)
         if latest is not None:
             latest.service = service
@@ -108,7 +132,8 @@ async def _apply(
     service: Service,
     incident: Incident | None,
 ) -> EventResult | None:
-    """Carry out a plan; None when a concurrent writer got there first (decide again)."""
+    """Carry out an acknowledge, resolve or drop; None when a concurrent writer got there
+    first (decide again)."""
     key = event.dedup_key
     if plan.step is Step.DROP:
         entry = await rows.record_drop(
@@ -119,21 +144,11 @@ async def _apply(
             reason=plan.reason or "",
         )
         return EventResult(Outcome.DROPPED, key, incident, entry, plan.reason)
-    if plan.step is Step.OPEN:
-        assert event.alert is not None
-        done = await rows.open_incident(
-            principal=principal, service=service, dedup_key=key, alert=event.alert
-        )
-    elif plan.step is Step.UPDATE:
-        assert event.alert is not None and incident is not None
-        done = await rows.add_alert(
-            principal=principal, service=service, incident=incident, alert=event.alert
-        )
-    else:
-        assert incident is not None
-        done = await rows.transition(
-            incident=incident, step=plan.step, actor=principal.name, note=None, service=service
-        )
+    # Triggers (OPEN, UPDATE) never get here: `send_event` hands them to the batch.
+    assert incident is not None and plan.step in {Step.ACKNOWLEDGE, Step.RESOLVE}
+    done = await rows.transition(
+        incident=incident, step=plan.step, actor=principal.name, note=None, service=service
+    )
     if done is None:
         return None
     return EventResult(OUTCOMES[plan.step], key, done[0], done[1])

@@ -192,7 +192,11 @@ class IncidentMutation:
             found = "Routing key" if event.routing_key is not None else "Service"
             return InvalidRoutingKey(code="INVALID_ROUTING_KEY", message=f"{found} not found")
         result = await incidents.send_event(
-            principal=principal, event=event, service=service, publisher=info.context.publisher
+            principal=principal,
+            event=event,
+            service=service,
+            publisher=info.context.publisher,
+            settings=info.context.settings,
         )
         row = result.incident
         return IncidentEventAccepted(

@@ -1,0 +1,216 @@
+"""Group commit of triggers: a batch applies its triggers in order, as one after the other
+would, answers each with the incident as that trigger left it, and a batch the database
+refuses is stored trigger by trigger, with nothing lost or counted twice."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from tortoise import connections
+from tortoise.exceptions import IntegrityError
+
+from models.incident import Incident, IncidentAlert, Severity
+from models.timeline import TimelineEntry
+from models.workspace import Service
+from resolvers import auth
+from resolvers.incident_batch import PendingTrigger, StoredTrigger, _store_each
+from resolvers.incident_events import AlertData
+from tests.conftest import GraphQL, Tenant
+
+SEND = """
+mutation($input: IncidentEventInput!) {
+  sendIncidentEvent(input: $input) {
+    ... on IncidentEventAccepted { outcome incident { id alertCount summary } }
+  }
+}
+"""
+
+
+async def service(tenant: Tenant, name: str) -> Service:
+    found = await auth.service_for_routing_key(routing_key=await tenant.service(name))
+    assert found is not None
+    return found
+
+
+def trigger(tenant: Tenant, service: Service, key: str, summary: str) -> PendingTrigger:
+    return PendingTrigger(
+        workspace_id=tenant.workspace_id,
+        actor="monitor",
+        service=service,
+        dedup_key=key,
+        alert=AlertData(summary=summary, source="prometheus", severity=Severity.CRITICAL),
+    )
+
+
+async def history(tenant: Tenant) -> list[tuple[str, str, int]]:
+    """The workspace's entries in order: kind, dedup key, the alert count they report."""
+    rows = await TimelineEntry.filter(workspace_id=tenant.workspace_id).order_by("seq")
+    return [
+        (row.kind.value, row.details["dedup_key"], row.details["alert_count"])
+        for row in rows
+        if row.details
+    ]
+
+
+async def incidents(tenant: Tenant) -> dict[str, tuple[int, str, int]]:
+    """Open incidents by dedup key: alert count, latest summary, alert rows kept."""
+    found = {}
+    for row in await Incident.filter(workspace_id=tenant.workspace_id, open_marker=1):
+        alerts = await IncidentAlert.filter(incident_id=row.id).count()
+        found[row.dedup_key] = (row.alert_count, row.summary, alerts)
+    return found
+
+
+async def test_a_batch_applies_its_triggers_in_order(tenant: Tenant, gql: GraphQL) -> None:
+    api, web = await service(tenant, "api"), await service(tenant, "web")
+    first = await gql(
+        SEND,
+        tenant.writer,
+        input={
+            "serviceId": api.id,
+            "eventAction": "TRIGGER",
+            "dedupKey": "cpu",
+            "payload": {"summary": "cpu 91%", "source": "prometheus", "severity": "CRITICAL"},
+        },
+    )
+    assert first.errors is None, first.errors
+    open_cpu = first.data["sendIncidentEvent"]["incident"]["id"]
+
+    outcomes = await _store_each(
+        [
+            trigger(tenant, api, "cpu", "cpu 95%"),  # the open incident
+            trigger(tenant, api, "disk", "disk 80%"),  # opens
+            trigger(tenant, web, "cpu", "web cpu"),  # same key, other service: opens
+            trigger(tenant, api, "disk", "disk 90%"),  # the one opened just before
+            trigger(tenant, api, "cpu", "cpu 99%"),
+        ]
+    )
+
+    stored = [outcome for outcome in outcomes if isinstance(outcome, StoredTrigger)]
+    assert len(stored) == 5, outcomes
+    assert [s.opened for s in stored] == [False, True, True, False, False]
+    assert [(s.incident.alert_count, s.incident.summary) for s in stored] == [
+        (2, "cpu 95%"),
+        (1, "disk 80%"),
+        (1, "web cpu"),
+        (2, "disk 90%"),
+        (3, "cpu 99%"),
+    ]
+    assert stored[0].incident.id == stored[4].incident.id == open_cpu
+    assert stored[1].incident.id == stored[3].incident.id != stored[2].incident.id
+    assert [s.entry.seq for s in stored] == [2, 3, 4, 5, 6]
+    assert await history(tenant) == [
+        ("INCIDENT_TRIGGERED", "cpu", 1),
+        ("INCIDENT_UPDATED", "cpu", 2),
+        ("INCIDENT_TRIGGERED", "disk", 1),
+        ("INCIDENT_TRIGGERED", "cpu", 1),
+        ("INCIDENT_UPDATED", "disk", 2),
+        ("INCIDENT_UPDATED", "cpu", 3),
+    ]
+    by_service = {
+        (row.service_id, row.dedup_key): (row.alert_count, row.summary)
+        for row in await Incident.filter(workspace_id=tenant.workspace_id)
+    }
+    assert by_service == {
+        (api.id, "cpu"): (3, "cpu 99%"),
+        (api.id, "disk"): (2, "disk 90%"),
+        (web.id, "cpu"): (1, "web cpu"),
+    }
+    assert await IncidentAlert.filter(incident__workspace_id=tenant.workspace_id).count() == 6
+
+
+async def test_a_refused_batch_is_stored_trigger_by_trigger(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await service(tenant, "api")
+    await _store_each([trigger(tenant, api, "cpu", "cpu 91%")])
+    calls: list[int] = []
+    create = IncidentAlert.bulk_create
+
+    async def refuse_first(objects: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(objects))
+        if len(calls) == 1:  # after the batch wrote its incidents: all of it must go
+            raise IntegrityError("refused")
+        return await create(objects, *args, **kwargs)
+
+    monkeypatch.setattr(IncidentAlert, "bulk_create", refuse_first)
+
+    outcomes = await _store_each(
+        [
+            trigger(tenant, api, "cpu", "cpu 95%"),
+            trigger(tenant, api, "disk", "disk 80%"),
+            trigger(tenant, api, "disk", "disk 90%"),
+        ]
+    )
+
+    assert calls == [3, 1, 1, 1]  # the batch, then each trigger alone, in order
+    assert [type(outcome) for outcome in outcomes] == [StoredTrigger] * 3
+    assert await incidents(tenant) == {"cpu": (2, "cpu 95%", 2), "disk": (2, "disk 90%", 2)}
+    assert await history(tenant) == [
+        ("INCIDENT_TRIGGERED", "cpu", 1),
+        ("INCIDENT_UPDATED", "cpu", 2),
+        ("INCIDENT_TRIGGERED", "disk", 1),
+        ("INCIDENT_UPDATED", "disk", 2),
+    ]
+
+
+async def test_a_trigger_refused_alone_fails_alone(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await service(tenant, "api")
+    create = IncidentAlert.bulk_create
+
+    async def refuse_disk(objects: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(alert.summary.startswith("disk") for alert in objects):
+            raise IntegrityError("refused")
+        return await create(objects, *args, **kwargs)
+
+    monkeypatch.setattr(IncidentAlert, "bulk_create", refuse_disk)
+
+    outcomes = await _store_each(
+        [trigger(tenant, api, "cpu", "cpu 95%"), trigger(tenant, api, "disk", "disk 80%")]
+    )
+
+    assert isinstance(outcomes[0], StoredTrigger) and isinstance(outcomes[1], IntegrityError)
+    assert await incidents(tenant) == {"cpu": (1, "cpu 95%", 1)}
+    assert await history(tenant) == [("INCIDENT_TRIGGERED", "cpu", 1)]
+
+
+async def test_two_batches_opening_one_key_at_once_leave_one_incident(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes' batches (here two tasks on two connections) both find the key with
+    nothing open and both insert: the one that loses the unique key stores its trigger
+    again, as an update of the incident the other opened."""
+    if connections.get("default").capabilities.dialect != "postgres":
+        pytest.skip("SQLite runs one transaction at a time: two batches cannot interleave")
+    api = await service(tenant, "api")
+    arrived: list[int] = []
+    both = asyncio.Event()
+    create = Incident.bulk_create
+
+    async def meet(objects: Any, *args: Any, **kwargs: Any) -> Any:
+        arrived.append(len(objects))
+        if len(arrived) <= 2:  # both batches read "nothing open" before either inserts
+            if len(arrived) == 2:
+                both.set()
+            await asyncio.wait_for(both.wait(), timeout=10)
+        return await create(objects, *args, **kwargs)
+
+    monkeypatch.setattr(Incident, "bulk_create", meet)
+
+    first, second = await asyncio.gather(
+        _store_each([trigger(tenant, api, "cpu", "from a")]),
+        _store_each([trigger(tenant, api, "cpu", "from b")]),
+    )
+
+    assert arrived == [1, 1]  # the loser's second attempt updated instead of opening
+    outcomes = [*first, *second]
+    assert all(isinstance(outcome, StoredTrigger) for outcome in outcomes), outcomes
+    assert [o.opened for o in outcomes if isinstance(o, StoredTrigger)].count(True) == 1
+    [(count, _, alerts)] = (await incidents(tenant)).values()
+    assert (count, alerts) == (2, 2)
+    kinds = [kind for kind, _, _ in await history(tenant)]
+    assert kinds == ["INCIDENT_TRIGGERED", "INCIDENT_UPDATED"]
