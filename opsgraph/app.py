@@ -45,7 +45,7 @@ from opsgraph.ui import SpaStaticFiles
 from opsgraph.wsdirect import frame_writer
 from resolvers import approvals as approval_resolvers
 from resolvers import changes as change_resolvers
-from resolvers.auth import KEY_LOOKUP, authenticate
+from resolvers.auth import KEY_LOOKUP, ROUTING_KEY_LOOKUP, authenticate
 from resolvers.auth import Scope as ScopeName
 from resolvers.errors import AuthError
 from rest_compat import agents as rest_agents
@@ -327,7 +327,7 @@ def create_app(
     )
     schema = build_schema(settings)
     change_resolvers.WRITER.max_items = settings.batch_max
-    KEY_LOOKUP.max_items = settings.batch_max
+    KEY_LOOKUP.max_items = ROUTING_KEY_LOOKUP.max_items = settings.batch_max
     graphql = GraphQLApp(schema, settings=settings, bus=bus)
     endpoint = Endpoint(schema=schema, settings=settings, publisher=bus, hub=bus.hub)
 

@@ -173,9 +173,21 @@ async def list_services(*, workspace_id: str) -> list[Service]:
     return await Service.filter(workspace_id=workspace_id).order_by("name")
 
 
+async def _services(digests: Sequence[str]) -> list[Service | None]:
+    """The service of each routing key hash, with one query for the whole batch."""
+    rows = await Service.filter(routing_key_hash__in=sorted(set(digests)))
+    by_hash = {row.routing_key_hash: row for row in rows}
+    return [by_hash.get(digest) for digest in digests]
+
+
+# Routing key look-ups that arrive together share one query; like key checks, nothing is
+# cached between batches, so a service that is gone is not found by the very next event.
+ROUTING_KEY_LOOKUP: Batcher[str, Service | None] = Batcher(_services, max_items=256)
+
+
 async def service_for_routing_key(*, routing_key: str) -> Service | None:
     """The service a routing key belongs to, if any."""
-    return await Service.get_or_none(routing_key_hash=hash_secret(routing_key))
+    return await ROUTING_KEY_LOOKUP.submit(hash_secret(routing_key))
 
 
 async def bootstrap(*, workspace_name: str = "default") -> IssuedKey | None:

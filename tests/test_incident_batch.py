@@ -214,3 +214,31 @@ async def test_two_batches_opening_one_key_at_once_leave_one_incident(
     assert (count, alerts) == (2, 2)
     kinds = [kind for kind, _, _ in await history(tenant)]
     assert kinds == ["INCIDENT_TRIGGERED", "INCIDENT_UPDATED"]
+
+
+async def test_routing_keys_looked_up_together_each_find_their_own_service(
+    tenant: Tenant, make_tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = await make_tenant()
+    api_key, web_key = await tenant.service("api"), await other.service("web")
+    queries: list[int] = []
+    work = auth.ROUTING_KEY_LOOKUP._work
+
+    async def counted(digests: Any) -> Any:
+        queries.append(len(digests))
+        return await work(digests)
+
+    monkeypatch.setattr(auth.ROUTING_KEY_LOOKUP, "_work", counted)
+
+    asked = [api_key, web_key, "R-no-such-key", api_key, web_key]
+    found = await asyncio.gather(*(auth.service_for_routing_key(routing_key=k) for k in asked))
+
+    names = [(s.workspace_id, s.name) if s else None for s in found]
+    assert names == [
+        (tenant.workspace_id, "api"),
+        (other.workspace_id, "web"),
+        None,
+        (tenant.workspace_id, "api"),
+        (other.workspace_id, "web"),
+    ]
+    assert queries == [5]  # one query for the five
