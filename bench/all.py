@@ -19,7 +19,7 @@ OUT = Path(__file__).resolve().parent / "latest.md"
 def main() -> None:
     parser = harness.arguments(__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000, 10000])
     args = parser.parse_args()
     duration = args.duration = min(args.duration, 5.0) if args.quick else args.duration
     harness.header("Opsgraph benchmarks", args)

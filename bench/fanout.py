@@ -6,7 +6,7 @@ deliveries arrived, and the server's memory per idle subscriber.
 Clients run in separate processes (`--client-procs`) so the load generator is not the
 bottleneck it measures; latency is the time from just before the POST to the moment the
 client has parsed the message (one machine, one clock).
-Usage: .venv/bin/python -m bench.fanout [--subscribers 1000 5000] [--rate 20] [--duration 15]
+Usage: .venv/bin/python -m bench.fanout [--subscribers 1000 5000 10000] [--rate 20] [--duration 15]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import resource
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -199,10 +200,26 @@ def table(results: list[FanoutResult]) -> str:
     return text
 
 
+def _enough_files(subscribers: int) -> bool:
+    """Whether the server process (and each client process) may open a socket per
+    subscriber and some more, raising this process's soft limit, which they inherit, up to
+    the hard one if need be."""
+    needed = subscribers + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            return False
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return True
+
+
 def run(*, subscribers: list[int], rate: float, duration: float, procs: int) -> str:
     results = []
     with harness.throwaway_database() as database_url:
         for count in subscribers:  # a fresh server for each size: memory starts clean
+            if not _enough_files(count):
+                print(f"  {count:,} subscribers: skipped, the open-files limit is too low")
+                continue
             with harness.opsgraph_server(
                 database_url, workers=1, OPSGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION="1"
             ) as (server, admin):
@@ -219,7 +236,7 @@ def run(*, subscribers: list[int], rate: float, duration: float, procs: int) -> 
 
 def main() -> None:
     parser = harness.arguments(__doc__)
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000, 10000])
     parser.add_argument("--rate", type=float, default=20.0, help="events posted per second")
     parser.add_argument("--client-procs", type=int, default=min(4, os.cpu_count() or 1))
     args = parser.parse_args()
