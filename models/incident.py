@@ -16,6 +16,8 @@ from models.workspace import Service, Workspace
 OPEN = 1
 # Ids (ours and services') are at most this long; Tortoise refuses longer lookup values.
 ID_LENGTH = 40
+# Who acted (a key's name, "service:" and a service's name): as long as timeline actors.
+ACTOR_LENGTH = 200
 
 
 class Severity(StrEnum):
@@ -50,9 +52,9 @@ class Incident(Model):
     opened_at = fields.DatetimeField()
     last_seen_at = fields.DatetimeField()
     acknowledged_at = fields.DatetimeField(null=True)
-    acknowledged_by = fields.CharField(max_length=200, null=True)
+    acknowledged_by = fields.CharField(max_length=ACTOR_LENGTH, null=True)
     resolved_at = fields.DatetimeField(null=True)
-    resolved_by = fields.CharField(max_length=200, null=True)
+    resolved_by = fields.CharField(max_length=ACTOR_LENGTH, null=True)
     # The latest trigger's payload (each trigger is also kept as an IncidentAlert).
     summary = fields.TextField()
     source = fields.CharField(max_length=255)
@@ -89,7 +91,7 @@ class IncidentAlert(Model):
     )
     incident_id: str
     received_at = fields.DatetimeField()
-    actor = fields.CharField(max_length=200, null=True)
+    actor = fields.CharField(max_length=ACTOR_LENGTH, null=True)
     summary = fields.TextField()
     source = fields.CharField(max_length=255)
     severity = fields.CharEnumField(Severity, max_length=16)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from models.agent import AgentEvent, Run, ToolCall
@@ -25,16 +24,12 @@ from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers import runs
 from resolvers.agent_seen import KnownRun, Seen
-from resolvers.batching import Batcher, each_alone_if_refused
+from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
 from resolvers.policy_eval import Decision
 from resolvers.timeline import NewEntry, record_entries
 
 if TYPE_CHECKING:
     from resolvers.agent_events import AgentEventData
-
-# asyncpg's names for a transaction PostgreSQL aborted to break a deadlock or a
-# serialization conflict (Tortoise passes these through untranslated).
-_ABORTED = {"DeadlockDetectedError", "SerializationError"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +132,9 @@ async def _store(items: Sequence[PendingCall]) -> list[StoredCall]:
     ]
 
 
-def _refused(exc: Exception) -> bool:
-    """Whether the database refused the batch and rolled it back (worth storing each alone)."""
-    return isinstance(exc, IntegrityError | OperationalError) or type(exc).__name__ in _ABORTED
-
-
 async def _store_each(items: Sequence[PendingCall]) -> list[StoredCall | BaseException]:
     """The batch's transaction, or each item alone if the database refused it."""
-    return await each_alone_if_refused(items, _store, refused=_refused)
+    return await each_alone_if_refused(items, _store, refused=refused_by_database)
 
 
 # One batch at a time per process (at most `Settings.batch_max` calls).

@@ -13,6 +13,8 @@ import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -90,6 +92,19 @@ def _settle(
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+# asyncpg's names for a transaction PostgreSQL aborted to break a deadlock or a
+# serialization conflict (Tortoise passes these through untranslated).
+_ABORTED = {"DeadlockDetectedError", "SerializationError"}
+
+
+def refused_by_database(exc: Exception) -> bool:
+    """Whether the database (or Tortoise, before sending it) refused a statement of the
+    transaction, which was then rolled back: a constraint, a value too long, a deadlock."""
+    if isinstance(exc, IntegrityError | OperationalError | ValidationError):
+        return True
+    return type(exc).__name__ in _ABORTED
 
 
 async def each_alone_if_refused(

@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
-
 from models.change import Change, ChangeCategory
 from models.ids import new_id
 from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
-from resolvers.batching import Batcher, each_alone_if_refused
+from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
 from resolvers.change_store import new_change, store_changes
 from resolvers.timeline import Publisher
 from resolvers.validation import Checker, TimeWindow
@@ -155,14 +153,9 @@ async def _store(writes: Sequence[_Write]) -> list[RecordedChange]:
     ]
 
 
-def _refused(exc: Exception) -> bool:
-    """The database refused the batch (a constraint, a value too long): nothing was stored."""
-    return isinstance(exc, IntegrityError | OperationalError | ValidationError)
-
-
 async def _store_each(writes: Sequence[_Write]) -> list[RecordedChange | BaseException]:
     """The batch's transaction, or each write alone if the database refused it."""
-    return await each_alone_if_refused(writes, _store, refused=_refused)
+    return await each_alone_if_refused(writes, _store, refused=refused_by_database)
 
 
 # Group commit for changes: one transaction at a time per process, holding every write that

@@ -1,15 +1,18 @@
 """Group commit for triggers: the triggers that arrive while a batch is being stored are
 stored together, in one transaction.
 
-A batch locks the open incidents of its keys (`FOR NO KEY UPDATE` on PostgreSQL, in id
-order), applies its triggers to them in arrival order, as one after the other would, and
-writes the outcome with one statement per table: the incidents it opens, the incidents it
-updates, every trigger's alert row, then every trigger's timeline entry. Each trigger's
-answer is the incident as that trigger left it.
+A batch locks the open incidents of its (service, dedup key) pairs (`FOR NO KEY UPDATE` on
+PostgreSQL, in id order), applies its triggers to them in arrival order, as one after the
+other would, and writes the outcome with one statement (or one prepared statement run for
+each row) per table: the incidents it opens, the incidents it updates, every trigger's
+alert row, then every trigger's timeline entry. Each trigger's answer is the incident as
+that trigger left it.
 
 Opening races are settled by the unique (service, dedup key, open marker) constraint: if a
-concurrent writer opened one of the batch's keys first, the database refuses the batch,
-nothing is stored, and each trigger is stored alone, in order, on fresh state.
+concurrent writer opened one of the batch's keys first, the database refuses the batch and
+nothing is stored. The batch is then tried once more on fresh state, where that key is
+open; refused again (or for a value the database rejects), each trigger is stored alone,
+in order, so a bad trigger fails alone.
 """
 
 from __future__ import annotations
@@ -20,43 +23,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tortoise import connections
-from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.exceptions import ValidationError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models.ids import new_id
-from models.incident import OPEN, Incident, IncidentAlert
+from models.incident import OPEN, Incident, IncidentAlert, Severity
 from models.timeline import TimelineEntry, TimelineKind
 from models.workspace import Service
 from opsgraph.settings import Settings
-from resolvers.batching import Batcher
+from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
 from resolvers.incident_events import AlertData, EventAction, Step, plan_event
 from resolvers.incident_rows import new_entry
 from resolvers.timeline import NewEntry, record_entries
 
-# asyncpg's names for a transaction PostgreSQL aborted to break a deadlock or a
-# serialization conflict (Tortoise passes these through untranslated).
-_ABORTED = {"DeadlockDetectedError", "SerializationError"}
-# A trigger stored alone that loses an opening race again is tried this often in all: each
-# lost race means another writer opened the incident, which the next attempt updates.
+# A trigger stored alone is tried this often in all while it loses opening races: each lost
+# race means another writer opened the incident, which the next attempt updates.
 ATTEMPTS = 3
 
 # What a trigger writes on its incident: the count, when it was last seen, its payload.
-_UPDATED = (
-    "alert_count",
-    "last_seen_at",
-    "summary",
-    "source",
-    "severity",
-    "sent_at",
-    "component",
-    "alert_group",
-    "event_class",
-    "custom_details",
-    "images",
-    "links",
-    "client",
-    "client_url",
-)
+_ALERT_COLUMNS = tuple(AlertData(summary="", source="", severity=Severity.INFO).columns())
+_UPDATED = ("alert_count", "last_seen_at", *_ALERT_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,30 +86,29 @@ async def _store(items: Sequence[PendingTrigger]) -> list[StoredTrigger]:
     """Store every trigger of a batch in one transaction (all or nothing)."""
     now = datetime.now(UTC)
     keys = {(item.service.id, item.dedup_key) for item in items}
+    by_service: dict[str, set[str]] = {}
+    for service_id, dedup_key in keys:
+        by_service.setdefault(service_id, set()).add(dedup_key)
+    pairs = [
+        Q(service_id=service_id, dedup_key__in=sorted(dedup_keys))
+        for service_id, dedup_keys in sorted(by_service.items())
+    ]
     opened: dict[tuple[str, str], Incident] = {}
     updated: dict[tuple[str, str], Incident] = {}
     stored: list[tuple[bool, Incident, NewEntry]] = []
     async with in_transaction():
         locked = (
-            await Incident.filter(
-                service_id__in=sorted({service for service, _ in keys}),
-                dedup_key__in=sorted({key for _, key in keys}),
-                open_marker=OPEN,
-            )
+            await Incident.filter(Q(*pairs, join_type="OR"), open_marker=OPEN)
             .order_by("id")
             .select_for_update(no_key=True)
         )
-        current = {
-            (row.service_id, row.dedup_key): row
-            for row in locked
-            if (row.service_id, row.dedup_key) in keys
-        }
+        current = {(row.service_id, row.dedup_key): row for row in locked}
         for item in items:
             key = (item.service.id, item.dedup_key)
             incident = current.get(key)
             status = incident.status if incident is not None else None
             first = plan_event(EventAction.TRIGGER, status, known=True).step is Step.OPEN
-            if incident is None or first:
+            if first:
                 incident = current[key] = opened[key] = Incident(
                     id=new_id("inc"),
                     workspace_id=item.workspace_id,
@@ -133,6 +119,7 @@ async def _store(items: Sequence[PendingTrigger]) -> list[StoredTrigger]:
                     **item.alert.columns(),
                 )
             else:
+                assert incident is not None
                 incident.alert_count += 1
                 _apply(incident, item.alert, now)
                 if key not in opened:
@@ -158,6 +145,8 @@ async def _store(items: Sequence[PendingTrigger]) -> list[StoredTrigger]:
             ]
         )
         entries = await record_entries([entry for _, _, entry in stored])
+    for _, incident, _ in stored:
+        incident._saved_in_db = True  # those it opened too: bulk_create does not say so
     return [
         StoredTrigger(opened=first, incident=incident, entry=entry)
         for (first, incident, _), entry in zip(stored, entries, strict=True)
@@ -175,29 +164,24 @@ async def _update(incidents: Sequence[Incident]) -> None:
     await connection.execute_many(_update_statement(connection.capabilities.dialect), values)
 
 
-def _refused(exc: Exception) -> bool:
-    """Whether the database refused the batch and rolled it back (worth storing each alone)."""
-    return isinstance(exc, IntegrityError | OperationalError) or type(exc).__name__ in _ABORTED
+async def _store_retrying(items: Sequence[PendingTrigger]) -> list[StoredTrigger]:
+    """`_store`, tried again on fresh state while it loses opening races: once more for a
+    batch (then each trigger goes alone), up to `ATTEMPTS` times in all for one trigger."""
+    attempts = ATTEMPTS if len(items) == 1 else 2
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _store(items)
+        except ValidationError:  # a value the database cannot take: no retry changes that
+            raise
+        except Exception as exc:
+            if attempt == attempts or not refused_by_database(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _store_each(items: Sequence[PendingTrigger]) -> list[StoredTrigger | BaseException]:
     """The batch's transaction; if the database refused it, each trigger alone, in order."""
-    try:
-        return list(await _store(items))
-    except Exception as exc:
-        if not _refused(exc):
-            raise
-    outcomes: list[StoredTrigger | BaseException] = []
-    for item in items:
-        for attempt in range(ATTEMPTS):
-            try:
-                outcomes.extend(await _store([item]))
-                break
-            except Exception as exc:
-                if not _refused(exc) or attempt == ATTEMPTS - 1:
-                    outcomes.append(exc)
-                    break
-    return outcomes
+    return await each_alone_if_refused(items, _store_retrying, refused=refused_by_database)
 
 
 # One batch at a time per process (at most `Settings.batch_max` triggers).

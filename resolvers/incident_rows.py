@@ -1,8 +1,7 @@
-"""Incident rows, written race-safely: each function is one transaction that either does its
-write with its timeline entry or returns None because a concurrent writer got there first.
-
-Acknowledging and resolving are conditional UPDATEs that match no row when they lose.
-Triggers, which open or update incidents, are stored in batches (`incident_batch`).
+"""Incident rows, written race-safely: each writing function is one transaction that either
+does its write with its timeline entry or returns None because a concurrent writer got there
+first (acknowledging and resolving are conditional UPDATEs that match no row when they
+lose). Triggers, which open or update incidents, are stored in batches (`incident_batch`).
 """
 
 from __future__ import annotations

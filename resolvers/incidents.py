@@ -102,7 +102,7 @@ async def send_event(
         await publisher.entry_committed(
             workspace_id=principal.workspace_id, entry_id=stored.entry.id
         )
-        outcome = Outcome.OPENED if stored.opened else Outcome.UPDATED
+        outcome = OUTCOMES[Step.OPEN if stored.opened else Step.UPDATE]
         return EventResult(outcome, event.dedup_key, stored.incident, stored.entry)
     for _ in range(MAX_ATTEMPTS):
         current = await Incident.get_or_none(

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from models.incident import ACTOR_LENGTH
 from resolvers import auth
 from resolvers.auth import Principal, Scope
 from resolvers.errors import FieldError, InvalidInput
@@ -62,7 +63,7 @@ async def post_enqueue(endpoint: Endpoint, request: Request) -> JSONResponse:
         principal = Principal(
             key_id=f"routing:{service.id}",
             workspace_id=service.workspace_id,
-            name=f"service:{service.name}",
+            name=_actor(service.name),
             scopes=frozenset({Scope.EVENTS_WRITE}),
         )
         if body.get("event_action") == EventAction.TRIGGER and body.get("dedup_key") is None:
@@ -70,6 +71,15 @@ async def post_enqueue(endpoint: Endpoint, request: Request) -> JSONResponse:
         return await _send(endpoint, body, principal)
     except RestError as exc:
         return render_pagerduty_error(exc)
+
+
+def _actor(service_name: str) -> str:
+    """Who sent a routing key's events: "service:" and the service's name, cut to fit the
+    actor columns (a name may be as long as they are)."""
+    actor = f"service:{service_name}"
+    if len(actor) <= ACTOR_LENGTH:
+        return actor
+    return actor[: ACTOR_LENGTH - 1] + "…"
 
 
 async def _send(endpoint: Endpoint, body: dict[str, Any], principal: Principal) -> JSONResponse:

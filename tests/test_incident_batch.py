@@ -63,7 +63,9 @@ async def incidents(tenant: Tenant) -> dict[str, tuple[int, str, int]]:
     return found
 
 
-async def test_a_batch_applies_its_triggers_in_order(tenant: Tenant, gql: GraphQL) -> None:
+async def test_a_batch_applies_its_triggers_in_order(
+    tenant: Tenant, gql: GraphQL, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api, web = await service(tenant, "api"), await service(tenant, "web")
     first = await gql(
         SEND,
@@ -77,6 +79,14 @@ async def test_a_batch_applies_its_triggers_in_order(tenant: Tenant, gql: GraphQ
     )
     assert first.errors is None, first.errors
     open_cpu = first.data["sendIncidentEvent"]["incident"]["id"]
+    inserts: list[int] = []
+    create = Incident.bulk_create
+
+    async def counted(objects: Any, *args: Any, **kwargs: Any) -> Any:
+        inserts.append(len(objects))
+        return await create(objects, *args, **kwargs)
+
+    monkeypatch.setattr(Incident, "bulk_create", counted)
 
     outcomes = await _store_each(
         [
@@ -90,6 +100,7 @@ async def test_a_batch_applies_its_triggers_in_order(tenant: Tenant, gql: GraphQ
 
     stored = [outcome for outcome in outcomes if isinstance(outcome, StoredTrigger)]
     assert len(stored) == 5, outcomes
+    assert inserts == [2]  # one transaction opened both, not each trigger alone
     assert [s.opened for s in stored] == [False, True, True, False, False]
     assert [(s.incident.alert_count, s.incident.summary) for s in stored] == [
         (2, "cpu 95%"),
@@ -121,7 +132,7 @@ async def test_a_batch_applies_its_triggers_in_order(tenant: Tenant, gql: GraphQ
     assert await IncidentAlert.filter(incident__workspace_id=tenant.workspace_id).count() == 6
 
 
-async def test_a_refused_batch_is_stored_trigger_by_trigger(
+async def test_a_batch_refused_once_is_stored_again_whole(
     tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = await service(tenant, "api")
@@ -145,7 +156,7 @@ async def test_a_refused_batch_is_stored_trigger_by_trigger(
         ]
     )
 
-    assert calls == [3, 1, 1, 1]  # the batch, then each trigger alone, in order
+    assert calls == [3, 3]  # refused, then the whole batch again on fresh state
     assert [type(outcome) for outcome in outcomes] == [StoredTrigger] * 3
     assert await incidents(tenant) == {"cpu": (2, "cpu 95%", 2), "disk": (2, "disk 90%", 2)}
     assert await history(tenant) == [
@@ -242,3 +253,57 @@ async def test_routing_keys_looked_up_together_each_find_their_own_service(
         (other.workspace_id, "web"),
     ]
     assert queries == [5]  # one query for the five
+
+
+async def test_a_value_the_database_refuses_fails_its_trigger_alone(tenant: Tenant) -> None:
+    api = await service(tenant, "api")
+    too_long = PendingTrigger(
+        workspace_id=tenant.workspace_id,
+        actor="x" * 201,  # the alert's actor column holds 200
+        service=api,
+        dedup_key="disk",
+        alert=AlertData(summary="disk 80%", source="prometheus", severity=Severity.WARNING),
+    )
+
+    outcomes = await _store_each(
+        [trigger(tenant, api, "cpu", "cpu 95%"), too_long, trigger(tenant, api, "cpu", "cpu 99%")]
+    )
+
+    assert [type(outcome).__name__ for outcome in outcomes] == [
+        "StoredTrigger",
+        "ValidationError",
+        "StoredTrigger",
+    ]
+    assert await incidents(tenant) == {"cpu": (2, "cpu 99%", 2)}
+    assert await history(tenant) == [
+        ("INCIDENT_TRIGGERED", "cpu", 1),
+        ("INCIDENT_UPDATED", "cpu", 2),
+    ]
+
+
+async def test_a_trigger_on_an_acknowledged_incident_keeps_it_acknowledged(
+    tenant: Tenant, gql: GraphQL
+) -> None:
+    api = await service(tenant, "api")
+    [opened] = await _store_each([trigger(tenant, api, "cpu", "cpu 91%")])
+    assert isinstance(opened, StoredTrigger)
+    acked = await gql(
+        "mutation($id: ID!) { acknowledgeIncident(id: $id) { status } }",
+        tenant.writer,
+        id=opened.incident.id,
+    )
+    assert acked.errors is None, acked.errors
+
+    [again] = await _store_each([trigger(tenant, api, "cpu", "cpu 95%")])
+
+    assert isinstance(again, StoredTrigger) and not again.opened
+    assert again.incident.id == opened.incident.id
+    assert again.incident.status.value == "acknowledged"
+    row = await Incident.get(id=opened.incident.id)
+    assert (row.status.value, row.acknowledged_by, row.alert_count) == (
+        "acknowledged",
+        "ci-pipeline",
+        2,
+    )
+    last = await TimelineEntry.filter(workspace_id=tenant.workspace_id).order_by("-seq").first()
+    assert last is not None and last.details["status"] == "acknowledged"

@@ -215,3 +215,21 @@ async def test_a_real_pagerduty_client_library(live_url: str, tenant: Tenant, gq
         "links": [],
     }
     assert by_key[outcome["generated"]]["status"] == "RESOLVED"
+
+
+async def test_a_service_with_the_longest_name_can_send_events(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """The actor of a routing key's events is "service:" and the service's name, which may
+    be as long as the actor columns: it must still fit them."""
+    name = "s" * 200
+    routing_key = await tenant.service(name)
+    body = {**ALERTMANAGER_TRIGGER, "routing_key": routing_key}
+    response = await client.post("/v2/enqueue", json=body)
+    assert response.status_code == 202, response.text
+    result = await gql(INCIDENT, tenant.reader, id=response.json()["incident_key"])
+    assert result.errors is None, result.errors
+    [alert] = result.data["incident"]["alerts"]
+    assert alert["actor"].startswith("service:sss") and len(alert["actor"]) == 200
+    [entry] = result.data["incident"]["timeline"]
+    assert entry["actor"] == alert["actor"]
