@@ -15,11 +15,17 @@ from tortoise import connections
 from opsgraph.settings import Settings
 from resolvers.batching import Batcher
 
+# Whether the call was recorded is a scalar subquery, not EXISTS: PostgreSQL may run an
+# EXISTS as one hashed scan of the whole table when its statistics say the table is small
+# (they lag while it grows from empty). In the agent benchmark that scan cost more than all
+# the rest of a decision's database work; a scalar subquery is always one probe of the
+# unique (run, call key) index.
 _COLUMNS = """
 SELECT q.i, w.policy_version,
   (SELECT e.id FROM agent_event e WHERE e.workspace_id = w.id AND e.event_id = q.event_id),
   r.id, r.service, r.environment,
-  EXISTS (SELECT 1 FROM agent_tool_call c WHERE c.run_id = r.id AND c.call_key = q.call_key)
+  (SELECT c.id FROM agent_tool_call c WHERE c.run_id = r.id AND c.call_key = q.call_key)
+    IS NOT NULL
 """
 _JOINS = """
 JOIN workspace w ON w.id = q.workspace_id
