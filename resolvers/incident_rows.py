@@ -1,7 +1,7 @@
-"""Incident rows, written race-safely: each writing function is one transaction that either
-does its write with its timeline entry or returns None because a concurrent writer got there
-first (acknowledging and resolving are conditional UPDATEs that match no row when they
-lose). Triggers, which open or update incidents, are stored in batches (`incident_batch`).
+"""Incident rows and their timeline entries. Events (triggers, acknowledges, resolves) are
+stored in batches (`incident_batch`); here are what people do by incident id, each one
+transaction that does its write with its entry or returns None because a concurrent writer
+got there first (a conditional UPDATE that matched no row), and the entries both build.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from tortoise.transactions import in_transaction
 from models.incident import OPEN, Incident, IncidentStatus
 from models.timeline import TimelineEntry, TimelineKind
 from models.workspace import Service
-from resolvers.auth import Principal
 from resolvers.incident_events import IncidentEvent, Step
-from resolvers.timeline import NewEntry, record_entries, record_entry
+from resolvers.timeline import NewEntry, record_entries
 
 SUBJECT = "Incident"
 
@@ -68,27 +67,64 @@ async def _entry(
     return (await record_entries([new_entry(incident, kind, summary, actor=actor, **extra)]))[0]
 
 
+_MOVES = {
+    Step.ACKNOWLEDGE: (TimelineKind.INCIDENT_ACKNOWLEDGED, "Acknowledged"),
+    Step.RESOLVE: (TimelineKind.INCIDENT_RESOLVED, "Resolved"),
+}
+
+
+def transition_entry(incident: Incident, step: Step, *, actor: str, note: str | None) -> NewEntry:
+    """The entry of an acknowledge or a resolve, about the incident after it."""
+    kind, verb = _MOVES[step]
+    return new_entry(incident, kind, f"{verb}: {incident.summary}", actor=actor, note=note)
+
+
+def drop_entry(
+    *,
+    workspace_id: str,
+    service: Service,
+    event: IncidentEvent,
+    incident: Incident | None,
+    reason: str,
+    actor: str,
+) -> NewEntry:
+    """The entry saying that an event changed nothing, and why."""
+    details = {"event_action": event.action.value, "dedup_key": event.dedup_key, "reason": reason}
+    if incident is not None:
+        details["incident_key"] = incident.id
+    return NewEntry(
+        workspace_id=workspace_id,
+        kind=TimelineKind.INCIDENT_DROPPED,
+        occurred_at=datetime.now(UTC),
+        summary=f"Dropped {event.action.value} for {event.dedup_key}: {reason}",
+        service=service.name,
+        actor=actor,
+        details=details,
+        subject_type=SUBJECT if incident is not None else None,
+        subject_id=incident.id if incident is not None else None,
+    )
+
+
 async def transition(
     *, incident: Incident, step: Step, actor: str, note: str | None, service: Service
 ) -> Written | None:
-    """Acknowledge or resolve by a conditional UPDATE; None if the status moved meanwhile."""
+    """A person acknowledges or resolves, by a conditional UPDATE; None if the status moved
+    meanwhile."""
     now = datetime.now(UTC)
     async with in_transaction():
         if step is Step.ACKNOWLEDGE:
             changed = await Incident.filter(id=incident.id, status=IncidentStatus.TRIGGERED).update(
                 status=IncidentStatus.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor
             )
-            kind, verb = TimelineKind.INCIDENT_ACKNOWLEDGED, "Acknowledged"
         else:
             changed = await Incident.filter(id=incident.id, open_marker=OPEN).update(
                 status=IncidentStatus.RESOLVED, open_marker=None, resolved_at=now, resolved_by=actor
             )
-            kind, verb = TimelineKind.INCIDENT_RESOLVED, "Resolved"
         if not changed:
             return None
         fresh = await Incident.get(id=incident.id)
         fresh.service = service
-        entry = await _entry(fresh, kind, f"{verb}: {fresh.summary}", actor=actor, note=note)
+        [entry] = await record_entries([transition_entry(fresh, step, actor=actor, note=note)])
     return fresh, entry
 
 
@@ -96,29 +132,3 @@ async def annotate(*, incident: Incident, actor: str, note: str) -> TimelineEntr
     """Add a person's note to the incident's timeline (its service must be loaded)."""
     async with in_transaction():
         return await _entry(incident, TimelineKind.INCIDENT_ANNOTATED, note, actor=actor, note=note)
-
-
-async def record_drop(
-    *,
-    principal: Principal,
-    service: Service,
-    event: IncidentEvent,
-    incident: Incident | None,
-    reason: str,
-) -> TimelineEntry:
-    """Record that an event changed nothing, and why."""
-    details = {"event_action": event.action.value, "dedup_key": event.dedup_key, "reason": reason}
-    if incident is not None:
-        details["incident_key"] = incident.id
-    async with in_transaction():
-        return await record_entry(
-            workspace_id=principal.workspace_id,
-            kind=TimelineKind.INCIDENT_DROPPED,
-            occurred_at=datetime.now(UTC),
-            summary=f"Dropped {event.action.value} for {event.dedup_key}: {reason}",
-            service=service.name,
-            actor=principal.name,
-            details=details,
-            subject_type=SUBJECT if incident is not None else None,
-            subject_id=incident.id if incident is not None else None,
-        )

@@ -1,8 +1,8 @@
 """Incidents: applying events (dedup, acknowledge, resolve) and people's transitions.
 
-Each write reads the current state, decides with the pure `plan_event`, and carries the
-decision out with one race-safe step: triggers in batches (`incident_batch`), the others
-with `incident_rows`, where a step lost to a concurrent writer returns None and the event
+Events are decided with the pure `plan_event` and stored in batches (`incident_batch`).
+What people do by incident id reads the current state and carries it out with one
+race-safe step of `incident_rows`; a step lost to a concurrent writer returns None, and it
 is decided again on fresh state.
 """
 
@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from models.incident import ID_LENGTH, OPEN, Incident, IncidentStatus
+from models.incident import ID_LENGTH, Incident, IncidentStatus
 from models.timeline import TimelineEntry
 from models.workspace import Service
 from opsgraph.settings import Settings
 from resolvers import incident_rows as rows
 from resolvers.auth import Principal, Scope, service_for_routing_key
-from resolvers.incident_batch import PendingTrigger, store_trigger
-from resolvers.incident_events import IncidentEvent, Plan, Step, plan_event
+from resolvers.incident_batch import PendingEvent, store_event
+from resolvers.incident_events import IncidentEvent, Step
 from resolvers.timeline import Publisher
 
 # Each lost race means another writer made progress, so this bound is never reached in
@@ -86,72 +86,22 @@ async def send_event(
     publisher: Publisher,
     settings: Settings,
 ) -> EventResult:
-    """Apply one trigger/acknowledge/resolve event to its service's incidents."""
+    """Apply one trigger/acknowledge/resolve event to its service's incidents, stored with
+    the events that arrive meanwhile."""
     principal.require(Scope.EVENTS_WRITE)
-    if event.alert is not None:  # a trigger: stored with the others that arrive meanwhile
-        stored = await store_trigger(
-            PendingTrigger(
-                workspace_id=principal.workspace_id,
-                actor=principal.name,
-                service=service,
-                dedup_key=event.dedup_key,
-                alert=event.alert,
-            ),
-            settings=settings,
-        )
-        await publisher.entry_committed(
-            workspace_id=principal.workspace_id, entry_id=stored.entry.id
-        )
-        outcome = OUTCOMES[Step.OPEN if stored.opened else Step.UPDATE]
-        return EventResult(outcome, event.dedup_key, stored.incident, stored.entry)
-    for _ in range(MAX_ATTEMPTS):
-        current = await Incident.get_or_none(
-            service_id=service.id, dedup_key=event.dedup_key, open_marker=OPEN
-        )
-        latest = current
-        if current is None:
-            latest = await rows.latest_incident(service_id=service.id, dedup_key=event.dedup_key)
-        if latest is not None:
-            latest.service = service
-        plan = plan_event(
-            event.action, current.status if current else None, known=latest is not None
-        )
-        result = await _apply(plan, principal, event, service, current or latest)
-        if result is not None:
-            await publisher.entry_committed(
-                workspace_id=principal.workspace_id, entry_id=result.entry.id
-            )
-            return result
-    raise RuntimeError(f"could not settle the event for dedup_key {event.dedup_key!r}")
-
-
-async def _apply(
-    plan: Plan,
-    principal: Principal,
-    event: IncidentEvent,
-    service: Service,
-    incident: Incident | None,
-) -> EventResult | None:
-    """Carry out an acknowledge, resolve or drop; None when a concurrent writer got there
-    first (decide again)."""
-    key = event.dedup_key
-    if plan.step is Step.DROP:
-        entry = await rows.record_drop(
-            principal=principal,
+    stored = await store_event(
+        PendingEvent(
+            workspace_id=principal.workspace_id,
+            actor=principal.name,
             service=service,
             event=event,
-            incident=incident,
-            reason=plan.reason or "",
-        )
-        return EventResult(Outcome.DROPPED, key, incident, entry, plan.reason)
-    # Triggers (OPEN, UPDATE) never get here: `send_event` hands them to the batch.
-    assert incident is not None and plan.step in {Step.ACKNOWLEDGE, Step.RESOLVE}
-    done = await rows.transition(
-        incident=incident, step=plan.step, actor=principal.name, note=None, service=service
+        ),
+        settings=settings,
     )
-    if done is None:
-        return None
-    return EventResult(OUTCOMES[plan.step], key, done[0], done[1])
+    await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=stored.entry.id)
+    return EventResult(
+        OUTCOMES[stored.step], event.dedup_key, stored.incident, stored.entry, stored.reason
+    )
 
 
 async def acknowledge_incident(

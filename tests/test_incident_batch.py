@@ -5,6 +5,7 @@ refuses is stored trigger by trigger, with nothing lost or counted twice."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,8 +16,8 @@ from models.incident import Incident, IncidentAlert, Severity
 from models.timeline import TimelineEntry
 from models.workspace import Service
 from resolvers import auth
-from resolvers.incident_batch import PendingTrigger, StoredTrigger, _store_each
-from resolvers.incident_events import AlertData
+from resolvers.incident_batch import PendingEvent, StoredEvent, _store_each
+from resolvers.incident_events import AlertData, EventAction, IncidentEvent
 from tests.conftest import GraphQL, Tenant
 
 SEND = """
@@ -34,13 +35,22 @@ async def service(tenant: Tenant, name: str) -> Service:
     return found
 
 
-def trigger(tenant: Tenant, service: Service, key: str, summary: str) -> PendingTrigger:
-    return PendingTrigger(
+def trigger(tenant: Tenant, service: Service, key: str, summary: str) -> PendingEvent:
+    alert = AlertData(summary=summary, source="prometheus", severity=Severity.CRITICAL)
+    return PendingEvent(
         workspace_id=tenant.workspace_id,
         actor="monitor",
         service=service,
-        dedup_key=key,
-        alert=AlertData(summary=summary, source="prometheus", severity=Severity.CRITICAL),
+        event=IncidentEvent(action=EventAction.TRIGGER, dedup_key=key, alert=alert),
+    )
+
+
+def move(tenant: Tenant, service: Service, key: str, action: EventAction) -> PendingEvent:
+    return PendingEvent(
+        workspace_id=tenant.workspace_id,
+        actor="monitor",
+        service=service,
+        event=IncidentEvent(action=action, dedup_key=key),
     )
 
 
@@ -98,10 +108,10 @@ async def test_a_batch_applies_its_triggers_in_order(
         ]
     )
 
-    stored = [outcome for outcome in outcomes if isinstance(outcome, StoredTrigger)]
+    stored = [outcome for outcome in outcomes if isinstance(outcome, StoredEvent)]
     assert len(stored) == 5, outcomes
     assert inserts == [2]  # one transaction opened both, not each trigger alone
-    assert [s.opened for s in stored] == [False, True, True, False, False]
+    assert [s.step.value for s in stored] == ["UPDATE", "OPEN", "OPEN", "UPDATE", "UPDATE"]
     assert [(s.incident.alert_count, s.incident.summary) for s in stored] == [
         (2, "cpu 95%"),
         (1, "disk 80%"),
@@ -157,7 +167,7 @@ async def test_a_batch_refused_once_is_stored_again_whole(
     )
 
     assert calls == [3, 3]  # refused, then the whole batch again on fresh state
-    assert [type(outcome) for outcome in outcomes] == [StoredTrigger] * 3
+    assert [type(outcome) for outcome in outcomes] == [StoredEvent] * 3
     assert await incidents(tenant) == {"cpu": (2, "cpu 95%", 2), "disk": (2, "disk 90%", 2)}
     assert await history(tenant) == [
         ("INCIDENT_TRIGGERED", "cpu", 1),
@@ -184,7 +194,7 @@ async def test_a_trigger_refused_alone_fails_alone(
         [trigger(tenant, api, "cpu", "cpu 95%"), trigger(tenant, api, "disk", "disk 80%")]
     )
 
-    assert isinstance(outcomes[0], StoredTrigger) and isinstance(outcomes[1], IntegrityError)
+    assert isinstance(outcomes[0], StoredEvent) and isinstance(outcomes[1], IntegrityError)
     assert await incidents(tenant) == {"cpu": (1, "cpu 95%", 1)}
     assert await history(tenant) == [("INCIDENT_TRIGGERED", "cpu", 1)]
 
@@ -219,8 +229,9 @@ async def test_two_batches_opening_one_key_at_once_leave_one_incident(
 
     assert arrived == [1, 1]  # the loser's second attempt updated instead of opening
     outcomes = [*first, *second]
-    assert all(isinstance(outcome, StoredTrigger) for outcome in outcomes), outcomes
-    assert [o.opened for o in outcomes if isinstance(o, StoredTrigger)].count(True) == 1
+    assert all(isinstance(outcome, StoredEvent) for outcome in outcomes), outcomes
+    steps = [o.step.value for o in outcomes if isinstance(o, StoredEvent)]
+    assert sorted(steps) == ["OPEN", "UPDATE"]
     [(count, _, alerts)] = (await incidents(tenant)).values()
     assert (count, alerts) == (2, 2)
     kinds = [kind for kind, _, _ in await history(tenant)]
@@ -257,22 +268,18 @@ async def test_routing_keys_looked_up_together_each_find_their_own_service(
 
 async def test_a_value_the_database_refuses_fails_its_trigger_alone(tenant: Tenant) -> None:
     api = await service(tenant, "api")
-    too_long = PendingTrigger(
-        workspace_id=tenant.workspace_id,
-        actor="x" * 201,  # the alert's actor column holds 200
-        service=api,
-        dedup_key="disk",
-        alert=AlertData(summary="disk 80%", source="prometheus", severity=Severity.WARNING),
-    )
+    too_long = replace(
+        trigger(tenant, api, "disk", "disk 80%"), actor="x" * 201
+    )  # the alert's actor column holds 200
 
     outcomes = await _store_each(
         [trigger(tenant, api, "cpu", "cpu 95%"), too_long, trigger(tenant, api, "cpu", "cpu 99%")]
     )
 
     assert [type(outcome).__name__ for outcome in outcomes] == [
-        "StoredTrigger",
+        "StoredEvent",
         "ValidationError",
-        "StoredTrigger",
+        "StoredEvent",
     ]
     assert await incidents(tenant) == {"cpu": (2, "cpu 99%", 2)}
     assert await history(tenant) == [
@@ -286,7 +293,7 @@ async def test_a_trigger_on_an_acknowledged_incident_keeps_it_acknowledged(
 ) -> None:
     api = await service(tenant, "api")
     [opened] = await _store_each([trigger(tenant, api, "cpu", "cpu 91%")])
-    assert isinstance(opened, StoredTrigger)
+    assert isinstance(opened, StoredEvent)
     acked = await gql(
         "mutation($id: ID!) { acknowledgeIncident(id: $id) { status } }",
         tenant.writer,
@@ -296,7 +303,8 @@ async def test_a_trigger_on_an_acknowledged_incident_keeps_it_acknowledged(
 
     [again] = await _store_each([trigger(tenant, api, "cpu", "cpu 95%")])
 
-    assert isinstance(again, StoredTrigger) and not again.opened
+    assert isinstance(again, StoredEvent) and again.step.value == "UPDATE"
+    assert again.incident is not None and opened.incident is not None
     assert again.incident.id == opened.incident.id
     assert again.incident.status.value == "acknowledged"
     row = await Incident.get(id=opened.incident.id)
@@ -307,3 +315,80 @@ async def test_a_trigger_on_an_acknowledged_incident_keeps_it_acknowledged(
     )
     last = await TimelineEntry.filter(workspace_id=tenant.workspace_id).order_by("-seq").first()
     assert last is not None and last.details["status"] == "acknowledged"
+
+
+async def test_acknowledges_and_resolves_take_their_turn_in_the_batch(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await service(tenant, "api")
+    [first] = await _store_each([trigger(tenant, api, "cpu", "cpu 91%")])
+    assert isinstance(first, StoredEvent) and first.incident is not None
+    inserts: list[int] = []
+    create = Incident.bulk_create
+
+    async def counted(objects: Any, *args: Any, **kwargs: Any) -> Any:
+        inserts.append(len(objects))
+        return await create(objects, *args, **kwargs)
+
+    monkeypatch.setattr(Incident, "bulk_create", counted)
+
+    outcomes = await _store_each(
+        [
+            move(tenant, api, "cpu", EventAction.ACKNOWLEDGE),
+            trigger(tenant, api, "cpu", "cpu 95%"),  # acknowledged: still counts
+            move(tenant, api, "cpu", EventAction.ACKNOWLEDGE),  # already acknowledged
+            move(tenant, api, "cpu", EventAction.RESOLVE),
+            move(tenant, api, "cpu", EventAction.ACKNOWLEDGE),  # resolved just before
+            trigger(tenant, api, "cpu", "cpu 99%"),  # opens a new one
+            move(tenant, api, "disk", EventAction.RESOLVE),  # never had one
+        ]
+    )
+
+    stored = [outcome for outcome in outcomes if isinstance(outcome, StoredEvent)]
+    assert len(stored) == 7, outcomes
+    assert inserts == [1]  # one transaction: the resolve freed the key before the new open
+    assert [(s.step.value, s.reason) for s in stored] == [
+        ("ACKNOWLEDGE", None),
+        ("UPDATE", None),
+        ("DROP", "the incident is already acknowledged"),
+        ("RESOLVE", None),
+        ("DROP", "the incident is already resolved"),
+        ("OPEN", None),
+        ("DROP", "no incident has this dedup_key"),
+    ]
+    old, new = first.incident.id, stored[5].incident.id if stored[5].incident else None
+    assert [s.incident.id if s.incident else None for s in stored] == [old] * 5 + [new, None]
+    assert [s.incident.status.value for s in stored[:6] if s.incident] == [
+        "acknowledged",
+        "acknowledged",
+        "acknowledged",
+        "resolved",
+        "resolved",
+        "triggered",
+    ]
+    rows = {row.id: row for row in await Incident.filter(workspace_id=tenant.workspace_id)}
+    assert (rows[old].status.value, rows[old].alert_count, rows[old].open_marker) == (
+        "resolved",
+        2,
+        None,
+    )
+    assert (rows[old].acknowledged_by, rows[old].resolved_by) == ("monitor", "monitor")
+    assert (rows[new].status.value, rows[new].alert_count, rows[new].summary) == (
+        "triggered",
+        1,
+        "cpu 99%",
+    )
+    kinds = [
+        row.kind.value
+        for row in await TimelineEntry.filter(workspace_id=tenant.workspace_id).order_by("seq")
+    ]
+    assert kinds == [
+        "INCIDENT_TRIGGERED",
+        "INCIDENT_ACKNOWLEDGED",
+        "INCIDENT_UPDATED",
+        "INCIDENT_DROPPED",
+        "INCIDENT_RESOLVED",
+        "INCIDENT_DROPPED",
+        "INCIDENT_TRIGGERED",
+        "INCIDENT_DROPPED",
+    ]
