@@ -102,7 +102,7 @@ class _Batch:
         self.now = now
         self.open: dict[Key, Incident] = {(row.service_id, row.dedup_key): row for row in locked}
         self.latest: dict[Key, Incident | None] = dict(self.open)  # open or not
-        self.opened: dict[str, Incident] = {}  # new incidents by id, written last
+        self.opened: dict[str, Incident] = {}  # new incidents by id, written after `changed`
         self.changed: dict[str, Incident] = {}  # stored incidents by id
         self.alerts: list[IncidentAlert] = []
         self.outcomes: list[tuple[Step, Incident | None, NewEntry, str | None]] = []
