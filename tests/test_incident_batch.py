@@ -54,6 +54,19 @@ def move(tenant: Tenant, service: Service, key: str, action: EventAction) -> Pen
     )
 
 
+def count_incident_inserts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of each INSERT of incidents from now on (one entry per statement)."""
+    inserts: list[int] = []
+    create = Incident.bulk_create
+
+    async def counted(objects: Any, *args: Any, **kwargs: Any) -> Any:
+        inserts.append(len(objects))
+        return await create(objects, *args, **kwargs)
+
+    monkeypatch.setattr(Incident, "bulk_create", counted)
+    return inserts
+
+
 async def history(tenant: Tenant) -> list[tuple[str, str, int]]:
     """The workspace's entries in order: kind, dedup key, the alert count they report."""
     rows = await TimelineEntry.filter(workspace_id=tenant.workspace_id).order_by("seq")
@@ -89,14 +102,7 @@ async def test_a_batch_applies_its_triggers_in_order(
     )
     assert first.errors is None, first.errors
     open_cpu = first.data["sendIncidentEvent"]["incident"]["id"]
-    inserts: list[int] = []
-    create = Incident.bulk_create
-
-    async def counted(objects: Any, *args: Any, **kwargs: Any) -> Any:
-        inserts.append(len(objects))
-        return await create(objects, *args, **kwargs)
-
-    monkeypatch.setattr(Incident, "bulk_create", counted)
+    inserts = count_incident_inserts(monkeypatch)
 
     outcomes = await _store_each(
         [
@@ -323,14 +329,7 @@ async def test_acknowledges_and_resolves_take_their_turn_in_the_batch(
     api = await service(tenant, "api")
     [first] = await _store_each([trigger(tenant, api, "cpu", "cpu 91%")])
     assert isinstance(first, StoredEvent) and first.incident is not None
-    inserts: list[int] = []
-    create = Incident.bulk_create
-
-    async def counted(objects: Any, *args: Any, **kwargs: Any) -> Any:
-        inserts.append(len(objects))
-        return await create(objects, *args, **kwargs)
-
-    monkeypatch.setattr(Incident, "bulk_create", counted)
+    inserts = count_incident_inserts(monkeypatch)
 
     outcomes = await _store_each(
         [
