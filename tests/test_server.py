@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-OPSGRAPH = str(Path(sys.executable).parent / "opsgraph")
+from tests.servers import OPSGRAPH, run_server
 
 SEED_CURL = """curl -sS -X POST "http://HOST/events" \\
   -H "Authorization: Bearer $COSTORY_EVENTS_API_KEY" \\
@@ -35,12 +32,6 @@ SEED_CURL = """curl -sS -X POST "http://HOST/events" \\
   }' -w '\\n%{http_code}'"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [OPSGRAPH, *args], cwd=workdir, capture_output=True, text=True, timeout=60, check=False
@@ -50,36 +41,9 @@ def run_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     """`opsgraph serve` on the embedded default in a fresh directory; yields url, dir, admin key."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OPSGRAPH_")}
-    process = subprocess.Popen(
-        [OPSGRAPH, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    admin_key = ""
-    try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if line.strip().startswith("og_"):
-                admin_key = line.strip()
-            if "Uvicorn running" in line:
-                break
-        else:
-            pytest.fail("server did not start")
-        assert admin_key, "the first start prints an admin key"
-        yield url, tmp_path, admin_key
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+    with run_server(tmp_path, {}) as running:
+        assert running.admin_key, "the first start prints an admin key"
+        yield running.url, tmp_path, running.admin_key
 
 
 def test_first_start_then_cli_keys_and_the_seed_curl(server: tuple[str, Path, str]) -> None:
