@@ -113,7 +113,9 @@ class Subscriber:
         self.accepts = accepts
         self.maxsize = maxsize
         self.start_seq = 0
-        self._items: deque[TimelineEntry] = deque()
+        # Made on the first entry that cannot go to the sink: an empty deque is about 600
+        # bytes, and most subscribers of a busy hub never need one.
+        self._items: deque[TimelineEntry] | None = None
         # The future `next` waits on (an asyncio.Event would keep a deque of its own, about
         # 600 bytes, for every idle subscriber).
         self._waiter: asyncio.Future[None] | None = None
@@ -130,16 +132,19 @@ class Subscriber:
     def offer(self, entry: TimelineEntry) -> None:
         if self.error is not None or not self.accepts(entry):
             return
-        if len(self._items) >= self.maxsize:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        if len(items) >= self.maxsize:
             self.fail(lagged())
             return
-        self._items.append(entry)
+        items.append(entry)
         self._wake()
 
     def fail(self, error: LiveError) -> None:
         if self.error is None:
             self.error = error
-            self._items.clear()
+            self._items = None
             self._wake()
 
     def _wake(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -94,8 +95,15 @@ async def authenticate(*, secret: str | None) -> Principal:
         key_id=key.id,
         workspace_id=key.workspace_id,
         name=key.name,
-        scopes=frozenset(Scope(value) for value in key.scopes if value in Scope._value2member_map_),
+        scopes=_scopes(tuple(key.scopes)),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _scopes(names: tuple[str, ...]) -> frozenset[Scope]:
+    """The scopes a key's names grant (unknown names are ignored), one set per combination:
+    every live connection keeps its principal."""
+    return frozenset(Scope(value) for value in names if value in Scope._value2member_map_)
 
 
 async def _live_keys(digests: Sequence[str]) -> list[ApiKey | None]:

@@ -51,6 +51,9 @@ class Mutation(
     pass
 
 
+RuleSet = tuple[type[ASTValidationRule], ...]
+
+
 class DocumentLimits(SchemaExtension):
     """Parsing with a token cap and a cache, and the depth and alias rules for validation.
 
@@ -68,11 +71,13 @@ class DocumentLimits(SchemaExtension):
         *,
         parse: Callable[..., DocumentNode],
         max_tokens: int,
-        rules: tuple[type[ASTValidationRule], ...],
+        rules: RuleSet,
+        rule_lists: dict[RuleSet, RuleSet],
     ) -> None:
         self.parse = parse
         self.max_tokens = max_tokens
         self.rules = rules
+        self._with_rules = rule_lists  # shared by every operation of the schema
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -84,7 +89,11 @@ class DocumentLimits(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        context.validation_rules = context.validation_rules + self.rules
+        given = context.validation_rules
+        rules = self._with_rules.get(given)
+        if rules is None:  # one tuple per set of Strawberry's rules, not one per operation
+            rules = self._with_rules[given] = given + self.rules
+        context.validation_rules = rules
         yield
 
 
@@ -98,14 +107,18 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     size = settings.graphql_cache_size
     # The limit rules are built once: QueryDepthLimiter and MaxAliasesLimiter build a new
     # rule class per request, which made every request a ValidationCache miss.
-    rules: tuple[type[ASTValidationRule], ...] = (
+    rules: RuleSet = (
         depth_rule(settings.graphql_max_depth, None),
         aliases_rule(settings.graphql_max_aliases),
     )
     cached_parse = lru_cache(maxsize=size)(parse)
+    rule_lists: dict[RuleSet, RuleSet] = {}
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: DocumentLimits(
-            parse=cached_parse, max_tokens=settings.graphql_max_tokens, rules=rules
+            parse=cached_parse,
+            max_tokens=settings.graphql_max_tokens,
+            rules=rules,
+            rule_lists=rule_lists,
         ),
         lambda: ValidationCache(maxsize=size),
         RefusedValues,
