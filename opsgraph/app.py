@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -28,6 +29,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage as TransportInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     Message as TransportMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
@@ -42,7 +46,8 @@ from opsgraph.db import close_database, database_unavailable, open_database
 from opsgraph.ratelimit import RateLimit, TokenBucket
 from opsgraph.settings import Settings
 from opsgraph.ui import SpaStaticFiles
-from opsgraph.wsdirect import frame_writer
+from opsgraph.wsdirect import FrameWriter, frame_writer
+from opsgraph.wsserver import GRAPHQL_PATH, GraphQLWebSocket
 from resolvers import approvals as approval_resolvers
 from resolvers import changes as change_resolvers
 from resolvers.auth import KEY_LOOKUP, ROUTING_KEY_LOOKUP, authenticate
@@ -58,6 +63,7 @@ from schema.context import Context
 from schema.live_render import (
     ASGI_SEND,
     LIVE_TARGET,
+    AsgiText,
     LiveTarget,
     Renderers,
     SharedReads,
@@ -136,17 +142,35 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if not await _closed_for_rate(self):
             await super().handle_message(message)
 
+    async def handle_connection_init(self, message: TransportInitMessage) -> None:
+        await super().handle_connection_init(message)
+        # The timeout is cancelled once `connection_init` arrives, but Strawberry keeps the
+        # task (and its cancelled timer sits in the loop's heap until it would have fired):
+        # wait for it to end and let it go, as its own shutdown would.
+        task = self.connection_init_timeout_task
+        if task is not None and self.connection_init_received:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.connection_init_timeout_task = None
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # This runs in the operation's own task: the variable is set for it alone.
-        send = target_send(self.websocket)
+        websocket: object = self.websocket
+        writer: FrameWriter | None
+        if isinstance(websocket, GraphQLWebSocket):  # served outside ASGI (opsgraph.wsserver)
+            send_text, writer = websocket.send_text, websocket
+        else:
+            send = target_send(websocket)
+            send_text, writer = AsgiText(send), frame_writer(send)
         LIVE_TARGET.set(
             LiveTarget(
-                send=send,
+                send_text=send_text,
                 operation_id=operation.id,
                 query=operation.query,
                 variables=operation.variables,
                 operation_name=operation.operation_name,
-                writer=frame_writer(send),
+                writer=writer,
             )
         )
         await super().run_operation(operation)
@@ -196,9 +220,15 @@ class GraphQLApp(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        secret = None
         if isinstance(request, Request):
-            secret = _bearer(request.headers.get("authorization"))
+            return self._context(secret=_bearer(request.headers.get("authorization")))
+        return self.websocket_context()
+
+    def websocket_context(self) -> Context:
+        """A WebSocket's context: its key comes in `connection_init` (`on_ws_connect`)."""
+        return self._context(secret=None)
+
+    def _context(self, *, secret: str | None) -> Context:
         return Context(
             settings=self.settings,
             publisher=self.bus,
@@ -212,6 +242,7 @@ class GraphQLApp(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         params = context.connection_params or {}
         secret = _bearer(params.get("Authorization") or params.get("authorization"))
+        context.connection_params = None  # the principal is what the connection keeps
         try:
             principal = await authenticate(secret=secret)
             principal.require(ScopeName.READ)
@@ -354,8 +385,8 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     routes: list[BaseRoute] = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql),
+        Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
+        WebSocketRoute(GRAPHQL_PATH, graphql),
         Route("/events", _rest(endpoint, rest_changes.post_events), methods=["POST"]),
         Route(
             "/v2/change/enqueue",
@@ -388,6 +419,7 @@ def create_app(
     app.add_middleware(RateLimit, settings=settings, pagerduty_paths=PAGERDUTY_PATHS)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerSend)  # outermost of ours
+    app.state.graphql = graphql  # where `opsgraph.wsserver` finds it
     return app
 
 

@@ -77,11 +77,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def websocket_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves WebSockets here (the tests serve the app with the same)."""
+    from opsgraph.wsserver import GraphQLWebSocket
+
     return {
-        # The sans-I/O WebSocket protocol: no tasks of its own per connection (less memory
-        # per idle subscriber than the legacy one), and live entries can be written to its
-        # connections directly (`opsgraph.wsdirect`).
-        "ws": "websockets-sansio",
+        # `graphql-transport-ws` served outside ASGI, for the least memory per idle
+        # subscriber; every other handshake goes to uvicorn's sans-I/O protocol and the app
+        # (`opsgraph.wsserver`).
+        "ws": GraphQLWebSocket,
         # Live messages are small JSON: compressing each one per client cost more CPU than
         # it saved bandwidth (seen in the fan-out benchmark's profile), and uncompressed
         # frames can be built once for every subscriber.

@@ -46,7 +46,7 @@ ASGI_SEND = "opsgraph.asgi_send"
 class LiveTarget:
     """One `graphql-transport-ws` operation: what it asked for and where its messages go."""
 
-    send: Send  # the connection's ASGI send (see `ASGI_SEND`)
+    send_text: Callable[[str], Awaitable[None]]  # one text message to this connection
     operation_id: str
     query: str
     variables: dict[str, Any] | None
@@ -61,10 +61,7 @@ class LiveTarget:
 
     async def send_next(self, payload: str) -> None:
         """Send one rendered `next` payload to this operation's client."""
-        try:
-            await self.send({"type": "websocket.send", "text": self.prefix + payload + "}"})
-        except OSError as exc:  # the client left (uvicorn's ClientDisconnected), reported
-            raise WebSocketDisconnected from exc  # as Strawberry's own sends report it
+        await self.send_text(self.prefix + payload + "}")
 
 
 class LiveSink:
@@ -224,3 +221,18 @@ def target_send(adapter: object) -> Send:
     """The ASGI send of the WebSocket behind Strawberry's ASGI adapter."""
     websocket = cast(WebSocket, adapter.ws)  # type: ignore[attr-defined]
     return cast(Send, websocket.scope[ASGI_SEND])
+
+
+class AsgiText:
+    """Text messages through a WebSocket's ASGI send (`LiveTarget.send_text`)."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    async def __call__(self, text: str) -> None:
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except OSError as exc:  # the client left (uvicorn's ClientDisconnected), reported
+            raise WebSocketDisconnected from exc  # as Strawberry's own sends report it

@@ -20,7 +20,7 @@ from models.timeline import TimelineEntry as TimelineEntryRow
 from opsgraph.bus import Bus
 from opsgraph.settings import Settings
 from schema.context import Context
-from schema.live_render import LIVE_TARGET, LiveTarget, Renderer, Renderers
+from schema.live_render import LIVE_TARGET, AsgiText, LiveTarget, Renderer, Renderers
 from tests.conftest import Tenant, memory_bus
 from tests.test_live import post
 
@@ -85,7 +85,7 @@ class Live:
         async def run() -> None:
             LIVE_TARGET.set(
                 LiveTarget(
-                    send=socket.asgi_send,
+                    send_text=AsgiText(socket.asgi_send),
                     operation_id=operation_id,
                     query=document,
                     variables=variables,

@@ -1,7 +1,9 @@
 """Live entries written straight to the connection: the frames are exactly what `websockets`
 would send, shared by every subscriber of one operation id, and under a real uvicorn (with
-the options `opsgraph serve` uses) clients get every entry, in order, through that path;
-where compression is negotiated they go the usual way. Both databases."""
+the options `opsgraph serve` uses) clients get every entry, in order, through that path,
+whether the connection is served outside ASGI (`opsgraph.wsserver`, which declines
+compression) or by uvicorn's protocol; where compression is negotiated they go the usual
+way. Both databases."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from opsgraph.cli import websocket_options
 from opsgraph.live import Share
 from opsgraph.settings import Settings
 from opsgraph.wsdirect import TransportWriter, text_frame
+from opsgraph.wsserver import GraphQLWebSocket
 from schema.live_render import LiveSink, LiveTarget, Renderer
 from tests.conftest import Tenant
 from tests.servers import served
@@ -59,7 +62,7 @@ class Recorder:
 
 def sink_for(operation_id: str, writer: Recorder) -> LiveSink:
     target = LiveTarget(
-        send=writer.write,  # type: ignore[arg-type]  # not used by the sink
+        send_text=writer.write,  # type: ignore[arg-type]  # not used by the sink
         operation_id=operation_id,
         query="subscription { timeline { summary } }",
         variables=None,
@@ -90,15 +93,16 @@ def test_each_subscriber_gets_its_share_in_one_write_and_frames_are_made_once() 
 def direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the frames written directly (each call's bytes, parsed)."""
     counts: list[int] = []
-    original = TransportWriter.write
+    for writer in (TransportWriter, GraphQLWebSocket):  # under ASGI, and outside it
+        original = writer.write
 
-    def counting(self: TransportWriter, frames: bytes) -> bool:
-        written = original(self, frames)
-        if written:
-            counts.append(len(parse_frames(frames)))
-        return written
+        def counting(self: object, frames: bytes, original: Any = original) -> bool:
+            written = bool(original(self, frames))
+            if written:
+                counts.append(len(parse_frames(frames)))
+            return written
 
-    monkeypatch.setattr(TransportWriter, "write", counting)
+        monkeypatch.setattr(writer, "write", counting)
     return counts
 
 
@@ -149,10 +153,11 @@ async def follow_and_post(port: int, tenant: Tenant, **connect: Any) -> list[str
         return received
 
 
+@pytest.mark.parametrize("ws", [GraphQLWebSocket, "websockets-sansio"], ids=["direct", "asgi"])
 async def test_live_entries_reach_a_real_client_through_the_direct_path(
-    app: Starlette, settings: Settings, tenant: Tenant, direct_writes: list[int]
+    app: Starlette, settings: Settings, tenant: Tenant, direct_writes: list[int], ws: object
 ) -> None:
-    async with served(app, **websocket_options(settings)) as port:
+    async with served(app, **{**websocket_options(settings), "ws": ws}) as port:
         received = await follow_and_post(port, tenant)
     assert received == ["one", "two", *["burst"] * 20, "last"]
     assert sum(direct_writes) >= len(received)
@@ -161,8 +166,22 @@ async def test_live_entries_reach_a_real_client_through_the_direct_path(
 async def test_with_compression_negotiated_live_entries_take_the_usual_path(
     app: Starlette, settings: Settings, tenant: Tenant, direct_writes: list[int]
 ) -> None:
-    options = {**websocket_options(settings), "ws_per_message_deflate": True}
+    options = {
+        **websocket_options(settings),
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": True,
+    }
     async with served(app, **options) as port:
         received = await follow_and_post(port, tenant, compression="deflate")
     assert received == ["one", "two", *["burst"] * 20, "last"]
     assert direct_writes == []
+
+
+async def test_served_outside_asgi_compression_is_declined_and_entries_go_direct(
+    app: Starlette, settings: Settings, tenant: Tenant, direct_writes: list[int]
+) -> None:
+    options = {**websocket_options(settings), "ws_per_message_deflate": True}
+    async with served(app, **options) as port:
+        received = await follow_and_post(port, tenant, compression="deflate")
+    assert received == ["one", "two", *["burst"] * 20, "last"]
+    assert sum(direct_writes) >= len(received)

@@ -1,0 +1,310 @@
+"""`graphql-transport-ws` served outside ASGI (`opsgraph.wsserver`), under a real uvicorn
+with the options `opsgraph serve` uses.
+
+The protocol's behaviour is checked on both ways a connection can be served, the direct
+protocol and uvicorn's own protocol with the ASGI app, and must be the same: live entries,
+queries, every refusal with its close code and reason, pings, fragments, sizes, shutdown.
+Then what only the direct protocol does: it keeps no task for a connection that waits,
+and hands every handshake it does not serve to the ASGI app. Both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from starlette.applications import Starlette
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from opsgraph.app import create_app
+from opsgraph.cli import websocket_options
+from opsgraph.settings import Settings
+from opsgraph.wsserver import GraphQLWebSocket
+from tests.conftest import Tenant, with_settings
+from tests.servers import served
+from tests.test_changes import SEED_EVENT
+
+PROTOCOLS = [
+    pytest.param(GraphQLWebSocket, id="direct"),
+    pytest.param("websockets-sansio", id="asgi"),
+]
+SUBSCRIBE = "subscription { timeline { summary } }"
+
+
+@asynccontextmanager
+async def serving(settings: Settings, ws: object) -> AsyncIterator[int]:
+    """The app of these settings (lifespan run here) under uvicorn with WebSocket class
+    `ws`; yields the port."""
+    app: Starlette = create_app(settings, manage_database=False)
+    async with app.router.lifespan_context(app):
+        async with served(app, **{**websocket_options(settings), "ws": ws}) as port:
+            yield port
+
+
+@pytest.fixture(params=PROTOCOLS)
+async def port(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[int]:
+    quick = with_settings(settings, connection_init_timeout_seconds=0.5)
+    async with serving(quick, request.param) as port:
+        yield port
+
+
+def connect(port: int, **options: Any) -> Any:
+    options.setdefault("subprotocols", ["graphql-transport-ws"])
+    return websockets.connect(f"ws://127.0.0.1:{port}/graphql", **options)
+
+
+async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
+    await ws.send(json.dumps(message))
+
+
+async def receive(ws: ClientConnection) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout=5))  # type: ignore[no-any-return]
+
+
+async def init(ws: ClientConnection, key: str) -> None:
+    await send(ws, {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}})
+    assert await receive(ws) == {"type": "connection_ack"}
+
+
+async def closed_with(ws: ClientConnection) -> tuple[int, str]:
+    """The close code and reason the server sent (after any messages before it)."""
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout=5)
+    assert info.value.rcvd is not None, "the server closed without a close frame"
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+async def post(port: int, key: str, name: str) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        response = await http.post(
+            "/events", json={**SEED_EVENT, "name": name}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert response.status_code == 201, response.text
+
+
+async def follow(ws: ClientConnection, port: int, key: str, operation_id: str) -> None:
+    """Subscribe and post until the subscription is seen to be live."""
+    await send(ws, {"id": operation_id, "type": "subscribe", "payload": {"query": SUBSCRIBE}})
+    while True:
+        await post(port, key, "warm-up")
+        try:
+            message = json.loads(await asyncio.wait_for(ws.recv(), timeout=0.3))
+        except TimeoutError:
+            continue
+        assert message["id"] == operation_id and message["type"] == "next", message
+        return
+
+
+async def test_live_entries_arrive_and_complete_ends_the_subscription(
+    port: int, tenant: Tenant
+) -> None:
+    async with connect(port) as ws:
+        await init(ws, tenant.reader)
+        await follow(ws, port, tenant.writer, "live")
+        await post(port, tenant.writer, "one")
+        message = await receive(ws)
+        while message["payload"]["data"]["timeline"]["summary"] == "warm-up":
+            message = await receive(ws)
+        assert message == {
+            "id": "live",
+            "type": "next",
+            "payload": {"data": {"timeline": {"summary": "one"}}},
+        }
+        await send(ws, {"id": "live", "type": "complete"})
+        await send(ws, {"type": "ping"})
+        # Entries already on their way may still come; then only the pong.
+        while (message := await receive(ws))["type"] == "next":
+            pass
+        assert message == {"type": "pong"}
+        await post(port, tenant.writer, "after")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), timeout=0.5)
+
+
+async def test_a_query_is_answered_then_completed_and_a_bad_one_gets_an_error(
+    port: int, tenant: Tenant
+) -> None:
+    async with connect(port) as ws:
+        await init(ws, tenant.reader)
+        await send(ws, {"id": "q", "type": "subscribe", "payload": {"query": "{ __typename }"}})
+        assert await receive(ws) == {
+            "id": "q",
+            "type": "next",
+            "payload": {"data": {"__typename": "Query"}},
+        }
+        assert await receive(ws) == {"id": "q", "type": "complete"}
+        await send(ws, {"id": "bad", "type": "subscribe", "payload": {"query": "{ nope }"}})
+        error = await receive(ws)
+        assert error["id"] == "bad" and error["type"] == "error"
+        assert "nope" in error["payload"][0]["message"]
+
+
+REFUSALS = {
+    "subscribe before connection_init": (
+        [{"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}],
+        (4401, "Unauthorized"),
+    ),
+    "a second connection_init": (
+        [{"type": "connection_init", "payload": {}}],
+        (4429, "Too many initialisation requests"),
+    ),
+    "an unknown message type": ([{"type": "nope"}], (4400, "Unknown message type: nope")),
+    "a message without a type": ([{"id": "1"}], (4400, "Failed to parse message")),
+    "invalid JSON": (["{not json"], (4400, "WebSocket message must be valid JSON")),
+    "a binary message": ([b"\x00\x01"], (4400, "WebSocket message type must be text")),
+    "an operation id in use": (
+        [
+            {"id": "x", "type": "subscribe", "payload": {"query": SUBSCRIBE}},
+            {"id": "x", "type": "subscribe", "payload": {"query": SUBSCRIBE}},
+        ],
+        (4409, "Subscriber for x already exists"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+async def test_protocol_violations_close_with_their_code_and_reason(
+    port: int, tenant: Tenant, case: str
+) -> None:
+    messages, expected = REFUSALS[case]
+    async with connect(port) as ws:
+        if case != "subscribe before connection_init":
+            await init(ws, tenant.reader)
+        for message in messages:
+            await ws.send(message if isinstance(message, str | bytes) else json.dumps(message))
+        assert await closed_with(ws) == expected
+
+
+async def test_a_bad_key_is_refused_and_a_silent_client_times_out(
+    port: int, tenant: Tenant
+) -> None:
+    async with connect(port) as ws:
+        await send(ws, {"type": "connection_init", "payload": {"Authorization": "Bearer og_x"}})
+        assert await closed_with(ws) == (4403, "Forbidden")
+    async with connect(port) as ws:  # connection_init_timeout_seconds=0.5 here
+        assert await closed_with(ws) == (4408, "Connection initialisation timeout")
+
+
+async def test_fragments_pings_and_the_size_limit(
+    port: int, tenant: Tenant, settings: Settings
+) -> None:
+    async with connect(port, max_size=None) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {tenant.reader}"}}
+        text = json.dumps(init)
+        await ws.send([text[:5], text[5:20], text[20:]])  # one message in three frames
+        assert await receive(ws) == {"type": "connection_ack"}
+        await asyncio.wait_for(await ws.ping(b"abcd"), timeout=5)  # answered with a pong
+        await ws.send("x" * (settings.max_body_bytes + 1))
+        assert (await closed_with(ws))[0] == 1009  # message too big
+
+
+@pytest.mark.parametrize("ws_class", [p.values[0] for p in PROTOCOLS], ids=["direct", "asgi"])
+async def test_a_client_close_is_answered_and_a_stopping_server_closes_with_1012(
+    settings: Settings, tenant: Tenant, ws_class: object
+) -> None:
+    async with serving(settings, ws_class) as port:
+        async with connect(port) as ws:
+            await init(ws, tenant.reader)
+            await ws.close(code=1000, reason="bye")
+            assert ws.close_code == 1000  # the server answered our close
+        ws = await connect(port)
+        await init(ws, tenant.reader)
+    # The server has stopped with the connection open.
+    assert (await closed_with(ws))[0] == 1012  # service restart
+
+
+async def raw_handshake(
+    port: int, path: str = "/graphql", **headers: str
+) -> tuple[Any, Any, bytes]:
+    """A WebSocket handshake by hand; returns the streams and the response head."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: graphql-transport-ws",
+        *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    return reader, writer, head
+
+
+async def test_an_unmasked_client_frame_is_a_protocol_error(port: int) -> None:
+    reader, writer, head = await raw_handshake(port)
+    assert head.startswith(b"HTTP/1.1 101")
+    writer.write(struct.pack("!BB", 0x81, 2) + b"{}")  # clients must mask their frames
+    frame = await asyncio.wait_for(reader.read(4), timeout=5)
+    assert frame[0] == 0x88 and struct.unpack("!H", frame[2:4])[0] == 1002
+    writer.close()
+
+
+# What only the direct protocol does.
+
+
+async def test_a_waiting_subscriber_keeps_one_task_where_asgi_keeps_two(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """The server runs on this event loop: count its tasks per waiting subscriber."""
+    counts = {}
+    for ws_class in (GraphQLWebSocket, "websockets-sansio"):
+        async with serving(settings, ws_class) as port:
+            # (the clients run here too: no keepalive task of theirs to count)
+            clients = [await connect(port, ping_interval=None) for _ in range(10)]
+            for index, ws in enumerate(clients):
+                await init(ws, tenant.reader)
+                await follow(ws, port, tenant.writer, f"s{index}")
+            await asyncio.sleep(0.2)
+            before = len(asyncio.all_tasks())
+            for ws in clients:
+                await ws.close()
+            await asyncio.sleep(0.5)
+            counts[ws_class] = (before - len(asyncio.all_tasks())) / len(clients)
+    assert counts[GraphQLWebSocket] == 1  # the subscription's operation, nothing else
+    assert counts["websockets-sansio"] == 2  # the ASGI app reading messages, the operation
+
+
+async def test_other_handshakes_go_to_the_asgi_app(port_direct: int, tenant: Tenant) -> None:
+    port = port_direct
+    # The legacy protocol is the ASGI app's.
+    async with connect(port, subprotocols=["graphql-ws"]) as ws:
+        await send(
+            ws, {"type": "connection_init", "payload": {"Authorization": f"Bearer {tenant.reader}"}}
+        )
+        assert (await receive(ws))["type"] == "connection_ack"
+    # A page of another origin is refused, as Strawberry refuses it; the same origin is served.
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(port, origin="http://elsewhere.example"):
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(port, origin=f"http://127.0.0.1:{port}") as ws:
+        await init(ws, tenant.reader)
+    # Another path is not GraphQL.
+    with pytest.raises(InvalidStatus) as elsewhere:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/nope"):
+            pass
+    assert elsewhere.value.response.status_code == 403
+    # A request that is no valid WebSocket handshake gets uvicorn's answer.
+    reader, writer, head = await raw_handshake(port, Sec_WebSocket_Version="8")
+    assert not head.startswith(b"HTTP/1.1 101")
+    writer.close()
+
+
+@pytest.fixture
+async def port_direct(settings: Settings) -> AsyncIterator[int]:
+    async with serving(settings, GraphQLWebSocket) as port:
+        yield port
