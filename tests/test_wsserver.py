@@ -41,12 +41,12 @@ SUBSCRIBE = "subscription { timeline { summary } }"
 
 
 @asynccontextmanager
-async def serving(settings: Settings, ws: object) -> AsyncIterator[int]:
+async def serving(settings: Settings, ws: object, **options: Any) -> AsyncIterator[int]:
     """The app of these settings (lifespan run here) under uvicorn with WebSocket class
-    `ws`; yields the port."""
+    `ws` (and these uvicorn options); yields the port."""
     app: Starlette = create_app(settings, manage_database=False)
     async with app.router.lifespan_context(app):
-        async with served(app, **{**websocket_options(settings), "ws": ws}) as port:
+        async with served(app, **{**websocket_options(settings), "ws": ws, **options}) as port:
             yield port
 
 
@@ -251,6 +251,26 @@ async def test_an_unmasked_client_frame_is_a_protocol_error(port: int) -> None:
     frame = await asyncio.wait_for(reader.read(4), timeout=5)
     assert frame[0] == 0x88 and struct.unpack("!H", frame[2:4])[0] == 1002
     writer.close()
+
+
+@pytest.mark.parametrize("ws_class", [p.values[0] for p in PROTOCOLS], ids=["direct", "asgi"])
+async def test_a_client_that_stops_answering_pings_is_closed_with_1011(
+    settings: Settings, tenant: Tenant, ws_class: object
+) -> None:
+    async with serving(settings, ws_class, ws_ping_interval=0.2, ws_ping_timeout=0.3) as port:
+        async with connect(port, ping_interval=None) as ws:  # it answers pings itself
+            await init(ws, tenant.reader)
+            await asyncio.sleep(1.2)  # several rounds of pings
+            await send(ws, {"type": "ping"})
+            assert await receive(ws) == {"type": "pong"}
+        reader, writer, head = await raw_handshake(port)  # this one never answers
+        assert head.startswith(b"HTTP/1.1 101")
+        ping = await asyncio.wait_for(reader.readexactly(2), timeout=5)
+        assert ping[0] == 0x89  # a ping, with its payload
+        await reader.readexactly(ping[1] & 0x7F)
+        close = await asyncio.wait_for(reader.readexactly(4), timeout=5)
+        assert close[0] == 0x88 and struct.unpack("!H", close[2:4])[0] == 1011
+        writer.close()
 
 
 # What only the direct protocol does.
