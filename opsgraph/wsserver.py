@@ -50,8 +50,9 @@ log = logging.getLogger("uvicorn.error")
 GRAPHQL_PATH = "/graphql"
 # How long a close we sent waits for the client's before the connection is dropped.
 CLOSE_TIMEOUT_SECONDS = 10.0
-# Messages read ahead of the one being handled before the connection stops reading.
-INBOX_LIMIT = 64
+# Messages read ahead of the one being handled before the connection stops reading, also
+# once they hold `ws_max_size` bytes (so a connection holds about two messages' worth).
+INBOX_LIMIT = 16
 _MAX_REASON_BYTES = 123  # a control frame's payload is at most 125 bytes, 2 for the code
 
 # Opcodes (RFC 6455, 5.2).
@@ -195,9 +196,10 @@ class GraphQLWebSocket(asyncio.Protocol):
         "_buffer",
         "_fragments",
         "_fragment_opcode",
-        "_fragments_size",
         "_inbox",
+        "_inbox_bytes",
         "_reader",
+        "_finishing",
         "_reading_paused",
         "_writable",
         "_close_sent",
@@ -226,11 +228,12 @@ class GraphQLWebSocket(asyncio.Protocol):
         self._app: TransportWSApp | None = None
         self.handler: Any = None
         self._buffer = bytearray()
-        self._fragments: list[bytes] | None = None
+        self._fragments: bytearray | None = None  # a message's frames so far
         self._fragment_opcode = _TEXT
-        self._fragments_size = 0
         self._inbox: deque[object] | None = None
+        self._inbox_bytes = 0
         self._reader: asyncio.Task[None] | None = None
+        self._finishing = False
         self._reading_paused = False
         self._writable: asyncio.Event | None = None  # made when the transport first pauses
         self._close_sent = False
@@ -286,23 +289,15 @@ class GraphQLWebSocket(asyncio.Protocol):
         self._close_timer = self._ping_timer = self._pong_timer = None
         if self._writable is not None:
             self._writable.set()  # senders waiting for a drain find the connection gone
-        if self.handler is not None:
-            # The handler ends its operations (their `finally` blocks unsubscribe); the
-            # server waits for this before its lifespan shuts the hub down.
-            tasks = self._server_state.tasks
-            task = self._loop.create_task(self._finish())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        self._start_finish()
         if self.transport is not None and exc is None:
             self.transport.close()
 
     def shutdown(self) -> None:
         """The server is stopping: close with 1012 (service restart)."""
-        self._stop_keepalive()
         if not self._close_sent and self.transport is not None:
             self._write_close(1012, "")
-        if self.transport is not None:
-            self.transport.close()
+        self._drop()
 
     # The handshake
 
@@ -393,7 +388,7 @@ class GraphQLWebSocket(asyncio.Protocol):
             elif opcode > _BINARY:
                 self._fail(1002, "protocol error")
                 return
-            elif self._fragments_size + length > max_size:
+            elif len(self._fragments or b"") + length > max_size:
                 self._fail(1009, "message too big")
                 return
             end = offset + 4 + length
@@ -408,33 +403,32 @@ class GraphQLWebSocket(asyncio.Protocol):
         if self._close_sent and opcode != _CLOSE:
             return  # closing: only the client's close matters now
         if opcode == _PING:
-            self._write(_control_frame(_PONG, payload))
+            if self._writable is None or self._writable.is_set():  # else it is not reading
+                self._write(_control_frame(_PONG, payload))
         elif opcode == _PONG:
             if self._ping_payload is not None and payload == self._ping_payload:
                 self._ping_payload = None
-                if self._pong_timer is not None:
+                if self._pong_timer is not None:  # else the next ping is already due
                     self._pong_timer.cancel()
                     self._pong_timer = None
-                self._schedule_ping()
+                    self._schedule_ping()
         elif opcode == _CLOSE:
             self._peer_closed(payload)
         elif opcode == _CONTINUATION:
             if self._fragments is None:
                 self._fail(1002, "unexpected continuation frame")
                 return
-            self._fragments.append(payload)
-            self._fragments_size += len(payload)
+            self._fragments += payload
             if fin:
-                data = b"".join(self._fragments)
-                self._fragments, self._fragments_size = None, 0
+                data = bytes(self._fragments)
+                self._fragments = None
                 self._message(self._fragment_opcode, data)
         elif self._fragments is not None:
             self._fail(1002, "expected a continuation frame")
         elif fin:
             self._message(opcode, payload)
         else:
-            self._fragments, self._fragment_opcode = [payload], opcode
-            self._fragments_size = len(payload)
+            self._fragments, self._fragment_opcode = bytearray(payload), opcode
 
     def _peer_closed(self, payload: bytes) -> None:
         if len(payload) == 1:
@@ -451,25 +445,21 @@ class GraphQLWebSocket(asyncio.Protocol):
                 self._fail(1002, "invalid close code")
                 return
         if not self._close_sent:  # echo it: the closing handshake is complete
-            self._write(_control_frame(_CLOSE, payload[:2]))
-            self._close_sent = True
-        assert self.transport is not None
-        self.transport.close()
+            self._write_close_frame(payload[:2])
+        self._drop()
 
     def _message(self, opcode: int, data: bytes) -> None:
-        item: object = _BINARY_MESSAGE
-        if opcode == _TEXT:
-            try:
-                item = data.decode()
-            except UnicodeDecodeError:
-                self._fail(1007, "invalid UTF-8")
-                return
+        item: object = data if opcode == _TEXT else _BINARY_MESSAGE  # text: UTF-8, checked later
         inbox = self._inbox
         if inbox is None:
             inbox = self._inbox = deque()
         inbox.append(item)
-        if len(inbox) >= INBOX_LIMIT and not self._reading_paused and self.transport is not None:
+        self._inbox_bytes += len(data) if opcode == _TEXT else 0
+        if (
+            len(inbox) >= INBOX_LIMIT or self._inbox_bytes >= self._config.ws_max_size
+        ) and not self._reading_paused:
             self._reading_paused = True
+            assert self.transport is not None
             self.transport.pause_reading()
         if self._reader is None:
             self._reader = self._loop.create_task(self._read_messages())
@@ -480,7 +470,8 @@ class GraphQLWebSocket(asyncio.Protocol):
         try:
             while self._inbox and not self._close_sent and not self._closed:
                 item = self._inbox.popleft()
-                if self._reading_paused and len(self._inbox) < INBOX_LIMIT // 2:
+                self._inbox_bytes -= len(item) if isinstance(item, bytes) else 0
+                if self._reading_paused and not self._close_sent:
                     self._reading_paused = False
                     assert self.transport is not None
                     self.transport.resume_reading()
@@ -502,7 +493,12 @@ class GraphQLWebSocket(asyncio.Protocol):
             await handler.handle_invalid_message("WebSocket message type must be text")
             return
         try:
-            message = app.decode_json(cast(str, item))
+            text = cast(bytes, item).decode()
+        except UnicodeDecodeError:
+            self._fail(1007, "invalid UTF-8")
+            return
+        try:
+            message = app.decode_json(text)
         except ValueError:
             await handler.handle_invalid_message("WebSocket message must be valid JSON")
             return
@@ -510,6 +506,17 @@ class GraphQLWebSocket(asyncio.Protocol):
             await handler.handle_invalid_message("Failed to parse message")
             return
         await handler.handle_message(message)
+
+    def _start_finish(self) -> None:
+        """End the handler's operations once the connection is closing (once). The server
+        waits for this before its lifespan shuts the hub down."""
+        if self.handler is None or self._finishing:
+            return
+        self._finishing = True
+        tasks = self._server_state.tasks
+        task = self._loop.create_task(self._finish())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _finish(self) -> None:
         reader = self._reader
@@ -565,23 +572,40 @@ class GraphQLWebSocket(asyncio.Protocol):
         if self._close_sent or self._closed or self.transport is None:
             return
         self._write_close(code, reason)
-        self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_SECONDS, self.transport.close)
+        # A client that does not answer is dropped, reading or not.
+        self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_SECONDS, self.transport.abort)
 
     def _write_close(self, code: int, reason: str) -> None:
-        self._stop_keepalive()
-        self._write(_control_frame(_CLOSE, _close_payload(code, reason)))
-        self._close_sent = True
+        self._write_close_frame(_close_payload(code, reason))
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False  # read on, for the client's close
             self.transport.resume_reading()
+
+    def _write_close_frame(self, payload: bytes) -> None:
+        self._stop_keepalive()
+        self._write(_control_frame(_CLOSE, payload))
+        self._close_sent = True
+        # The operations end now, as when Strawberry's reading loop ends: nothing more
+        # is sent on a closing connection.
+        self._start_finish()
 
     def _fail(self, code: int, reason: str) -> None:
         """A protocol violation: close at once (RFC 6455, 7.1.7)."""
         if not self._close_sent:
             self._write_close(code, reason)
         self._buffer.clear()
-        if self.transport is not None:
-            self.transport.close()
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the transport once what is written has gone out, or after
+        `CLOSE_TIMEOUT_SECONDS` at the latest (a client that stopped reading would
+        otherwise hold it, and the server's shutdown, for ever)."""
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        if self._close_timer is None and not self._closed:
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_SECONDS, transport.abort)
 
     # Keepalive pings, at uvicorn's `ws_ping_interval` and `ws_ping_timeout`
 

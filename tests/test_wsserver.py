@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import struct
+import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,13 +42,21 @@ SUBSCRIBE = "subscription { timeline { summary } }"
 
 
 @asynccontextmanager
-async def serving(settings: Settings, ws: object, **options: Any) -> AsyncIterator[int]:
+async def serving_app(
+    settings: Settings, ws: object, **options: Any
+) -> AsyncIterator[tuple[Starlette, int]]:
     """The app of these settings (lifespan run here) under uvicorn with WebSocket class
-    `ws` (and these uvicorn options); yields the port."""
+    `ws` (and these uvicorn options); yields the app and the port."""
     app: Starlette = create_app(settings, manage_database=False)
     async with app.router.lifespan_context(app):
         async with served(app, **{**websocket_options(settings), "ws": ws, **options}) as port:
-            yield port
+            yield app, port
+
+
+@asynccontextmanager
+async def serving(settings: Settings, ws: object, **options: Any) -> AsyncIterator[int]:
+    async with serving_app(settings, ws, **options) as (_, port):
+        yield port
 
 
 @pytest.fixture(params=PROTOCOLS)
@@ -273,6 +282,73 @@ async def test_a_client_that_stops_answering_pings_is_closed_with_1011(
         writer.close()
 
 
+def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One masked client frame (payloads under 126 bytes)."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
+
+
+async def server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next frame from the server (unmasked, payloads under 126 bytes here)."""
+    head = await reader.readexactly(2)
+    return head[0] & 0x0F, await reader.readexactly(head[1] & 0x7F)
+
+
+@pytest.mark.parametrize("ws_class", [p.values[0] for p in PROTOCOLS], ids=["direct", "asgi"])
+async def test_pings_without_a_timeout_keep_to_their_interval(
+    settings: Settings, ws_class: object
+) -> None:
+    async with serving(settings, ws_class, ws_ping_interval=0.1, ws_ping_timeout=None) as port:
+        reader, writer, head = await raw_handshake(port)
+        assert head.startswith(b"HTTP/1.1 101")
+        loop = asyncio.get_running_loop()
+        pings, deadline = 0, loop.time() + 1.0
+        while (left := deadline - loop.time()) > 0:
+            try:
+                opcode, payload = await asyncio.wait_for(server_frame(reader), timeout=left)
+            except TimeoutError:
+                break
+            assert opcode == 0x9
+            pings += 1
+            writer.write(client_frame(payload, opcode=0xA))  # answered at once, every time
+        writer.close()
+    assert 5 <= pings <= 12  # one every 0.1 s, not a growing number per interval
+
+
+@pytest.mark.parametrize("ws_class", [p.values[0] for p in PROTOCOLS], ids=["direct", "asgi"])
+async def test_a_connection_the_server_closes_ends_its_subscriptions_at_once(
+    settings: Settings, tenant: Tenant, ws_class: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without waiting for the client to answer the close (this one never does)."""
+    async with serving_app(settings, ws_class) as (app, port):
+        hub = app.state.graphql.bus.hub
+        reader, writer, head = await raw_handshake(port)
+        assert head.startswith(b"HTTP/1.1 101")
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {tenant.reader}"}}
+        writer.write(client_frame(json.dumps(init).encode()))
+        assert await server_frame(reader) == (0x1, b'{"type":"connection_ack"}')
+        subscribe = {"id": "x", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
+        writer.write(client_frame(json.dumps(subscribe).encode()))
+        for _ in range(100):
+            if hub.subscriber_count == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert hub.subscriber_count == 1
+        writer.write(client_frame(json.dumps(subscribe).encode()))  # the same id again
+        opcode, payload = await server_frame(reader)
+        assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 4409
+        for _ in range(50):
+            if hub.subscriber_count == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert hub.subscriber_count == 0
+        await post(port, tenant.writer, "after the close")
+        await asyncio.sleep(0.2)
+        writer.close()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
 # What only the direct protocol does.
 
 
@@ -328,3 +404,99 @@ async def test_other_handshakes_go_to_the_asgi_app(port_direct: int, tenant: Ten
 async def port_direct(settings: Settings) -> AsyncIterator[int]:
     async with serving(settings, GraphQLWebSocket) as port:
         yield port
+
+
+class _Transport(asyncio.Transport):
+    """Records what the protocol does to its connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.reading = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class _SlowHandler:
+    """Strawberry's handler as the protocol sees it, taking its time over each message."""
+
+    def __init__(self, **_: Any) -> None:
+        self.handled: list[object] = []
+        self.go_on = asyncio.Event()
+
+    def on_request_accepted(self) -> None:
+        pass
+
+    async def handle_message(self, message: object) -> None:
+        self.handled.append(message)
+        await self.go_on.wait()
+
+    async def shutdown(self) -> None:
+        pass
+
+
+async def test_a_client_sending_faster_than_its_messages_are_handled_is_not_read_on() -> None:
+    """However many messages it sends, about `ws_max_size` bytes of them wait in memory."""
+    graphql = types.SimpleNamespace(
+        schema=None,
+        connection_init_wait_timeout=None,
+        max_subscriptions_per_connection=None,
+        graphql_transport_ws_handler_class=_SlowHandler,
+        websocket_context=lambda: None,
+        decode_json=json.loads,
+        encode_json=json.dumps,
+    )
+    app = Starlette()
+    app.state.graphql = graphql
+    config = types.SimpleNamespace(
+        loaded=True,
+        loaded_app=app,
+        root_path="",
+        ws_max_size=1_000,
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        access_log=False,
+    )
+    state = types.SimpleNamespace(connections=set(), tasks=set(), default_headers=[])
+    protocol = GraphQLWebSocket(config, state, {})  # type: ignore[arg-type]
+    transport = _Transport()
+    protocol.connection_made(transport)
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.data_received(
+        (
+            "GET /graphql HTTP/1.1\r\nhost: h\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+            f"sec-websocket-key: {key}\r\nsec-websocket-version: 13\r\n"
+            "sec-websocket-protocol: graphql-transport-ws\r\n\r\n"
+        ).encode()
+    )
+    assert transport.written[0].startswith(b"HTTP/1.1 101")
+    message = client_frame(json.dumps({"type": "ping", "payload": {"pad": "x" * 60}}).encode())
+    sent = 0
+    while transport.reading and sent < 1_000:  # the transport stops calling once paused
+        protocol.data_received(message)
+        sent += 1
+        await asyncio.sleep(0)
+    handler = protocol.handler
+    assert not transport.reading
+    assert (
+        sent * (len(message) - 6) <= 2 * config.ws_max_size
+    )  # about 1,000 bytes, not 1,000 messages
+    handler.go_on.set()  # the handler catches up: reading goes on
+    for _ in range(100):
+        if len(handler.handled) == sent:
+            break
+        await asyncio.sleep(0)
+    assert len(handler.handled) == sent and transport.reading
