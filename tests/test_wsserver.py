@@ -20,11 +20,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import websockets
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Opcode
 
 from opsgraph.app import create_app
 from opsgraph.cli import websocket_options
@@ -33,6 +36,7 @@ from opsgraph.wsserver import GraphQLWebSocket
 from tests.conftest import Tenant, with_settings
 from tests.servers import served
 from tests.test_changes import SEED_EVENT
+from tests.test_wsdirect import parse_frames
 
 PROTOCOLS = [
     pytest.param(GraphQLWebSocket, id="direct"),
@@ -413,6 +417,7 @@ class _Transport(asyncio.Transport):
         super().__init__()
         self.written: list[bytes] = []
         self.reading = True
+        self.closing = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written.append(bytes(data))
@@ -424,7 +429,13 @@ class _Transport(asyncio.Transport):
         self.reading = True
 
     def is_closing(self) -> bool:
-        return False
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
@@ -433,7 +444,8 @@ class _Transport(asyncio.Transport):
 class _SlowHandler:
     """Strawberry's handler as the protocol sees it, taking its time over each message."""
 
-    def __init__(self, **_: Any) -> None:
+    def __init__(self, *, websocket: GraphQLWebSocket, **_: Any) -> None:
+        self.websocket = websocket
         self.handled: list[object] = []
         self.go_on = asyncio.Event()
 
@@ -448,13 +460,15 @@ class _SlowHandler:
         pass
 
 
-async def test_a_client_sending_faster_than_its_messages_are_handled_is_not_read_on() -> None:
-    """However many messages it sends, about `ws_max_size` bytes of them wait in memory."""
+def fake_connection(
+    handler_class: type, *, max_size: int, loop: asyncio.AbstractEventLoop | None = None
+) -> tuple[GraphQLWebSocket, _Transport]:
+    """A protocol on a recording transport, past its handshake, with this handler class."""
     graphql = types.SimpleNamespace(
         schema=None,
         connection_init_wait_timeout=None,
         max_subscriptions_per_connection=None,
-        graphql_transport_ws_handler_class=_SlowHandler,
+        graphql_transport_ws_handler_class=handler_class,
         websocket_context=lambda: None,
         decode_json=json.loads,
         encode_json=json.dumps,
@@ -465,13 +479,13 @@ async def test_a_client_sending_faster_than_its_messages_are_handled_is_not_read
         loaded=True,
         loaded_app=app,
         root_path="",
-        ws_max_size=1_000,
+        ws_max_size=max_size,
         ws_ping_interval=None,
         ws_ping_timeout=None,
         access_log=False,
     )
     state = types.SimpleNamespace(connections=set(), tasks=set(), default_headers=[])
-    protocol = GraphQLWebSocket(config, state, {})  # type: ignore[arg-type]
+    protocol = GraphQLWebSocket(config, state, {}, _loop=loop)  # type: ignore[arg-type]
     transport = _Transport()
     protocol.connection_made(transport)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -483,6 +497,13 @@ async def test_a_client_sending_faster_than_its_messages_are_handled_is_not_read
         ).encode()
     )
     assert transport.written[0].startswith(b"HTTP/1.1 101")
+    return protocol, transport
+
+
+async def test_a_client_sending_faster_than_its_messages_are_handled_is_not_read_on() -> None:
+    """However many messages it sends, about `ws_max_size` bytes of them wait in memory."""
+    max_size = 1_000
+    protocol, transport = fake_connection(_SlowHandler, max_size=max_size)
     message = client_frame(json.dumps({"type": "ping", "payload": {"pad": "x" * 60}}).encode())
     sent = 0
     while transport.reading and sent < 1_000:  # the transport stops calling once paused
@@ -491,12 +512,84 @@ async def test_a_client_sending_faster_than_its_messages_are_handled_is_not_read
         await asyncio.sleep(0)
     handler = protocol.handler
     assert not transport.reading
-    assert (
-        sent * (len(message) - 6) <= 2 * config.ws_max_size
-    )  # about 1,000 bytes, not 1,000 messages
+    assert sent * (len(message) - 6) <= 2 * max_size  # about 1,000 bytes, not 1,000 messages
     handler.go_on.set()  # the handler catches up: reading goes on
     for _ in range(100):
         if len(handler.handled) == sent:
             break
         await asyncio.sleep(0)
     assert len(handler.handled) == sent and transport.reading
+
+
+class _QuickHandler(_SlowHandler):
+    async def handle_message(self, message: object) -> None:
+        self.handled.append(message)
+
+    async def handle_invalid_message(self, reason: str) -> None:
+        await self.websocket.close(4400, reason)
+
+
+def _frame(fin: bool, rsv: int, opcode: int, mask: bool, payload: bytes, wide: int) -> bytes:
+    """A frame as a client might send it, right or wrong in any field."""
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    size = len(payload)
+    if wide == 0 and size < 126:
+        head = bytes((first, (0x80 if mask else 0) | size))
+    elif wide <= 1 and size < 1 << 16:
+        head = struct.pack("!BBH", first, (0x80 if mask else 0) | 126, size)
+    else:
+        head = struct.pack("!BBQ", first, (0x80 if mask else 0) | 127, size)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+FRAMES = st.builds(
+    _frame,
+    fin=st.booleans(),
+    rsv=st.sampled_from([0, 0, 0, 1, 4]),
+    opcode=st.sampled_from([0, 1, 1, 1, 2, 8, 9, 10, 3, 11]),
+    mask=st.sampled_from([True, True, True, False]),
+    payload=st.one_of(
+        st.binary(max_size=140),
+        st.text(max_size=60).map(str.encode),
+        st.sampled_from([b'{"type":"ping"}', b"\x03\xe8bye", b"\x03\xed", b"\xff\xfe"]),
+    ),
+    wide=st.sampled_from([0, 0, 1, 2]),
+)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    frames=st.lists(st.one_of(FRAMES, st.binary(min_size=1, max_size=12)), max_size=12),
+    cut=st.integers(min_value=1, max_value=64),
+)
+def test_whatever_a_client_sends_the_server_answers_in_valid_frames(
+    frames: list[bytes], cut: int
+) -> None:
+    """Nothing escapes the protocol; what it writes back is well-formed server frames, a
+    close (if any) last and with a code a close may carry."""
+
+    async def main() -> None:
+        protocol, transport = fake_connection(
+            _QuickHandler, max_size=200, loop=asyncio.get_running_loop()
+        )
+        data = b"".join(frames)
+        for start in range(0, len(data), cut):
+            if transport.closing:
+                break
+            protocol.data_received(data[start : start + cut])
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        await asyncio.sleep(0)
+        received = parse_frames(b"".join(transport.written[1:]))
+        for index, frame in enumerate(received):
+            assert frame.opcode in (Opcode.PONG, Opcode.CLOSE, Opcode.TEXT), frame
+            if frame.opcode is Opcode.CLOSE:
+                assert index == len(received) - 1, "a frame after the close"
+                code = struct.unpack("!H", frame.data[:2])[0] if frame.data else 1000
+                assert code in (1000, 1002, 1007, 1009) or 4000 <= code < 5000, code
+
+    asyncio.run(main())
