@@ -82,8 +82,10 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
     return {
         # `graphql-transport-ws` served outside ASGI, for the least memory per idle
         # subscriber; every other handshake goes to uvicorn's sans-I/O protocol and the app
-        # (`opsgraph.wsserver`).
-        "ws": GraphQLWebSocket,
+        # (`opsgraph.wsserver`). That protocol alone if `ws_direct` is off.
+        "ws": GraphQLWebSocket if settings.ws_direct else "websockets-sansio",
+        "ws_ping_interval": settings.ws_ping_interval_seconds or None,
+        "ws_ping_timeout": settings.ws_ping_timeout_seconds or None,
         # Live messages are small JSON: compressing each one per client cost more CPU than
         # it saved bandwidth (seen in the fan-out benchmark's profile), and uncompressed
         # frames can be built once for every subscriber.

@@ -85,6 +85,13 @@ class Settings:
     workers: int = 1
     # One log line per HTTP request (uvicorn's access log).
     access_log: bool = True
+    # graphql-transport-ws served outside ASGI (`opsgraph.wsserver`); false sends every
+    # WebSocket through uvicorn's own protocol and the app.
+    ws_direct: bool = True
+    # WebSocket keepalive: a ping this often (0: none), the connection closed with 1011 if
+    # its pong is this late (0: never).
+    ws_ping_interval_seconds: float = 20.0
+    ws_ping_timeout_seconds: float = 20.0
     # Allocations between young garbage collections (Python's default is 700; each pause
     # grows with it: see `opsgraph.cli.tune_gc`); 0 keeps the default.
     gc_threshold: int = 5_000

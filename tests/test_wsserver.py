@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
 
+from opsgraph import wsserver
 from opsgraph.app import create_app
 from opsgraph.cli import websocket_options
 from opsgraph.settings import Settings
@@ -270,7 +271,8 @@ async def test_an_unmasked_client_frame_is_a_protocol_error(port: int) -> None:
 async def test_a_client_that_stops_answering_pings_is_closed_with_1011(
     settings: Settings, tenant: Tenant, ws_class: object
 ) -> None:
-    async with serving(settings, ws_class, ws_ping_interval=0.2, ws_ping_timeout=0.3) as port:
+    quick = with_settings(settings, ws_ping_interval_seconds=0.2, ws_ping_timeout_seconds=0.3)
+    async with serving(quick, ws_class) as port:
         async with connect(port, ping_interval=None) as ws:  # it answers pings itself
             await init(ws, tenant.reader)
             await asyncio.sleep(1.2)  # several rounds of pings
@@ -303,7 +305,8 @@ async def server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 async def test_pings_without_a_timeout_keep_to_their_interval(
     settings: Settings, ws_class: object
 ) -> None:
-    async with serving(settings, ws_class, ws_ping_interval=0.1, ws_ping_timeout=None) as port:
+    quick = with_settings(settings, ws_ping_interval_seconds=0.1, ws_ping_timeout_seconds=0)
+    async with serving(quick, ws_class) as port:
         reader, writer, head = await raw_handshake(port)
         assert head.startswith(b"HTTP/1.1 101")
         loop = asyncio.get_running_loop()
@@ -359,10 +362,12 @@ async def test_a_connection_the_server_closes_ends_its_subscriptions_at_once(
 async def test_a_waiting_subscriber_keeps_one_task_where_asgi_keeps_two(
     settings: Settings, tenant: Tenant
 ) -> None:
-    """The server runs on this event loop: count its tasks per waiting subscriber."""
+    """The server runs on this event loop: count its tasks per waiting subscriber, with
+    `OPSGRAPH_WS_DIRECT` on (the default) and off."""
     counts = {}
-    for ws_class in (GraphQLWebSocket, "websockets-sansio"):
-        async with serving(settings, ws_class) as port:
+    for direct in (True, False):
+        served_with = with_settings(settings, ws_direct=direct)
+        async with serving(served_with, websocket_options(served_with)["ws"]) as port:
             # (the clients run here too: no keepalive task of theirs to count)
             clients = [await connect(port, ping_interval=None) for _ in range(10)]
             for index, ws in enumerate(clients):
@@ -373,9 +378,9 @@ async def test_a_waiting_subscriber_keeps_one_task_where_asgi_keeps_two(
             for ws in clients:
                 await ws.close()
             await asyncio.sleep(0.5)
-            counts[ws_class] = (before - len(asyncio.all_tasks())) / len(clients)
-    assert counts[GraphQLWebSocket] == 1  # the subscription's operation, nothing else
-    assert counts["websockets-sansio"] == 2  # the ASGI app reading messages, the operation
+            counts[direct] = (before - len(asyncio.all_tasks())) / len(clients)
+    assert counts[True] == 1  # the subscription's operation, nothing else
+    assert counts[False] == 2  # the ASGI app reading messages, the operation
 
 
 async def test_other_handshakes_go_to_the_asgi_app(port_direct: int, tenant: Tenant) -> None:
@@ -417,7 +422,7 @@ class _Transport(asyncio.Transport):
         super().__init__()
         self.written: list[bytes] = []
         self.reading = True
-        self.closing = False
+        self.closing = self.aborted = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written.append(bytes(data))
@@ -435,7 +440,7 @@ class _Transport(asyncio.Transport):
         self.closing = True
 
     def abort(self) -> None:
-        self.closing = True
+        self.closing = self.aborted = True
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
@@ -519,6 +524,26 @@ async def test_a_client_sending_faster_than_its_messages_are_handled_is_not_read
             break
         await asyncio.sleep(0)
     assert len(handler.handled) == sent and transport.reading
+
+
+async def test_a_client_that_does_not_answer_a_close_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing waits for what is written to go out, which a client that stopped reading
+    never lets happen: after `CLOSE_TIMEOUT_SECONDS` the connection is dropped anyway, when
+    we closed it and when the server stops."""
+    monkeypatch.setattr(wsserver, "CLOSE_TIMEOUT_SECONDS", 0.05)
+    protocol, transport = fake_connection(_SlowHandler, max_size=1_000)
+    await protocol.close(4400, "bye")
+    assert transport.written[-1][:4] == b"\x88\x05\x11\x30" and not transport.aborted
+    await asyncio.sleep(0.1)
+    assert transport.aborted
+    protocol, transport = fake_connection(_SlowHandler, max_size=1_000)
+    protocol.shutdown()
+    assert transport.written[-1] == b"\x88\x02\x03\xf4"  # 1012
+    assert transport.closing and not transport.aborted
+    await asyncio.sleep(0.1)
+    assert transport.aborted
 
 
 class _QuickHandler(_SlowHandler):
