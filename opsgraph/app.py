@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TypedDict, cast
+from typing import Protocol, TypedDict, cast
 
 import strawberry
 from starlette.applications import Starlette
@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -47,7 +47,7 @@ from opsgraph.ratelimit import RateLimit, TokenBucket
 from opsgraph.settings import Settings
 from opsgraph.ui import SpaStaticFiles
 from opsgraph.wsdirect import FrameWriter, frame_writer
-from opsgraph.wsserver import GRAPHQL_PATH, GraphQLWebSocket
+from opsgraph.wsserver import GRAPHQL_PATH
 from resolvers import approvals as approval_resolvers
 from resolvers import changes as change_resolvers
 from resolvers.auth import KEY_LOOKUP, ROUTING_KEY_LOOKUP, authenticate
@@ -67,7 +67,6 @@ from schema.live_render import (
     LiveTarget,
     Renderers,
     SharedReads,
-    target_send,
 )
 
 log = logging.getLogger(__name__)
@@ -133,6 +132,24 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         await super().handle_connection_init(message)
 
 
+class LiveChannel(Protocol):
+    """A connection as `graphql-transport-ws` operations see it: where their live messages
+    go (`schema.live_render.LiveTarget`). Both kinds of connection say it themselves:
+    `ASGIConnection` and `opsgraph.wsserver.GraphQLWebSocket`."""
+
+    def live_channel(self) -> tuple[Callable[[str], Awaitable[None]], FrameWriter | None]: ...
+
+
+class ASGIConnection(ASGIWebSocketAdapter):
+    """Strawberry's adapter of a WebSocket served through ASGI, saying where live messages
+    go: the server's own ASGI send (left in the scope by `ServerSend`), and its transport
+    where the server allows frames to be written directly (`opsgraph.wsdirect`)."""
+
+    def live_channel(self) -> tuple[Callable[[str], Awaitable[None]], FrameWriter | None]:
+        send = cast(Send, self.ws.scope[ASGI_SEND])
+        return AsgiText(send), frame_writer(send)
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """`graphql-transport-ws`, telling each operation's resolvers where its messages go, so
     that a live entry is rendered once for every subscriber of the same document (see
@@ -156,13 +173,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # This runs in the operation's own task: the variable is set for it alone.
-        websocket: object = self.websocket
-        writer: FrameWriter | None
-        if isinstance(websocket, GraphQLWebSocket):  # served outside ASGI (opsgraph.wsserver)
-            send_text, writer = websocket.send_text, websocket
-        else:
-            send = target_send(websocket)
-            send_text, writer = AsgiText(send), frame_writer(send)
+        channel = cast(LiveChannel, self.websocket)
+        send_text, writer = channel.live_channel()
         LIVE_TARGET.set(
             LiveTarget(
                 send_text=send_text,
@@ -189,6 +201,7 @@ class GraphQLApp(GraphQL[Context, None]):
 
     graphql_ws_handler_class = LegacyWSHandler
     graphql_transport_ws_handler_class = TransportWSHandler
+    websocket_adapter_class = ASGIConnection
 
     def __init__(self, schema: strawberry.Schema, *, settings: Settings, bus: Bus) -> None:
         super().__init__(

@@ -29,7 +29,7 @@ import binascii
 import logging
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from starlette.applications import Starlette
@@ -39,7 +39,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.utils import accept_key, apply_mask
 
-from opsgraph.wsdirect import text_frame
+from opsgraph.wsdirect import FrameWriter, text_frame
 
 if TYPE_CHECKING:
     from uvicorn.config import Config
@@ -283,10 +283,10 @@ class GraphQLWebSocket(asyncio.Protocol):
             return
         self._closed = True
         self._server_state.connections.discard(cast(Any, self))
-        for timer in (self._close_timer, self._ping_timer, self._pong_timer):
-            if timer is not None:
-                timer.cancel()
-        self._close_timer = self._ping_timer = self._pong_timer = None
+        self._stop_keepalive()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         if self._writable is not None:
             self._writable.set()  # senders waiting for a drain find the connection gone
         self._start_finish()
@@ -471,7 +471,7 @@ class GraphQLWebSocket(asyncio.Protocol):
             while self._inbox and not self._close_sent and not self._closed:
                 item = self._inbox.popleft()
                 self._inbox_bytes -= len(item) if isinstance(item, bytes) else 0
-                if self._reading_paused and not self._close_sent:
+                if self._reading_paused:
                     self._reading_paused = False
                     assert self.transport is not None
                     self.transport.resume_reading()
@@ -561,6 +561,11 @@ class GraphQLWebSocket(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(text_frame(text.encode()))
 
+    def live_channel(self) -> tuple[Callable[[str], Awaitable[None]], FrameWriter | None]:
+        """Where live messages of this connection's operations go: here (see
+        `opsgraph.app.LiveChannel`)."""
+        return self.send_text, self
+
     async def send_json(self, message: Mapping[str, object]) -> None:
         assert self._app is not None
         data = self._app.encode_json(message)
@@ -572,8 +577,7 @@ class GraphQLWebSocket(asyncio.Protocol):
         if self._close_sent or self._closed or self.transport is None:
             return
         self._write_close(code, reason)
-        # A client that does not answer is dropped, reading or not.
-        self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_SECONDS, self.transport.abort)
+        self._abort_later()  # a client that does not answer is dropped, reading or not
 
     def _write_close(self, code: int, reason: str) -> None:
         self._write_close_frame(_close_payload(code, reason))
@@ -600,12 +604,15 @@ class GraphQLWebSocket(asyncio.Protocol):
         """Close the transport once what is written has gone out, or after
         `CLOSE_TIMEOUT_SECONDS` at the latest (a client that stopped reading would
         otherwise hold it, and the server's shutdown, for ever)."""
-        transport = self.transport
-        if transport is None:
-            return
-        transport.close()
-        if self._close_timer is None and not self._closed:
-            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_SECONDS, transport.abort)
+        if self.transport is not None:
+            self.transport.close()
+            self._abort_later()
+
+    def _abort_later(self) -> None:
+        """Abort the transport after `CLOSE_TIMEOUT_SECONDS` unless the connection is lost
+        before (once)."""
+        if self._close_timer is None and not self._closed and self.transport is not None:
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT_SECONDS, self.transport.abort)
 
     # Keepalive pings, at uvicorn's `ws_ping_interval` and `ws_ping_timeout`
 

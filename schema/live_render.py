@@ -23,7 +23,6 @@ from typing import Any, TypeVar, cast
 
 from graphql import ExecutionResult, Executor, GraphQLSchema, parse
 from starlette.types import Send
-from starlette.websockets import WebSocket
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from models.timeline import TimelineEntry as TimelineEntryRow
@@ -215,12 +214,6 @@ class Renderers:
 
     def __len__(self) -> int:
         return len(self._renderers)
-
-
-def target_send(adapter: object) -> Send:
-    """The ASGI send of the WebSocket behind Strawberry's ASGI adapter."""
-    websocket = cast(WebSocket, adapter.ws)  # type: ignore[attr-defined]
-    return cast(Send, websocket.scope[ASGI_SEND])
 
 
 class AsgiText:
