@@ -288,11 +288,25 @@ async def test_a_client_that_stops_answering_pings_is_closed_with_1011(
         writer.close()
 
 
+def any_frame(fin: bool, rsv: int, opcode: int, mask: bool, payload: bytes, wide: int) -> bytes:
+    """A frame as a client might send it, right or wrong in any field."""
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    size = len(payload)
+    if wide == 0 and size < 126:
+        head = bytes((first, (0x80 if mask else 0) | size))
+    elif wide <= 1 and size < 1 << 16:
+        head = struct.pack("!BBH", first, (0x80 if mask else 0) | 126, size)
+    else:
+        head = struct.pack("!BBQ", first, (0x80 if mask else 0) | 127, size)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
 def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """One masked client frame (payloads under 126 bytes)."""
-    mask = os.urandom(4)
-    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
-    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
+    """One whole, masked client frame, as RFC 6455 wants it."""
+    return any_frame(fin=True, rsv=0, opcode=opcode, mask=True, payload=payload, wide=0)
 
 
 async def server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -554,24 +568,8 @@ class _QuickHandler(_SlowHandler):
         await self.websocket.close(4400, reason)
 
 
-def _frame(fin: bool, rsv: int, opcode: int, mask: bool, payload: bytes, wide: int) -> bytes:
-    """A frame as a client might send it, right or wrong in any field."""
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    size = len(payload)
-    if wide == 0 and size < 126:
-        head = bytes((first, (0x80 if mask else 0) | size))
-    elif wide <= 1 and size < 1 << 16:
-        head = struct.pack("!BBH", first, (0x80 if mask else 0) | 126, size)
-    else:
-        head = struct.pack("!BBQ", first, (0x80 if mask else 0) | 127, size)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
 FRAMES = st.builds(
-    _frame,
+    any_frame,
     fin=st.booleans(),
     rsv=st.sampled_from([0, 0, 0, 1, 4]),
     opcode=st.sampled_from([0, 1, 1, 1, 2, 8, 9, 10, 3, 11]),
