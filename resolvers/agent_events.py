@@ -320,8 +320,9 @@ async def _committed(
     tool_call_id: str | None,
 ) -> AgentEventOutcome:
     """Announce the committed entries; the event's first response."""
-    for entry in entries:
-        await publisher.entry_committed(workspace_id=workspace_id, entry_id=entry.id)
+    if entries:  # one note covers them: a hub reads every entry after its last
+        newest = max(entry.id for entry in entries)
+        await publisher.entry_committed(workspace_id=workspace_id, entry_id=newest)
     return AgentEventOutcome(
         response=response,
         event_type=data.event_type,

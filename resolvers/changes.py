@@ -113,11 +113,10 @@ async def record_changes(
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome  # cancelled (shut-down)
         results.append(outcome)
-    for outcome in results:
-        if isinstance(outcome, RecordedChange):
-            await publisher.entry_committed(
-                workspace_id=principal.workspace_id, entry_id=outcome.entry.id
-            )
+    # One note covers them all: a hub reads every entry after the last it delivered.
+    newest = max((o.entry.id for o in results if isinstance(o, RecordedChange)), default=None)
+    if newest is not None:
+        await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=newest)
     return results
 
 

@@ -1,5 +1,5 @@
 """The bus over real Redis: entries committed together share one note per workspace;
-entries announced apart get one each."""
+entries announced apart get one each; a call recording many changes sends one."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import strawberry
 from redis import asyncio as redis
 
 from opsgraph.bus import CHANNEL, Bus
+from opsgraph.settings import Settings
+from schema.context import Context
+from tests.conftest import Tenant
+from tests.test_changes import SEED_EVENT
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -63,3 +68,21 @@ async def test_entries_committed_together_share_one_note(bus: Bus, notes: Any) -
     for entry_id in (21, 22):  # one after the other: a note each
         await bus.entry_committed(workspace_id=a, entry_id=entry_id)
     assert await received(notes, {a}) == [{"w": a, "e": 21}, {"w": a, "e": 22}]
+
+
+async def test_a_call_recording_many_changes_sends_one_note(
+    bus: Bus, notes: Any, tenant: Tenant, schema: strawberry.Schema, settings: Settings
+) -> None:
+    """`recordChanges` (what concurrent `POST /events` run as) stores its changes in one
+    group commit: one note covers them, not one per change."""
+    inputs = [{**SEED_EVENT, "name": f"deploy {n}"} for n in range(12)]
+    context = Context(settings=settings, publisher=bus, secret=tenant.writer)
+    result = await schema.execute(
+        "mutation($inputs: [ChangeInput!]!) { recordChanges(inputs: $inputs) "
+        "{ ... on ChangeRecorded { entryId } } }",
+        variable_values={"inputs": inputs},
+        context_value=context,
+    )
+    assert result.errors is None
+    newest = max(int(item["entryId"]) for item in result.data["recordChanges"])
+    assert await received(notes, {tenant.workspace_id}) == [{"w": tenant.workspace_id, "e": newest}]
