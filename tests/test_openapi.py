@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import schemathesis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from opsgraph.app import create_app
 from opsgraph.settings import Settings
+from resolvers import auth
+from rest_compat import common
 from rest_compat.openapi import openapi_document
 
 # Not REST: GraphQL has its own schema, the UI and this document are not endpoints.
@@ -89,3 +92,27 @@ async def test_served_at_openapi_json(client: httpx.AsyncClient) -> None:
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert "POST" in wrong.headers["allow"]
+
+
+@pytest.mark.parametrize("path", ["/events", "/v1/events", "/api/events", "/v2/enqueue"])
+async def test_an_unexpected_failure_is_answered_in_the_documented_shape(
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+) -> None:
+    """The posted endpoints are answered ahead of Starlette's router (`RestPosts`): a
+    failure nothing expected still gets the 500 of every other route, and is logged."""
+
+    async def broken(**_: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(common, "authenticate", broken)
+    monkeypatch.setattr(auth, "service_for_routing_key", broken)
+    headers = {"Authorization": "Bearer og_x", "X-API-Key": "og_x"}
+    response = await client.post(path, headers=headers, json={"routing_key": "r" * 32})
+
+    assert response.status_code == 500
+    assert response.json()["error"] == {"code": "INTERNAL", "message": "Internal server error."}
+    assert "disk on fire" not in response.text
+    assert any("disk on fire" in str(record.exc_info) for record in caplog.records)
