@@ -6,9 +6,10 @@ No I/O here: the caller loads the policies and the set of services with an open 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import translate
 from typing import Any
 
 from models.agent import ToolCallDecision
@@ -22,6 +23,16 @@ _OUTCOME = {
     PolicyAction.ALLOW: ToolCallDecision.ALLOWED,
 }
 _MISSING = object()
+_WILDCARDS = re.compile(r"[*?\[]")
+
+
+def name_test(pattern: str) -> Callable[[str], object]:
+    """`fnmatchcase(name, pattern)` as one call made once per pattern: a plain string
+    comparison for a pattern without wildcards, else its compiled expression (a match
+    object, or None)."""
+    if _WILDCARDS.search(pattern) is None:
+        return pattern.__eq__
+    return re.compile(translate(pattern)).match
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +42,15 @@ class InputMatch:
     path: str
     op: MatchOp
     value: Any
+    # The path split once, and a GLOB's pattern compiled once (None for other operators
+    # and non-string values).
+    segments: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    glob: Callable[[str], object] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        glob = self.op is MatchOp.GLOB and isinstance(self.value, str)
+        object.__setattr__(self, "segments", tuple(self.path.split(".")))
+        object.__setattr__(self, "glob", name_test(self.value) if glob else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +67,14 @@ class PolicySpec:
     input_matches: tuple[InputMatch, ...] = ()
     incident_open_on_service_from: str | None = None
     dry_run: bool = False
+    # The tool name and agent patterns, each compiled once (see `name_test`).
+    tool_test: Callable[[str], object] | None = field(init=False, repr=False, compare=False)
+    agent_test: Callable[[str], object] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tool, agent = self.tool_name, self.agent_id
+        object.__setattr__(self, "tool_test", None if tool is None else name_test(tool))
+        object.__setattr__(self, "agent_test", None if agent is None else name_test(agent))
 
 
 def _literal_start(pattern: str | None) -> str:
@@ -57,6 +85,10 @@ def _literal_start(pattern: str | None) -> str:
     return pattern[: min(cuts)] if cuts else pattern
 
 
+# Tool names whose candidate policies a PolicySet remembers (agents call a few tools).
+TOOLS_REMEMBERED = 256
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySet:
     """A workspace's policies in evaluation order, with the literal start of each one's
@@ -64,19 +96,28 @@ class PolicySet:
 
     policies: tuple[PolicySpec, ...]
     starts: tuple[str, ...]
+    _by_tool: dict[str, tuple[PolicySpec, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, policies: Iterable[PolicySpec]) -> PolicySet:
         kept = tuple(policies)
         return cls(kept, tuple(_literal_start(policy.tool_name) for policy in kept))
 
-    def for_tool(self, tool_name: str) -> list[PolicySpec]:
+    def for_tool(self, tool_name: str) -> tuple[PolicySpec, ...]:
         """The policies whose tool name pattern may match `tool_name`, in order."""
-        return [
-            policy
-            for policy, start in zip(self.policies, self.starts, strict=True)
-            if tool_name.startswith(start)
-        ]
+        found = self._by_tool.get(tool_name)
+        if found is None:
+            found = tuple(
+                policy
+                for policy, start in zip(self.policies, self.starts, strict=True)
+                if tool_name.startswith(start)
+            )
+            if len(self._by_tool) >= TOOLS_REMEMBERED:
+                self._by_tool.clear()
+            self._by_tool[tool_name] = found
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +164,15 @@ class Decision:
 
 def lookup(payload: Any, path: str) -> Any:
     """The value at a dotted path (`a.b.0.c`), or `_MISSING`; digits index into lists."""
+    return _lookup(payload, path.split("."))
+
+
+def _lookup(payload: Any, segments: Iterable[str]) -> Any:
     current = payload
-    for segment in path.split("."):
-        if isinstance(current, Mapping) and segment in current:
+    for segment in segments:
+        if type(current) is dict or isinstance(current, Mapping):  # dict first: no ABC check
+            if segment not in current:
+                return _MISSING
             current = current[segment]
         elif isinstance(current, list) and segment.isdigit() and int(segment) < len(current):
             current = current[int(segment)]
@@ -155,7 +202,7 @@ def _json_equal(left: object, right: object) -> bool:
 
 def predicate_holds(match: InputMatch, payload: Mapping[str, Any]) -> bool:
     """Whether the payload field satisfies the predicate; a missing field never does."""
-    actual = lookup(payload, match.path)
+    actual = _lookup(payload, match.segments)
     if actual is _MISSING:
         return False
     expected = match.value
@@ -164,9 +211,7 @@ def predicate_holds(match: InputMatch, payload: Mapping[str, Any]) -> bool:
     if match.op is MatchOp.IN:
         return isinstance(expected, list) and any(_json_equal(actual, v) for v in expected)
     if match.op is MatchOp.GLOB:
-        return (
-            isinstance(actual, str) and isinstance(expected, str) and fnmatchcase(actual, expected)
-        )
+        return isinstance(actual, str) and match.glob is not None and bool(match.glob(actual))
     if not (_is_number(actual) and _is_number(expected)):
         return False
     if match.op is MatchOp.LT:
@@ -196,14 +241,16 @@ def policy_matches(
     policy: PolicySpec, call: CallFacts, open_incident_services: frozenset[str]
 ) -> bool:
     """Every condition the policy sets holds for this call."""
-    if policy.tool_name is not None and not fnmatchcase(call.tool_name, policy.tool_name):
+    tool_test, agent_test = policy.tool_test, policy.agent_test
+    if tool_test is not None and not tool_test(call.tool_name):
         return False
     if policy.action_hint is not None and call.action_hint != policy.action_hint:
         return False
-    if policy.agent_id is not None and not fnmatchcase(call.agent_id, policy.agent_id):
+    if agent_test is not None and not agent_test(call.agent_id):
         return False
-    if not all(predicate_holds(match, call.input_payload) for match in policy.input_matches):
-        return False
+    for match in policy.input_matches:
+        if not predicate_holds(match, call.input_payload):
+            return False
     if policy.incident_open_on_service_from is not None:
         service = service_named(policy, call.input_payload)
         return service is not None and service in open_incident_services

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models.agent import ToolCallDecision
 from models.policy import MatchOp, PolicyAction
 from resolvers.policy_eval import (
+    TOOLS_REMEMBERED,
     CallFacts,
     InputMatch,
     PolicySet,
     PolicySpec,
     evaluate,
     lookup,
+    name_test,
     predicate_holds,
     services_to_check,
 )
@@ -220,3 +225,34 @@ def test_a_policy_set_skips_only_policies_whose_tool_name_cannot_match() -> None
     assert [p.tool_name for p in policies.for_tool("read_file")] == [None, "[d]eploy", "read_*"]
     for tool in ("deploy", "deploy_db", "depxoy", "read_file", "de[", "x"):
         assert evaluate(policies.for_tool(tool), call(tool)) == evaluate(specs, call(tool))
+
+
+PATTERN_CHARS = st.sampled_from(list("de*?[]!-x.y_\\"))
+
+
+@given(
+    pattern=st.text(PATTERN_CHARS, max_size=8),
+    name=st.text(st.sampled_from(list("dex.y_-[]!*?\\")), max_size=8),
+)
+def test_compiled_patterns_match_as_fnmatchcase_does(pattern: str, name: str) -> None:
+    """Tool, agent and GLOB patterns are compiled once per policy; they must decide every
+    name exactly as `fnmatchcase`, wildcards, sets and stray brackets included."""
+    expected = fnmatchcase(name, pattern)
+    assert bool(name_test(pattern)(name)) is expected
+    spec = PolicySpec(id="p", name="p", action=BLOCK, tool_name=pattern, agent_id=pattern)
+    facts = CallFacts(tool_name=name, agent_id=name, action_hint=None, input_payload={"s": name})
+    assert (evaluate([spec], facts).outcome is ToolCallDecision.BLOCKED) is expected
+    glob = InputMatch("s", MatchOp.GLOB, pattern)
+    assert predicate_holds(glob, {"s": name}) is expected
+
+
+def test_a_policy_set_remembers_each_tools_candidates_and_stays_right() -> None:
+    specs = [
+        PolicySpec(id=f"p{i}", name=f"p{i}", action=BLOCK, tool_name=f"tool_{i}*") for i in range(3)
+    ]
+    policies = PolicySet.of(specs)
+    for _ in range(2):  # computed, then remembered
+        assert [p.id for p in policies.for_tool("tool_1x")] == ["p1"]
+    for i in range(TOOLS_REMEMBERED + 5):  # many distinct tools: still right, still bounded
+        assert policies.for_tool(f"other_{i}") == ()
+    assert [p.id for p in policies.for_tool("tool_2")] == ["p2"]
