@@ -365,14 +365,17 @@ class RestPosts:
     here, inside the rate and body limits, without Starlette's router and exception layer
     (about a tenth of such a request's CPU). Their handlers answer every error themselves
     (the documented shapes); anything unexpected gets `_server_error`'s answer, as through
-    Starlette. Every other request, other methods on these paths included, goes on."""
+    Starlette. Every other request, other methods on these paths and any request behind a
+    root path included, goes on."""
 
     def __init__(self, app: ASGIApp, *, routes: dict[str, RestRoute]) -> None:
         self.app = app
         self.routes = routes
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        # Behind a root path (`--root-path`, a mount) the router matches what follows it:
+        # leave such requests to the router rather than match a prefixed path here.
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             route = self.routes.get(scope["path"])
             if route is not None:
                 return self._answer(route, scope, receive, send)

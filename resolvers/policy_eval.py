@@ -97,7 +97,7 @@ class PolicySet:
     policies: tuple[PolicySpec, ...]
     starts: tuple[str, ...]
     _by_tool: dict[str, tuple[PolicySpec, ...]] = field(
-        default_factory=dict, repr=False, compare=False
+        init=False, default_factory=dict, repr=False, compare=False
     )
 
     @classmethod

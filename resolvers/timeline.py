@@ -35,7 +35,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Publisher(Protocol):
-    """Told about each committed entry, so live subscribers can be fanned out to."""
+    """Told about committed entries, so live subscribers can be fanned out to: one call
+    with the newest entry covers every entry committed with it (a hub reads every entry
+    after the last it delivered)."""
 
     async def entry_committed(self, *, workspace_id: str, entry_id: int) -> None: ...
 

@@ -1,4 +1,5 @@
-"""`/openapi.json` describes every REST endpoint the app serves, with the limits in force."""
+"""`/openapi.json` describes every REST endpoint the app serves, with the limits in force;
+the endpoints answer in the documented shapes, behind a root path too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from opsgraph.settings import Settings
 from resolvers import auth
 from rest_compat import common
 from rest_compat.openapi import openapi_document
+from tests.conftest import Tenant
+from tests.test_changes import SEED_EVENT, bearer
 
 # Not REST: GraphQL has its own schema, the UI and this document are not endpoints.
 NOT_REST = {"/graphql", "/", "/openapi.json"}
@@ -116,3 +119,16 @@ async def test_an_unexpected_failure_is_answered_in_the_documented_shape(
     assert response.json()["error"] == {"code": "INTERNAL", "message": "Internal server error."}
     assert "disk on fire" not in response.text
     assert any("disk on fire" in str(record.exc_info) for record in caplog.records)
+
+
+async def test_behind_a_root_path_each_post_reaches_its_own_endpoint(
+    app: Starlette, tenant: Tenant
+) -> None:
+    """Served under `/api` (`--root-path /api`), `POST /api/events` is `POST /events`,
+    recording a change, not the incident endpoint its full path spells."""
+    transport = httpx.ASGITransport(app=app, root_path="/api")
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post("/api/events", headers=bearer(tenant.writer), json=SEED_EVENT)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "created"
+    assert response.json()["id"].startswith("chg_")
