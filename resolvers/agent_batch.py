@@ -3,10 +3,10 @@ stored together, in one transaction that takes the workspace's timeline `seq` on
 
 Each caller reads what is stored and decides its call first (`resolvers.agent_events`);
 the batch inserts the new runs, the calls, their approvals and the event rows of every
-item (one statement per table), then all their timeline entries. If the database refuses
-the batch (a unique key taken meanwhile, a value it rejects, a deadlock with another
-process's batch), nothing was stored and each item is stored alone, so a failing event
-fails alone.
+item (one statement per table, `resolvers.rows`), then all their timeline entries. If the
+database refuses the batch (a unique key taken meanwhile, a value it rejects, a deadlock
+with another process's batch), nothing was stored and each item is stored alone, so a
+failing event fails alone.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
-from models.agent import AgentEvent, Run, ToolCall
-from models.approval import Approval
+from models.agent import AgentEvent, Run
 from models.ids import new_id
 from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
@@ -26,6 +25,7 @@ from resolvers import runs
 from resolvers.agent_seen import KnownRun, Seen
 from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
 from resolvers.policy_eval import Decision
+from resolvers.rows import insert_rows
 from resolvers.timeline import NewEntry, record_entries
 
 if TYPE_CHECKING:
@@ -112,13 +112,11 @@ async def _store(items: Sequence[PendingCall]) -> list[StoredCall]:
     ordered = [steps[index] for index in range(len(items))]
     calls = [steps[index].tool_call for index in order]
     approvals = [steps[index].approval for index in order]
-    async with in_transaction():
-        if new_runs:
-            await Run.bulk_create(list(new_runs.values()))
-        await ToolCall.bulk_create([call for call in calls if call is not None])
-        if any(approvals):
-            await Approval.bulk_create([approval for approval in approvals if approval])
-        await AgentEvent.bulk_create(events)
+    async with in_transaction() as connection:
+        await insert_rows(connection, list(new_runs.values()))
+        await insert_rows(connection, [call for call in calls if call is not None])
+        await insert_rows(connection, [approval for approval in approvals if approval])
+        await insert_rows(connection, events)
         pending = [NewEntry(**values) for step in ordered for values in step.entries]
         entries = iter(await record_entries(pending))
     return [

@@ -4,12 +4,14 @@ the database refuses fails alone while the rest of its batch is stored."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from tortoise.exceptions import IntegrityError
 
-from models.agent import AgentEvent, Run, ToolCall
+from models.agent import AgentEvent, Run, RunStatus, ToolCall, ToolCallDecision, ToolCallStatus
+from models.approval import Approval, ApprovalStatus
 from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers.agent_batch import PendingCall, StoredCall, _store_each
@@ -83,6 +85,39 @@ async def test_one_batch_stores_calls_runs_approvals_and_entries(
         (4, "TOOL_CALLED"),
     ]
     assert [[e.seq for e in s.entries] for s in stored] == [[1], [2, 3], [4]]
+
+
+async def test_a_batch_stores_every_column_as_built(
+    tenant: Tenant, gql: GraphQL, settings: Settings
+) -> None:
+    """The batch writes rows with its own statement (`resolvers.rows`): read back through
+    the ORM, every stored column equals the row the batch built, JSON, enums, nulls and
+    the stored-at time included."""
+    await create_policy(gql, tenant.admin, **SEED_POLICY)
+    body = tool_called("e1", "tc1", run="r1", environment="production", replicas=3)
+    item = await pending(tenant, settings, body)
+    before = datetime.now(UTC)
+
+    [outcome] = await _store_each([item])
+
+    assert isinstance(outcome, StoredCall)
+    call = await ToolCall.get(workspace_id=tenant.workspace_id, call_key="tc1")
+    assert call.id == outcome.tool_call_id
+    assert call.input_payload == {"environment": "production", "replicas": 3}
+    assert call.output_payload is None and call.error is None
+    assert call.decision is ToolCallDecision.AWAITING_APPROVAL
+    assert call.status is ToolCallStatus.AWAITING_APPROVAL
+    assert [m["policyName"] for m in call.matched_policies] == [SEED_POLICY["name"]]
+    assert call.agent_context == {} and call.tool_name == "deploy"
+    assert before <= call.created_at <= datetime.now(UTC)
+    run = await Run.get(id=call.run_id)
+    assert run.run_key == "r1" and run.status is RunStatus.RUNNING and run.ended_at is None
+    approval = await Approval.get(tool_call_id=call.id)
+    assert approval.status is ApprovalStatus.PENDING and approval.decided_at is None
+    assert approval.expires_at > approval.requested_at
+    saved = await AgentEvent.get(workspace_id=tenant.workspace_id, event_id="e1")
+    assert saved.body == validate_agent_event(body, settings=settings).canonical()
+    assert saved.response == outcome.response and saved.tool_call_ref == call.id
 
 
 async def test_a_refused_event_fails_alone(

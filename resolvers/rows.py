@@ -1,0 +1,132 @@
+"""New rows of one model stored in one statement, for the group commits' batches.
+
+On PostgreSQL the statement is written once per model, `INSERT … SELECT … FROM unnest(…)`
+with one array per column, and each value is converted as Tortoise would store it (JSON as
+text, an enum as its value, `auto_now_add` filled in): Tortoise's `bulk_create` converts
+and checks every field of every row in Python, which cost a tool call more than deciding
+it. What the checks guarded (lengths, NOT NULL, unique keys) the database refuses, and the
+batch is then stored item by item (`resolvers.batching.each_alone_if_refused`). Elsewhere
+(SQLite) it is `bulk_create`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from tortoise import fields
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields.data import CharEnumFieldInstance
+from tortoise.models import Model
+
+from resolvers.timeline import json_text
+
+Convert = Callable[[Any, datetime], Any]
+
+
+def _same(value: Any, now: datetime) -> Any:
+    return value
+
+
+def _json(value: Any, now: datetime) -> Any:
+    return None if value is None else json_text(value)
+
+
+def _enum(value: Any, now: datetime) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _created(value: Any, now: datetime) -> Any:
+    return now if value is None else value
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    attribute: str
+    cast: str  # the SQL type of its array
+    convert: Convert
+    auto_now_add: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    sql: str
+    columns: tuple[_Column, ...]
+
+
+_STATEMENTS: dict[type[Model], _Statement | None] = {}
+
+
+def _column(name: str, field: fields.Field[Any]) -> _Column | None:
+    """How one field goes in, or None for a kind this module does not convert."""
+    if isinstance(field, fields.JSONField):
+        return _Column(name, "jsonb", _json)
+    if isinstance(field, CharEnumFieldInstance):
+        return _Column(name, "text", _enum)
+    if isinstance(field, fields.DatetimeField):
+        if field.auto_now:
+            return None
+        if field.auto_now_add:
+            return _Column(name, "timestamptz", _created, auto_now_add=True)
+        return _Column(name, "timestamptz", _same)
+    if isinstance(field, fields.CharField | fields.TextField):
+        return _Column(name, "text", _same)
+    return None
+
+
+def _statement(model: type[Model]) -> _Statement | None:
+    """The model's statement, made on first use; None if a field is of another kind."""
+    if model in _STATEMENTS:
+        return _STATEMENTS[model]
+    meta = model._meta
+    columns: list[_Column] = []
+    names: list[str] = []
+    for attribute, column_name in meta.fields_db_projection.items():
+        column = _column(attribute, meta.fields_map[attribute])
+        if column is None or column_name in meta.generated_db_fields:
+            _STATEMENTS[model] = None
+            return None
+        columns.append(column)
+        names.append(f'"{column_name}"')
+    # jsonb goes in as text and is cast in the SELECT (asyncpg sends text arrays as is).
+    arrays = ", ".join(
+        f"${n}::{'text' if c.cast == 'jsonb' else c.cast}[]" for n, c in enumerate(columns, 1)
+    )
+    aliases = [f"c{n}" for n in range(len(columns))]
+    selected = ", ".join(
+        f"{alias}::jsonb" if c.cast == "jsonb" else alias
+        for alias, c in zip(aliases, columns, strict=True)
+    )
+    sql = (
+        f'INSERT INTO "{meta.db_table}" ({", ".join(names)}) '
+        f"SELECT {selected} FROM unnest({arrays}) AS u({', '.join(aliases)})"
+    )
+    found = _Statement(sql, tuple(columns))
+    _STATEMENTS[model] = found
+    return found
+
+
+async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> None:
+    """Insert new rows of one model (with their ids set) through `connection`."""
+    if not rows:
+        return
+    model = type(rows[0])
+    statement = _statement(model) if connection.capabilities.dialect == "postgres" else None
+    if statement is None:
+        await model.bulk_create(list(rows), using_db=connection)
+        return
+    now = datetime.now(UTC)
+    arrays: list[list[Any]] = []
+    for column in statement.columns:
+        name, convert = column.attribute, column.convert
+        values = [convert(getattr(row, name), now) for row in rows]
+        if column.auto_now_add:  # as Tortoise does: the row says when it was stored
+            for row, value in zip(rows, values, strict=True):
+                setattr(row, name, value)
+        arrays.append(values)
+    await connection.execute_query(statement.sql, arrays)
+    for row in rows:
+        row._saved_in_db = True
