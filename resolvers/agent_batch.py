@@ -25,7 +25,7 @@ from resolvers import runs
 from resolvers.agent_seen import KnownRun, Seen
 from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
 from resolvers.policy_eval import Decision
-from resolvers.rows import insert_rows
+from resolvers.rows import insert_rows, new_row
 from resolvers.timeline import NewEntry, record_entries
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def event_row(*, workspace_id: str, data: AgentEventData, step: runs.Step) -> Ag
         "processed": True,
         **step.response,
     }
-    return AgentEvent(
+    return new_row(
+        AgentEvent,
         id=new_id("aev"),
         workspace_id=workspace_id,
         event_id=data.event_id,

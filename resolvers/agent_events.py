@@ -23,6 +23,7 @@ from resolvers.agent_seen import Seen, look_up
 from resolvers.auth import Principal, Scope
 from resolvers.policies import decide_tool_call
 from resolvers.policy_eval import CallFacts, Decision
+from resolvers.rows import insert_rows
 from resolvers.runs import EventConflict
 from resolvers.timeline import Publisher
 from resolvers.validation import Checker, TimeWindow
@@ -216,9 +217,11 @@ async def record_agent_event(
                 tool_call_id=stored.tool_call_id,
             )
         try:
-            async with in_transaction():
+            async with in_transaction() as connection:
                 step = await _dispatch(workspace_id, data)
-                await event_row(workspace_id=workspace_id, data=data, step=step).save()
+                await insert_rows(
+                    connection, [event_row(workspace_id=workspace_id, data=data, step=step)]
+                )
                 entries = await step.record_entries()
         except IntegrityError:
             if attempt == _ATTEMPTS - 1:

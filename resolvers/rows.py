@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
-from tortoise import fields
+from tortoise import connections, fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.fields.data import CharEnumFieldInstance
 from tortoise.models import Model
@@ -25,6 +25,7 @@ from tortoise.models import Model
 from resolvers.timeline import json_text
 
 Convert = Callable[[Any, datetime], Any]
+M = TypeVar("M", bound=Model)
 
 
 def _same(value: Any, now: datetime) -> Any:
@@ -107,6 +108,15 @@ def _statement(model: type[Model]) -> _Statement | None:
     found = _Statement(sql, tuple(columns))
     _STATEMENTS[model] = found
     return found
+
+
+def new_row(model: type[M], **values: Any) -> M:
+    """A new row for `insert_rows`: where the statement stores it (PostgreSQL) it only
+    carries values (`Model.construct`, without Tortoise's checks and conversions, which cost
+    as much again), elsewhere it is a full instance for `bulk_create`."""
+    if connections.get("default").capabilities.dialect == "postgres" and _statement(model):
+        return model.construct(**values)
+    return model(**values)
 
 
 async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> None:

@@ -21,6 +21,7 @@ from resolvers import approvals
 from resolvers.agent_seen import KnownRun
 from resolvers.errors import FieldError, InvalidInput
 from resolvers.policy_eval import Decision
+from resolvers.rows import new_row
 from resolvers.timeline import record_entry
 
 if TYPE_CHECKING:
@@ -174,7 +175,8 @@ def plan_tool_call(
     assert data.call_key is not None and data.tool_name is not None
     sources = (data.input_payload, data.agent_context, data.metadata)
     matched = [match.to_json() for match in decision.matched]
-    call = ToolCall(
+    call = new_row(
+        ToolCall,
         id=new_id("tc"),
         workspace_id=workspace_id,
         run_id=run.id,
