@@ -33,7 +33,8 @@ def _same(value: Any, now: datetime) -> Any:
 
 
 def _json(value: Any, now: datetime) -> Any:
-    return None if value is None else json_text(value)
+    # A string is JSON text already, as Tortoise takes it (the ::jsonb cast checks it).
+    return value if value is None or isinstance(value, str) else json_text(value)
 
 
 def _enum(value: Any, now: datetime) -> Any:
@@ -59,21 +60,28 @@ class _Statement:
 
 
 _STATEMENTS: dict[type[Model], _Statement | None] = {}
+_DEFAULT_JSON_ENCODER = fields.JSONField().encoder  # what `json_text` writes, too
 
 
 def _column(name: str, field: fields.Field[Any]) -> _Column | None:
-    """How one field goes in, or None for a kind this module does not convert."""
-    if isinstance(field, fields.JSONField):
+    """How one field goes in, or None for a kind this module does not convert (exact
+    classes only: a subclass may store its values its own way)."""
+    kind = type(field)
+    if field.has_db_default():
+        return None
+    if isinstance(field, fields.JSONField) and kind is fields.JSONField:
+        if field.encoder is not _DEFAULT_JSON_ENCODER:
+            return None
         return _Column(name, "jsonb", _json)
-    if isinstance(field, CharEnumFieldInstance):
+    if kind is CharEnumFieldInstance:
         return _Column(name, "text", _enum)
-    if isinstance(field, fields.DatetimeField):
+    if isinstance(field, fields.DatetimeField) and kind is fields.DatetimeField:
         if field.auto_now:
             return None
         if field.auto_now_add:
             return _Column(name, "timestamptz", _created, auto_now_add=True)
         return _Column(name, "timestamptz", _same)
-    if isinstance(field, fields.CharField | fields.TextField):
+    if kind is fields.CharField or kind is fields.TextField:
         return _Column(name, "text", _same)
     return None
 
@@ -83,6 +91,8 @@ def _statement(model: type[Model]) -> _Statement | None:
     if model in _STATEMENTS:
         return _STATEMENTS[model]
     meta = model._meta
+    if not meta._inited:  # relations not resolved yet: their columns are not known
+        return None
     columns: list[_Column] = []
     names: list[str] = []
     for attribute, column_name in meta.fields_db_projection.items():
@@ -127,6 +137,8 @@ async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> N
     statement = _statement(model) if connection.capabilities.dialect == "postgres" else None
     if statement is None:
         await model.bulk_create(list(rows), using_db=connection)
+        for row in rows:
+            row._saved_in_db = True
         return
     now = datetime.now(UTC)
     arrays: list[list[Any]] = []

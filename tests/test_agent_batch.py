@@ -4,11 +4,12 @@ the database refuses fails alone while the rest of its batch is stored."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
 
 from models.agent import AgentEvent, Run, RunStatus, ToolCall, ToolCallDecision, ToolCallStatus
 from models.approval import Approval, ApprovalStatus
@@ -118,6 +119,30 @@ async def test_a_batch_stores_every_column_as_built(
     saved = await AgentEvent.get(workspace_id=tenant.workspace_id, event_id="e1")
     assert saved.body == validate_agent_event(body, settings=settings).canonical()
     assert saved.response == outcome.response and saved.tool_call_ref == call.id
+
+
+async def test_a_value_the_database_refuses_fails_alone(tenant: Tenant, settings: Settings) -> None:
+    """A value the columns cannot hold (here a tool name over its 200 characters, past
+    validation as if a limit were raised) makes the batch's statement fail: nothing of the
+    batch is kept, then each call is stored alone and only that one fails."""
+    bodies = [tool_called(f"e{n}", f"tc{n}", run=f"r{n}") for n in range(3)]
+    items = [await pending(tenant, settings, body) for body in bodies]
+    too_long = replace(items[1].data, tool_name="t" * 250)
+    items[1] = replace(items[1], data=too_long)
+
+    outcomes = await _store_each(items)
+
+    assert isinstance(outcomes[0], StoredCall) and isinstance(outcomes[2], StoredCall)
+    assert isinstance(outcomes[1], OperationalError | ValidationError)
+    calls = await ToolCall.filter(workspace_id=tenant.workspace_id).values_list(
+        "call_key", flat=True
+    )
+    assert sorted(calls) == ["tc0", "tc2"]
+    events = await AgentEvent.filter(workspace_id=tenant.workspace_id).values_list(
+        "event_id", flat=True
+    )
+    assert sorted(events) == ["e0", "e2"]
+    assert [kind for _, kind in await entries(tenant)] == ["TOOL_CALLED"] * 2
 
 
 async def test_a_refused_event_fails_alone(
