@@ -89,10 +89,11 @@ async def post_agent_event(endpoint: Endpoint, request: Request) -> JSONResponse
         principal = await require_principal(request.headers.get("x-api-key"), Scope.EVENTS_WRITE)
         raw = await read_json_object(request, endpoint.settings)
         try:
-            agent_events.validate_agent_event(raw, settings=endpoint.settings)
+            data = agent_events.validate_agent_event(raw, settings=endpoint.settings)
         except InvalidInput as exc:
             raise RestError.invalid(exc) from None
-        result = await batched.submit(endpoint, RECORD, principal, only_known(raw, FIELDS))
+        item = only_known(raw, FIELDS)
+        result = await batched.submit(endpoint, RECORD, principal, item, validated=data)
     except RestError as exc:
         return render_error(exc)
     return JSONResponse(render_event(result))

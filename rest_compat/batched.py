@@ -32,13 +32,22 @@ class ListMutation:
 class _Item:
     principal: Principal
     input: dict[str, Any]
+    validated: Any  # what the mutation's own validation gives for `input`
 
 
 async def submit(
-    endpoint: Endpoint, mutation: ListMutation, principal: Principal, item: dict[str, Any]
+    endpoint: Endpoint,
+    mutation: ListMutation,
+    principal: Principal,
+    item: dict[str, Any],
+    *,
+    validated: Any,
 ) -> dict[str, Any]:
-    """Run `item` as `principal` in the next call of `mutation`; its answer (or raise)."""
-    answer: dict[str, Any] = await batcher(endpoint, mutation).submit(_Item(principal, item))
+    """Run `item` as `principal` in the next call of `mutation`; its answer (or raise).
+    `validated` is `item` as the mutation's validation gives it (the caller ran it, for
+    its field-named errors): the mutation takes it instead of validating again."""
+    queued = _Item(principal, item, validated)
+    answer: dict[str, Any] = await batcher(endpoint, mutation).submit(queued)
     return answer
 
 
@@ -80,7 +89,10 @@ async def _run_as(
     """One call for one principal's items: each item's answer, RestError or exception.
     Variables the call could not take (it ran nothing): each item alone."""
     inputs = [item.input for item in items]
-    result = await endpoint.run(mutation.document, {"inputs": inputs}, principal=principal)
+    validated = [item.validated for item in items]
+    result = await endpoint.run(
+        mutation.document, {"inputs": inputs}, principal=principal, validated=validated
+    )
     errors = result.errors or []
     refused = [error for error in errors if not error.path]
     if refused and len(items) > 1:

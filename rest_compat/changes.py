@@ -50,10 +50,10 @@ FIELDS = (
 async def _record(endpoint: Endpoint, raw: dict[str, Any], principal: Principal) -> dict[str, Any]:
     """Validate as the mutation does (so errors name fields), then record the change."""
     try:
-        changes.validate_change(raw, settings=endpoint.settings)
+        data = changes.validate_change(raw, settings=endpoint.settings)
     except InvalidInput as exc:
         raise RestError.invalid(exc) from None
-    return await _submit(endpoint, raw, principal)
+    return await _submit(endpoint, raw, principal, data)
 
 
 def _answer(answer: dict[str, Any]) -> dict[str, Any] | BaseException:
@@ -71,10 +71,13 @@ RECORD = batched.ListMutation(
 )
 
 
-async def _submit(endpoint: Endpoint, raw: dict[str, Any], principal: Principal) -> dict[str, Any]:
-    """Record a validated change with the requests that arrive meanwhile (one mutation call
-    per principal); answer once it is committed."""
-    return await batched.submit(endpoint, RECORD, principal, only_known(raw, FIELDS))
+async def _submit(
+    endpoint: Endpoint, raw: dict[str, Any], principal: Principal, data: changes.ChangeData
+) -> dict[str, Any]:
+    """Record a validated change (`data`, from `raw`) with the requests that arrive
+    meanwhile (one mutation call per principal); answer once it is committed."""
+    item = only_known(raw, FIELDS)
+    return await batched.submit(endpoint, RECORD, principal, item, validated=data)
 
 
 async def post_events(endpoint: Endpoint, request: Request) -> JSONResponse:
@@ -114,10 +117,10 @@ async def post_pagerduty_change(endpoint: Endpoint, request: Request) -> JSONRes
             scopes=frozenset({Scope.EVENTS_WRITE}),
         )
         try:
-            changes.validate_change(raw, settings=endpoint.settings)
+            data = changes.validate_change(raw, settings=endpoint.settings)
         except InvalidInput as exc:
             raise RestError.invalid(InvalidInput([_pd_field(e) for e in exc.errors])) from None
-        await _submit(endpoint, raw, principal)
+        await _submit(endpoint, raw, principal, data)
     except RestError as exc:
         return render_pagerduty_error(exc)
     return JSONResponse({"status": "success", "message": "Change event processed"}, status_code=202)

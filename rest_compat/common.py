@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
@@ -115,19 +115,30 @@ class Endpoint:
         return result.data
 
     async def run(
-        self, document: str, variables: dict[str, Any], *, principal: Principal
+        self,
+        document: str,
+        variables: dict[str, Any],
+        *,
+        principal: Principal,
+        validated: Sequence[Any] | None = None,
     ) -> ExecutionResult:
         """Run a fixed GraphQL document as `principal`: its data and errors as they are.
 
         The same schema and resolvers as `/graphql`, but the document is parsed and
         validated once, on first use, and executed without the per-request extensions:
         they exist for documents from clients (caches, limits, masking) and a fixed
-        document has nothing for them to do.
+        document has nothing for them to do. `validated` is this layer's validation of each
+        of a list mutation's `inputs` (see `Context.validated`).
         """
         parsed = self.prepared.get(document)
         if parsed is None:
             parsed = self.prepared[document] = _prepare(self.schema, document)
-        context = Context(settings=self.settings, publisher=self.publisher, principal=principal)
+        context = Context(
+            settings=self.settings,
+            publisher=self.publisher,
+            principal=principal,
+            validated=validated,
+        )
         result = execute(
             self.schema._schema,
             parsed,

@@ -188,5 +188,6 @@ class AgentMutation:
             ),
             record=record,
             render=_result,
+            validated=context.validated,
         )
         return cast(list[AgentEventResult | None], results)

@@ -179,5 +179,6 @@ class ChangeMutation:
             render=lambda outcome: (
                 outcome if isinstance(outcome, Exception) else ChangeRecorded.of(outcome)
             ),
+            validated=info.context.validated,
         )
         return cast(list[RecordChangeResult | None], results)

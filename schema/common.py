@@ -45,16 +45,26 @@ async def record_each(
     validate: Callable[[Input], Data],
     record: Callable[[list[Data]], Awaitable[Sequence[Outcome]]],
     render: Callable[[Outcome], Any],
+    validated: Sequence[Any] | None = None,
 ) -> list[Any]:
     """A list mutation's results, one per input in order: at most `limit` inputs (else the
     whole call is refused); an input `validate` refuses is its InvalidEvent; the others go
     to `record` together and each outcome is rendered. An exception left as an outcome is
-    reported by graphql-core as that item's error (a null item)."""
+    reported by graphql-core as that item's error (a null item).
+
+    `validated` (`Context.validated`) holds the data `validate` gave for each input when
+    the REST layer ran it on the same body before the call: used as it is, not redone
+    (an input it holds None for is validated here)."""
     if len(inputs) > limit:
         raise public_error("BAD_USER_INPUT", f"inputs: at most {limit} {noun} per call.")
     results: list[Any] = [None] * len(inputs)
     valid: list[tuple[int, Data]] = []
+    given = validated if validated is not None and len(validated) == len(inputs) else None
     for index, item in enumerate(inputs):
+        data = given[index] if given is not None else None
+        if data is not None:
+            valid.append((index, data))
+            continue
         try:
             valid.append((index, validate(item)))
         except InvalidInput as exc:

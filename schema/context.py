@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +44,9 @@ class Context:
     revocations: Revocations | None = None
     renderers: Renderers | None = None  # live entries rendered once for many subscribers
     shared_reads: SharedReads | None = None  # and what they read about an entry, read once
+    # The REST layer's own validation of each input of the list mutation it runs (in
+    # order), so the mutation does not validate them again; a client's request has none.
+    validated: Sequence[Any] | None = None
 
     def require_hub(self) -> Hub:
         """The live hub (present in the server; absent when a test runs the schema bare)."""
