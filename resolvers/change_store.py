@@ -76,15 +76,6 @@ def entry_of(change: Change) -> NewEntry:
     )
 
 
-def new_change(**values: Any) -> Change:
-    """An unsaved Change for `store_changes`. On PostgreSQL the statement stores it and the
-    row only carries values, so it skips the ORM's per-field checks and conversions
-    (Tortoise's `construct`: under half the cost); elsewhere the ORM stores a full instance."""
-    if _postgres():
-        return Change.construct(**values)
-    return Change(**values)
-
-
 def _postgres() -> bool:
     return bool(connections.get("default").capabilities.dialect == "postgres")
 

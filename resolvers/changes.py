@@ -13,7 +13,8 @@ from models.timeline import TimelineEntry
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
 from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
-from resolvers.change_store import new_change, store_changes
+from resolvers.change_store import store_changes
+from resolvers.rows import new_row
 from resolvers.timeline import Publisher
 from resolvers.validation import Checker, TimeWindow
 
@@ -130,7 +131,8 @@ class _Write:
 async def _store(writes: Sequence[_Write]) -> list[RecordedChange]:
     """Store every write of a batch atomically (see `resolvers.change_store`)."""
     rows = [
-        new_change(
+        new_row(
+            Change,
             id=new_id("chg"),
             workspace_id=write.principal.workspace_id,
             name=write.data.name,

@@ -23,14 +23,13 @@ _OUTCOME = {
     PolicyAction.ALLOW: ToolCallDecision.ALLOWED,
 }
 _MISSING = object()
-_WILDCARDS = re.compile(r"[*?\[]")
 
 
 def name_test(pattern: str) -> Callable[[str], object]:
     """`fnmatchcase(name, pattern)` as one call made once per pattern: a plain string
     comparison for a pattern without wildcards, else its compiled expression (a match
     object, or None)."""
-    if _WILDCARDS.search(pattern) is None:
+    if _literal_start(pattern) == pattern:  # no wildcard
         return pattern.__eq__
     return re.compile(translate(pattern)).match
 

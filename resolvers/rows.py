@@ -121,9 +121,10 @@ def _statement(model: type[Model]) -> _Statement | None:
 
 
 def new_row(model: type[M], **values: Any) -> M:
-    """A new row for `insert_rows`: where the statement stores it (PostgreSQL) it only
-    carries values (`Model.construct`, without Tortoise's checks and conversions, which cost
-    as much again), elsewhere it is a full instance for `bulk_create`."""
+    """A new row for a hand-written statement (`insert_rows`, `resolvers.change_store`):
+    where the statement stores it (PostgreSQL) it only carries values (`Model.construct`,
+    without Tortoise's checks and conversions, which cost as much again), elsewhere it is a
+    full instance for the ORM to store."""
     if connections.get("default").capabilities.dialect == "postgres" and _statement(model):
         return model.construct(**values)
     return model(**values)
