@@ -64,14 +64,15 @@ def event_row(*, workspace_id: str, data: AgentEventData, step: runs.Step) -> Ag
         "processed": True,
         **step.response,
     }
+    body = data.canonical_json()  # JSON text: the row stores it as it is
     return new_row(
         AgentEvent,
         id=new_id("aev"),
         workspace_id=workspace_id,
         event_id=data.event_id,
         event_type=data.event_type.value,
-        body_hash=data.body_hash(),
-        body=data.canonical(),
+        body_hash=data.body_hash(body),
+        body=body,
         response=step.response,
         run_ref=step.run_id,
         tool_call_ref=step.tool_call.id if step.tool_call else None,

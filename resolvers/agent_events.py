@@ -80,8 +80,13 @@ class AgentEventData:
             "metadata": self.metadata,
         }
 
-    def body_hash(self) -> str:
-        encoded = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+    def canonical_json(self) -> str:
+        """`canonical()` as compact JSON with sorted keys: hashed, and stored as it is."""
+        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+
+    def body_hash(self, canonical_json: str | None = None) -> str:
+        """The hash of `canonical_json` (this event's own, unless the caller has it)."""
+        encoded = self.canonical_json() if canonical_json is None else canonical_json
         return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
@@ -125,10 +130,11 @@ def validate_agent_event(raw: Mapping[str, Any], *, settings: Settings) -> Agent
         if meta is not None and kind is EventType.TOOL_CALLED:
             values["tool_name"] = meta.text("toolName", required=True)
             values["action_hint"] = meta.text("actionHint")
-            values["input_payload"] = meta.json_object("inputPayload", max_bytes=10**9)
+            # Parts of `metadata`, which passed `json_object` whole: their type is left.
+            values["input_payload"] = meta.json_object("inputPayload", max_bytes=None)
         if meta is not None and kind in {EventType.RUN_STARTED, EventType.TOOL_CALLED}:
             values["reason"] = meta.text("reason", max_length=settings.max_name_length * 4)
-            values["agent_context"] = meta.json_object("agentContext", max_bytes=10**9)
+            values["agent_context"] = meta.json_object("agentContext", max_bytes=None)
         if meta is not None and kind in {EventType.TOOL_COMPLETED, EventType.TOOL_FAILED}:
             values["output_payload"] = metadata.get("outputPayload")
         if kind in {EventType.RUN_FAILED, EventType.TOOL_FAILED}:

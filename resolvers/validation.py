@@ -176,13 +176,18 @@ class Checker:
                 return []
         return list(value)
 
-    def json_object(self, name: str, *, max_bytes: int) -> dict[str, Any]:
+    def json_object(self, name: str, *, max_bytes: int | None) -> dict[str, Any]:
+        """A JSON object (absent: empty) that a store can keep: encodable, no NUL, and at
+        most `max_bytes` as JSON. `max_bytes=None` checks the type alone, for a part of an
+        object checked whole already (nothing inside it could fail the rest)."""
         value = self.raw.get(name)
         if value is None:
             return {}
         if not isinstance(value, Mapping):
             self.error(name, "must be a JSON object")
             return {}
+        if max_bytes is None:
+            return dict(value)
         try:
             encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
             size = len(encoded.encode("utf-8"))
