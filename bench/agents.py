@@ -87,35 +87,37 @@ def sample_answer(server: harness.Server, key: str) -> dict[str, Any]:
     return answer
 
 
-def run(*, connections: int, duration: float, workers: int) -> str:
+def run(*, connections: int, duration: float, workers: int, rounds: int = harness.ROUNDS) -> str:
     template = json.dumps(TOOL_CALLED)
-    rows: list[tuple[str, harness.LoadResult]] = []
-    with harness.throwaway_database() as database_url:
-        rows.append(("baseline", harness.run_baseline(
-            database_url, "/v1/events",
-            harness.lua_post_template("/v1/events", template, {}, count=RUNS),
-            connections=connections, duration=duration, workers=workers,
-        )))  # fmt: skip
-        with harness.opsgraph_server(database_url, workers=workers) as (server, admin):
-            create_policies(server, admin)
-            key = harness.create_key(database_url, "events:write", name="bench-agent")
-            answer = sample_answer(server, key)
-            script = harness.lua_post_template(
-                "/v1/events", template, {"X-API-Key": key}, count=RUNS
-            )
-            check = harness.Durability(database_url, "agent_tool_call")
-            result = harness.measured(
-                server, database_url, server.url + "/v1/events", script,
-                connections=connections, duration=duration, between=check.start,
-            )  # fmt: skip
-            rows.append(("opsgraph", result))
-            note = check.verdict(result)
+    with (
+        harness.throwaway_database() as database_url,
+        harness.with_baseline(database_url, workers=workers) as baseline,
+        harness.opsgraph_server(database_url, workers=workers) as (server, admin),
+    ):
+        create_policies(server, admin)
+        key = harness.create_key(database_url, "events:write", name="bench-agent")
+        answer = sample_answer(server, key)
+        check = harness.Durability(database_url, "agent_tool_call")
+        compared = harness.alternate(
+            [
+                harness.Contender("baseline", baseline, "/v1/events",
+                                  harness.lua_post_template("/v1/events", template, {},
+                                                            count=RUNS)),
+                harness.Contender("opsgraph", server, "/v1/events",
+                                  harness.lua_post_template("/v1/events", template,
+                                                            {"X-API-Key": key}, count=RUNS),
+                                  durability=check),
+            ],
+            database_url, connections=connections, duration=duration, rounds=rounds,
+        )  # fmt: skip
+        note = check.verdict()
     text = harness.table(
         f"Agent decisions: POST /v1/events tool.called, {POLICIES} policies, "
         f"{connections} connections",
-        rows,
+        compared.rows,
         target=TARGET,
     )
+    note += "\n" + compared.round_ratios()
     decision = (f"Each answer: toolCallStatus={answer.get('toolCallStatus')!r}, "
                 f"{len(answer.get('matchedPolicies') or [])} matched policies.")  # fmt: skip
     print(note, decision, sep="\n", flush=True)
@@ -125,7 +127,12 @@ def run(*, connections: int, duration: float, workers: int) -> str:
 def main() -> None:
     args = harness.arguments(__doc__).parse_args()
     harness.header("Agent decision benchmark", args)
-    run(connections=args.connections, duration=args.duration, workers=args.workers)
+    run(
+        connections=args.connections,
+        duration=args.duration,
+        workers=args.workers,
+        rounds=args.rounds,
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,15 @@ def main() -> None:
         "",
         f"{when}, `{command.strip()}`",
         f"Machine: {harness.machine()}; server workers: {args.workers}; "
-        f"{duration:g}s per run after a {harness.WARMUP:g}s warm-up.",
+        f"{duration:g}s per server in {args.rounds} turns each, after a "
+        f"{harness.WARMUP:g}s warm-up.",
     ]
-    load = {"connections": args.connections, "duration": duration, "workers": args.workers}
+    load = {
+        "connections": args.connections,
+        "duration": duration,
+        "workers": args.workers,
+        "rounds": args.rounds,
+    }
     parts.append(ingest.run(**load))
     parts.append(agents.run(**load))
     parts.append(incidents.run(**load))
@@ -50,6 +56,7 @@ def main() -> None:
             connections=1,
             duration=duration,
             workers=args.workers,
+            rounds=args.rounds,
         )
     )
     OUT.write_text("\n".join(parts) + "\n")

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,8 @@ BROADCAST_URL = os.environ.get("BENCH_BROADCAST_URL", "redis://127.0.0.1:6379")
 DURATION = float(os.environ.get("BENCH_DURATION", "15"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "3"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+# Turns each server takes (`alternate`): the measured duration is split between them.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def machine() -> str:
@@ -255,6 +258,9 @@ def _lua_string(value: str) -> str:
     return f"[{'=' * level}[{value}]{'=' * level}]"
 
 
+# The latency distribution each wrk run reports, as this many evenly spaced quantiles (so
+# that rounds pool into one distribution: wrk's own percentiles cannot be averaged).
+QUANTILES = 1000
 DONE = """
 function done(summary, latency, requests)
   io.write(string.format(
@@ -263,8 +269,11 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+  local q = {}
+  for i = 1, QUANTILES do q[i] = latency:percentile((i - 0.5) * 100 / QUANTILES) end
+  io.write("BENCH_QUANTILES ", table.concat(q, ","), "\\n")
 end
-"""
+""".replace("QUANTILES", str(QUANTILES))
 
 
 def lua_post(path: str, body: str, headers: dict[str, str]) -> str:
@@ -328,6 +337,7 @@ class LoadResult:
     max_ms: float
     server_cpu_ms: float = 0.0  # server CPU time per request (all its processes)
     db_cpu_ms: float = 0.0  # PostgreSQL backend CPU time per request (this database's)
+    quantiles_ms: tuple[float, ...] = ()  # the latency distribution (see QUANTILES)
 
     @property
     def rate(self) -> float:
@@ -369,7 +379,14 @@ def _run_wrk(url: str, path: str, connections: int, duration: float, threads: in
     argv = ["wrk", "-t", str(min(threads, connections)), "-c", str(connections),
             "-d", f"{max(1, round(duration))}s", "--timeout", "10s", "-s", path, url]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    for line in done.stdout.splitlines():
+    lines = done.stdout.splitlines()
+    quantiles = tuple(
+        int(value) / 1000
+        for line in lines
+        if line.startswith("BENCH_QUANTILES ")
+        for value in line.removeprefix("BENCH_QUANTILES ").split(",")
+    )
+    for line in lines:
         if line.startswith("BENCH_JSON "):
             raw = json.loads(line.removeprefix("BENCH_JSON "))
             return LoadResult(
@@ -377,6 +394,7 @@ def _run_wrk(url: str, path: str, connections: int, duration: float, threads: in
                 non2xx=raw["non2xx"], socket_errors=raw["socket_errors"],
                 p50_ms=raw["p50_us"] / 1000, p90_ms=raw["p90_us"] / 1000,
                 p99_ms=raw["p99_us"] / 1000, max_ms=raw["max_us"] / 1000,
+                quantiles_ms=quantiles,
             )  # fmt: skip
     raise RuntimeError(f"wrk gave no figures:\n{done.stdout}\n{done.stderr}")
 
@@ -422,9 +440,12 @@ def measured(
     *,
     connections: int = 32,
     duration: float = DURATION,
+    warmup: float = WARMUP,
     between: Callable[[], object] | None = None,
+    profile: bool = True,
 ) -> LoadResult:
-    """wrk against `server`, with the CPU the server and the database spent per request."""
+    """wrk against `server`, with the CPU the server and the database spent per request
+    (`profile`: py-spy on Opsgraph, if BENCH_PROFILE_DIR is set)."""
     marks: dict[str, float] = {}
 
     profiler: list[subprocess.Popen[bytes]] = []
@@ -434,10 +455,12 @@ def measured(
             between()
         marks["server"] = _cpu_seconds(server.pids())
         marks["db"] = _cpu_seconds(_db_pids(database_url))
-        if PROFILE_DIR and server.name == "opsgraph":
+        if PROFILE_DIR and profile and server.name == "opsgraph":
             profiler.append(_py_spy(server, url, duration))
 
-    result = wrk(url, script, connections=connections, duration=duration, between=start)
+    result = wrk(
+        url, script, connections=connections, duration=duration, warmup=warmup, between=start
+    )
     for process in profiler:
         process.wait(timeout=60)
     server_cpu = _cpu_seconds(server.pids()) - marks["server"]
@@ -445,6 +468,94 @@ def measured(
     count = max(1, result.requests)
     return dataclasses.replace(
         result, server_cpu_ms=server_cpu * 1000 / count, db_cpu_ms=max(0.0, db_cpu) * 1000 / count
+    )
+
+
+# --- the baseline and Opsgraph, turn about -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One server of a comparison: what to load it with, and the rows to count."""
+
+    name: str
+    server: Server
+    path: str
+    script: str
+    durability: Durability | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: list[tuple[str, LoadResult]]  # each server's rounds pooled
+    rounds: dict[str, list[LoadResult]]  # each server's rounds, in order
+
+    def round_ratios(self, name: str = "opsgraph", baseline: str = "baseline") -> str:
+        """A sentence: `name`'s req/s over the baseline's, round by round (how steady)."""
+        pairs = zip(self.rounds[name], self.rounds[baseline], strict=True)
+        ratios = ", ".join(f"{mine.rate / base.rate:.2f}" for mine, base in pairs if base.rate)
+        return f"Opsgraph's req/s over the baseline's, round by round: {ratios}."
+
+
+def alternate(
+    contenders: Sequence[Contender],
+    database_url: str,
+    *,
+    connections: int,
+    duration: float,
+    rounds: int = ROUNDS,
+) -> Comparison:
+    """Load each contender in turn, `rounds` times (`duration` in all for each, a warm-up
+    before its first round): this machine's speed drifts within minutes, and taking turns
+    lets the baseline and Opsgraph share the drift instead of one of them catching it."""
+    rounds = max(1, rounds)
+    done: dict[str, list[LoadResult]] = {contender.name: [] for contender in contenders}
+    for index in range(rounds):
+        for contender in contenders:
+            check = contender.durability
+            result = measured(
+                contender.server, database_url, contender.server.url + contender.path,
+                contender.script, connections=connections, duration=duration / rounds,
+                warmup=WARMUP if index == 0 else 0.0,
+                between=check.start if check else None, profile=index == 0,
+            )  # fmt: skip
+            if check is not None:
+                check.stop(result)
+            done[contender.name].append(result)
+    return Comparison([(name, pooled(results)) for name, results in done.items()], done)
+
+
+def pooled(results: Sequence[LoadResult]) -> LoadResult:
+    """Rounds as one run: requests, time and CPU summed, latency percentiles of the rounds'
+    distributions merged (each quantile weighing its round's requests), the worst maximum."""
+    requests = sum(r.requests for r in results)
+    count = max(1, requests)
+    weighted = sorted(
+        (value, r.requests / len(r.quantiles_ms)) for r in results for value in r.quantiles_ms
+    )
+
+    def percentile(p: float, fallback: Callable[[LoadResult], float]) -> float:
+        if not weighted or len(results) == 1:
+            return statistics.median(fallback(r) for r in results)
+        wanted = p / 100 * sum(weight for _, weight in weighted)
+        seen = 0.0
+        for value, weight in weighted:
+            seen += weight
+            if seen >= wanted:
+                return value
+        return weighted[-1][0]
+
+    return LoadResult(
+        requests=requests,
+        seconds=sum(r.seconds for r in results),
+        non2xx=sum(r.non2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        p50_ms=percentile(50, lambda r: r.p50_ms),
+        p90_ms=percentile(90, lambda r: r.p90_ms),
+        p99_ms=percentile(99, lambda r: r.p99_ms),
+        max_ms=max(r.max_ms for r in results),
+        server_cpu_ms=sum(r.server_cpu_ms * r.requests for r in results) / count,
+        db_cpu_ms=sum(r.db_cpu_ms * r.requests for r in results) / count,
     )
 
 
@@ -482,8 +593,10 @@ def table(
 def header(what: str, args: argparse.Namespace) -> None:
     workers = getattr(args, "workers", WORKERS)
     duration = getattr(args, "duration", DURATION)
-    print(f"# {what}\n\nMachine: {machine()}\nDuration {duration:g}s per run after a "
-          f"{WARMUP:g}s warm-up; server workers: {workers}.", flush=True)  # fmt: skip
+    rounds = getattr(args, "rounds", ROUNDS)
+    print(f"# {what}\n\nMachine: {machine()}\nDuration {duration:g}s per server in {rounds} "
+          f"turns each (the baseline and Opsgraph alternating), after a {WARMUP:g}s warm-up; "
+          f"server workers: {workers}.", flush=True)  # fmt: skip
 
 
 def arguments(doc: str | None) -> argparse.ArgumentParser:
@@ -492,6 +605,9 @@ def arguments(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=DURATION, help="seconds per run")
     parser.add_argument("--workers", type=int, default=WORKERS, help="server processes")
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="turns each server takes (duration split)"
+    )
     return parser
 
 
@@ -501,16 +617,14 @@ def create_key(database_url: str, scopes: str, name: str = "bench") -> str:
     return opsgraph_cli(env, "keys", "create", "--name", name, "--scopes", scopes)
 
 
-def run_baseline(
-    database_url: str, path: str, script: str, *, connections: int, duration: float, workers: int
-) -> LoadResult:
-    """Create the baseline's tables, start it, load it, stop it."""
+@contextlib.contextmanager
+def with_baseline(database_url: str, *, workers: int) -> Iterator[Server]:
+    """The baseline's tables made, and the baseline serving, for a comparison."""
     from bench.baseline_app import SCHEMA
 
     sql_script(database_url, SCHEMA)
     with baseline_server(database_url, workers=workers) as server:
-        return measured(server, database_url, server.url + path, script,
-                        connections=connections, duration=duration)  # fmt: skip
+        yield server
 
 
 class Durability:
@@ -520,6 +634,8 @@ class Durability:
         self.database_url = database_url
         self.table = table
         self.before = 0
+        self.stored = 0  # over every measured window so far
+        self.answered = 0
 
     def count(self) -> int:
         return int(sql(self.database_url, f"SELECT count(*) AS n FROM {self.table}")[0]["n"])
@@ -527,8 +643,11 @@ class Durability:
     def start(self) -> None:
         self.before = self.count()
 
-    def verdict(self, result: LoadResult) -> str:
-        stored = self.count() - self.before
-        verdict = "ok" if stored >= result.ok else "MISSING ROWS"
-        return (f"Durability: {result.ok:,} answers 2xx, {stored:,} rows stored in "
-                f"{self.table} over that window ({verdict}).")  # fmt: skip
+    def stop(self, result: LoadResult) -> None:
+        self.stored += self.count() - self.before
+        self.answered += result.ok
+
+    def verdict(self) -> str:
+        verdict = "ok" if self.stored >= self.answered else "MISSING ROWS"
+        return (f"Durability: {self.answered:,} answers 2xx, {self.stored:,} rows stored in "
+                f"{self.table} over the measured windows ({verdict}).")  # fmt: skip

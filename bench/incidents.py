@@ -30,35 +30,36 @@ def trigger(routing_key: str) -> dict[str, object]:
     }
 
 
-def run(*, connections: int, duration: float, workers: int) -> str:
-    rows: list[tuple[str, harness.LoadResult]] = []
-    with harness.throwaway_database() as database_url:
-        template = json.dumps(trigger("R0000000000000000000000000000000"))
-        rows.append(("baseline", harness.run_baseline(
-            database_url, "/api/events",
-            harness.lua_post_template("/api/events", template, {}, count=KEYS),
-            connections=connections, duration=duration, workers=workers,
-        )))  # fmt: skip
-        with harness.opsgraph_server(database_url, workers=workers) as (server, _admin):
-            env = harness.base_env(database_url)
-            routing_key = harness.opsgraph_cli(env, "services", "create", "db")
-            key = harness.create_key(database_url, "events:write", name="prometheus")
-            script = harness.lua_post_template(
-                "/api/events", json.dumps(trigger(routing_key)),
-                {"Authorization": f"Bearer {key}"}, count=KEYS,
-            )  # fmt: skip
-            result = harness.measured(
-                server, database_url, server.url + "/api/events", script,
-                connections=connections, duration=duration,
-            )  # fmt: skip
-            rows.append(("opsgraph", result))
-            incidents = harness.sql(database_url, "SELECT count(*) AS n FROM incident")[0]["n"]
+def run(*, connections: int, duration: float, workers: int, rounds: int = harness.ROUNDS) -> str:
+    template = json.dumps(trigger("R0000000000000000000000000000000"))
+    with (
+        harness.throwaway_database() as database_url,
+        harness.with_baseline(database_url, workers=workers) as baseline,
+        harness.opsgraph_server(database_url, workers=workers) as (server, _admin),
+    ):
+        env = harness.base_env(database_url)
+        routing_key = harness.opsgraph_cli(env, "services", "create", "db")
+        key = harness.create_key(database_url, "events:write", name="prometheus")
+        compared = harness.alternate(
+            [
+                harness.Contender("baseline", baseline, "/api/events",
+                                  harness.lua_post_template("/api/events", template, {},
+                                                            count=KEYS)),
+                harness.Contender("opsgraph", server, "/api/events",
+                                  harness.lua_post_template(
+                                      "/api/events", json.dumps(trigger(routing_key)),
+                                      {"Authorization": f"Bearer {key}"}, count=KEYS)),
+            ],
+            database_url, connections=connections, duration=duration, rounds=rounds,
+        )  # fmt: skip
+        incidents = harness.sql(database_url, "SELECT count(*) AS n FROM incident")[0]["n"]
     text = harness.table(
         f"Incidents: POST /api/events triggers over {KEYS:,} dedup keys, {connections} connections",
-        rows,
+        compared.rows,
         target=TARGET,
     )
-    note = f"{incidents:,} incidents open afterwards (one per dedup key: {KEYS:,} expected)."
+    note = (f"{incidents:,} incidents open afterwards (one per dedup key: {KEYS:,} expected).\n"
+            f"{compared.round_ratios()}")  # fmt: skip
     print(note, flush=True)
     return f"{text}\n\n{note}"
 
@@ -66,7 +67,12 @@ def run(*, connections: int, duration: float, workers: int) -> str:
 def main() -> None:
     args = harness.arguments(__doc__).parse_args()
     harness.header("Incident benchmark", args)
-    run(connections=args.connections, duration=args.duration, workers=args.workers)
+    run(
+        connections=args.connections,
+        duration=args.duration,
+        workers=args.workers,
+        rounds=args.rounds,
+    )
 
 
 if __name__ == "__main__":

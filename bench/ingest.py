@@ -22,25 +22,31 @@ EVENT = {
 TARGET = "Opsgraph ≥ 1.0× the baseline's req/s, p99 ≤ 2× the baseline's; every 2xx durable."
 
 
-def run(*, connections: int, duration: float, workers: int) -> str:
+def run(*, connections: int, duration: float, workers: int, rounds: int = harness.ROUNDS) -> str:
     body = json.dumps(EVENT)
-    rows: list[tuple[str, harness.LoadResult]] = []
-    with harness.throwaway_database() as database_url:
-        rows.append(("baseline", harness.run_baseline(
-            database_url, "/events", harness.lua_post("/events", body, {}),
-            connections=connections, duration=duration, workers=workers,
-        )))  # fmt: skip
-        with harness.opsgraph_server(database_url, workers=workers) as (server, _admin):
-            key = harness.create_key(database_url, "events:write")
-            script = harness.lua_post("/events", body, {"Authorization": f"Bearer {key}"})
-            check = harness.Durability(database_url, '"change"')
-            result = harness.measured(
-                server, database_url, server.url + "/events", script,
-                connections=connections, duration=duration, between=check.start,
-            )  # fmt: skip
-            rows.append(("opsgraph", result))
-            note = check.verdict(result)
-    text = harness.table(f"Ingest: POST /events, {connections} connections", rows, target=TARGET)
+    with (
+        harness.throwaway_database() as database_url,
+        harness.with_baseline(database_url, workers=workers) as baseline,
+        harness.opsgraph_server(database_url, workers=workers) as (server, _admin),
+    ):
+        key = harness.create_key(database_url, "events:write")
+        check = harness.Durability(database_url, '"change"')
+        compared = harness.alternate(
+            [
+                harness.Contender("baseline", baseline, "/events",
+                                  harness.lua_post("/events", body, {})),
+                harness.Contender("opsgraph", server, "/events",
+                                  harness.lua_post("/events", body,
+                                                   {"Authorization": f"Bearer {key}"}),
+                                  durability=check),
+            ],
+            database_url, connections=connections, duration=duration, rounds=rounds,
+        )  # fmt: skip
+        note = check.verdict()
+    text = harness.table(
+        f"Ingest: POST /events, {connections} connections", compared.rows, target=TARGET
+    )
+    note += "\n" + compared.round_ratios()
     print(note, flush=True)
     return f"{text}\n\n{note}"
 
@@ -48,7 +54,12 @@ def run(*, connections: int, duration: float, workers: int) -> str:
 def main() -> None:
     args = harness.arguments(__doc__).parse_args()
     harness.header("Ingest benchmark", args)
-    run(connections=args.connections, duration=args.duration, workers=args.workers)
+    run(
+        connections=args.connections,
+        duration=args.duration,
+        workers=args.workers,
+        rounds=args.rounds,
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,9 @@ def load(database_url: str, entries: int) -> float:
     return time.monotonic() - started
 
 
-def run(*, entries: int, connections: int, duration: float, workers: int) -> str:
-    rows: list[tuple[str, harness.LoadResult]] = []
+def run(
+    *, entries: int, connections: int, duration: float, workers: int, rounds: int = harness.ROUNDS
+) -> str:
     with harness.throwaway_database() as database_url:
         harness.opsgraph_cli(harness.base_env(database_url), "migrate")
         seconds = load(database_url, entries)
@@ -69,12 +70,10 @@ def run(*, entries: int, connections: int, duration: float, workers: int) -> str
         baseline_body = json.dumps(
             {"workspace": workspace_id, "service": "svc-$N", "label": "label-7"}
         )
-        rows.append(("baseline", harness.run_baseline(
-            database_url, "/timeline",
-            harness.lua_post_template("/timeline", baseline_body, {}, count=SERVICES),
-            connections=connections, duration=duration, workers=workers,
-        )))  # fmt: skip
-        with harness.opsgraph_server(database_url, workers=workers) as (server, _admin):
+        with (
+            harness.with_baseline(database_url, workers=workers) as baseline,
+            harness.opsgraph_server(database_url, workers=workers) as (server, _admin),
+        ):
             key = harness.create_key(database_url, "read", name="reader")
             body = json.dumps(
                 {"query": QUERY, "variables": {"service": "svc-$N", "label": "label-7"}}
@@ -87,17 +86,22 @@ def run(*, entries: int, connections: int, duration: float, workers: int) -> str
             if page.get("errors"):
                 raise RuntimeError(f"timeline query failed: {page['errors']}")
             found = len(page["data"]["timeline"]["edges"])
-            script = harness.lua_post_template(
-                "/graphql", body, {"Authorization": f"Bearer {key}"}, count=SERVICES
-            )
-            rows.append(("opsgraph", harness.measured(
-                server, database_url, server.url + "/graphql", script,
-                connections=connections, duration=duration,
-            )))  # fmt: skip
+            compared = harness.alternate(
+                [
+                    harness.Contender("baseline", baseline, "/timeline",
+                                      harness.lua_post_template("/timeline", baseline_body, {},
+                                                                count=SERVICES)),
+                    harness.Contender("opsgraph", server, "/graphql",
+                                      harness.lua_post_template(
+                                          "/graphql", body, {"Authorization": f"Bearer {key}"},
+                                          count=SERVICES)),
+                ],
+                database_url, connections=connections, duration=duration, rounds=rounds,
+            )  # fmt: skip
     text = harness.table(
         f"Timeline query: first page of 50 by service and label, {entries:,} entries, "
         f"{connections} connection(s)",
-        rows,
+        compared.rows,
         target=TARGET,
     )
     note = f"Each page held {found} entries (a full page is 50)."
@@ -112,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     harness.header("Timeline query benchmark", args)
     run(entries=args.entries, connections=args.connections, duration=args.duration,
-        workers=args.workers)  # fmt: skip
+        workers=args.workers, rounds=args.rounds)  # fmt: skip
 
 
 if __name__ == "__main__":
