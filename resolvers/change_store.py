@@ -18,7 +18,8 @@ from tortoise.transactions import in_transaction
 
 from models.change import Change
 from models.timeline import TimelineEntry, TimelineKind
-from resolvers.timeline import NewEntry, json_text, record_entries
+from resolvers.rows import construct, json_text, mark_saved
+from resolvers.timeline import NewEntry, record_entries
 
 SUBJECT_TYPE = "Change"
 
@@ -86,7 +87,7 @@ async def store_changes(changes: Sequence[Change]) -> list[TimelineEntry]:
         async with in_transaction():
             await Change.bulk_create(list(changes))
             entries = await record_entries([entry_of(change) for change in changes])
-        _mark_saved(changes)
+        mark_saved(changes)
         return entries
     connection = connections.get("default")
     now = datetime.now(UTC)
@@ -99,13 +100,12 @@ async def store_changes(changes: Sequence[Change]) -> list[TimelineEntry]:
     else:  # one transaction, workspaces in id order: two batches never deadlock
         async with in_transaction() as transaction:
             found.update(await _insert_postgres(transaction, changes, groups, now))
-    _mark_saved(changes)
+    mark_saved(changes)
     entries = []
     for index, change in enumerate(changes):
         entry_id, seq = found[index]
-        entry = TimelineEntry.construct(
-            _saved_in_db=True, id=entry_id, seq=seq, created_at=now, **_entry_fields(change)
-        )
+        values = {"id": entry_id, "seq": seq, "created_at": now, **_entry_fields(change)}
+        entry = construct(TimelineEntry, values, saved=True)
         entries.append(entry)
     return entries
 
@@ -178,8 +178,3 @@ async def _insert_postgres(
         for index, record in zip(indexes, records, strict=True):
             found[index] = (int(record["id"]), int(record["seq"]))
     return found
-
-
-def _mark_saved(changes: Sequence[Change]) -> None:
-    for change in changes:
-        change._saved_in_db = True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from models.change import Change
 from models.incident import Incident
 from models.timeline import TimelineEntry, TimelineKind, TimelineLabel
 from models.workspace import Workspace
+from resolvers.rows import construct, json_text
 
 # What an entry's `subject_type` names.
 SUBJECT_MODELS: dict[str, Any] = {
@@ -222,13 +222,6 @@ WITH ws AS (
 SELECT id, seq FROM entries ORDER BY seq
 """
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # `json.dumps` makes one per call
-
-
-def json_text(value: Any) -> str:
-    """A value as compact JSON text, for a jsonb parameter of a hand-written statement."""
-    return _ENCODER.encode(value)
-
 
 async def record_entries(new: Sequence[NewEntry]) -> list[TimelineEntry]:
     """Store several entries and their label rows inside the caller's transaction, in order.
@@ -329,10 +322,8 @@ async def _record_postgres(
         if len(records) != len(fields):
             raise RuntimeError(f"workspace {workspace_id} is missing: no entries were stored")
         for index, row, record in zip(indexes, fields, records, strict=True):
-            entries[index] = TimelineEntry.construct(
-                _saved_in_db=True, id=int(record["id"]), seq=int(record["seq"]), created_at=now,
-                **row,
-            )  # fmt: skip
+            values = {"id": int(record["id"]), "seq": int(record["seq"]), "created_at": now, **row}
+            entries[index] = construct(TimelineEntry, values, saved=True)
     return [entry for entry in entries if entry is not None]
 
 
