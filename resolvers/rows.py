@@ -148,8 +148,9 @@ def construct(model: type[M], values: dict[str, Any], *, saved: bool = False) ->
     the work: which defaults the other fields take is worked out once per model and set of
     names, not per row. Values for relations (which `Model.construct` wraps) go to it."""
     key = (model, tuple(values))
-    defaults = _DEFAULTS.get(key, ())
-    if defaults == ():
+    try:
+        defaults = _DEFAULTS[key]
+    except KeyError:
         defaults = _DEFAULTS[key] = _defaults(model, key[1])
     if defaults is None:
         return model.construct(_saved_in_db=saved, **values)
