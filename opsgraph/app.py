@@ -43,7 +43,8 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from opsgraph.bus import Bus
 from opsgraph.db import close_database, database_unavailable, open_database
-from opsgraph.ratelimit import RateLimit, TokenBucket
+from opsgraph.ratelimit import RateLimit, TokenBucket, make_limiter
+from opsgraph.restlane import RestLane
 from opsgraph.settings import Settings
 from opsgraph.ui import SpaStaticFiles
 from opsgraph.wsdirect import FrameWriter, frame_writer
@@ -461,11 +462,26 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={500: _server_error, HTTPException: _http_error},
     )
+    limiter = make_limiter(settings) if settings.rate_limit_per_second > 0 else None
     app.add_middleware(RestPosts, routes=posts)  # innermost of ours
-    app.add_middleware(RateLimit, settings=settings, pagerduty_paths=PAGERDUTY_PATHS)
+    app.add_middleware(
+        RateLimit, settings=settings, pagerduty_paths=PAGERDUTY_PATHS, limiter=limiter
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerSend)  # outermost of ours
     app.state.graphql = graphql  # where `opsgraph.wsserver` finds it
+    # The same limits and handlers for the posts `opsgraph.restlane` serves itself (one
+    # limiter: a key's requests take from one bucket whichever way they come).
+    limited = RateLimit(
+        RestPosts(app, routes=posts),
+        settings=settings,
+        pagerduty_paths=PAGERDUTY_PATHS,
+        limiter=limiter,
+    )
+    rest = BodyLimit(limited, max_bytes=settings.max_body_bytes)
+    app.state.rest_lane = RestLane(
+        paths=frozenset(posts), app=rest, server_error=_server_error, owner=app
+    )
     return app
 
 

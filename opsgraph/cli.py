@@ -70,9 +70,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=settings.access_log,
         factory=workers > 1,
         workers=workers,
-        **websocket_options(settings),
+        **server_options(settings),
     )
     return 0
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves the app here: HTTP/1.1 by `opsgraph.restlane`'s protocol (the REST
+    posts answered without uvicorn's ASGI cycle), WebSockets as `websocket_options` says."""
+    from opsgraph.restlane import RestHttpProtocol
+
+    return {"http": RestHttpProtocol, **websocket_options(settings)}
 
 
 def websocket_options(settings: Settings) -> dict[str, Any]:

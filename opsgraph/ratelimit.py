@@ -275,7 +275,9 @@ class RateLimit:
         self.app = app
         self.enabled = settings.rate_limit_per_second > 0
         self.pagerduty_paths = pagerduty_paths
-        self.limiter = limiter or (make_limiter(settings) if self.enabled else None)
+        if limiter is None and self.enabled:  # (a limiter with no keys yet is falsy)
+            limiter = make_limiter(settings)
+        self.limiter = limiter
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Passing a WebSocket on keeps no frame of this middleware for the connection's life.

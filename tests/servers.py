@@ -19,6 +19,8 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from opsgraph.restlane import RestHttpProtocol
+
 OPSGRAPH = str(Path(sys.executable).parent / "opsgraph")
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPSGRAPH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -34,7 +36,9 @@ def free_port() -> int:
 @asynccontextmanager
 async def served(app: ASGIApp, **options: Any) -> AsyncIterator[int]:
     """The app under a real uvicorn server on this event loop (its lifespan left to the
-    caller, the database already open); yields the port."""
+    caller, the database already open), HTTP served as `opsgraph serve` does; yields the
+    port."""
+    options.setdefault("http", RestHttpProtocol)
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", **options

@@ -1,0 +1,309 @@
+"""The REST posts that pipelines, monitors and agents send in bursts, served by uvicorn's
+HTTP protocol without its ASGI request cycle.
+
+uvicorn reads each request with httptools, then runs the app through a request cycle (a
+task waiting on an event for the body, ASGI messages both ways, the response written in two
+parts) and Starlette wraps it in its own layers: for a trivial POST, 65 µs of CPU per
+request on the benchmark machine against 8 for a bare httptools protocol, while a change
+costs the app about 150. This protocol class (`http=` in `opsgraph.cli.server_options`)
+is uvicorn's own, but a request that is a POST to one of the REST paths, with its whole
+body declared by Content-Length (at most `LANE_MAX_BODY`), no `Expect: 100-continue`, no
+upgrade and no request of the connection still answering, is read in full by the protocol
+and handed to the app's `RestLane`: the same body limit, rate limit and handlers as through
+Starlette (`opsgraph.app.create_app` builds both), called once the body is in, and the
+response written in one piece, uvicorn's checks and back-pressure kept. Every other request
+goes through uvicorn as before, and so does every request when the app is wrapped in ASGI
+middleware other than uvicorn's proxy headers (the lane would skip the wrapper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+import httptools
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message
+from uvicorn.config import Config
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+log = logging.getLogger(__name__)
+
+# Bodies above this go through uvicorn's own cycle (which pauses reading past it).
+LANE_MAX_BODY = HIGH_WATER_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class RestLane:
+    """What the protocol runs for a lane request: `app` (the body and rate limits around the
+    REST handlers, as in the app's own stack) for `paths`; `server_error` answers what it
+    raises, as Starlette's 500 handler does; `owner` is the Starlette app (`scope["app"]`)."""
+
+    paths: frozenset[str]
+    app: ASGIApp
+    server_error: Callable[[Request, Exception], Awaitable[Response]]
+    owner: Starlette
+
+
+def lane_of(app: object) -> RestLane | None:
+    """The `RestLane` of the Opsgraph app uvicorn serves: the app itself, or behind
+    uvicorn's proxy-headers middleware (which the lane applies too). None for an app
+    wrapped in anything else, whose wrapper the lane would skip."""
+    if isinstance(app, ProxyHeadersMiddleware):
+        app = app.app
+    if isinstance(app, Starlette):
+        lane = getattr(app.state, "rest_lane", None)
+        return lane if isinstance(lane, RestLane) else None
+    return None
+
+
+def _configured_lane(config: Config) -> RestLane | None:
+    """The lane of the app uvicorn serves, behind uvicorn's proxy-headers middleware as the
+    app is when the server trusts forwarded headers; found once per server."""
+    found: RestLane | None | object = getattr(config, "_opsgraph_lane", _UNSET)
+    if found is _UNSET:
+        found = lane_of(config.loaded_app)
+        if found is not None and config.proxy_headers:
+            trusted = config.forwarded_allow_ips
+            app = ProxyHeadersMiddleware(found.app, trusted_hosts=trusted)  # type: ignore[arg-type]
+            found = replace(found, app=cast(ASGIApp, app))
+        config._opsgraph_lane = found  # type: ignore[attr-defined]
+    return found  # type: ignore[return-value]
+
+
+_UNSET = object()
+
+# What uvicorn answers when an app fails without a response (and closes the connection).
+_PLAIN_500 = (
+    b"content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\n"
+    b"connection: close\r\n\r\nInternal Server Error"
+)
+
+
+class _Cycle:
+    """A lane request: what uvicorn's protocol callbacks touch of a request cycle (`body`,
+    `more_body`, `message_event.set()`, `response_complete`, `keep_alive`, `disconnected`),
+    and the response as the app sends it."""
+
+    __slots__ = ("scope", "body", "more_body", "response_complete", "keep_alive",
+                 "disconnected", "_waiter", "status", "headers", "parts", "written")  # fmt: skip
+
+    def __init__(self, scope: dict[str, Any], *, keep_alive: bool) -> None:
+        self.scope = scope
+        self.body = bytearray()
+        self.more_body = True
+        self.response_complete = False
+        self.keep_alive = keep_alive
+        self.disconnected = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.parts: list[bytes] = []
+        self.written = False  # any byte of the response
+
+    @property
+    def message_event(self) -> _Cycle:
+        return self  # uvicorn sets it on each body part and on disconnect
+
+    def set(self) -> None:
+        done = self.disconnected or self.response_complete
+        if done and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait_disconnect(self) -> None:
+        """Until the client goes (what `receive` does after the body, as in uvicorn)."""
+        if self.disconnected or self.response_complete:
+            return
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+    def restart(self) -> None:
+        """Forget a response begun but not written (an error answers instead)."""
+        self.status, self.headers, self.parts = 0, [], []
+
+
+class RestHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, serving the app's `RestLane` requests itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lane = _configured_lane(self.config)
+
+    def on_headers_complete(self) -> None:
+        lane = self.lane
+        url = self._lane_url(lane) if lane is not None else None
+        if lane is None or url is None:
+            super().on_headers_complete()
+            return
+        http_version = self.parser.get_http_version()
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+        scope["method"] = "POST"
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = url.path.decode("ascii")
+        scope["raw_path"] = url.path
+        scope["query_string"] = url.query or b""
+        scope["app"] = lane.owner  # as Starlette sets it
+        keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
+        self.cycle = _Cycle(scope, keep_alive=keep_alive)  # type: ignore[assignment]
+
+    def _lane_url(self, lane: RestLane) -> Any:
+        """The parsed URL of a request the lane takes, else None."""
+        if self.parser.get_method() != b"POST" or self.expect_100_continue:
+            return None
+        if self.root_path or self.limit_concurrency is not None or self.pipeline:
+            return None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return None
+        if self.parser.should_upgrade():
+            return None
+        url = httptools.parse_url(self.url)
+        if url.path.decode("ascii", "replace") not in lane.paths:
+            return None
+        length: bytes | None = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                if length is not None:
+                    return None
+                length = value
+            elif name == b"transfer-encoding":
+                return None
+        if length is None or not length.isdigit() or int(length) > LANE_MAX_BODY:
+            return None
+        return url
+
+    def on_message_complete(self) -> None:
+        cycle = self.cycle
+        if not isinstance(cycle, _Cycle):
+            super().on_message_complete()
+            return
+        if cycle.response_complete or self.lane is None:
+            return
+        cycle.more_body = False
+        answer = self._answer(cycle, self.lane)
+        if self.config.reset_contextvars:  # as uvicorn starts its request tasks
+            task = self.loop.create_task(answer, context=contextvars.Context())
+        else:
+            task = self.loop.create_task(answer)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer(self, cycle: _Cycle, lane: RestLane) -> None:
+        body = bytes(cycle.body)
+        cycle.body = bytearray()
+        delivered = False
+
+        async def receive() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await cycle.wait_disconnect()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            await self._send(cycle, message)
+
+        try:
+            try:
+                await lane.app(cycle.scope, receive, send)
+            except Exception as exc:
+                if cycle.written:  # the answer is out: all that can be done is to close
+                    log.exception("error after the response was written", exc_info=exc)
+                    self.transport.close()
+                    return
+                # Starlette answers with the 500 handler's response, and uvicorn, seeing
+                # the error, then closes the connection: both here.
+                cycle.restart()
+                cycle.keep_alive = False
+                response = await lane.server_error(Request(cycle.scope, receive), exc)
+                await response(cycle.scope, receive, send)
+        except BaseException as exc:  # cancelled at shut-down, or the 500 itself failed
+            log.error("exception in the REST lane", exc_info=exc)
+            if not cycle.written and not cycle.disconnected:
+                self.transport.write(STATUS_LINE[500] + _PLAIN_500)
+                cycle.written = True
+            self.transport.close()
+            return
+        if not cycle.response_complete and not cycle.disconnected:
+            log.error("the REST lane's app returned without completing its response")
+            self.transport.close()
+
+    async def _send(self, cycle: _Cycle, message: Message) -> None:
+        if self.flow.write_paused and not cycle.disconnected:
+            await self.flow.drain()  # the client reads slowly: wait, as uvicorn does
+        if cycle.disconnected:
+            return
+        if cycle.response_complete:
+            raise RuntimeError(f"ASGI message {message['type']!r} after the response")
+        if message["type"] == "http.response.start":
+            if cycle.status:
+                raise RuntimeError("the response has started already")
+            cycle.status = message["status"]
+            cycle.headers = list(message.get("headers", []))
+            return
+        if message["type"] != "http.response.body" or not cycle.status:
+            raise RuntimeError(f"unexpected ASGI message {message['type']!r}")
+        cycle.parts.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        self._write(cycle, b"".join(cycle.parts))
+
+    def _write(self, cycle: _Cycle, body: bytes) -> None:
+        """The whole response in one write, headers checked as uvicorn checks them."""
+        status = cycle.status
+        content = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            content += [name, b": ", value, b"\r\n"]
+        for name, value in cycle.headers:
+            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+                raise RuntimeError("Invalid HTTP header name or value.")
+            name = name.lower()
+            if name == b"content-length":
+                if int(value) != len(body):
+                    raise RuntimeError("Content-Length differs from the response's body")
+                continue  # written below
+            if name == b"transfer-encoding":
+                raise RuntimeError("the REST lane writes whole bodies, never chunked")
+            if name == b"connection" and b"close" in (t.strip() for t in value.lower().split(b",")):
+                cycle.keep_alive = False
+                continue  # written below
+            content += [name, b": ", value, b"\r\n"]
+        if status in (204, 304):
+            if body:
+                raise RuntimeError(f"a {status} response has no body")
+        else:
+            content += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content += [b"\r\n", body]
+        self.transport.write(b"".join(content))
+        cycle.written = cycle.response_complete = True
+        cycle.set()
+        if self.access_log:
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(cycle.scope),  # type: ignore[arg-type]
+                "POST",
+                get_path_with_query_string(cycle.scope),  # type: ignore[arg-type]
+                cycle.scope["http_version"],
+                status,
+            )
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
