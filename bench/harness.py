@@ -270,10 +270,10 @@ function done(summary, latency, requests)
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
   local q = {}
-  for i = 1, QUANTILES do q[i] = latency:percentile((i - 0.5) * 100 / QUANTILES) end
+  for i = 1, @COUNT@ do q[i] = latency:percentile((i - 0.5) * 100 / @COUNT@) end
   io.write("BENCH_QUANTILES ", table.concat(q, ","), "\\n")
 end
-""".replace("QUANTILES", str(QUANTILES))
+""".replace("@COUNT@", str(QUANTILES))
 
 
 def lua_post(path: str, body: str, headers: dict[str, str]) -> str:
@@ -525,25 +525,39 @@ def alternate(
     return Comparison([(name, pooled(results)) for name, results in done.items()], done)
 
 
+def merged_percentile(results: Sequence[LoadResult], p: float) -> float:
+    """The `p`th percentile of the runs' latencies together. Each run's quantiles stand
+    for equal shares of its requests, each at the middle of its share (the i-th of n at
+    (i + 0.5) / n); the percentile is interpolated between the two nearest."""
+    points = sorted(
+        (value, r.requests / len(r.quantiles_ms)) for r in results for value in r.quantiles_ms
+    )
+    total = sum(weight for _, weight in points)
+    wanted = p / 100 * total
+    seen = 0.0
+    previous: tuple[float, float] | None = None  # (position, value)
+    for value, weight in points:
+        position = seen + weight / 2
+        seen += weight
+        if position >= wanted:
+            if previous is None or position == previous[0]:
+                return value
+            share = (wanted - previous[0]) / (position - previous[0])
+            return previous[1] + share * (value - previous[1])
+        previous = (position, value)
+    return points[-1][0]
+
+
 def pooled(results: Sequence[LoadResult]) -> LoadResult:
     """Rounds as one run: requests, time and CPU summed, latency percentiles of the rounds'
     distributions merged (each quantile weighing its round's requests), the worst maximum."""
     requests = sum(r.requests for r in results)
     count = max(1, requests)
-    weighted = sorted(
-        (value, r.requests / len(r.quantiles_ms)) for r in results for value in r.quantiles_ms
-    )
 
-    def percentile(p: float, fallback: Callable[[LoadResult], float]) -> float:
-        if not weighted or len(results) == 1:
-            return statistics.median(fallback(r) for r in results)
-        wanted = p / 100 * sum(weight for _, weight in weighted)
-        seen = 0.0
-        for value, weight in weighted:
-            seen += weight
-            if seen >= wanted:
-                return value
-        return weighted[-1][0]
+    def percentile(p: float, own: Callable[[LoadResult], float]) -> float:
+        if len(results) == 1 or not all(r.quantiles_ms for r in results):
+            return statistics.median(own(r) for r in results)
+        return merged_percentile(results, p)
 
     return LoadResult(
         requests=requests,
@@ -606,7 +620,10 @@ def arguments(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=DURATION, help="seconds per run")
     parser.add_argument("--workers", type=int, default=WORKERS, help="server processes")
     parser.add_argument(
-        "--rounds", type=int, default=ROUNDS, help="turns each server takes (duration split)"
+        "--rounds",
+        type=lambda text: max(1, int(text)),
+        default=ROUNDS,
+        help="turns each server takes (the duration split between them, whole seconds each)",
     )
     return parser
 
@@ -634,8 +651,7 @@ class Durability:
         self.database_url = database_url
         self.table = table
         self.before = 0
-        self.stored = 0  # over every measured window so far
-        self.answered = 0
+        self.windows: list[tuple[int, int]] = []  # (answered 2xx, rows stored) per window
 
     def count(self) -> int:
         return int(sql(self.database_url, f"SELECT count(*) AS n FROM {self.table}")[0]["n"])
@@ -644,10 +660,14 @@ class Durability:
         self.before = self.count()
 
     def stop(self, result: LoadResult) -> None:
-        self.stored += self.count() - self.before
-        self.answered += result.ok
+        self.windows.append((result.ok, self.count() - self.before))
 
     def verdict(self) -> str:
-        verdict = "ok" if self.stored >= self.answered else "MISSING ROWS"
-        return (f"Durability: {self.answered:,} answers 2xx, {self.stored:,} rows stored in "
+        """Every window must have stored at least its 2xx answers (a window's surplus is
+        requests in flight when wrk stopped: it must not hide another's shortfall)."""
+        answered = sum(ok for ok, _ in self.windows)
+        stored = sum(rows for _, rows in self.windows)
+        short = [n for n, (ok, rows) in enumerate(self.windows, 1) if rows < ok]
+        verdict = "ok in every window" if not short else f"MISSING ROWS in window {short}"
+        return (f"Durability: {answered:,} answers 2xx, {stored:,} rows stored in "
                 f"{self.table} over the measured windows ({verdict}).")  # fmt: skip

@@ -64,7 +64,9 @@ def event_row(*, workspace_id: str, data: AgentEventData, step: runs.Step) -> Ag
         "processed": True,
         **step.response,
     }
-    body = data.canonical_json()  # JSON text: the row stores it as it is
+    # JSON text: stored as it is (on SQLite the ORM decodes it into the instance first); on
+    # PostgreSQL the row object keeps the text, which nothing reads before it is stored.
+    body = data.canonical_json()
     return new_row(
         AgentEvent,
         id=new_id("aev"),

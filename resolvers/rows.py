@@ -138,9 +138,11 @@ def new_row(model: type[M], **values: Any) -> M:
     return model(**values)
 
 
-# What `construct` sets besides the values, by model and the names of the values given.
+# What `construct` sets besides the values, by model and the names of the values given
+# (a few call sites, each with its own names; past this many the memo starts again).
 _Defaults = tuple[tuple[str, Any, bool], ...]  # (attribute, default, call it for each row)
 _DEFAULTS: dict[tuple[type[Model], tuple[str, ...]], _Defaults | None] = {}
+DEFAULTS_REMEMBERED = 256
 
 
 def construct(model: type[M], values: dict[str, Any], *, saved: bool = False) -> M:
@@ -151,6 +153,8 @@ def construct(model: type[M], values: dict[str, Any], *, saved: bool = False) ->
     try:
         defaults = _DEFAULTS[key]
     except KeyError:
+        if len(_DEFAULTS) >= DEFAULTS_REMEMBERED:
+            _DEFAULTS.clear()
         defaults = _DEFAULTS[key] = _defaults(model, key[1])
     if defaults is None:
         return model.construct(_saved_in_db=saved, **values)
