@@ -78,6 +78,7 @@ class Settings:
     # Changes one `recordChanges` call may carry (REST batches of `POST /events` too).
     max_changes_per_call: int = 256
     max_agent_events_per_call: int = 256  # events one `recordAgentEvents` call may carry
+    max_incident_events_per_call: int = 256  # events one `sendIncidentEvents` call may carry
     # Server.
     host: str = "127.0.0.1"
     port: int = 8000

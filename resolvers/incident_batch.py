@@ -265,3 +265,12 @@ async def store_event(item: PendingEvent, *, settings: Settings) -> StoredEvent:
     """Store an event with the others that arrive meanwhile."""
     EVENTS.max_items = max(1, settings.batch_max)
     return await EVENTS.submit(item)
+
+
+async def store_events(
+    items: Sequence[PendingEvent], *, settings: Settings
+) -> list[StoredEvent | BaseException]:
+    """Store several events, in order, with the others that arrive meanwhile: each one's
+    stored event or the exception it failed with."""
+    EVENTS.max_items = max(1, settings.batch_max)
+    return await EVENTS.submit_many(items)

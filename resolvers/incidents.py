@@ -8,6 +8,7 @@ is decided again on fresh state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -17,7 +18,7 @@ from models.workspace import Service
 from opsgraph.settings import Settings
 from resolvers import incident_rows as rows
 from resolvers.auth import Principal, Scope, service_for_routing_key
-from resolvers.incident_batch import PendingEvent, store_event
+from resolvers.incident_batch import PendingEvent, store_event, store_events
 from resolvers.incident_events import IncidentEvent, Step
 from resolvers.timeline import Publisher
 
@@ -102,6 +103,34 @@ async def send_event(
     return EventResult(
         OUTCOMES[stored.step], event.dedup_key, stored.incident, stored.entry, stored.reason
     )
+
+
+async def send_events(
+    *,
+    principal: Principal,
+    items: Sequence[tuple[IncidentEvent, Service]],
+    publisher: Publisher,
+    settings: Settings,
+) -> list[EventResult | BaseException]:
+    """`send_event` for several events of one principal, queued together (one batch when
+    nothing else is waiting) and announced with one note: each event's result, or the
+    exception it alone failed with."""
+    principal.require(Scope.EVENTS_WRITE)
+    pending = [
+        PendingEvent(
+            workspace_id=principal.workspace_id, actor=principal.name, service=service, event=event
+        )
+        for event, service in items
+    ]
+    stored = await store_events(pending, settings=settings)
+    newest = max((s.entry.id for s in stored if not isinstance(s, BaseException)), default=None)
+    if newest is not None:  # the hub reads every entry up to the newest
+        await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=newest)
+    return [
+        s if isinstance(s, BaseException) else
+        EventResult(OUTCOMES[s.step], event.dedup_key, s.incident, s.entry, s.reason)
+        for (event, _), s in zip(items, stored, strict=True)
+    ]  # fmt: skip
 
 
 async def acknowledge_incident(

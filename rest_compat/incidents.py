@@ -13,6 +13,7 @@ from resolvers import auth
 from resolvers.auth import Principal, Scope
 from resolvers.errors import FieldError, InvalidInput
 from resolvers.incident_events import EventAction, IncidentEvent, new_dedup_key, validate_event
+from rest_compat import batched
 from rest_compat.common import (
     Endpoint,
     RestError,
@@ -22,9 +23,10 @@ from rest_compat.common import (
     require_principal,
 )
 
-SEND_INCIDENT_EVENT = """
-mutation SendIncidentEvent($input: IncidentEventInput!) {
-  sendIncidentEvent(input: $input) {
+# One execution for each batch of concurrent requests of one principal (`rest_compat.batched`).
+SEND_INCIDENT_EVENTS = """
+mutation SendIncidentEvents($inputs: [IncidentEventInput!]!) {
+  sendIncidentEvents(inputs: $inputs) {
     __typename
     ... on IncidentEventAccepted { dedupKey incidentKey }
     ... on InvalidRoutingKey { code message }
@@ -32,6 +34,24 @@ mutation SendIncidentEvent($input: IncidentEventInput!) {
   }
 }
 """
+
+
+def _answer(result: dict[str, Any]) -> dict[str, Any] | BaseException:
+    """One request's own item of `sendIncidentEvents`."""
+    if result["__typename"] == "InvalidRoutingKey":
+        return RestError(400, "INVALID_ROUTING_KEY", result["message"])
+    if result["__typename"] == "InvalidEvent":
+        errors = [f"{item['field']}: {item['message']}" for item in result["fields"]]
+        return RestError(400, "INVALID_EVENT", result["message"], errors=errors)
+    return result
+
+
+SEND = batched.ListMutation(
+    document=SEND_INCIDENT_EVENTS,
+    field="sendIncidentEvents",
+    answer=_answer,
+    max_items=lambda e: min(e.settings.batch_max, e.settings.max_incident_events_per_call),
+)
 
 ROUTING_KEY_NOT_FOUND = "Routing key not found"
 
@@ -83,18 +103,13 @@ def _actor(service_name: str) -> str:
 
 
 async def _send(endpoint: Endpoint, body: dict[str, Any], principal: Principal) -> JSONResponse:
-    """Validate as the mutation does (so errors name fields), run it, render 202 or the error."""
+    """Validate as the mutation does (so errors name fields), send the event with the
+    requests that arrive meanwhile (one mutation call per principal), render 202."""
     try:
         event = validate_event(body, settings=endpoint.settings)
     except InvalidInput as exc:
         raise RestError.invalid(exc) from None
-    data = await endpoint.execute(SEND_INCIDENT_EVENT, _variables(event), principal=principal)
-    result: dict[str, Any] = data["sendIncidentEvent"]
-    if result["__typename"] == "InvalidRoutingKey":
-        raise RestError(400, "INVALID_ROUTING_KEY", result["message"])
-    if result["__typename"] == "InvalidEvent":
-        errors = [f"{item['field']}: {item['message']}" for item in result["fields"]]
-        raise RestError(400, "INVALID_EVENT", result["message"], errors=errors)
+    result = await batched.submit(endpoint, SEND, principal, _input(event), validated=event)
     return JSONResponse(
         {
             "status": "success",
@@ -106,7 +121,7 @@ async def _send(endpoint: Endpoint, body: dict[str, Any], principal: Principal) 
     )
 
 
-def _variables(event: IncidentEvent) -> dict[str, Any]:
+def _input(event: IncidentEvent) -> dict[str, Any]:
     """The mutation's input, built from the validated event."""
     given: dict[str, Any] = {
         "eventAction": event.action.name,
@@ -130,4 +145,4 @@ def _variables(event: IncidentEvent) -> dict[str, Any]:
         given["links"] = alert.links
         given["client"] = alert.client
         given["clientUrl"] = alert.client_url
-    return {"input": {name: value for name, value in given.items() if value is not None}}
+    return {name: value for name, value in given.items() if value is not None}

@@ -1,24 +1,26 @@
-"""Incident writes: `sendIncidentEvent` (behind `POST /api/events` and `/v2/enqueue`),
-`acknowledgeIncident` and `resolveIncident`."""
+"""Incident writes: `sendIncidentEvent` and `sendIncidentEvents` (behind `POST /api/events`
+and `/v2/enqueue`), `acknowledgeIncident` and `resolveIncident`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.types.arguments import InputContext
 from strawberry.types.base import get_object_definition
 
 from models.incident import Incident as IncidentRow
+from models.workspace import Service
 from resolvers import incidents
 from resolvers.auth import Scope
 from resolvers.errors import InvalidInput
-from resolvers.incident_events import EventAction, validate_event
+from resolvers.incident_events import EventAction, IncidentEvent, validate_event
 from schema.change import LinkInput
-from schema.common import InvalidEvent
+from schema.common import InvalidEvent, record_each
 from schema.context import Info, public_error
 from schema.incident import Incident, Severity
 from schema.scalars import JSON
@@ -172,6 +174,37 @@ async def _transition(
     return Incident.from_row(row)
 
 
+async def _service(workspace_id: str, event: IncidentEvent) -> Service | None:
+    return await incidents.find_service(
+        workspace_id=workspace_id, routing_key=event.routing_key, service_id=event.service_id
+    )
+
+
+def _invalid_routing_key(event: IncidentEvent) -> InvalidRoutingKey:
+    found = "Routing key" if event.routing_key is not None else "Service"
+    return InvalidRoutingKey(code="INVALID_ROUTING_KEY", message=f"{found} not found")
+
+
+def _accepted(result: incidents.EventResult) -> IncidentEventAccepted:
+    row = result.incident
+    return IncidentEventAccepted(
+        outcome=result.outcome,
+        dedup_key=result.dedup_key,
+        incident_key=row.id if row else None,
+        incident=Incident.from_row(row) if row else None,
+        reason=result.reason,
+        entry_id=strawberry.ID(str(result.entry.id)),
+    )
+
+
+def _rendered(outcome: Any) -> Any:
+    """A list item's result: accepted, an InvalidRoutingKey as it is, or the exception it
+    failed with (graphql-core reports it at the item's index)."""
+    if isinstance(outcome, incidents.EventResult):
+        return _accepted(outcome)
+    return outcome
+
+
 @strawberry.type
 class IncidentMutation:
     @strawberry.mutation(description="Trigger, acknowledge or resolve (`POST /api/events`).")
@@ -183,14 +216,9 @@ class IncidentMutation:
             event = validate_event(input.to_raw(), settings=info.context.settings)
         except InvalidInput as exc:
             return InvalidEvent.from_error(exc)
-        service = await incidents.find_service(
-            workspace_id=principal.workspace_id,
-            routing_key=event.routing_key,
-            service_id=event.service_id,
-        )
+        service = await _service(principal.workspace_id, event)
         if service is None:
-            found = "Routing key" if event.routing_key is not None else "Service"
-            return InvalidRoutingKey(code="INVALID_ROUTING_KEY", message=f"{found} not found")
+            return _invalid_routing_key(event)
         result = await incidents.send_event(
             principal=principal,
             event=event,
@@ -198,15 +226,50 @@ class IncidentMutation:
             publisher=info.context.publisher,
             settings=info.context.settings,
         )
-        row = result.incident
-        return IncidentEventAccepted(
-            outcome=result.outcome,
-            dedup_key=result.dedup_key,
-            incident_key=row.id if row else None,
-            incident=Incident.from_row(row) if row else None,
-            reason=result.reason,
-            entry_id=strawberry.ID(str(result.entry.id)),
+        return _accepted(result)
+
+    @strawberry.mutation(
+        description=(
+            "Send many incident events in one call (at most "
+            "`OPSGRAPH_MAX_INCIDENT_EVENTS_PER_CALL`; concurrent `POST /api/events` and "
+            "`/v2/enqueue` requests run as one such call). Each input has its own result, "
+            "in order, as `sendIncidentEvent` answers it when sent after the inputs before "
+            "it; one that fails otherwise is null with an error at its index."
         )
+    )
+    async def send_incident_events(
+        self, info: Info, inputs: list[IncidentEventInput]
+    ) -> list[IncidentEventResult | None]:
+        principal = await info.context.require(Scope.EVENTS_WRITE)
+        context = info.context
+        settings = context.settings
+
+        async def record(events: list[IncidentEvent]) -> list[Any]:
+            services = await asyncio.gather(*(_service(principal.workspace_id, e) for e in events))
+            found = [(e, s) for e, s in zip(events, services, strict=True) if s is not None]
+            sent = iter(
+                await incidents.send_events(
+                    principal=principal,
+                    items=found,
+                    publisher=context.publisher,
+                    settings=settings,
+                )
+            )
+            return [
+                _invalid_routing_key(event) if service is None else next(sent)
+                for event, service in zip(events, services, strict=True)
+            ]
+
+        results = await record_each(
+            inputs,
+            limit=settings.max_incident_events_per_call,
+            noun="events",
+            validate=lambda item: validate_event(item.to_raw(), settings=settings),
+            record=record,
+            render=_rendered,
+            validated=context.validated,
+        )
+        return cast(list[IncidentEventResult | None], results)
 
     @strawberry.mutation(description="Acknowledge an incident; the actor is the key's name.")
     async def acknowledge_incident(

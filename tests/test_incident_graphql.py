@@ -1,16 +1,20 @@
-"""Incidents over GraphQL: `sendIncidentEvent`, `incidents`, `incident`, acknowledge,
+"""Incidents over GraphQL: `sendIncidentEvent(s)`, `incidents`, `incident`, acknowledge,
 resolve and annotate by people, and `suspectChanges`, on both databases."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from models.timeline import TimelineKind
+from opsgraph.settings import Settings
 from resolvers.auth import Scope
 from resolvers.timeline import record_entry
+from schema import build_schema
+from schema.context import Context
 from schema.incident_events import IncidentEventInput
 from tests.conftest import GraphQL, Recorder, Tenant
 from tests.input_hooks import built_both_ways
@@ -100,6 +104,81 @@ async def test_send_incident_event_results(
 
     result = await gql(SEND, tenant.reader, input=trigger(routing_key))
     assert result.errors[0].extensions == {"code": "FORBIDDEN"}
+
+
+SEND_MANY = """
+mutation($inputs: [IncidentEventInput!]!) {
+  sendIncidentEvents(inputs: $inputs) {
+    __typename
+    ... on IncidentEventAccepted { outcome dedupKey incidentKey reason entryId
+      incident { id status alertCount } }
+    ... on InvalidRoutingKey { code message }
+    ... on InvalidEvent { code message fields { field message } }
+  }
+}
+"""
+
+
+async def test_send_incident_events_answers_each_in_order(
+    gql: GraphQL, tenant: Tenant, recorder: Recorder
+) -> None:
+    """One call: each event answered as `sendIncidentEvent` would answer it sent after the
+    ones before it (a trigger then its repeat and acknowledge; an invalid event and an
+    unknown routing key answered at their places), the entries announced once."""
+    routing_key = await tenant.service("db")
+    inputs = [
+        trigger(routing_key),
+        {**trigger(routing_key), "payload": {"source": " "}},
+        trigger(routing_key),
+        trigger("R-not-a-key", dedup_key="other"),
+        {"eventAction": "ACKNOWLEDGE", "routingKey": routing_key, "dedupKey": "disk"},
+        {"eventAction": "RESOLVE", "routingKey": routing_key, "dedupKey": "never"},
+    ]
+    announced = len(recorder.announced)
+    result = await gql(SEND_MANY, tenant.writer, inputs=inputs)
+    assert result.errors is None, result.errors
+    opened, invalid, updated, unknown, acked, dropped = result.data["sendIncidentEvents"]
+    assert opened["outcome"] == "OPENED" and opened["incident"]["alertCount"] == 1
+    assert invalid["__typename"] == "InvalidEvent"
+    assert [f["field"] for f in invalid["fields"]][0] == "payload.summary"
+    assert updated["outcome"] == "UPDATED" and updated["incidentKey"] == opened["incidentKey"]
+    assert updated["incident"]["alertCount"] == 2
+    assert unknown == {
+        "__typename": "InvalidRoutingKey",
+        "code": "INVALID_ROUTING_KEY",
+        "message": "Routing key not found",
+    }
+    assert acked["outcome"] == "ACKNOWLEDGED" and acked["incident"]["status"] == "ACKNOWLEDGED"
+    assert dropped["outcome"] == "DROPPED" and dropped["reason"] == "no incident has this dedup_key"
+    entries = [int(item["entryId"]) for item in (opened, updated, acked, dropped)]
+    assert entries == sorted(entries)
+    # One note for the call, naming its newest entry (the hub reads every entry up to it).
+    assert recorder.announced[announced:] == [(tenant.workspace_id, max(entries))]
+    # As stored: one incident, acknowledged, with both alerts.
+    incident = await gql(INCIDENT, tenant.reader, id=opened["incidentKey"])
+    assert incident.data["incident"]["status"] == "ACKNOWLEDGED"
+    assert incident.data["incident"]["alertCount"] == 2
+
+
+async def test_send_incident_events_is_limited_and_needs_the_scope(
+    settings: Settings, recorder: Recorder, gql: GraphQL, tenant: Tenant
+) -> None:
+    routing_key = await tenant.service("db")
+    limited = replace(settings, max_incident_events_per_call=2)
+    context = Context(settings=limited, publisher=recorder, secret=tenant.writer)
+    inputs = [trigger(routing_key, dedup_key=f"k{i}") for i in range(3)]
+    result = await build_schema(limited).execute(
+        SEND_MANY, variable_values={"inputs": inputs}, context_value=context
+    )
+    assert result.data is None
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    assert "at most 2 events" in result.errors[0].message
+    refused = await gql(SEND_MANY, tenant.reader, inputs=inputs[:1])
+    assert refused.errors[0].extensions == {"code": "FORBIDDEN"}
+    none = await gql(SEND_MANY, tenant.writer, inputs=[])
+    assert none.errors is None and none.data == {"sendIncidentEvents": []}
+    listed = await gql("{ incidents(first: 10) { edges { node { id } } } }", tenant.reader)
+    assert listed.data["incidents"]["edges"] == []
 
 
 async def test_people_acknowledge_and_resolve_with_a_note(

@@ -100,6 +100,8 @@ async def build_world(gql: GraphQL, make_tenant: MakeTenant) -> World:
     )
 
 
+SEND_MANY = """mutation($i: [IncidentEventInput!]!) { sendIncidentEvents(inputs: $i) {
+  __typename } }"""
 SEND = """mutation($i: IncidentEventInput!) { sendIncidentEvent(input: $i) { __typename
   ... on IncidentEventAccepted { incidentKey } ... on InvalidRoutingKey { message } } }"""
 AGENT = """mutation($i: AgentEventInput!) { recordAgentEvent(input: $i) {
@@ -187,6 +189,8 @@ async def test_b_changes_nothing_of_a(gql: GraphQL, world: World) -> None:
         event["payload"] = {"summary": "B was here", "source": "b", "severity": "INFO"}
         result = data(await gql(SEND, world.b.writer, i=event))
         assert result["sendIncidentEvent"]["__typename"] == "InvalidRoutingKey", given
+        many = data(await gql(SEND_MANY, world.b.writer, i=[event]))
+        assert many["sendIncidentEvents"] == [{"__typename": "InvalidRoutingKey"}], given
     # The same event and tool-call ids in B are B's own: A's run and approval are untouched.
     completed = agent_event("a-2", "tool.completed", {"toolCallId": "tc-a", "outputPayload": {}})
     data(await gql(AGENT, world.b.writer, i=completed))
@@ -303,6 +307,12 @@ OPERATIONS: list[tuple[str, set[Scope], str]] = [
         {WRITE},
         'mutation { sendIncidentEvent(input: {eventAction: RESOLVE, dedupKey: "none", '
         'routingKey: "Rnone"}) { __typename } }',
+    ),
+    (
+        "sendIncidentEvents",
+        {WRITE},
+        'mutation { sendIncidentEvents(inputs: [{eventAction: RESOLVE, dedupKey: "none", '
+        'routingKey: "Rnone"}]) { __typename } }',
     ),
     ("acknowledgeIncident", {WRITE}, "mutation($id: ID!) { acknowledgeIncident(id: $id) { id } }"),
     ("resolveIncident", {WRITE}, "mutation($id: ID!) { resolveIncident(id: $id) { id } }"),
