@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -44,7 +44,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from opsgraph.bus import Bus
 from opsgraph.db import close_database, database_unavailable, open_database
 from opsgraph.ratelimit import RateLimit, TokenBucket, make_limiter
-from opsgraph.restlane import RestLane
+from opsgraph.restlane import RestLane, body_then
 from opsgraph.settings import Settings
 from opsgraph.ui import SpaStaticFiles
 from opsgraph.wsdirect import FrameWriter, frame_writer
@@ -317,17 +317,7 @@ class BodyLimit:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, body_then(b"".join(chunks), receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"The body exceeds {self.max_bytes} bytes."

@@ -29,7 +29,7 @@ import httptools
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Receive
 from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
@@ -57,6 +57,20 @@ class RestLane:
     app: ASGIApp
     server_error: Callable[[Request, Exception], Awaitable[Response]]
     owner: Starlette
+
+
+def body_then(body: bytes, then: Receive) -> Receive:
+    """An ASGI `receive` giving the whole request `body` first, then what `then` gives."""
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await then()
+
+    return receive
 
 
 def lane_of(app: object) -> RestLane | None:
@@ -206,15 +220,12 @@ class RestHttpProtocol(HttpToolsProtocol):
     async def _answer(self, cycle: _Cycle, lane: RestLane) -> None:
         body = bytes(cycle.body)
         cycle.body = bytearray()
-        delivered = False
 
-        async def receive() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
+        async def disconnect() -> Message:
             await cycle.wait_disconnect()
             return {"type": "http.disconnect"}
+
+        receive = body_then(body, disconnect)
 
         async def send(message: Message) -> None:
             await self._send(cycle, message)
