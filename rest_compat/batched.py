@@ -1,6 +1,8 @@
 """REST requests that arrive together, run as one call of a list mutation: `POST /events`
-runs `recordChanges`, `POST /v1/events` runs `recordAgentEvents`, once per principal for
-each batch, and every request is answered from its own item once the call is done."""
+runs `recordChanges`, `POST /v1/events` runs `recordAgentEvents`, `POST /api/events` and
+`/v2/enqueue` run `sendIncidentEvents`, once per principal for each batch (for an ordered
+mutation, once per run of consecutive requests of one principal), and every request is
+answered from its own item once the call is done."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+
+from graphql import GraphQLError
 
 from resolvers.auth import Principal
 from resolvers.batching import Batcher
@@ -26,6 +30,11 @@ class ListMutation:
     field: str
     answer: Callable[[dict[str, Any]], Outcome]
     max_items: Callable[[Endpoint], int]
+    # Whether requests of different principals must be applied in arrival order (incident
+    # events: any key of the workspace, or a service's routing key, moves its incidents).
+    # Then a batch runs as consecutive runs of one principal's requests, one call after
+    # the other; otherwise as one call per principal, all at once.
+    ordered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +73,30 @@ def batcher(endpoint: Endpoint, mutation: ListMutation) -> Batcher[_Item, dict[s
 async def _run_batch(
     endpoint: Endpoint, mutation: ListMutation, items: Sequence[_Item]
 ) -> list[Outcome]:
-    """One call per principal of the batch; each item's own outcome, in order."""
-    by_principal: dict[Principal, list[int]] = {}
-    for index, item in enumerate(items):
-        by_principal.setdefault(item.principal, []).append(index)
-    groups = list(by_principal.items())
-    results = await asyncio.gather(
-        *(
-            _run_as(endpoint, mutation, principal, [items[i] for i in indexes])
+    """One call per principal of the batch (per run of one principal's consecutive items,
+    one after the other, for an ordered mutation); each item's own outcome, in order."""
+    groups: list[tuple[Principal, list[int]]] = []
+    if mutation.ordered:
+        for index, item in enumerate(items):
+            if groups and groups[-1][0] == item.principal:
+                groups[-1][1].append(index)
+            else:
+                groups.append((item.principal, [index]))
+        results = [
+            await _run_as(endpoint, mutation, principal, [items[i] for i in indexes])
             for principal, indexes in groups
+        ]
+    else:
+        by_principal: dict[Principal, list[int]] = {}
+        for index, item in enumerate(items):
+            by_principal.setdefault(item.principal, []).append(index)
+        groups = list(by_principal.items())
+        results = await asyncio.gather(
+            *(
+                _run_as(endpoint, mutation, principal, [items[i] for i in indexes])
+                for principal, indexes in groups
+            )
         )
-    )
     found = {
         index: outcome
         for (_, indexes), outcomes in zip(groups, results, strict=True)
@@ -103,7 +125,10 @@ async def _run_as(
     whole = refused or [error for error in errors if len(error.path or ()) < 2]
     if whole or result.data is None:  # nothing ran, or the call failed as a whole
         return [error_outcome(whole[0]) if whole else RuntimeError("no result")] * len(items)
-    item_errors = {error.path[1]: error for error in errors if error.path}
+    item_errors: dict[Any, GraphQLError] = {}
+    for error in errors:
+        if error.path:
+            item_errors.setdefault(error.path[1], error)  # an item's first error
     outcomes: list[Outcome] = []
     for index, answer in enumerate(result.data[mutation.field]):
         if index in item_errors:

@@ -1,5 +1,6 @@
 """`POST /api/events` (incident events API, Bearer key) and `POST /v2/enqueue` (PagerDuty
-Events API v2, the routing key is the credential). Both run `sendIncidentEvent`."""
+Events API v2, the routing key is the credential). Both run `sendIncidentEvents`, for the
+requests that arrive together, in arrival order (`rest_compat.batched`)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ SEND = batched.ListMutation(
     field="sendIncidentEvents",
     answer=_answer,
     max_items=lambda e: min(e.settings.batch_max, e.settings.max_incident_events_per_call),
+    ordered=True,  # a trigger, then another key's acknowledge of it: in that order
 )
 
 ROUTING_KEY_NOT_FOUND = "Routing key not found"

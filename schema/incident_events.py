@@ -232,9 +232,10 @@ class IncidentMutation:
         description=(
             "Send many incident events in one call (at most "
             "`OPSGRAPH_MAX_INCIDENT_EVENTS_PER_CALL`; concurrent `POST /api/events` and "
-            "`/v2/enqueue` requests run as one such call). Each input has its own result, "
-            "in order, as `sendIncidentEvent` answers it when sent after the inputs before "
-            "it; one that fails otherwise is null with an error at its index."
+            "`/v2/enqueue` requests run as such calls, in the order they arrived). Each "
+            "input has its own result, in order, as `sendIncidentEvent` answers it when sent "
+            "after the inputs before it; one that fails otherwise is null with an error at "
+            "its index."
         )
     )
     async def send_incident_events(
@@ -245,8 +246,16 @@ class IncidentMutation:
         settings = context.settings
 
         async def record(events: list[IncidentEvent]) -> list[Any]:
-            services = await asyncio.gather(*(_service(principal.workspace_id, e) for e in events))
-            found = [(e, s) for e, s in zip(events, services, strict=True) if s is not None]
+            # A lookup that fails is its own event's outcome (an error at its index).
+            services = await asyncio.gather(
+                *(_service(principal.workspace_id, e) for e in events), return_exceptions=True
+            )
+            for service in services:
+                if isinstance(service, BaseException) and not isinstance(service, Exception):
+                    raise service  # cancelled: so is the call
+            found = [
+                (e, s) for e, s in zip(events, services, strict=True) if isinstance(s, Service)
+            ]
             sent = iter(
                 await incidents.send_events(
                     principal=principal,
@@ -255,10 +264,15 @@ class IncidentMutation:
                     settings=settings,
                 )
             )
-            return [
-                _invalid_routing_key(event) if service is None else next(sent)
-                for event, service in zip(events, services, strict=True)
-            ]
+            outcomes: list[Any] = []
+            for event, service in zip(events, services, strict=True):
+                if isinstance(service, Service):
+                    outcomes.append(next(sent))
+                elif service is None:
+                    outcomes.append(_invalid_routing_key(event))
+                else:
+                    outcomes.append(service)  # the lookup's error
+            return outcomes
 
         results = await record_each(
             inputs,

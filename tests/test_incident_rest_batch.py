@@ -1,0 +1,169 @@
+"""Incident events posted together: `POST /api/events` and `/v2/enqueue` requests that
+queue behind a store in progress run as `sendIncidentEvents` calls, applied in the order
+they arrived even when different keys send them, each failing alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from models.incident import Incident
+from resolvers import incident_batch, incidents
+from rest_compat import batched
+from tests.conftest import Tenant
+from tests.test_incidents import SEED_ACK, SEED_RESOLVE, SEED_TRIGGER, bearer, event
+
+
+class Gate:
+    """Holds the first incident store until `open()`, so the requests posted meanwhile
+    queue in the REST batch in the order they were posted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.opened = asyncio.Event()
+        self.stores = 0
+        self.batchers: list[Any] = []
+        work, batcher = incident_batch.EVENTS._work, batched.batcher
+
+        async def held(items: Any) -> Any:
+            self.stores += 1
+            if self.stores == 1:
+                await asyncio.wait_for(self.opened.wait(), 20)
+            return await work(items)
+
+        def seen(endpoint: Any, mutation: Any) -> Any:
+            found = batcher(endpoint, mutation)
+            if found not in self.batchers:
+                self.batchers.append(found)
+            return found
+
+        monkeypatch.setattr(incident_batch.EVENTS, "_work", held)
+        monkeypatch.setattr(batched, "batcher", seen)
+
+    def queued(self) -> int:
+        return sum(len(found._pending) for found in self.batchers)
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        for _ in range(10_000):
+            if done():
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("timed out")
+
+    async def post(
+        self, client: httpx.AsyncClient, path: str, body: dict[str, Any], key: str | None = None
+    ) -> asyncio.Task[httpx.Response]:
+        """Post, and wait until the request has queued (or been answered)."""
+        before = self.queued()
+        headers = bearer(key) if key else None
+        task = asyncio.create_task(client.post(path, json=body, headers=headers))
+        await self.until(lambda: self.queued() > before or task.done())
+        return task
+
+    async def plug(self, client: httpx.AsyncClient, routing_key: str) -> asyncio.Task[Any]:
+        """A first trigger whose store is held: what is posted next queues behind it."""
+        task = asyncio.create_task(
+            client.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="plug"))
+        )
+        await self.until(lambda: self.stores == 1)
+        return task
+
+
+async def test_different_keys_events_are_applied_in_arrival_order(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trigger by key, its resolve by routing key, a new trigger by key, an acknowledge of
+    it by routing key: one batch, as sent, so the first incident ends resolved and the
+    second, opened after it, acknowledged."""
+    routing_key = await tenant.service("api")
+    gate = Gate(monkeypatch)
+    plug = await gate.plug(client, routing_key)
+    first = await gate.post(
+        client, "/api/events", event(SEED_TRIGGER, routing_key, dedup_key="k"), tenant.writer
+    )
+    resolved = await gate.post(
+        client, "/v2/enqueue", event(SEED_RESOLVE, routing_key, dedup_key="k")
+    )
+    again = await gate.post(
+        client, "/api/events", event(SEED_TRIGGER, routing_key, dedup_key="k"), tenant.writer
+    )
+    acked = await gate.post(client, "/v2/enqueue", event(SEED_ACK, routing_key, dedup_key="k"))
+    gate.opened.set()
+    replies = [await task for task in (plug, first, resolved, again, acked)]
+    assert [reply.status_code for reply in replies] == [202] * 5
+    keys = [reply.json()["incident_key"] for reply in replies[1:]]
+    assert keys[0] == keys[1] and keys[2] == keys[3] and keys[0] != keys[2]
+    states = {
+        row.id: row.status.value
+        for row in await Incident.filter(workspace_id=tenant.workspace_id, dedup_key="k")
+    }
+    assert states == {keys[0]: "resolved", keys[2]: "acknowledged"}
+
+
+async def test_one_keys_requests_run_as_one_call(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routing_key = await tenant.service("api")
+    calls: list[int] = []
+    run = batched._run_as
+
+    async def counted(endpoint: Any, mutation: Any, principal: Any, items: Any) -> Any:
+        calls.append(len(items))
+        return await run(endpoint, mutation, principal, items)
+
+    monkeypatch.setattr(batched, "_run_as", counted)
+    gate = Gate(monkeypatch)
+    plug = await gate.plug(client, routing_key)
+    posted = [
+        await gate.post(
+            client,
+            "/api/events",
+            event(SEED_TRIGGER, routing_key, dedup_key=f"k{n}"),
+            tenant.writer,
+        )
+        for n in range(5)
+    ]
+    gate.opened.set()
+    replies = [await task for task in (plug, *posted)]
+    assert [reply.status_code for reply in replies] == [202] * 6
+    assert calls == [1, 5]  # the plug alone, then the five queued behind it together
+    assert await Incident.filter(workspace_id=tenant.workspace_id).count() == 6
+
+
+async def test_a_failing_service_lookup_fails_its_own_request_alone(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routing_key = await tenant.service("api")
+    service = await incidents.find_service(
+        workspace_id=tenant.workspace_id, routing_key=routing_key, service_id=None
+    )
+    assert service is not None
+    find = incidents.find_service
+
+    async def flaky(*, workspace_id: str, routing_key: str | None, service_id: str | None) -> Any:
+        if routing_key is None and service_id == service.id:
+            raise RuntimeError("the lookup failed")
+        return await find(workspace_id=workspace_id, routing_key=routing_key, service_id=service_id)
+
+    monkeypatch.setattr(incidents, "find_service", flaky)
+    gate = Gate(monkeypatch)
+    plug = await gate.plug(client, routing_key)
+    by_id = {key: value for key, value in SEED_TRIGGER.items() if key != "routing_key"}
+    good = event(SEED_TRIGGER, routing_key, dedup_key="a")
+    bad = {**by_id, "service_id": service.id, "dedup_key": "b"}
+    posted = [
+        await gate.post(client, "/api/events", good, tenant.writer),
+        await gate.post(client, "/api/events", bad, tenant.writer),
+        await gate.post(client, "/api/events", {**good, "dedup_key": "c"}, tenant.writer),
+    ]
+    gate.opened.set()
+    replies = [await task for task in (plug, *posted)]
+    assert [reply.status_code for reply in replies] == [202, 202, 500, 202]
+    assert replies[2].json() == {"error": {"code": "INTERNAL", "message": "Internal server error."}}
+    stored = await Incident.filter(workspace_id=tenant.workspace_id).values_list(
+        "dedup_key", flat=True
+    )
+    assert sorted(stored) == ["a", "c", "plug"]
