@@ -118,9 +118,11 @@ async def _run_as(
     errors = result.errors or []
     refused = [error for error in errors if not error.path]
     if refused and len(items) > 1:
-        alone = await asyncio.gather(
-            *(_run_as(endpoint, mutation, principal, [item]) for item in items)
-        )
+        calls = (_run_as(endpoint, mutation, principal, [item]) for item in items)
+        if mutation.ordered:  # one after the other, as they arrived
+            alone = [await call for call in calls]
+        else:
+            alone = await asyncio.gather(*calls)
         return [outcomes[0] for outcomes in alone]
     whole = refused or [error for error in errors if len(error.path or ()) < 2]
     if whole or result.data is None:  # nothing ran, or the call failed as a whole

@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import ExecutionResult, GraphQLError
 
 from models.incident import Incident
 from resolvers import incident_batch, incidents
 from rest_compat import batched
+from rest_compat.common import Endpoint
 from tests.conftest import Tenant
 from tests.test_incidents import SEED_ACK, SEED_RESOLVE, SEED_TRIGGER, bearer, event
 
@@ -167,3 +169,37 @@ async def test_a_failing_service_lookup_fails_its_own_request_alone(
         "dedup_key", flat=True
     )
     assert sorted(stored) == ["a", "c", "plug"]
+
+
+async def test_a_refused_call_is_run_again_one_event_at_a_time_in_order(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When GraphQL refuses a call's variables as a whole (nothing ran), each request is run
+    alone: for incident events, one after the other in arrival order, never at once."""
+    routing_key = await tenant.service("api")
+    run = Endpoint.run
+    alone: list[str] = []
+
+    async def refusing(endpoint: Endpoint, document: str, variables: Any, **kw: Any) -> Any:
+        inputs = variables["inputs"]
+        if len(inputs) > 1:
+            return ExecutionResult(None, [GraphQLError("Variable '$inputs' got invalid value")])
+        alone.append(inputs[0]["eventAction"])
+        await asyncio.sleep(0.01 if inputs[0]["eventAction"] == "TRIGGER" else 0)
+        return await run(endpoint, document, variables, **kw)
+
+    monkeypatch.setattr(Endpoint, "run", refusing)
+    gate = Gate(monkeypatch)
+    plug = await gate.plug(client, routing_key)
+    trigger = await gate.post(
+        client, "/api/events", event(SEED_TRIGGER, routing_key, dedup_key="k"), tenant.writer
+    )
+    ack = await gate.post(
+        client, "/api/events", event(SEED_ACK, routing_key, dedup_key="k"), tenant.writer
+    )
+    gate.opened.set()
+    replies = [await task for task in (plug, trigger, ack)]
+    assert [reply.status_code for reply in replies] == [202] * 3
+    assert alone == ["TRIGGER", "TRIGGER", "ACKNOWLEDGE"]  # the plug, then the two in order
+    incident = await Incident.get(workspace_id=tenant.workspace_id, dedup_key="k")
+    assert incident.status.value == "acknowledged"
