@@ -1,13 +1,13 @@
 """REST requests that arrive together, run as one call of a list mutation: `POST /events`
 runs `recordChanges`, `POST /v1/events` runs `recordAgentEvents`, `POST /api/events` and
-`/v2/enqueue` run `sendIncidentEvents`, once per principal for each batch (for an ordered
-mutation, once per run of consecutive requests of one principal), and every request is
-answered from its own item once the call is done."""
+`/v2/enqueue` run `sendIncidentEvents`, once per principal for each batch (once per run of
+consecutive requests of one principal where two principals act on one incident service),
+and every request is answered from its own item once the call is done."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,11 +30,17 @@ class ListMutation:
     field: str
     answer: Callable[[dict[str, Any]], Outcome]
     max_items: Callable[[Endpoint], int]
-    # Whether requests of different principals must be applied in arrival order (incident
-    # events: any key of the workspace, or a service's routing key, moves its incidents).
-    # Then a batch runs as consecutive runs of one principal's requests, one call after
-    # the other; otherwise as one call per principal, all at once.
-    ordered: bool = False
+    # What a request acts on, where requests of different principals acting on the same
+    # thing must be applied in arrival order (incident events: a service's routing key and
+    # any key of its workspace move its incidents); None: not known, so it may be anything.
+    # A batch in which two principals act on the same thing runs as consecutive runs of
+    # one principal's requests, one call after the other; any other batch, and every batch
+    # of a mutation without `target`, as one call per principal, all at once.
+    target: Callable[[Any], Hashable | None] | None = None
+
+    @property
+    def ordered(self) -> bool:
+        return self.target is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +80,10 @@ async def _run_batch(
     endpoint: Endpoint, mutation: ListMutation, items: Sequence[_Item]
 ) -> list[Outcome]:
     """One call per principal of the batch (per run of one principal's consecutive items,
-    one after the other, for an ordered mutation); each item's own outcome, in order."""
+    one after the other, where two principals act on one target); each item's own outcome,
+    in order."""
     groups: list[tuple[Principal, list[int]]] = []
-    if mutation.ordered:
+    if _shared_target(mutation, items):
         for index, item in enumerate(items):
             if groups and groups[-1][0] == item.principal:
                 groups[-1][1].append(index)
@@ -103,6 +110,20 @@ async def _run_batch(
         for index, outcome in zip(indexes, outcomes, strict=True)
     }
     return [found[index] for index in range(len(items))]
+
+
+def _shared_target(mutation: ListMutation, items: Sequence[_Item]) -> bool:
+    """Whether two principals of the batch act on one target (or may: an unknown one)."""
+    if mutation.target is None or len({item.principal for item in items}) < 2:
+        return False
+    acting: dict[Hashable, Principal] = {}
+    for item in items:
+        target = mutation.target(item.validated)
+        if target is None:
+            return True
+        if acting.setdefault(target, item.principal) != item.principal:
+            return True
+    return False
 
 
 async def _run_as(

@@ -52,7 +52,7 @@ SEND = batched.ListMutation(
     field="sendIncidentEvents",
     answer=_answer,
     max_items=lambda e: min(e.settings.batch_max, e.settings.max_incident_events_per_call),
-    ordered=True,  # a trigger, then another key's acknowledge of it: in that order
+    target=lambda event: event.routing_key,  # None (a service id): may be any service
 )
 
 ROUTING_KEY_NOT_FOUND = "Routing key not found"

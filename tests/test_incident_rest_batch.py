@@ -135,6 +135,32 @@ async def test_one_keys_requests_run_as_one_call(
     assert await Incident.filter(workspace_id=tenant.workspace_id).count() == 6
 
 
+async def test_keys_acting_on_different_services_run_at_once(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Monitors of two services posting at once, interleaved: nothing to keep in order
+    between them, so one call per routing key, not one per request."""
+    api, db = await tenant.service("api"), await tenant.service("db")
+    calls: list[int] = []
+    run = batched._run_as
+
+    async def counted(endpoint: Any, mutation: Any, principal: Any, items: Any) -> Any:
+        calls.append(len(items))
+        return await run(endpoint, mutation, principal, items)
+
+    monkeypatch.setattr(batched, "_run_as", counted)
+    gate = Gate(monkeypatch)
+    plug = await gate.plug(client, api)
+    posted = [
+        await gate.post(client, "/v2/enqueue", event(SEED_TRIGGER, key, dedup_key=f"k{n}"))
+        for n, key in enumerate([api, db, api, db])
+    ]
+    gate.opened.set()
+    replies = [await task for task in (plug, *posted)]
+    assert [reply.status_code for reply in replies] == [202] * 5
+    assert calls[0] == 1 and sorted(calls[1:]) == [2, 2]
+
+
 async def test_a_failing_service_lookup_fails_its_own_request_alone(
     client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
