@@ -1,8 +1,8 @@
 """REST requests that arrive together, run as one call of a list mutation: `POST /events`
 runs `recordChanges`, `POST /v1/events` runs `recordAgentEvents`, `POST /api/events` and
 `/v2/enqueue` run `sendIncidentEvents`, once per principal for each batch (once per run of
-consecutive requests of one principal where two principals act on one incident service),
-and every request is answered from its own item once the call is done."""
+consecutive requests of one principal where two principals act on one incident service or
+agent run), and every request is answered from its own item once the call is done."""
 
 from __future__ import annotations
 
@@ -30,13 +30,15 @@ class ListMutation:
     field: str
     answer: Callable[[dict[str, Any]], Outcome]
     max_items: Callable[[Endpoint], int]
-    # What a request acts on, where requests of different principals acting on the same
-    # thing must be applied in arrival order (incident events: a service's routing key and
-    # any key of its workspace move its incidents); None: not known, so it may be anything.
-    # A batch in which two principals act on the same thing runs as consecutive runs of
-    # one principal's requests, one call after the other; any other batch, and every batch
-    # of a mutation without `target`, as one call per principal, all at once.
-    target: Callable[[Any], Hashable | None] | None = None
+    # What a request (its principal, its validated input) acts on, where requests of
+    # different principals acting on the same thing must be applied in arrival order
+    # (incident events: a service's routing key and any key of its workspace move its
+    # incidents; agent events: any key of a workspace may post to a run); None: not known,
+    # so it may be anything. A batch in which two principals act on the same thing runs as
+    # consecutive runs of one principal's requests, one call after the other; any other
+    # batch, and every batch of a mutation without `target`, as one call per principal,
+    # all at once.
+    target: Callable[[Principal, Any], Hashable | None] | None = None
 
     @property
     def ordered(self) -> bool:
@@ -118,7 +120,7 @@ def _shared_target(mutation: ListMutation, items: Sequence[_Item]) -> bool:
         return False
     acting: dict[Hashable, Principal] = {}
     for item in items:
-        target = mutation.target(item.validated)
+        target = mutation.target(item.principal, item.validated)
         if target is None:
             return True
         if acting.setdefault(target, item.principal) != item.principal:

@@ -52,7 +52,8 @@ SEND = batched.ListMutation(
     field="sendIncidentEvents",
     answer=_answer,
     max_items=lambda e: min(e.settings.batch_max, e.settings.max_incident_events_per_call),
-    target=lambda event: event.routing_key,  # None (a service id): may be any service
+    # A routing key names one service; None (a service id): it may be any.
+    target=lambda principal, event: event.routing_key,
 )
 
 ROUTING_KEY_NOT_FOUND = "Routing key not found"

@@ -211,6 +211,36 @@ async def test_concurrent_posts_run_as_one_call_per_key_each_answered_on_its_own
     assert (await run_of(gql, tenant.reader, "run_o"))["toolCalls"][0]["toolCallId"] == "tc_o"
 
 
+async def test_one_runs_events_from_two_keys_are_applied_as_they_arrived(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's tool call by one key, its completion by another, a second call by the first:
+    queued together, applied in that order (three calls in turn, not one per key at once);
+    another run's events in the same batch still share their key's call."""
+    other = await tenant.key(Scope.EVENTS_WRITE, name="other-agent")
+    held = Held(monkeypatch)
+
+    def send(key: str, body: dict[str, Any]) -> asyncio.Task[httpx.Response]:
+        return asyncio.create_task(post(client, key, body))
+
+    first = send(tenant.writer, event("e0", "run.started", task="t"))
+    await held.calls(1)
+    posts = [
+        send(tenant.writer, tool_called("e1", "tc1")),
+        send(other, event("e2", "tool.completed", toolCallId="tc1", outputPayload={"ok": 1})),
+        send(tenant.writer, tool_called("e3", "tc2")),
+    ]
+    await held.queued(3)
+    held.gate.set()
+    responses = [await first, *await asyncio.gather(*posts)]
+    assert [r.status_code for r in responses] == [200] * 4
+    assert held.sizes == [1, 1, 1, 1]
+    calls = {c["toolCallId"]: c for c in (await run_of(gql, tenant.reader))["toolCalls"]}
+    assert calls["tc1"]["status"] == "COMPLETED" and calls["tc1"]["outputPayload"] == {"ok": 1}
+    assert calls["tc1"]["violation"] is None
+    assert calls["tc2"]["status"] == "ALLOWED"
+
+
 @pytest.mark.parametrize(
     "raw",
     [
