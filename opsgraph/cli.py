@@ -266,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad OPSGRAPH_* value: say which, no traceback
+        print(f"opsgraph: {exc}", file=sys.stderr)
+        return 2
     code: int = args.func(settings, args)
     return code
 

@@ -14,6 +14,17 @@ from pathlib import Path
 ENV_PREFIX = "OPSGRAPH_"
 
 
+# Sizes and counts for which 0 means nothing can pass (where 0 switches something off,
+# such as the rate limit, it is allowed).
+AT_LEAST_ONE = frozenset({
+    "max_body_bytes", "max_metadata_bytes", "max_json_depth", "max_name_length",
+    "graphql_max_depth", "graphql_max_tokens", "page_size_default", "page_size_max",
+    "max_subscriptions_per_connection", "subscriber_queue_size", "batch_max",
+    "max_changes_per_call", "max_agent_events_per_call", "max_incident_events_per_call",
+    "max_summary_length", "max_dedup_key_length", "workers",
+})  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All runtime settings; each field maps to `OPSGRAPH_<FIELD>` in upper case."""
@@ -119,6 +130,8 @@ class Settings:
                     values[field.name] = raw
             except ValueError as exc:
                 raise ValueError(f"{ENV_PREFIX}{field.name.upper()}: {exc}") from None
+            if field.name in AT_LEAST_ONE and values[field.name] < 1:  # type: ignore[operator]
+                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}: must be at least 1")
         return cls(**values)  # type: ignore[arg-type]
 
     def approval_url(self, approval_id: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from opsgraph.cli import main
 from opsgraph.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -30,6 +31,31 @@ def test_environment_overrides_defaults_with_types() -> None:
 def test_bad_values_name_the_variable() -> None:
     with pytest.raises(ValueError, match="OPSGRAPH_PAGE_SIZE_MAX"):
         Settings.from_env({"OPSGRAPH_PAGE_SIZE_MAX": "lots"})
+
+
+@pytest.mark.parametrize(
+    "name", ["OPSGRAPH_MAX_INCIDENT_EVENTS_PER_CALL", "OPSGRAPH_BATCH_MAX", "OPSGRAPH_WORKERS"]
+)
+def test_a_limit_nothing_could_pass_is_refused(name: str) -> None:
+    """0 events per call would answer every REST event 400: refused at start instead."""
+    with pytest.raises(ValueError, match=f"{name}: must be at least 1"):
+        Settings.from_env({name: "0"})
+
+
+def test_zero_still_switches_off_what_it_switches_off() -> None:
+    settings = Settings.from_env(
+        {"OPSGRAPH_RATE_LIMIT_PER_SECOND": "0", "OPSGRAPH_GC_THRESHOLD": "0"}
+    )
+    assert settings.rate_limit_per_second == 0 and settings.gc_threshold == 0
+
+
+def test_the_cli_names_a_bad_value_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPSGRAPH_MAX_CHANGES_PER_CALL", "0")
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err == "opsgraph: OPSGRAPH_MAX_CHANGES_PER_CALL: must be at least 1\n"
 
 
 def test_every_setting_is_in_the_readme() -> None:
