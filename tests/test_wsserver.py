@@ -583,10 +583,18 @@ FRAMES = st.builds(
 )
 
 
+# The codes a close frame may carry (RFC 6455 7.4): the server's own, or a client's echoed.
+SENDABLE_CLOSE_CODES = {1000, 1001, 1002, 1003, *range(1007, 1015)} | set(range(3000, 5000))
+
+
 @hypothesis.settings(max_examples=300, deadline=None)
 @hypothesis.given(
     frames=st.lists(st.one_of(FRAMES, st.binary(min_size=1, max_size=12)), max_size=12),
     cut=st.integers(min_value=1, max_value=64),
+)
+@hypothesis.example(  # a client's close with an application code (3072): echoed
+    frames=[any_frame(fin=True, rsv=0, opcode=8, mask=True, payload=b"\x0c\x00", wide=0)],
+    cut=64,
 )
 def test_whatever_a_client_sends_the_server_answers_in_valid_frames(
     frames: list[bytes], cut: int
@@ -613,6 +621,6 @@ def test_whatever_a_client_sends_the_server_answers_in_valid_frames(
             if frame.opcode is Opcode.CLOSE:
                 assert index == len(received) - 1, "a frame after the close"
                 code = struct.unpack("!H", frame.data[:2])[0] if frame.data else 1000
-                assert code in (1000, 1002, 1007, 1009) or 4000 <= code < 5000, code
+                assert code in SENDABLE_CLOSE_CODES, code
 
     asyncio.run(main())
