@@ -261,12 +261,6 @@ async def _store_each(items: Sequence[PendingEvent]) -> list[StoredEvent | BaseE
 EVENTS: Batcher[PendingEvent, StoredEvent] = Batcher(_store_each, max_items=Settings().batch_max)
 
 
-async def store_event(item: PendingEvent, *, settings: Settings) -> StoredEvent:
-    """Store an event with the others that arrive meanwhile."""
-    EVENTS.max_items = max(1, settings.batch_max)
-    return await EVENTS.submit(item)
-
-
 async def store_events(
     items: Sequence[PendingEvent], *, settings: Settings
 ) -> list[StoredEvent | BaseException]:

@@ -18,7 +18,7 @@ from models.workspace import Service
 from opsgraph.settings import Settings
 from resolvers import incident_rows as rows
 from resolvers.auth import Principal, Scope, service_for_routing_key
-from resolvers.incident_batch import PendingEvent, store_event, store_events
+from resolvers.incident_batch import PendingEvent, store_events
 from resolvers.incident_events import IncidentEvent, Step
 from resolvers.timeline import Publisher
 
@@ -88,21 +88,13 @@ async def send_event(
     settings: Settings,
 ) -> EventResult:
     """Apply one trigger/acknowledge/resolve event to its service's incidents, stored with
-    the events that arrive meanwhile."""
-    principal.require(Scope.EVENTS_WRITE)
-    stored = await store_event(
-        PendingEvent(
-            workspace_id=principal.workspace_id,
-            actor=principal.name,
-            service=service,
-            event=event,
-        ),
-        settings=settings,
+    the events that arrive meanwhile (`send_events` for one event)."""
+    (result,) = await send_events(
+        principal=principal, items=[(event, service)], publisher=publisher, settings=settings
     )
-    await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=stored.entry.id)
-    return EventResult(
-        OUTCOMES[stored.step], event.dedup_key, stored.incident, stored.entry, stored.reason
-    )
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 async def send_events(

@@ -74,6 +74,20 @@ class Gate:
         return task
 
 
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of requests of each list-mutation call the REST batches make, in order."""
+    sizes: list[int] = []
+    run = batched._run_as
+
+    async def counted(endpoint: Any, mutation: Any, principal: Any, items: Any) -> Any:
+        sizes.append(len(items))
+        return await run(endpoint, mutation, principal, items)
+
+    monkeypatch.setattr(batched, "_run_as", counted)
+    return sizes
+
+
 async def test_different_keys_events_are_applied_in_arrival_order(
     client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,17 +120,9 @@ async def test_different_keys_events_are_applied_in_arrival_order(
 
 
 async def test_one_keys_requests_run_as_one_call(
-    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, calls: list[int]
 ) -> None:
     routing_key = await tenant.service("api")
-    calls: list[int] = []
-    run = batched._run_as
-
-    async def counted(endpoint: Any, mutation: Any, principal: Any, items: Any) -> Any:
-        calls.append(len(items))
-        return await run(endpoint, mutation, principal, items)
-
-    monkeypatch.setattr(batched, "_run_as", counted)
     gate = Gate(monkeypatch)
     plug = await gate.plug(client, routing_key)
     posted = [
@@ -136,19 +142,11 @@ async def test_one_keys_requests_run_as_one_call(
 
 
 async def test_keys_acting_on_different_services_run_at_once(
-    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, calls: list[int]
 ) -> None:
     """Monitors of two services posting at once, interleaved: nothing to keep in order
     between them, so one call per routing key, not one per request."""
     api, db = await tenant.service("api"), await tenant.service("db")
-    calls: list[int] = []
-    run = batched._run_as
-
-    async def counted(endpoint: Any, mutation: Any, principal: Any, items: Any) -> Any:
-        calls.append(len(items))
-        return await run(endpoint, mutation, principal, items)
-
-    monkeypatch.setattr(batched, "_run_as", counted)
     gate = Gate(monkeypatch)
     plug = await gate.plug(client, api)
     posted = [
