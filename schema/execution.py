@@ -11,6 +11,9 @@ resolvers) and any value the short path cannot settle (a null where the type for
 value the scalar refuses, something that is not a list) goes through graphql-core's own
 `execute_field`, which also reports the error exactly as before. Both paths give the same
 results in the same order.
+
+Importing this module also makes graphql-core coerce variables on compiled plans
+(`schema.variables`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from schema import variables
+
+variables.install()  # variables coerced by compiled plans (`schema.variables`)
 
 # How to complete each field set, kept per execution (each event of a subscription is an
 # execution of its own); past this many field sets the memo starts again, a bound for an
