@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 import strawberry
+from hypothesis import settings as hypothesis_settings
 from starlette.applications import Starlette
 
 from opsgraph.app import create_app
@@ -29,6 +30,17 @@ from resolvers import auth
 from resolvers.auth import Scope
 from schema import build_schema
 from schema.context import Context
+
+# Property tests draw the same examples on every run, so a run that passed passes again and
+# a failure replays; no deadline, as this machine's speed drifts. FUZZ_RANDOM=1 draws new
+# examples each run (as `tests/test_fuzz.py` does with its own settings).
+hypothesis_settings.register_profile(
+    "opsgraph",
+    derandomize=os.environ.get("FUZZ_RANDOM", "") != "1",
+    deadline=None,
+    database=None,
+)
+hypothesis_settings.load_profile("opsgraph")
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPSGRAPH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
