@@ -290,7 +290,7 @@ async def decide_tool_call(
     policies = await _cache.policies(
         workspace_id=workspace_id, version=version, size=settings.policy_cache_workspaces
     )
-    specs = policies.for_tool(call.tool_name)
+    specs = policies.for_call(call.tool_name, call.action_hint)
     wanted = _services_to_check(specs, call.input_payload)
     open_services = (
         await incident_state.services_with_open_incidents(workspace_id=workspace_id, names=wanted)

@@ -27,10 +27,13 @@ _MISSING = object()
 
 def name_test(pattern: str) -> Callable[[str], object]:
     """`fnmatchcase(name, pattern)` as one call made once per pattern: a plain string
-    comparison for a pattern without wildcards, else its compiled expression (a match
-    object, or None)."""
-    if _literal_start(pattern) == pattern:  # no wildcard
+    comparison for a pattern without wildcards, a prefix test for one whose only wildcard
+    is a final `*`, else its compiled expression (a match object, or None)."""
+    start = _literal_start(pattern)
+    if start == pattern:  # no wildcard
         return pattern.__eq__
+    if pattern == start + "*":
+        return lambda name: name.startswith(start)
     return re.compile(translate(pattern)).match
 
 
@@ -84,7 +87,8 @@ def _literal_start(pattern: str | None) -> str:
     return pattern[: min(cuts)] if cuts else pattern
 
 
-# Tool names whose candidate policies a PolicySet remembers (agents call a few tools).
+# (Tool name, action hint) pairs whose candidate policies a PolicySet remembers (agents
+# call a few tools).
 TOOLS_REMEMBERED = 256
 
 
@@ -95,7 +99,7 @@ class PolicySet:
 
     policies: tuple[PolicySpec, ...]
     starts: tuple[str, ...]
-    _by_tool: dict[str, tuple[PolicySpec, ...]] = field(
+    _by_call: dict[tuple[str, str | None], tuple[PolicySpec, ...]] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
 
@@ -104,18 +108,21 @@ class PolicySet:
         kept = tuple(policies)
         return cls(kept, tuple(_literal_start(policy.tool_name) for policy in kept))
 
-    def for_tool(self, tool_name: str) -> tuple[PolicySpec, ...]:
-        """The policies whose tool name pattern may match `tool_name`, in order."""
-        found = self._by_tool.get(tool_name)
+    def for_call(self, tool_name: str, action_hint: str | None) -> tuple[PolicySpec, ...]:
+        """The policies that may match a call of `tool_name` with `action_hint`, in order:
+        their tool name pattern may match it, and their action hint, if any, is this one."""
+        key = (tool_name, action_hint)
+        found = self._by_call.get(key)
         if found is None:
             found = tuple(
                 policy
                 for policy, start in zip(self.policies, self.starts, strict=True)
                 if tool_name.startswith(start)
+                and (policy.action_hint is None or policy.action_hint == action_hint)
             )
-            if len(self._by_tool) >= TOOLS_REMEMBERED:
-                self._by_tool.clear()
-            self._by_tool[tool_name] = found
+            if len(self._by_call) >= TOOLS_REMEMBERED:
+                self._by_call.clear()
+            self._by_call[key] = found
         return found
 
 

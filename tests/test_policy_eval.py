@@ -214,7 +214,7 @@ def test_a_policy_set_skips_only_policies_whose_tool_name_cannot_match() -> None
         for i, p in enumerate(patterns)
     ]
     policies = PolicySet.of(specs)
-    assert [p.tool_name for p in policies.for_tool("deploy")] == [
+    assert [p.tool_name for p in policies.for_call("deploy", None)] == [
         None,
         "deploy",
         "deploy*",
@@ -222,9 +222,29 @@ def test_a_policy_set_skips_only_policies_whose_tool_name_cannot_match() -> None
         "[d]eploy",
         "de[",
     ]
-    assert [p.tool_name for p in policies.for_tool("read_file")] == [None, "[d]eploy", "read_*"]
+    assert [p.tool_name for p in policies.for_call("read_file", None)] == [
+        None,
+        "[d]eploy",
+        "read_*",
+    ]
     for tool in ("deploy", "deploy_db", "depxoy", "read_file", "de[", "x"):
-        assert evaluate(policies.for_tool(tool), call(tool)) == evaluate(specs, call(tool))
+        assert evaluate(policies.for_call(tool, None), call(tool)) == evaluate(specs, call(tool))
+
+
+def test_a_policy_set_skips_policies_for_another_action_hint() -> None:
+    specs = [
+        PolicySpec(id="any", name="any", action=BLOCK, tool_name="deploy"),
+        PolicySpec(id="rollout", name="r", action=BLOCK, tool_name="deploy", action_hint="rollout"),
+        PolicySpec(id="scale", name="s", action=ALLOW, action_hint="scale"),
+    ]
+    policies = PolicySet.of(specs)
+    assert [p.id for p in policies.for_call("deploy", "rollout")] == ["any", "rollout"]
+    assert [p.id for p in policies.for_call("deploy", "scale")] == ["any", "scale"]
+    assert [p.id for p in policies.for_call("deploy", None)] == ["any"]
+    for hint in ("rollout", "scale", "other", None):
+        facts = CallFacts(tool_name="deploy", agent_id="a", action_hint=hint, input_payload={})
+        narrowed = policies.for_call("deploy", hint)
+        assert evaluate(narrowed, facts) == evaluate(specs, facts)
 
 
 PATTERN_CHARS = st.sampled_from(list("de*?[]!-x.y_\\"))
@@ -252,7 +272,7 @@ def test_a_policy_set_remembers_each_tools_candidates_and_stays_right() -> None:
     ]
     policies = PolicySet.of(specs)
     for _ in range(2):  # computed, then remembered
-        assert [p.id for p in policies.for_tool("tool_1x")] == ["p1"]
+        assert [p.id for p in policies.for_call("tool_1x", None)] == ["p1"]
     for i in range(TOOLS_REMEMBERED + 5):  # many distinct tools: still right, still bounded
-        assert policies.for_tool(f"other_{i}") == ()
-    assert [p.id for p in policies.for_tool("tool_2")] == ["p2"]
+        assert policies.for_call(f"other_{i}", None) == ()
+    assert [p.id for p in policies.for_call("tool_2", "hint")] == ["p2"]
