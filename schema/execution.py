@@ -4,13 +4,17 @@ graphql-core executes every field the same way: a resolve-info object, the resol
 Strawberry's wrapper, then `complete_value` walking the type's wrappers. Most fields of a
 page are plain attributes of a Strawberry type (no resolver, no arguments) whose type is a
 scalar, an enum or a list of them; for those, this executor reads the attribute and coerces
-it directly. A page of 50 timeline entries is about 500 such fields.
+it directly. A page of 50 timeline entries is about 500 such fields. `__typename` is its
+type's name, and a plain attribute whose type is an object type (`change { id }` of a
+`ChangeRecorded`) is read and its own fields executed as graphql-core's `complete_value`
+would, without the resolve-info and resolver call around it.
 
-Anything else (a resolver, arguments, an object type, a schema extension that wraps
-resolvers) and any value the short path cannot settle (a null where the type forbids it, a
-value the scalar refuses, something that is not a list) goes through graphql-core's own
-`execute_field`, which also reports the error exactly as before. Both paths give the same
-results in the same order.
+Anything else (a resolver, arguments, a list of objects, an abstract type, a schema
+extension that wraps resolvers) and any value the short path cannot settle (a null where
+the type forbids it, a value the scalar refuses, something that is not a list) goes
+through graphql-core's own `execute_field`, which also reports the error exactly as
+before. An error inside an object field's own fields is handled as graphql-core's
+`execute_field` handles it. Both paths give the same results in the same order.
 
 Importing this module also makes graphql-core coerce variables on compiled plans
 (`schema.variables`).
@@ -18,7 +22,7 @@ Importing this module also makes graphql-core coerce variables on compiled plans
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
 from graphql import (
@@ -30,7 +34,7 @@ from graphql import (
     is_leaf_type,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
-from graphql.pyutils import AwaitableOrValue, Path, Undefined
+from graphql.pyutils import AwaitableOrValue, Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema import variables
@@ -85,6 +89,40 @@ class _Plain:
         return completed
 
 
+class _TypeName:
+    """`__typename`: the name of the type whose fields these are."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _Object:
+    """A plain attribute of an object type (no `is_type_of` to check): read it, then
+    execute its fields (`complete_object_value` with nothing to check first)."""
+
+    __slots__ = ("resolve", "return_type", "object_type", "non_null")
+
+    def __init__(self, resolve: Callable[..., Any], return_type: GraphQLOutputType) -> None:
+        self.resolve = resolve
+        self.return_type = return_type
+        self.non_null = isinstance(return_type, GraphQLNonNull)
+        inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+        assert isinstance(inner, GraphQLObjectType)
+        self.object_type = inner
+
+
+_Step = _Plain | _TypeName | _Object
+
+
+def _object_type(return_type: GraphQLOutputType) -> GraphQLObjectType | None:
+    inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    if isinstance(inner, GraphQLObjectType) and inner.is_type_of is None:
+        return inner
+    return None
+
+
 def _leaf_shape(return_type: GraphQLOutputType) -> tuple[GraphQLLeafType, bool, bool, bool] | None:
     """(leaf type, non-null, is list, items non-null) for a leaf or a list of leaves."""
     inner: Any = return_type
@@ -109,7 +147,7 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._plans: dict[int, tuple[GroupedFieldSet, list[_Plain | None]]] = {}
+        self._plans: dict[int, tuple[GroupedFieldSet, list[_Step | None]]] = {}
 
     def build_per_event_executor(self, payload: Any) -> ExecutionContext:
         """graphql-core's per-event copy, with its own memo of collected fields.
@@ -123,7 +161,7 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         executor._plans = {}
         return executor
 
-    def _plan(self, parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Plain | None]:
+    def _plan(self, parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Step | None]:
         plans = self._plans
         if len(plans) >= PLAN_CACHE_SIZE:
             plans = self._plans = {}
@@ -136,8 +174,10 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         plans[id(fields)] = (fields, plan)  # the field set is kept, so its id stays its own
         return plan
 
-    def _plain(self, parent_type: GraphQLObjectType, group: FieldDetailsList) -> _Plain | None:
+    def _plain(self, parent_type: GraphQLObjectType, group: FieldDetailsList) -> _Step | None:
         node = group[0].node
+        if node.name.value == "__typename" and not node.arguments:
+            return _TypeName(parent_type.name)
         field = self.schema.get_field(parent_type, node.name.value)
         resolve = field.resolve if field is not None else None
         if (
@@ -148,6 +188,8 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             or node.arguments
         ):
             return None
+        if _object_type(field.type) is not None:
+            return _Object(resolve, field.type)
         shape = _leaf_shape(field.type)
         if shape is None:
             return None
@@ -170,30 +212,92 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        # The other fields (and any plain field the short path cannot settle) run as
-        # graphql-core runs them; their awaitables are settled as its execute_fields does.
-        others: GroupedFieldSet = {}
+        # graphql-core's loop (fields in order, awaitables settled as it settles them), with
+        # a short step for each field the plan has one for; any other field, and any value
+        # a short step cannot settle, goes through `execute_field`.
         results: dict[str, Any] = {}
-        for plain, (response_name, group) in zip(plan, grouped_field_set.items(), strict=True):
-            if plain is not None:
-                try:
-                    value = plain.complete(source_value)
-                except Exception:  # the usual path raises it again, located
-                    value = Undefined
-                if value is not Undefined:
-                    results[response_name] = value
-                    continue
-            results[response_name] = None  # keeps the response's field order
-            others[response_name] = group
-        if not others:
-            return results
-        rest = super().execute_fields(parent_type, source_value, path, others, position_context)
-        if isinstance(rest, dict):
-            results.update(rest)
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for step, (name, group) in zip(plan, grouped_field_set.items(), strict=True):
+                if step is not None:
+                    if type(step) is _TypeName:
+                        results[name] = step.name
+                        continue
+                    if type(step) is _Plain:
+                        try:
+                            value = step.complete(source_value)
+                        except Exception:  # the usual path raises it again, located
+                            value = Undefined
+                    else:
+                        value = self._complete_object(
+                            cast(_Object, step), source_value, path, parent_type, name, group,
+                            position_context,
+                        )  # fmt: skip
+                    if value is not Undefined:
+                        results[name] = value
+                        if type(step) is _Object and is_awaitable(value):
+                            awaitable_fields.append(name)
+                        continue
+                field_path = Path(path, name, parent_type.name)
+                result = self.execute_field(
+                    parent_type, source_value, group, field_path, position_context
+                )
+                if result is not Undefined:
+                    results[name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(name)
+        except Exception:
+            if awaitable_fields:  # settled, as they may fail too
+                self.settle_in_background([results[name] for name in awaitable_fields])
+            raise
+        if not awaitable_fields:
             return results
 
-        async def merged(pending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-            results.update(await pending)
+        async def settled() -> dict[str, Any]:
+            values = await gather_with_cancel(*(results[name] for name in awaitable_fields))
+            results.update(zip(awaitable_fields, values, strict=True))
             return results
 
-        return merged(rest)
+        return settled()
+
+    def _complete_object(
+        self,
+        step: _Object,
+        source_value: Any,
+        path: Path | None,
+        parent_type: GraphQLObjectType,
+        name: str,
+        group: FieldDetailsList,
+        position_context: Any,
+    ) -> Any:
+        """An object field's completed value (maybe awaitable), or Undefined where
+        `execute_field` must decide (a null or an exception in place of the object)."""
+        try:
+            value = step.resolve(source_value, None)
+        except Exception:
+            return Undefined
+        if value is None:
+            return Undefined if step.non_null else None
+        if isinstance(value, Exception):
+            return Undefined
+        field_path = Path(path, name, parent_type.name)
+        return_type = step.return_type
+        try:
+            completed = self.collect_and_execute_subfields(
+                step.object_type, group, field_path, value, position_context
+            )
+        except Exception as error:  # as `execute_field` handles it (raises if non-null)
+            self.handle_field_error(error, return_type, group, field_path)
+            return None
+        if not self.is_awaitable(completed):
+            return completed
+
+        async def awaited() -> Any:
+            try:
+                return await completed
+            except Exception as error:
+                self.handle_field_error(error, return_type, group, field_path)
+                return None
+
+        return awaited()

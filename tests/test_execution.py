@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import tracemalloc
-from typing import Any, NewType
+from typing import Annotated, Any, NewType
 
 import pytest
 import strawberry
@@ -41,12 +41,25 @@ class Leaf:
     def shout(self, times: int = 1) -> str:
         return self.name.upper() * times
 
+    @strawberry.field
+    async def later(self) -> str:
+        if self.name == "boom":
+            raise ValueError("later failed")
+        return self.name
+
+
+@strawberry.type
+class Twig:
+    length: int
+
 
 @strawberry.type
 class Branch:
     label: str
     leaves: list[Leaf]
     first: Leaf | None
+    root: Leaf
+    either: Annotated[Leaf | Twig, strawberry.union("Either")] | None = None
 
 
 def leaf(**overrides: Any) -> Leaf:
@@ -117,7 +130,9 @@ async def both(key: str, query: str = EVERY_FIELD) -> tuple[Any, Any]:
     ],
 )
 async def test_same_data_and_errors_as_graphql_core(leaves: list[Leaf]) -> None:
-    BRANCHES["k"] = Branch(label="top", leaves=leaves, first=leaves[0] if leaves else None)
+    BRANCHES["k"] = Branch(
+        label="top", leaves=leaves, first=leaves[0] if leaves else None, root=leaf()
+    )
     short, usual = await both("k")
     assert short == usual
     data, errors = short
@@ -132,8 +147,50 @@ async def test_same_data_and_errors_as_graphql_core(leaves: list[Leaf]) -> None:
         assert first_leaf["colour"] == "RED" and first_leaf["shout"] == "AA"
 
 
+OBJECT_FIELDS = """query($key: String!) {
+  branch(key: $key) {
+    __typename
+    root { __typename name count later first: shout }
+    label
+    first { later name colour tags }
+    either { __typename ... on Leaf { name later } ... on Twig { length } }
+  }
+}"""
+
+
+@pytest.mark.parametrize(
+    ("root", "first", "either"),
+    [
+        pytest.param(leaf(), leaf(name="b"), Twig(length=3), id="good"),
+        pytest.param(leaf(), None, leaf(name="c"), id="a null object where one may be"),
+        pytest.param(None, leaf(), None, id="a null object where one must be"),
+        pytest.param(leaf(name=None), leaf(), None, id="an error inside a non-null object"),
+        pytest.param(leaf(), leaf(count="many"), None, id="an error inside a nullable object"),
+        pytest.param(leaf(name="boom"), leaf(), None, id="an awaited field failing, non-null"),
+        pytest.param(leaf(), leaf(name="boom"), None, id="an awaited field failing, nullable"),
+        pytest.param(leaf(), ValueError("stored"), None, id="an exception in place of an object"),
+    ],
+)
+async def test_object_fields_and_type_names_as_graphql_core_gives_them(
+    root: Any, first: Any, either: Any
+) -> None:
+    BRANCHES["o"] = Branch(label="top", leaves=[], first=first, root=root, either=either)
+    short, usual = await both("o", OBJECT_FIELDS)
+    assert short == usual
+    data, errors = short
+    if not errors:
+        assert data["branch"]["__typename"] == "Branch"
+        assert data["branch"]["root"] == {
+            "__typename": "Leaf", "name": "a", "count": 1, "later": "a", "first": "A",
+        }  # fmt: skip
+    elif root is None or (root.name in (None, "boom")):  # the non-null root nulls the branch
+        assert data == {"branch": None} and errors[0][1][:2] == ["branch", "root"]
+    else:
+        assert data["branch"]["first"] is None and errors[0][1][:2] == ["branch", "first"]
+
+
 async def test_order_follows_the_query_with_plain_and_resolved_fields_mixed() -> None:
-    BRANCHES["k"] = Branch(label="top", leaves=[leaf()], first=None)
+    BRANCHES["k"] = Branch(label="top", leaves=[leaf()], first=None, root=leaf())
     query = """query($key: String!) {
       branch(key: $key) { leaves { shout tags name shout2: shout(times: 3) count } label }
     }"""
