@@ -202,7 +202,7 @@ def strict_json(data: str | bytes, *, max_depth: int) -> Any:
     UnicodeDecodeError for bytes that are not UTF-8)."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     try:
-        parsed = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        parsed = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise BadJson(exc.msg) from None
     except RecursionError:
@@ -241,6 +241,10 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text} is out of range")
     return value
+
+
+# Made once: `json.loads` with these options builds a new decoder (and scanner) per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
 async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:
