@@ -5,16 +5,18 @@ Strawberry's wrapper, then `complete_value` walking the type's wrappers. Most fi
 page are plain attributes of a Strawberry type (no resolver, no arguments) whose type is a
 scalar, an enum or a list of them; for those, this executor reads the attribute and coerces
 it directly. A page of 50 timeline entries is about 500 such fields. `__typename` is its
-type's name, and a plain attribute whose type is an object type (`change { id }` of a
-`ChangeRecorded`) is read and its own fields executed as graphql-core's `complete_value`
-would, without the resolve-info and resolver call around it.
+type's name, and a plain attribute whose type is an object type or a list of one
+(`change { id }` of a `ChangeRecorded`, `matchedPolicies { … }` of an agent event) is read
+and its own fields executed as graphql-core's `complete_value` would, without the
+resolve-info and resolver call around it.
 
-Anything else (a resolver, arguments, a list of objects, an abstract type, a schema
+Anything else (a resolver, arguments, an abstract type, a `@stream`ed list, a schema
 extension that wraps resolvers) and any value the short path cannot settle (a null where
 the type forbids it, a value the scalar refuses, something that is not a list) goes
 through graphql-core's own `execute_field`, which also reports the error exactly as
-before. An error inside an object field's own fields is handled as graphql-core's
-`execute_field` handles it. Both paths give the same results in the same order.
+before. An error inside an object's own fields is handled as graphql-core's
+`execute_field` and `complete_list_item_value` handle it. Both paths give the same results
+in the same order.
 
 Importing this module also makes graphql-core coerce variables on compiled plans
 (`schema.variables`).
@@ -113,7 +115,26 @@ class _Object:
         self.object_type = inner
 
 
-_Step = _Plain | _TypeName | _Object
+class _Objects:
+    """A plain attribute that is a list of one object type (no `is_type_of`): each item's
+    fields executed as `complete_list_value` would."""
+
+    __slots__ = ("resolve", "return_type", "item_type", "object_type", "non_null", "items_non_null")
+
+    def __init__(self, resolve: Callable[..., Any], return_type: GraphQLOutputType) -> None:
+        self.resolve = resolve
+        self.return_type = return_type
+        self.non_null = isinstance(return_type, GraphQLNonNull)
+        inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+        assert isinstance(inner, GraphQLList)
+        self.item_type: GraphQLOutputType = inner.of_type
+        self.items_non_null = isinstance(self.item_type, GraphQLNonNull)
+        object_type = _object_type(self.item_type)
+        assert object_type is not None
+        self.object_type = object_type
+
+
+_Step = _Plain | _TypeName | _Object | _Objects
 
 
 def _object_type(return_type: GraphQLOutputType) -> GraphQLObjectType | None:
@@ -121,6 +142,12 @@ def _object_type(return_type: GraphQLOutputType) -> GraphQLObjectType | None:
     if isinstance(inner, GraphQLObjectType) and inner.is_type_of is None:
         return inner
     return None
+
+
+def _objects_type(return_type: GraphQLOutputType) -> GraphQLObjectType | None:
+    """The object type of `[T]`, `[T!]!` and the like (T with no `is_type_of`)."""
+    inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    return _object_type(inner.of_type) if isinstance(inner, GraphQLList) else None
 
 
 def _leaf_shape(return_type: GraphQLOutputType) -> tuple[GraphQLLeafType, bool, bool, bool] | None:
@@ -190,6 +217,9 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return None
         if _object_type(field.type) is not None:
             return _Object(resolve, field.type)
+        if _objects_type(field.type) is not None:
+            streamed = any(d.name.value == "stream" for f in group for d in f.node.directives or ())
+            return None if streamed else _Objects(resolve, field.type)
         shape = _leaf_shape(field.type)
         if shape is None:
             return None
@@ -229,14 +259,18 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                             value = step.complete(source_value)
                         except Exception:  # the usual path raises it again, located
                             value = Undefined
-                    else:
+                    elif type(step) is _Object:
                         value = self._complete_object(
-                            cast(_Object, step), source_value, path, parent_type, name, group,
+                            step, source_value, path, parent_type, name, group, position_context
+                        )
+                    else:
+                        value = self._complete_objects(
+                            cast(_Objects, step), source_value, path, parent_type, name, group,
                             position_context,
                         )  # fmt: skip
                     if value is not Undefined:
                         results[name] = value
-                        if type(step) is _Object and is_awaitable(value):
+                        if type(step) is not _Plain and is_awaitable(value):
                             awaitable_fields.append(name)
                         continue
                 field_path = Path(path, name, parent_type.name)
@@ -301,3 +335,77 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return None
 
         return awaited()
+
+    def _complete_objects(
+        self,
+        step: _Objects,
+        source_value: Any,
+        path: Path | None,
+        parent_type: GraphQLObjectType,
+        name: str,
+        group: FieldDetailsList,
+        position_context: Any,
+    ) -> Any:
+        """A list-of-objects field's completed value (maybe awaitable), or Undefined where
+        `execute_field` must decide (a null, an exception or something other than a list
+        or tuple in place of the list; a null where an item must be, or an exception)."""
+        try:
+            value = step.resolve(source_value, None)
+        except Exception:
+            return Undefined
+        if value is None:
+            return Undefined if step.non_null else None
+        if type(value) is not list and type(value) is not tuple:
+            return Undefined
+        for item in value:
+            if (item is None and step.items_non_null) or isinstance(item, Exception):
+                return Undefined
+        field_path = Path(path, name, parent_type.name)
+        item_type, object_type = step.item_type, step.object_type
+        completed: list[Any] = []
+        waiting: list[int] = []
+        try:
+            for index, item in enumerate(value):
+                if item is None:
+                    completed.append(None)
+                    continue
+                item_path = Path(field_path, index, None)
+                try:
+                    done = self.collect_and_execute_subfields(
+                        object_type, group, item_path, item, position_context
+                    )
+                except Exception as error:  # as `complete_list_item_value` handles it
+                    self.handle_field_error(error, item_type, group, item_path)
+                    done = None
+                if self.is_awaitable(done):
+                    done = self._settled_item(done, item_type, group, item_path)
+                    waiting.append(index)
+                completed.append(done)
+        except Exception as error:  # an item's error nulls the list: as `execute_field`
+            if waiting:
+                self.settle_in_background([completed[index] for index in waiting])
+            self.handle_field_error(error, step.return_type, group, field_path)
+            return None
+        if not waiting:
+            return completed
+
+        async def settled() -> Any:
+            try:
+                values = await gather_with_cancel(*(completed[index] for index in waiting))
+            except Exception as error:
+                self.handle_field_error(error, step.return_type, group, field_path)
+                return None
+            for index, done in zip(waiting, values, strict=True):
+                completed[index] = done
+            return completed
+
+        return settled()
+
+    async def _settled_item(
+        self, pending: Any, item_type: GraphQLOutputType, group: FieldDetailsList, path: Path
+    ) -> Any:
+        try:
+            return await pending
+        except Exception as error:
+            self.handle_field_error(error, item_type, group, path)
+            return None

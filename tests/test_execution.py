@@ -60,6 +60,7 @@ class Branch:
     first: Leaf | None
     root: Leaf
     either: Annotated[Leaf | Twig, strawberry.union("Either")] | None = None
+    maybe: list[Leaf | None] | None = None
 
 
 def leaf(**overrides: Any) -> Leaf:
@@ -187,6 +188,49 @@ async def test_object_fields_and_type_names_as_graphql_core_gives_them(
         assert data == {"branch": None} and errors[0][1][:2] == ["branch", "root"]
     else:
         assert data["branch"]["first"] is None and errors[0][1][:2] == ["branch", "first"]
+
+
+LIST_FIELDS = """query($key: String!) {
+  branch(key: $key) {
+    leaves { name later colour }
+    label
+    maybe { __typename name count later }
+  }
+}"""
+
+
+@pytest.mark.parametrize(
+    ("leaves", "maybe"),
+    [
+        pytest.param([leaf(), leaf(name="b")], [leaf(), None, leaf(name="c")], id="good"),
+        pytest.param((leaf(),), (), id="tuples"),
+        pytest.param([leaf(), None], None, id="a null item where one must be"),
+        pytest.param([leaf(name=None)], None, id="an error inside an item that must be"),
+        pytest.param([leaf()], [leaf(count="x"), leaf()], id="an error inside a nullable item"),
+        pytest.param([leaf(name="boom")], None, id="an awaited field failing, item must be"),
+        pytest.param([leaf()], [leaf(name="boom")], id="an awaited field failing, nullable"),
+        pytest.param([leaf(), ValueError("x")], None, id="an exception in place of an item"),
+        pytest.param("not a list", None, id="a string in place of a list"),
+    ],
+)
+async def test_lists_of_objects_as_graphql_core_gives_them(leaves: Any, maybe: Any) -> None:
+    BRANCHES["l"] = Branch(label="top", leaves=leaves, first=None, root=leaf(), maybe=maybe)
+    short, usual = await both("l", LIST_FIELDS)
+    assert short == usual
+    data, errors = short
+    if not errors:
+        assert [item["name"] for item in data["branch"]["leaves"]] == [x.name for x in leaves]
+        items = data["branch"]["maybe"]
+        assert maybe is None or [item and item["later"] for item in items] == [
+            item and item.name for item in maybe
+        ]
+    else:  # the error names its item; a failing item that must be nulls the branch
+        place = errors[0][1]
+        assert place[:2] in (["branch", "leaves"], ["branch", "maybe"])
+        if place[1] == "leaves":
+            assert data == {"branch": None}
+        else:
+            assert data["branch"]["maybe"][place[2]] is None
 
 
 async def test_order_follows_the_query_with_plain_and_resolved_fields_mixed() -> None:
