@@ -25,9 +25,12 @@ Importing this module also makes graphql-core coerce variables on compiled plans
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from operator import attrgetter
 from typing import Any, cast
 
 from graphql import (
+    GraphQLField,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
@@ -38,6 +41,8 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
 
 from schema import variables
 
@@ -52,13 +57,13 @@ PLAN_CACHE_SIZE = 256
 class _Plain:
     """How to complete one plain field: read it, then coerce a leaf or a list of leaves."""
 
-    __slots__ = ("resolve", "coerce", "non_null", "is_list", "items_non_null")
+    __slots__ = ("read", "coerce", "non_null", "is_list", "items_non_null")
 
     def __init__(
-        self, resolve: Callable[..., Any], coerce: Callable[[Any], Any], *,
+        self, read: Callable[[Any], Any], coerce: Callable[[Any], Any], *,
         non_null: bool, is_list: bool, items_non_null: bool,
     ) -> None:  # fmt: skip
-        self.resolve = resolve
+        self.read = read
         self.coerce = coerce
         self.non_null = non_null
         self.is_list = is_list
@@ -66,7 +71,7 @@ class _Plain:
 
     def complete(self, source: Any) -> Any:
         """The completed value, or Undefined when the usual path must decide."""
-        value = self.resolve(source, None)
+        value = self.read(source)
         if value is None:
             return Undefined if self.non_null else None
         if isinstance(value, Exception):  # graphql-core raises it as the field's error
@@ -104,10 +109,10 @@ class _Object:
     """A plain attribute of an object type (no `is_type_of` to check): read it, then
     execute its fields (`complete_object_value` with nothing to check first)."""
 
-    __slots__ = ("resolve", "return_type", "object_type", "non_null")
+    __slots__ = ("read", "return_type", "object_type", "non_null")
 
-    def __init__(self, resolve: Callable[..., Any], return_type: GraphQLOutputType) -> None:
-        self.resolve = resolve
+    def __init__(self, read: Callable[[Any], Any], return_type: GraphQLOutputType) -> None:
+        self.read = read
         self.return_type = return_type
         self.non_null = isinstance(return_type, GraphQLNonNull)
         inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
@@ -119,10 +124,10 @@ class _Objects:
     """A plain attribute that is a list of one object type (no `is_type_of`): each item's
     fields executed as `complete_list_value` would."""
 
-    __slots__ = ("resolve", "return_type", "item_type", "object_type", "non_null", "items_non_null")
+    __slots__ = ("read", "return_type", "item_type", "object_type", "non_null", "items_non_null")
 
-    def __init__(self, resolve: Callable[..., Any], return_type: GraphQLOutputType) -> None:
-        self.resolve = resolve
+    def __init__(self, read: Callable[[Any], Any], return_type: GraphQLOutputType) -> None:
+        self.read = read
         self.return_type = return_type
         self.non_null = isinstance(return_type, GraphQLNonNull)
         inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
@@ -148,6 +153,20 @@ def _objects_type(return_type: GraphQLOutputType) -> GraphQLObjectType | None:
     """The object type of `[T]`, `[T!]!` and the like (T with no `is_type_of`)."""
     inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
     return _object_type(inner.of_type) if isinstance(inner, GraphQLList) else None
+
+
+def _reader(field: GraphQLField, resolve: Callable[..., Any]) -> Callable[[Any], Any]:
+    """How to read a plain field of a source: `attrgetter` of its Python name where the
+    field reads the attribute with `getattr` (what Strawberry's resolver does, three calls
+    deeper), else that resolver."""
+    definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if (
+        isinstance(definition, StrawberryField)
+        and definition.base_resolver is None
+        and definition.default_resolver is getattr
+    ):
+        return attrgetter(definition.python_name)
+    return partial(resolve, info=None)
 
 
 def _leaf_shape(return_type: GraphQLOutputType) -> tuple[GraphQLLeafType, bool, bool, bool] | None:
@@ -215,17 +234,18 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             or node.arguments
         ):
             return None
+        read = _reader(field, resolve)
         if _object_type(field.type) is not None:
-            return _Object(resolve, field.type)
+            return _Object(read, field.type)
         if _objects_type(field.type) is not None:
             streamed = any(d.name.value == "stream" for f in group for d in f.node.directives or ())
-            return None if streamed else _Objects(resolve, field.type)
+            return None if streamed else _Objects(read, field.type)
         shape = _leaf_shape(field.type)
         if shape is None:
             return None
         leaf, non_null, is_list, items_non_null = shape
         return _Plain(
-            resolve, leaf.coerce_output_value,
+            read, leaf.coerce_output_value,
             non_null=non_null, is_list=is_list, items_non_null=items_non_null,
         )  # fmt: skip
 
@@ -308,7 +328,7 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         """An object field's completed value (maybe awaitable), or Undefined where
         `execute_field` must decide (a null or an exception in place of the object)."""
         try:
-            value = step.resolve(source_value, None)
+            value = step.read(source_value)
         except Exception:
             return Undefined
         if value is None:
@@ -350,7 +370,7 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         `execute_field` must decide (a null, an exception or something other than a list
         or tuple in place of the list; a null where an item must be, or an exception)."""
         try:
-            value = step.resolve(source_value, None)
+            value = step.read(source_value)
         except Exception:
             return Undefined
         if value is None:

@@ -278,3 +278,29 @@ async def test_a_long_subscription_keeps_no_memory_per_event() -> None:
     assert seen == events
     # graphql-core's own per-event executors kept about 1 KB for every event.
     assert (after - before) / (events - 500) < 100
+
+
+@strawberry.type
+class Plain:
+    name: str
+    tags: list[str]
+
+
+@strawberry.type
+class DictQuery:
+    @strawberry.field
+    def plain(self) -> Plain:
+        return {"name": "from a dict", "tags": ["a"]}  # type: ignore[return-value]
+
+
+async def test_fields_read_by_a_configured_default_resolver_take_it() -> None:
+    """Plain fields read as the schema's own default resolver reads them (here, from dicts)."""
+    config = StrawberryConfig(default_resolver=lambda source, name: source[name])
+    results = [
+        await strawberry.Schema(
+            query=DictQuery, execution_context_class=context, config=config
+        ).execute("{ plain { name tags } }")
+        for context in (ExecutionContext, StrawberryGraphQLCoreExecutionContext)
+    ]
+    assert outcome(results[0]) == outcome(results[1])
+    assert results[0].data == {"plain": {"name": "from a dict", "tags": ["a"]}}
