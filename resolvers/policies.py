@@ -290,11 +290,11 @@ async def decide_tool_call(
     policies = await _cache.policies(
         workspace_id=workspace_id, version=version, size=settings.policy_cache_workspaces
     )
-    specs = policies.for_call(call.tool_name, call.action_hint)
+    specs = policies.for_call(call)
     wanted = _services_to_check(specs, call.input_payload)
     open_services = (
         await incident_state.services_with_open_incidents(workspace_id=workspace_id, names=wanted)
         if wanted
         else frozenset()
     )
-    return evaluate(specs, call, open_incident_services=open_services)
+    return evaluate(specs, call, open_incident_services=open_services, static_checked=True)

@@ -6,6 +6,7 @@ No I/O here: the caller loads the policies and the set of services with an open 
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,14 +46,16 @@ class InputMatch:
     op: MatchOp
     value: Any
     # The path split once, and a GLOB's pattern compiled once (None for other operators
-    # and non-string values).
+    # and non-string values); `test`: whether a value found at the path satisfies it.
     segments: tuple[str, ...] = field(init=False, repr=False, compare=False)
     glob: Callable[[str], object] | None = field(init=False, repr=False, compare=False)
+    test: Callable[[Any], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         glob = self.op is MatchOp.GLOB and isinstance(self.value, str)
         object.__setattr__(self, "segments", tuple(self.path.split(".")))
         object.__setattr__(self, "glob", name_test(self.value) if glob else None)
+        object.__setattr__(self, "test", _value_test(self.op, self.value, self.glob))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +90,8 @@ def _literal_start(pattern: str | None) -> str:
     return pattern[: min(cuts)] if cuts else pattern
 
 
-# (Tool name, action hint) pairs whose candidate policies a PolicySet remembers (agents
-# call a few tools).
+# Calls (tool name, action hint, agent) whose candidate policies a PolicySet remembers
+# (agents call a few tools).
 TOOLS_REMEMBERED = 256
 
 
@@ -99,7 +102,7 @@ class PolicySet:
 
     policies: tuple[PolicySpec, ...]
     starts: tuple[str, ...]
-    _by_call: dict[tuple[str, str | None], tuple[PolicySpec, ...]] = field(
+    _by_call: dict[tuple[str, str | None, str], tuple[PolicySpec, ...]] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
 
@@ -108,17 +111,17 @@ class PolicySet:
         kept = tuple(policies)
         return cls(kept, tuple(_literal_start(policy.tool_name) for policy in kept))
 
-    def for_call(self, tool_name: str, action_hint: str | None) -> tuple[PolicySpec, ...]:
-        """The policies that may match a call of `tool_name` with `action_hint`, in order:
-        their tool name pattern may match it, and their action hint, if any, is this one."""
-        key = (tool_name, action_hint)
+    def for_call(self, call: CallFacts) -> tuple[PolicySpec, ...]:
+        """The policies whose tool name, action hint and agent conditions hold for `call`,
+        in order: what is left to test is their input and incident conditions
+        (`evaluate(..., static_checked=True)`)."""
+        key = (call.tool_name, call.action_hint, call.agent_id)
         found = self._by_call.get(key)
         if found is None:
             found = tuple(
                 policy
                 for policy, start in zip(self.policies, self.starts, strict=True)
-                if tool_name.startswith(start)
-                and (policy.action_hint is None or policy.action_hint == action_hint)
+                if call.tool_name.startswith(start) and _static_match(policy, call)
             )
             if len(self._by_call) >= TOOLS_REMEMBERED:
                 self._by_call.clear()
@@ -206,27 +209,57 @@ def _json_equal(left: object, right: object) -> bool:
     return left == right
 
 
+def _value_test(
+    op: MatchOp, expected: Any, glob: Callable[[str], object] | None
+) -> Callable[[Any], bool]:
+    """`the_rule(op, expected, glob, value)` made once per predicate, with the common cases
+    (a string or number to compare with, a list of strings, a glob) decided up front."""
+    if op is MatchOp.EQ and type(expected) is str:
+        return lambda actual: type(actual) is str and actual == expected
+    if op is MatchOp.IN and type(expected) is list and all(type(v) is str for v in expected):
+        strings = frozenset(expected)
+        return lambda actual: type(actual) is str and actual in strings
+    if op is MatchOp.GLOB:
+        if glob is None:
+            return lambda actual: False
+        return lambda actual: isinstance(actual, str) and bool(glob(actual))
+    if op in _COMPARE:
+        if not _is_number(expected):
+            return lambda actual: False
+        compare = _COMPARE[op]
+        return lambda actual: _is_number(actual) and compare(actual, expected)
+    return lambda actual: the_rule(op, expected, glob, actual)
+
+
+_COMPARE: dict[MatchOp, Callable[[Any, Any], bool]] = {
+    MatchOp.LT: operator.lt,
+    MatchOp.LTE: operator.le,
+    MatchOp.GT: operator.gt,
+    MatchOp.GTE: operator.ge,
+}
+
+
 def predicate_holds(match: InputMatch, payload: Mapping[str, Any]) -> bool:
     """Whether the payload field satisfies the predicate; a missing field never does."""
-    actual = _lookup(payload, match.segments)
-    if actual is _MISSING:
-        return False
-    expected = match.value
-    if match.op is MatchOp.EQ:
+    segments = match.segments
+    if len(segments) == 1 and type(payload) is dict:
+        actual = payload.get(segments[0], _MISSING)
+    else:
+        actual = _lookup(payload, segments)
+    return actual is not _MISSING and match.test(actual)
+
+
+def the_rule(op: MatchOp, expected: Any, glob: Callable[[str], object] | None, actual: Any) -> bool:
+    """The rule of each operator for a value found at the path (`_value_test` in full)."""
+    if op is MatchOp.EQ:
         return _json_equal(actual, expected)
-    if match.op is MatchOp.IN:
+    if op is MatchOp.IN:
         return isinstance(expected, list) and any(_json_equal(actual, v) for v in expected)
-    if match.op is MatchOp.GLOB:
-        return isinstance(actual, str) and match.glob is not None and bool(match.glob(actual))
+    if op is MatchOp.GLOB:
+        return isinstance(actual, str) and glob is not None and bool(glob(actual))
     if not (_is_number(actual) and _is_number(expected)):
         return False
-    if match.op is MatchOp.LT:
-        return bool(actual < expected)
-    if match.op is MatchOp.LTE:
-        return bool(actual <= expected)
-    if match.op is MatchOp.GT:
-        return bool(actual > expected)
-    return bool(actual >= expected)
+    return bool(_COMPARE[op](actual, expected))
 
 
 def service_named(policy: PolicySpec, payload: Mapping[str, Any]) -> str | None:
@@ -247,18 +280,30 @@ def policy_matches(
     policy: PolicySpec, call: CallFacts, open_incident_services: frozenset[str]
 ) -> bool:
     """Every condition the policy sets holds for this call."""
+    return _static_match(policy, call) and _holds_for_input(
+        policy, call.input_payload, open_incident_services
+    )
+
+
+def _static_match(policy: PolicySpec, call: CallFacts) -> bool:
+    """The conditions on the call's tool name, action hint and agent hold."""
     tool_test, agent_test = policy.tool_test, policy.agent_test
     if tool_test is not None and not tool_test(call.tool_name):
         return False
     if policy.action_hint is not None and call.action_hint != policy.action_hint:
         return False
-    if agent_test is not None and not agent_test(call.agent_id):
-        return False
+    return agent_test is None or bool(agent_test(call.agent_id))
+
+
+def _holds_for_input(
+    policy: PolicySpec, payload: Mapping[str, Any], open_incident_services: frozenset[str]
+) -> bool:
+    """The conditions on the call's input and on open incidents hold."""
     for match in policy.input_matches:
-        if not predicate_holds(match, call.input_payload):
+        if not predicate_holds(match, payload):
             return False
     if policy.incident_open_on_service_from is not None:
-        service = service_named(policy, call.input_payload)
+        service = service_named(policy, payload)
         return service is not None and service in open_incident_services
     return True
 
@@ -285,12 +330,16 @@ def evaluate(
     call: CallFacts,
     *,
     open_incident_services: frozenset[str] = frozenset(),
+    static_checked: bool = False,
 ) -> Decision:
     """Decide a tool call: block > require_approval > allow among enforced matches.
 
     No match (or only dry-run matches) allows the call. Dry-run matches are recorded
-    with their would-be verdict but never change the outcome.
+    with their would-be verdict but never change the outcome. `static_checked`: the
+    policies' tool name, action hint and agent conditions are known to hold for `call`
+    (`PolicySet.for_call` chose them), so only the others are tested.
     """
+    payload = call.input_payload
     matched = [
         PolicyMatch(
             policy_id=policy.id,
@@ -301,7 +350,8 @@ def evaluate(
             reason=policy_reason(call.tool_name, policy.name, policy.action, policy.dry_run),
         )
         for policy in policies
-        if policy_matches(policy, call, open_incident_services)
+        if (static_checked or _static_match(policy, call))
+        and _holds_for_input(policy, payload, open_incident_services)
     ]
     matched.sort(key=lambda m: (m.dry_run, _RANK[m.action]))
     enforced = [m for m in matched if not m.dry_run]

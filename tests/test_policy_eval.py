@@ -22,6 +22,7 @@ from resolvers.policy_eval import (
     name_test,
     predicate_holds,
     services_to_check,
+    the_rule,
 )
 
 ALLOW, BLOCK, APPROVE = PolicyAction.ALLOW, PolicyAction.BLOCK, PolicyAction.REQUIRE_APPROVAL
@@ -207,44 +208,50 @@ def test_incident_open_on_the_named_service() -> None:
     assert services_to_check([PROD_DEPLOY], payload) == set()
 
 
-def test_a_policy_set_skips_only_policies_whose_tool_name_cannot_match() -> None:
+def test_a_policy_set_picks_the_policies_whose_tool_name_pattern_matches() -> None:
     patterns = [None, "deploy", "deploy*", "dep?oy", "[d]eploy", "de[", "read_*", "deploy_db"]
     specs = [
         PolicySpec(id=f"p{i}", name=f"p{i}", action=BLOCK if i % 2 else ALLOW, tool_name=p)
         for i, p in enumerate(patterns)
     ]
     policies = PolicySet.of(specs)
-    assert [p.tool_name for p in policies.for_call("deploy", None)] == [
+    assert [p.tool_name for p in policies.for_call(call("deploy", hint=None))] == [
         None,
         "deploy",
         "deploy*",
         "dep?oy",
         "[d]eploy",
-        "de[",
     ]
-    assert [p.tool_name for p in policies.for_call("read_file", None)] == [
+    assert [p.tool_name for p in policies.for_call(call("read_file", hint=None))] == [
         None,
-        "[d]eploy",
         "read_*",
     ]
+    assert [p.tool_name for p in policies.for_call(call("de[", hint=None))] == [None, "de["]
     for tool in ("deploy", "deploy_db", "depxoy", "read_file", "de[", "x"):
-        assert evaluate(policies.for_call(tool, None), call(tool)) == evaluate(specs, call(tool))
+        facts = call(tool, hint=None)
+        narrowed = policies.for_call(facts)
+        assert evaluate(narrowed, facts, static_checked=True) == evaluate(specs, facts)
 
 
-def test_a_policy_set_skips_policies_for_another_action_hint() -> None:
+def test_a_policy_set_skips_policies_for_another_action_hint_or_agent() -> None:
     specs = [
+        PolicySpec(id="theirs", name="t", action=BLOCK, agent_id="other-*"),
         PolicySpec(id="any", name="any", action=BLOCK, tool_name="deploy"),
         PolicySpec(id="rollout", name="r", action=BLOCK, tool_name="deploy", action_hint="rollout"),
         PolicySpec(id="scale", name="s", action=ALLOW, action_hint="scale"),
     ]
     policies = PolicySet.of(specs)
-    assert [p.id for p in policies.for_call("deploy", "rollout")] == ["any", "rollout"]
-    assert [p.id for p in policies.for_call("deploy", "scale")] == ["any", "scale"]
-    assert [p.id for p in policies.for_call("deploy", None)] == ["any"]
+    assert [p.id for p in policies.for_call(call(hint="rollout"))] == ["any", "rollout"]
+    assert [p.id for p in policies.for_call(call(hint="scale"))] == ["any", "scale"]
+    assert [p.id for p in policies.for_call(call("deploy", hint=None))] == ["any"]
+    assert [p.id for p in policies.for_call(call(agent="other-1", hint=None))] == ["theirs", "any"]
     for hint in ("rollout", "scale", "other", None):
-        facts = CallFacts(tool_name="deploy", agent_id="a", action_hint=hint, input_payload={})
-        narrowed = policies.for_call("deploy", hint)
-        assert evaluate(narrowed, facts) == evaluate(specs, facts)
+        for agent in ("a", "other-2"):
+            facts = CallFacts(
+                tool_name="deploy", agent_id=agent, action_hint=hint, input_payload={}
+            )
+            narrowed = policies.for_call(facts)
+            assert evaluate(narrowed, facts, static_checked=True) == evaluate(specs, facts)
 
 
 PATTERN_CHARS = st.sampled_from(list("de*?[]!-x.y_\\"))
@@ -272,7 +279,31 @@ def test_a_policy_set_remembers_each_tools_candidates_and_stays_right() -> None:
     ]
     policies = PolicySet.of(specs)
     for _ in range(2):  # computed, then remembered
-        assert [p.id for p in policies.for_call("tool_1x", None)] == ["p1"]
+        assert [p.id for p in policies.for_call(call("tool_1x"))] == ["p1"]
     for i in range(TOOLS_REMEMBERED + 5):  # many distinct tools: still right, still bounded
-        assert policies.for_call(f"other_{i}", None) == ()
-    assert [p.id for p in policies.for_call("tool_2", "hint")] == ["p2"]
+        assert policies.for_call(call(f"other_{i}")) == ()
+    assert [p.id for p in policies.for_call(call("tool_2", hint="h"))] == ["p2"]
+
+
+SCALAR = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats(-3, 3)
+    | st.sampled_from(["api", "web", "prod", "", "a*"])
+)
+VALUES = SCALAR | st.lists(SCALAR, max_size=3) | st.dictionaries(st.sampled_from("ab"), SCALAR)
+
+
+@given(op=st.sampled_from(list(MatchOp)), expected=VALUES, actual=VALUES)
+def test_each_predicate_decides_as_the_rule_of_its_operator(
+    op: MatchOp, expected: Any, actual: Any
+) -> None:
+    """A predicate is compiled once with its common cases decided up front (a string to
+    equal, a list of strings, a glob, a number to compare with); every value it is given
+    must get the answer the operator's rule gives, on a plain and a dotted path."""
+    match = InputMatch("a", op, expected)
+    assert predicate_holds(match, {"a": actual}) is the_rule(op, expected, match.glob, actual)
+    nested = InputMatch("x.a", op, expected)
+    assert predicate_holds(nested, {"x": {"a": actual}}) is predicate_holds(match, {"a": actual})
+    assert predicate_holds(match, {"b": actual}) is False  # a missing field never holds
