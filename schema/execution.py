@@ -229,7 +229,9 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if (
             field is None
             or resolve is None
-            or not getattr(resolve, "_is_default", False)  # Strawberry's attribute read
+            # Strawberry's plain attribute read (`_is_default` is also set on a field with
+            # permission classes or extensions, whose resolver must run: not those)
+            or getattr(resolve, "__name__", "") != "_get_basic_result"
             or field.args
             or node.arguments
         ):
@@ -333,7 +335,7 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return Undefined
         if value is None:
             return Undefined if step.non_null else None
-        if isinstance(value, Exception):
+        if isinstance(value, Exception) or self.is_awaitable(value):
             return Undefined
         field_path = Path(path, name, parent_type.name)
         return_type = step.return_type
@@ -378,7 +380,11 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if type(value) is not list and type(value) is not tuple:
             return Undefined
         for item in value:
-            if (item is None and step.items_non_null) or isinstance(item, Exception):
+            if (
+                (item is None and step.items_non_null)
+                or isinstance(item, Exception)
+                or self.is_awaitable(item)
+            ):
                 return Undefined
         field_path = Path(path, name, parent_type.name)
         item_type, object_type = step.item_type, step.object_type

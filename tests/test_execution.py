@@ -304,3 +304,34 @@ async def test_fields_read_by_a_configured_default_resolver_take_it() -> None:
     ]
     assert outcome(results[0]) == outcome(results[1])
     assert results[0].data == {"plain": {"name": "from a dict", "tags": ["a"]}}
+
+
+class Deny(strawberry.BasePermission):
+    message = "denied"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class Guarded:
+    secret: str = strawberry.field(permission_classes=[Deny], default="s3cret")
+    inner: Twig | None = strawberry.field(permission_classes=[Deny], default=None)
+
+
+@strawberry.type
+class GuardedQuery:
+    @strawberry.field
+    def guarded(self) -> Guarded | None:
+        return Guarded(inner=Twig(length=1))
+
+
+async def test_a_plain_field_with_a_permission_class_runs_its_check() -> None:
+    results = [
+        await strawberry.Schema(query=GuardedQuery, execution_context_class=context).execute(
+            "{ guarded { secret inner { length } } }"
+        )
+        for context in (ExecutionContext, StrawberryGraphQLCoreExecutionContext)
+    ]
+    assert outcome(results[0]) == outcome(results[1])
+    assert results[0].errors and results[0].errors[0].message == "denied"
