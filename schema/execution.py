@@ -338,25 +338,10 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if isinstance(value, Exception) or self.is_awaitable(value):
             return Undefined
         field_path = Path(path, name, parent_type.name)
-        return_type = step.return_type
-        try:
-            completed = self.collect_and_execute_subfields(
-                step.object_type, group, field_path, value, position_context
-            )
-        except Exception as error:  # as `execute_field` handles it (raises if non-null)
-            self.handle_field_error(error, return_type, group, field_path)
-            return None
-        if not self.is_awaitable(completed):
-            return completed
-
-        async def awaited() -> Any:
-            try:
-                return await completed
-            except Exception as error:
-                self.handle_field_error(error, return_type, group, field_path)
-                return None
-
-        return awaited()
+        # An error handled as `execute_field` handles it (raised again if non-null).
+        return self._subfields(
+            step.object_type, step.return_type, group, field_path, value, position_context
+        )
 
     def _complete_objects(
         self,
@@ -395,16 +380,12 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 if item is None:
                     completed.append(None)
                     continue
+                # An error handled as `complete_list_item_value` handles it.
                 item_path = Path(field_path, index, None)
-                try:
-                    done = self.collect_and_execute_subfields(
-                        object_type, group, item_path, item, position_context
-                    )
-                except Exception as error:  # as `complete_list_item_value` handles it
-                    self.handle_field_error(error, item_type, group, item_path)
-                    done = None
+                done = self._subfields(
+                    object_type, item_type, group, item_path, item, position_context
+                )
                 if self.is_awaitable(done):
-                    done = self._settled_item(done, item_type, group, item_path)
                     waiting.append(index)
                 completed.append(done)
         except Exception as error:  # an item's error nulls the list: as `execute_field`
@@ -427,11 +408,32 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
         return settled()
 
-    async def _settled_item(
-        self, pending: Any, item_type: GraphQLOutputType, group: FieldDetailsList, path: Path
+    def _subfields(
+        self,
+        object_type: GraphQLObjectType,
+        value_type: GraphQLOutputType,
+        group: FieldDetailsList,
+        path: Path,
+        value: Any,
+        position_context: Any,
+    ) -> Any:
+        """`value`'s own fields executed (maybe awaitable); an error, now or once awaited,
+        handled as graphql-core handles one of a value of `value_type` at `path`: recorded
+        and None, or raised again where the value may not be null."""
+        try:
+            done = self.collect_and_execute_subfields(
+                object_type, group, path, value, position_context
+            )
+        except Exception as error:
+            self.handle_field_error(error, value_type, group, path)
+            return None
+        return self._settled(done, value_type, group, path) if self.is_awaitable(done) else done
+
+    async def _settled(
+        self, pending: Any, value_type: GraphQLOutputType, group: FieldDetailsList, path: Path
     ) -> Any:
         try:
             return await pending
         except Exception as error:
-            self.handle_field_error(error, item_type, group, path)
+            self.handle_field_error(error, value_type, group, path)
             return None
