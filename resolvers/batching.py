@@ -13,6 +13,7 @@ import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from asyncpg.exceptions import DataError  # type: ignore[import-untyped]
 from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
 
 T = TypeVar("T")
@@ -105,6 +106,15 @@ def refused_by_database(exc: Exception) -> bool:
     if isinstance(exc, IntegrityError | OperationalError | ValidationError):
         return True
     return type(exc).__name__ in _ABORTED
+
+
+def bad_value(exc: BaseException | None) -> bool:
+    """A value no database can take, however often it is tried: too long for its column
+    (Tortoise's check), text with a lone surrogate (either driver), a NUL or out-of-range
+    value (PostgreSQL's "data exception" class)."""
+    if isinstance(exc, ValidationError | UnicodeEncodeError):
+        return True
+    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, DataError)
 
 
 async def each_alone_if_refused(

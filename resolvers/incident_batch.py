@@ -5,10 +5,10 @@ A batch locks the open incidents of its (service, dedup key) pairs (`FOR NO KEY 
 PostgreSQL, in id order) and applies its events to them in arrival order, each decided by
 `plan_event` as one after the other would be: a trigger opens or updates, an acknowledge or
 a resolve moves the open incident, and an event that changes nothing is dropped with its
-reason. It then writes the outcome with one statement (or one prepared statement run for
-each row) per table: the incidents it changed, the incidents it opened, every trigger's
-alert row, then every event's timeline entry. Each event's answer is the incident as that
-event left it.
+reason. It then writes the outcome with one statement per table (`resolvers.rows`; on
+SQLite the ORM's, or one prepared statement run for each row): the incidents it changed,
+the incidents it opened, every trigger's alert row, then every event's timeline entry.
+Each event's answer is the incident as that event left it.
 
 Opening races are settled by the unique (service, dedup key, open marker) constraint: if a
 concurrent writer opened one of the batch's keys first, the database refuses the batch and
@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tortoise import connections
-from tortoise.exceptions import ValidationError
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -35,8 +34,9 @@ from models.timeline import TimelineEntry, TimelineKind
 from models.workspace import Service
 from opsgraph.settings import Settings
 from resolvers import incident_rows as rows
-from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
+from resolvers.batching import Batcher, bad_value, each_alone_if_refused, refused_by_database
 from resolvers.incident_events import AlertData, IncidentEvent, Step, plan_event
+from resolvers.rows import insert_rows, new_row, update_rows
 from resolvers.timeline import NewEntry, record_entries
 
 # An event stored alone is tried this often in all while it loses opening races: each lost
@@ -86,15 +86,6 @@ class StoredEvent:
     reason: str | None = None
 
 
-def _update_statement(dialect: str) -> str:
-    columns = _UPDATED
-    if dialect == "postgres":
-        assignments = ", ".join(f"{name} = ${n}" for n, name in enumerate(columns, start=1))
-        return f"UPDATE incident SET {assignments} WHERE id = ${len(columns) + 1}"
-    assignments = ", ".join(f"{name} = ?" for name in columns)
-    return f"UPDATE incident SET {assignments} WHERE id = ?"
-
-
 class _Batch:
     """The incidents of one batch's keys as its events move them, and what to write."""
 
@@ -131,10 +122,11 @@ class _Batch:
             return
         if plan.step is Step.OPEN:
             assert event.alert is not None
-            incident = Incident(
+            incident = new_row(
+                Incident,
                 id=new_id("inc"),
                 workspace_id=item.workspace_id,
-                service=item.service,
+                service_id=item.service.id,
                 dedup_key=event.dedup_key,
                 opened_at=self.now,
                 last_seen_at=self.now,
@@ -169,7 +161,8 @@ class _Batch:
                 setattr(incident, name, value)
             incident.last_seen_at = self.now
         self.alerts.append(
-            IncidentAlert(
+            new_row(
+                IncidentAlert,
                 incident_id=incident.id,
                 received_at=self.now,
                 actor=item.actor,
@@ -188,14 +181,12 @@ class _Batch:
         snapshot = copy.copy(incident) if incident is not None else None  # as it stands now
         self.outcomes.append((step, snapshot, entry, reason))
 
-    async def write(self) -> list[StoredEvent]:
+    async def write(self, connection: BaseDBAsyncClient) -> list[StoredEvent]:
         # Changed ones first: a key resolved and opened again frees its open slot first.
-        if self.changed:
-            await _update(sorted(self.changed.values(), key=lambda row: row.id))
-        if self.opened:
-            await Incident.bulk_create([self.opened[id_] for id_ in sorted(self.opened)])
-        if self.alerts:
-            await IncidentAlert.bulk_create(self.alerts)
+        changed = sorted(self.changed.values(), key=lambda row: row.id)
+        await update_rows(connection, changed, _UPDATED)  # locked already, in id order
+        await insert_rows(connection, [self.opened[id_] for id_ in sorted(self.opened)])
+        await insert_rows(connection, self.alerts)
         entries = await record_entries([entry for _, _, entry, _ in self.outcomes])
         stored = []
         for (step, incident, _, reason), entry in zip(self.outcomes, entries, strict=True):
@@ -214,7 +205,7 @@ async def _store(items: Sequence[PendingEvent]) -> list[StoredEvent]:
         Q(service_id=service_id, dedup_key__in=sorted(dedup_keys))
         for service_id, dedup_keys in sorted(by_service.items())
     ]
-    async with in_transaction():
+    async with in_transaction() as connection:
         locked = (
             await Incident.filter(Q(*pairs, join_type="OR"), open_marker=OPEN)
             .order_by("id")
@@ -223,18 +214,7 @@ async def _store(items: Sequence[PendingEvent]) -> list[StoredEvent]:
         batch = _Batch(datetime.now(UTC), locked)
         for item in items:
             await batch.apply(item)
-        return await batch.write()
-
-
-async def _update(incidents: Sequence[Incident]) -> None:
-    """Write the triggers' columns of incidents locked by this transaction, one statement."""
-    connection = connections.get("default")
-    fields = Incident._meta.fields_map
-    values = [
-        [fields[name].to_db_value(getattr(row, name), row) for name in _UPDATED] + [row.id]
-        for row in incidents
-    ]
-    await connection.execute_many(_update_statement(connection.capabilities.dialect), values)
+        return await batch.write(connection)
 
 
 async def _store_retrying(items: Sequence[PendingEvent]) -> list[StoredEvent]:
@@ -244,10 +224,8 @@ async def _store_retrying(items: Sequence[PendingEvent]) -> list[StoredEvent]:
     for attempt in range(1, attempts + 1):
         try:
             return await _store(items)
-        except ValidationError:  # a value the database cannot take: no retry changes that
-            raise
-        except Exception as exc:
-            if attempt == attempts or not refused_by_database(exc):
+        except Exception as exc:  # a value the database cannot take: no retry changes that
+            if attempt == attempts or bad_value(exc) or not refused_by_database(exc):
                 raise
     raise AssertionError("unreachable")
 

@@ -12,6 +12,7 @@ batch is then stored item by item (`resolvers.batching.each_alone_if_refused`). 
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class _Column:
 class _Statement:
     sql: str
     columns: tuple[_Column, ...]
+    serial: str | None = None  # the attribute of a key the database numbers, left out
 
 
 _STATEMENTS: dict[type[Model], _Statement | None] = {}
@@ -91,7 +93,16 @@ def _column(name: str, field: fields.Field[Any]) -> _Column | None:
         return _Column(name, "timestamptz", _same)
     if kind is fields.CharField or kind is fields.TextField:
         return _Column(name, "text", _same)
+    if kind in _INTEGERS:
+        return _Column(name, _INTEGERS[kind], _same)
     return None
+
+
+_INTEGERS: dict[type[fields.Field[Any]], str] = {
+    fields.SmallIntField: "int2",
+    fields.IntField: "int4",
+    fields.BigIntField: "int8",
+}
 
 
 def _statement(model: type[Model]) -> _Statement | None:
@@ -103,9 +114,16 @@ def _statement(model: type[Model]) -> _Statement | None:
         return None
     columns: list[_Column] = []
     names: list[str] = []
+    serial = None
     for attribute, column_name in meta.fields_db_projection.items():
+        if column_name in meta.generated_db_fields:
+            if column_name != meta.db_pk_column:
+                _STATEMENTS[model] = None
+                return None
+            serial = attribute  # the database numbers the rows
+            continue
         column = _column(attribute, meta.fields_map[attribute])
-        if column is None or column_name in meta.generated_db_fields:
+        if column is None:
             _STATEMENTS[model] = None
             return None
         columns.append(column)
@@ -123,7 +141,7 @@ def _statement(model: type[Model]) -> _Statement | None:
         f'INSERT INTO "{meta.db_table}" ({", ".join(names)}) '
         f"SELECT {selected} FROM unnest({arrays}) AS u({', '.join(aliases)})"
     )
-    found = _Statement(sql, tuple(columns))
+    found = _Statement(sql, tuple(columns), serial)
     _STATEMENTS[model] = found
     return found
 
@@ -200,11 +218,16 @@ def _defaults(model: type[Model], names: tuple[str, ...]) -> _Defaults | None:
 
 
 async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> None:
-    """Insert new rows of one model (with their ids set) through `connection`."""
+    """Insert new rows of one model through `connection`: with their ids set, or for a
+    serial key without (the database numbers them and, as with Tortoise's `bulk_create`,
+    the instances are not told their numbers)."""
     if not rows:
         return
     model = type(rows[0])
     statement = _statement(model) if connection.capabilities.dialect == "postgres" else None
+    if statement is not None and statement.serial is not None:
+        if any(getattr(row, statement.serial) is not None for row in rows):
+            statement = None  # numbers chosen by the caller: the ORM inserts them as given
     if statement is None:
         await model.bulk_create(list(rows), using_db=connection)
         mark_saved(rows)
@@ -226,3 +249,88 @@ def mark_saved(rows: Sequence[Model]) -> None:
     """Mark rows a hand-written statement stored as saved, as the ORM's own save does."""
     for row in rows:  # as an attribute of the instance (`Model.__setattr__` costs 1 µs)
         row.__dict__["_saved_in_db"] = True
+
+
+# UPDATE statements by model and the attributes they write (a few call sites).
+_Update = tuple[str, tuple[_Column, ...]]
+_UPDATES: dict[tuple[type[Model], tuple[str, ...]], _Update | None] = {}
+
+
+def _update_statement(model: type[Model], attributes: tuple[str, ...]) -> _Update | None:
+    key = (model, attributes)
+    if key in _UPDATES:
+        return _UPDATES[key]
+    meta = model._meta
+    columns = [_column(name, meta.fields_map[name]) for name in attributes]
+    key_column = _column(meta.pk_attr, meta.pk)
+    found = None
+    if key_column is not None and all(column is not None for column in columns):
+        known = [column for column in columns if column is not None]
+        arrays = ", ".join(
+            f"${n}::{'text' if c.cast == 'jsonb' else c.cast}[]"
+            for n, c in enumerate([key_column, *known], 1)
+        )
+        aliases = [f"c{n}" for n in range(len(known))]
+        assignments = ", ".join(
+            f'"{meta.fields_db_projection[c.attribute]}" = '
+            + (f"u.{alias}::jsonb" if c.cast == "jsonb" else f"u.{alias}")
+            for alias, c in zip(aliases, known, strict=True)
+        )
+        pk = meta.db_pk_column
+        found = (
+            f'UPDATE "{meta.db_table}" AS t SET {assignments} '
+            f'FROM unnest({arrays}) AS u(k, {", ".join(aliases)}) WHERE t."{pk}" = u.k',
+            tuple(known),
+        )
+    _UPDATES[key] = found
+    return found
+
+
+async def update_rows(
+    connection: BaseDBAsyncClient, rows: Sequence[Model], attributes: Sequence[str]
+) -> None:
+    """Write `attributes` of stored rows of one model, as they stand on the instances.
+
+    On PostgreSQL it is one `UPDATE … FROM unnest(…)` statement, the rows' values converted
+    as `insert_rows` converts them; it takes the rows' locks in no set order, so a caller
+    that needs one locks them first. Elsewhere, or for a field of a kind not converted
+    here, one prepared statement runs once per row, each value converted by its field.
+    """
+    if not rows:
+        return
+    model = type(rows[0])
+    names = tuple(attributes)
+    meta = model._meta
+    found = (
+        _update_statement(model, names) if connection.capabilities.dialect == "postgres" else None
+    )
+    if found is None:
+        await _update_each(connection, model, rows, names)
+        return
+    sql, columns = found
+    now = datetime.now(UTC)
+    arrays: list[list[Any]] = [[getattr(row, meta.pk_attr) for row in rows]]
+    for column in columns:
+        name, convert = column.attribute, column.convert
+        arrays.append([convert(getattr(row, name), now) for row in rows])
+    await connection.execute_query(sql, arrays)
+
+
+async def _update_each(
+    connection: BaseDBAsyncClient, model: type[Model], rows: Sequence[Model], names: tuple[str, ...]
+) -> None:
+    meta = model._meta
+    postgres = connection.capabilities.dialect == "postgres"
+    placeholders = (f"${n}" for n in itertools.count(1)) if postgres else itertools.repeat("?")
+    assignments = ", ".join(
+        f'"{meta.fields_db_projection[name]}" = {next(placeholders)}' for name in names
+    )
+    where = f'"{meta.db_pk_column}" = {next(placeholders)}'
+    sql = f'UPDATE "{meta.db_table}" SET {assignments} WHERE {where}'
+    fields_map = meta.fields_map
+    values = [
+        [fields_map[name].to_db_value(getattr(row, name), row) for name in names]
+        + [getattr(row, meta.pk_attr)]
+        for row in rows
+    ]
+    await connection.execute_many(sql, values)

@@ -20,9 +20,9 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import StreamExecutionResult
-from tortoise.exceptions import OperationalError, ValidationError
 
 from opsgraph.db import database_unavailable
+from resolvers.batching import bad_value
 
 log = logging.getLogger("opsgraph.graphql")
 
@@ -30,12 +30,9 @@ _FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): ")
 
 
 def refused(exc: BaseException | None) -> bool:
-    """Input the database or its driver refuses: too long for its column (Tortoise), text
-    with a lone surrogate (either driver), a NUL or out-of-range value (PostgreSQL's
-    "data exception" class). Only the caller's input gets here: ours is always valid."""
-    if isinstance(exc, ValidationError | UnicodeEncodeError):
-        return True
-    return isinstance(exc, OperationalError) and isinstance(exc.__cause__, DataError)
+    """Input the database or its driver refuses (`resolvers.batching.bad_value`). Only the
+    caller's input gets here: ours is always valid."""
+    return bad_value(exc)
 
 
 def unexpected(error: GraphQLError) -> bool:

@@ -1,5 +1,6 @@
-"""`resolvers.rows.construct`: the instance `Model.construct` makes, for every model the
-group commits build rows of, whatever values are given and left out."""
+"""`resolvers.rows`: `construct` makes the instance `Model.construct` makes, for every model
+the group commits build rows of, whatever values are given and left out; `insert_rows` and
+`update_rows` store what the ORM's own `bulk_create` and `save` store."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tortoise import connections
 from tortoise.models import Model
 
 from models.agent import AgentEvent, Run, RunStatus, ToolCall, ToolCallDecision, ToolCallStatus
 from models.approval import Approval, ApprovalStatus
 from models.change import Change
+from models.ids import new_id
+from models.incident import Incident, IncidentAlert, IncidentStatus, Severity
 from models.timeline import TimelineEntry, TimelineKind
-from models.workspace import Workspace
-from resolvers.rows import construct
+from models.workspace import Service, Workspace
+from resolvers import auth
+from resolvers.rows import construct, insert_rows, new_row, update_rows
 from tests.conftest import Tenant
 
 NOW = datetime(2026, 3, 4, 14, 25, tzinfo=UTC)
@@ -78,3 +83,112 @@ async def test_a_relation_goes_to_model_construct(tenant: Tenant) -> None:
     row = construct(Change, values)
     assert row.workspace_id == tenant.workspace_id and row.workspace is workspace
     assert state(row) == state(Change.construct(**values))
+
+
+async def stored(model: type[Model], ids: list[Any]) -> list[dict[str, Any]]:
+    """The rows as the ORM reads them back, in the order of `ids`, without their ids."""
+    found = {row.pk: row for row in await model.filter(pk__in=ids)}
+    return [
+        {name: value for name, value in vars(found[id_]).items()
+         if name in model._meta.fields_map and name != model._meta.pk_attr}
+        for id_ in ids
+    ]  # fmt: skip
+
+
+def incident_values(service: Service, n: int, key: str) -> dict[str, Any]:
+    """Every kind of column: text, NULL or not, an enum, ints, timestamps, nested JSON."""
+    return {
+        "workspace_id": service.workspace_id, "service_id": service.id,
+        "dedup_key": f"{key}-{n}", "opened_at": NOW, "last_seen_at": NOW,
+        "summary": "cpu \u00e9 \"quoted\" \\ 91%", "source": "prometheus",
+        "severity": Severity.CRITICAL if n % 2 else Severity.INFO,
+        "sent_at": None if n % 2 else NOW, "component": "db" if n % 2 else None,
+        "custom_details": {"nested": {"list": [1, 2.5, None, True, "x"]}, "n": n},
+        "images": [], "links": [{"href": "https://example.com", "text": "runbook"}],
+        "alert_count": 7 + n, "open_marker": None if n == 2 else 1,
+        "status": IncidentStatus.RESOLVED if n == 2 else IncidentStatus.TRIGGERED,
+    }  # fmt: skip
+
+
+async def a_service(tenant: Tenant) -> Service:
+    found = await auth.service_for_routing_key(routing_key=await tenant.service("api"))
+    assert found is not None
+    return found
+
+
+async def test_insert_rows_stores_what_bulk_create_stores(tenant: Tenant) -> None:
+    service = await a_service(tenant)
+    ours = [
+        new_row(Incident, id=new_id("inc"), **incident_values(service, n, "a")) for n in range(3)
+    ]
+    orms = [Incident(id=new_id("inc"), **incident_values(service, n, "b")) for n in range(3)]
+
+    await insert_rows(connections.get("default"), ours)
+    await Incident.bulk_create(orms)
+
+    assert all(row._saved_in_db for row in ours)
+    ours_stored = await stored(Incident, [row.id for row in ours])
+    orms_stored = await stored(Incident, [row.id for row in orms])
+    for row in orms_stored:
+        row["dedup_key"] = row["dedup_key"].replace("b-", "a-")
+    assert ours_stored == orms_stored
+    assert ours_stored[2]["open_marker"] is None and ours_stored[2]["alert_count"] == 9
+    details = ours_stored[0]["custom_details"]
+    assert details == {"nested": {"list": [1, 2.5, None, True, "x"]}, "n": 0}
+
+
+async def test_insert_rows_leaves_a_serial_key_to_the_database(tenant: Tenant) -> None:
+    service = await a_service(tenant)
+    incident = new_row(Incident, id=new_id("inc"), **incident_values(service, 1, "s"))
+    await insert_rows(connections.get("default"), [incident])
+    alerts = [
+        new_row(IncidentAlert, incident_id=incident.id, received_at=NOW, summary=f"s{n}",
+                source="p", severity=Severity.INFO, custom_details={"n": n})
+        for n in range(3)
+    ]  # fmt: skip
+    chosen = IncidentAlert(
+        id=10**12, incident_id=incident.id, received_at=NOW, summary="chosen", source="p",
+        severity=Severity.INFO,
+    )  # fmt: skip
+
+    await insert_rows(connections.get("default"), alerts)
+    await insert_rows(connections.get("default"), [chosen])
+
+    rows = await IncidentAlert.filter(incident_id=incident.id).order_by("id")
+    assert [(row.summary, row.custom_details) for row in rows] == [
+        ("s0", {"n": 0}), ("s1", {"n": 1}), ("s2", {"n": 2}), ("chosen", {}),
+    ]  # fmt: skip
+    assert len({row.id for row in rows}) == 4 and rows[-1].id == 10**12
+
+
+UPDATED = ("alert_count", "summary", "severity", "sent_at", "component", "custom_details",
+           "links", "status", "open_marker", "resolved_at", "resolved_by")  # fmt: skip
+
+
+async def test_update_rows_writes_what_save_writes(tenant: Tenant) -> None:
+    service = await a_service(tenant)
+    ours = [Incident(id=new_id("inc"), **incident_values(service, n, "a")) for n in range(2)]
+    orms = [Incident(id=new_id("inc"), **incident_values(service, n, "b")) for n in range(2)]
+    await Incident.bulk_create(ours + orms)
+    untouched = await stored(Incident, [row.id for row in ours])
+    for rows in (ours, orms):
+        for n, row in enumerate(rows):
+            row.alert_count, row.summary, row.severity = 40 + n, f"now {n}", Severity.WARNING
+            row.sent_at, row.component = (NOW, None) if n else (None, "api")
+            row.custom_details, row.links = {"after": [n, {"deep": None}]}, []
+            row.status, row.open_marker = IncidentStatus.RESOLVED, None
+            row.resolved_at, row.resolved_by = NOW, "ci-pipeline"
+            row.dedup_key = "not written"  # not among the attributes: stays as stored
+
+    await update_rows(connections.get("default"), ours, UPDATED)
+    for row in orms:
+        await row.save(update_fields=list(UPDATED))
+
+    ours_stored = await stored(Incident, [row.id for row in ours])
+    orms_stored = await stored(Incident, [row.id for row in orms])
+    for row in orms_stored:
+        row["dedup_key"] = row["dedup_key"].replace("b-", "a-")
+    assert ours_stored == orms_stored
+    assert ours_stored != untouched
+    assert [row["dedup_key"] for row in ours_stored] == [row["dedup_key"] for row in untouched]
+    assert ours_stored[0]["custom_details"] == {"after": [0, {"deep": None}]}
