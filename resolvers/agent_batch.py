@@ -1,9 +1,11 @@
 """Group commit for `tool.called`: the calls that arrive while a batch is being stored are
-stored together, in one transaction that takes the workspace's timeline `seq` once.
+stored together, all or nothing, taking the workspace's timeline `seq` once.
 
 Each caller reads what is stored and decides its call first (`resolvers.agent_events`);
 the batch inserts the new runs, the calls, their approvals and the event rows of every
-item (one statement per table, `resolvers.rows`), then all their timeline entries. If the
+item (one INSERT per table, `resolvers.rows`) with all their timeline entries: on
+PostgreSQL, for one workspace's calls, in a single statement (`record_atomically`), else
+in one transaction. If the
 database refuses the batch (a unique key taken meanwhile, a value it rejects, a deadlock
 with another process's batch), nothing was stored and each item is stored alone, so a
 failing event fails alone.
@@ -15,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tortoise.transactions import in_transaction
-
 from models.agent import AgentEvent, Run
 from models.ids import new_id
 from models.timeline import TimelineEntry
@@ -25,8 +25,8 @@ from resolvers import runs
 from resolvers.agent_seen import KnownRun, Seen
 from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
 from resolvers.policy_eval import Decision
-from resolvers.rows import insert_rows, new_row
-from resolvers.timeline import NewEntry, record_entries
+from resolvers.rows import new_row
+from resolvers.timeline import NewEntry, record_atomically
 
 if TYPE_CHECKING:
     from resolvers.agent_events import AgentEventData
@@ -87,10 +87,11 @@ def _lock_order(item: PendingCall) -> tuple[str, str, str, str]:
 
 
 async def _store(items: Sequence[PendingCall]) -> list[StoredCall]:
-    """Store every item of a batch in one transaction (all or nothing), one INSERT per table.
+    """Store every item of a batch all or nothing, one INSERT per table.
 
     Rows go in sorted by workspace, run and call, so two processes' batches take unique
-    keys in one order (a deadlock between them is rare and only retries each item alone).
+    keys in one order (a deadlock between them is rare and only retries each item alone);
+    in one statement, after the workspace's `seq` lock, which orders them anyway.
     """
     order = sorted(range(len(items)), key=lambda i: _lock_order(items[i]))
     steps: dict[int, runs.Step] = {}
@@ -116,13 +117,17 @@ async def _store(items: Sequence[PendingCall]) -> list[StoredCall]:
     ordered = [steps[index] for index in range(len(items))]
     calls = [steps[index].tool_call for index in order]
     approvals = [steps[index].approval for index in order]
-    async with in_transaction() as connection:
-        await insert_rows(connection, list(new_runs.values()))
-        await insert_rows(connection, [call for call in calls if call is not None])
-        await insert_rows(connection, [approval for approval in approvals if approval])
-        await insert_rows(connection, events)
-        pending = [NewEntry(**values) for step in ordered for values in step.entries]
-        entries = iter(await record_entries(pending))
+    pending = [NewEntry(**values) for step in ordered for values in step.entries]
+    stored = await record_atomically(
+        pending,
+        inserting=[
+            list(new_runs.values()),
+            [call for call in calls if call is not None],
+            [approval for approval in approvals if approval],
+            events,
+        ],
+    )
+    entries = iter(stored)
     return [
         StoredCall(
             response=step.response,

@@ -217,22 +217,29 @@ def _defaults(model: type[Model], names: tuple[str, ...]) -> _Defaults | None:
     return tuple(defaults)
 
 
-async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> None:
-    """Insert new rows of one model through `connection`: with their ids set, or for a
-    serial key without (the database numbers them and, as with Tortoise's `bulk_create`,
-    the instances are not told their numbers)."""
-    if not rows:
-        return
-    model = type(rows[0])
-    statement = _statement(model) if connection.capabilities.dialect == "postgres" else None
-    if statement is not None and statement.serial is not None:
-        if any(getattr(row, statement.serial) is not None for row in rows):
-            statement = None  # numbers chosen by the caller: the ORM inserts them as given
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One statement of `insert_rows` or `update_rows` (parameters `$1`…) with its values:
+    run alone, or as a CTE of a bigger statement (`resolvers.timeline.record_entries`)."""
+
+    sql: str
+    arrays: list[list[Any]]
+    rows: Sequence[Model]
+
+    def stored(self) -> None:
+        """Mark the rows saved, once the statement holding this part ran."""
+        mark_saved(self.rows)
+
+
+def insert_part(rows: Sequence[Model], now: datetime) -> Part | None:
+    """The INSERT of new rows of one model on PostgreSQL, or None where the ORM stores them
+    (a field of a kind not converted here, serial numbers chosen by the caller)."""
+    statement = _statement(type(rows[0]))
     if statement is None:
-        await model.bulk_create(list(rows), using_db=connection)
-        mark_saved(rows)
-        return
-    now = datetime.now(UTC)
+        return None
+    if statement.serial is not None:
+        if any(getattr(row, statement.serial) is not None for row in rows):
+            return None  # the ORM inserts them as given
     arrays: list[list[Any]] = []
     for column in statement.columns:
         name, convert = column.attribute, column.convert
@@ -241,8 +248,23 @@ async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> N
             for row, value in zip(rows, values, strict=True):
                 setattr(row, name, value)
         arrays.append(values)
-    await connection.execute_query(statement.sql, arrays)
-    mark_saved(rows)
+    return Part(statement.sql, arrays, rows)
+
+
+async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> None:
+    """Insert new rows of one model through `connection`: with their ids set, or for a
+    serial key without (the database numbers them and, as with Tortoise's `bulk_create`,
+    the instances are not told their numbers)."""
+    if not rows:
+        return
+    postgres = connection.capabilities.dialect == "postgres"
+    part = insert_part(rows, datetime.now(UTC)) if postgres else None
+    if part is None:
+        await type(rows[0]).bulk_create(list(rows), using_db=connection)
+        mark_saved(rows)
+        return
+    await connection.execute_query(part.sql, part.arrays)
+    part.stored()
 
 
 def mark_saved(rows: Sequence[Model]) -> None:
@@ -286,6 +308,21 @@ def _update_statement(model: type[Model], attributes: tuple[str, ...]) -> _Updat
     return found
 
 
+def update_part(rows: Sequence[Model], attributes: tuple[str, ...], now: datetime) -> Part | None:
+    """The UPDATE of `attributes` of stored rows of one model on PostgreSQL, or None for a
+    field of a kind not converted here."""
+    model = type(rows[0])
+    found = _update_statement(model, attributes)
+    if found is None:
+        return None
+    sql, columns = found
+    arrays: list[list[Any]] = [[getattr(row, model._meta.pk_attr) for row in rows]]
+    for column in columns:
+        name, convert = column.attribute, column.convert
+        arrays.append([convert(getattr(row, name), now) for row in rows])
+    return Part(sql, arrays, rows)
+
+
 async def update_rows(
     connection: BaseDBAsyncClient, rows: Sequence[Model], attributes: Sequence[str]
 ) -> None:
@@ -298,22 +335,13 @@ async def update_rows(
     """
     if not rows:
         return
-    model = type(rows[0])
     names = tuple(attributes)
-    meta = model._meta
-    found = (
-        _update_statement(model, names) if connection.capabilities.dialect == "postgres" else None
-    )
-    if found is None:
-        await _update_each(connection, model, rows, names)
+    postgres = connection.capabilities.dialect == "postgres"
+    part = update_part(rows, names, datetime.now(UTC)) if postgres else None
+    if part is None:
+        await _update_each(connection, type(rows[0]), rows, names)
         return
-    sql, columns = found
-    now = datetime.now(UTC)
-    arrays: list[list[Any]] = [[getattr(row, meta.pk_attr) for row in rows]]
-    for column in columns:
-        name, convert = column.attribute, column.convert
-        arrays.append([convert(getattr(row, name), now) for row in rows])
-    await connection.execute_query(sql, arrays)
+    await connection.execute_query(part.sql, part.arrays)
 
 
 async def _update_each(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,8 @@ from typing import Any, Protocol
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q, Subquery
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 from models.agent import Run, ToolCall
 from models.approval import Approval
@@ -20,7 +23,15 @@ from models.change import Change
 from models.incident import Incident
 from models.timeline import TimelineEntry, TimelineKind, TimelineLabel
 from models.workspace import Workspace
-from resolvers.rows import construct, json_text
+from resolvers.rows import (
+    Part,
+    construct,
+    insert_part,
+    insert_rows,
+    json_text,
+    update_part,
+    update_rows,
+)
 
 # What an entry's `subject_type` names.
 SUBJECT_MODELS: dict[str, Any] = {
@@ -223,20 +234,39 @@ SELECT id, seq FROM entries ORDER BY seq
 """
 
 
-async def record_entries(new: Sequence[NewEntry]) -> list[TimelineEntry]:
-    """Store several entries and their label rows inside the caller's transaction, in order.
+# Other rows written with entries: new rows of one model each, and stored rows of one model
+# with the attributes to write.
+Inserts = Sequence[Sequence[Model]]
+Updates = Sequence[tuple[Sequence[Model], Sequence[str]]]
+
+
+async def record_entries(
+    new: Sequence[NewEntry], *, inserting: Inserts = (), updating: Updates = ()
+) -> list[TimelineEntry]:
+    """Store several entries and their label rows inside the caller's transaction, in order,
+    with the rows they tell of: `updating` and `inserting` (`resolvers.rows`) go in first.
 
     Each workspace's `seq` range is taken once (one lock, one UPDATE), and its entries and
     label rows go in with it: on PostgreSQL in one statement, elsewhere one INSERT for
     entries and one for labels. Workspace rows are locked in id order, so two batches never
-    deadlock.
+    deadlock. On PostgreSQL, for one workspace's entries, the other rows' statements are
+    parts of the entries' statement (`record_atomically`), which runs its parts in no set
+    order: an insert that needs an update's effect first (a unique key it frees) takes
+    that update written beforehand, not in `updating`.
     """
+    connection = connections.get("default")
+    plan = _plan(connection, new, inserting, updating)
+    if plan is not None:
+        return await _record_postgres(connection, new, plan)
+    for rows, attributes in updating:
+        await update_rows(connection, rows, attributes)
+    for rows in inserting:
+        await insert_rows(connection, rows)
     by_workspace: dict[str, list[int]] = {}
     for index, item in enumerate(new):
         by_workspace.setdefault(item.workspace_id, []).append(index)
-    connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
-        return await _record_postgres(connection, new, by_workspace)
+        return await _record_postgres(connection, new, _Plan(by_workspace, ()))
     seqs = [0] * len(new)
     for workspace_id in sorted(by_workspace):
         indexes = by_workspace[workspace_id]
@@ -287,20 +317,97 @@ def _entry_fields(item: NewEntry) -> dict[str, Any]:
     }
 
 
-async def _record_postgres(
-    connection: BaseDBAsyncClient, new: Sequence[NewEntry], by_workspace: dict[str, list[int]]
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    by_workspace: dict[str, list[int]]  # the entries' indexes, by workspace
+    parts: tuple[Part, ...]  # statements of other rows, parts of the single workspace's
+
+
+def _plan(
+    connection: BaseDBAsyncClient, new: Sequence[NewEntry], inserting: Inserts, updating: Updates
+) -> _Plan | None:
+    """How the entries and rows go in as one statement, or None if they cannot: not on
+    PostgreSQL, no entries, several workspaces, a row of a kind the ORM must store."""
+    if connection.capabilities.dialect != "postgres" or not new:
+        return None
+    workspace_id = new[0].workspace_id
+    if any(item.workspace_id != workspace_id for item in new):
+        return None
+    now = datetime.now(UTC)
+    parts: list[Part] = []
+    for rows, attributes in updating:
+        if rows:
+            part = update_part(rows, tuple(attributes), now)
+            if part is None:
+                return None
+            parts.append(part)
+    for rows in inserting:
+        if rows:
+            part = insert_part(rows, now)
+            if part is None:
+                return None
+            parts.append(part)
+    return _Plan({workspace_id: list(range(len(new)))}, tuple(parts))
+
+
+async def record_atomically(
+    new: Sequence[NewEntry], *, inserting: Inserts = (), updating: Updates = ()
 ) -> list[TimelineEntry]:
-    """`record_entries` on PostgreSQL: one statement per workspace, in workspace id order."""
+    """`record_entries` all or nothing, for a caller outside any transaction: one statement
+    where it is one (no BEGIN and COMMIT to wait for), else in a transaction of its own."""
+    connection = connections.get("default")
+    plan = _plan(connection, new, inserting, updating)
+    if plan is not None:
+        return await _record_postgres(connection, new, plan)
+    async with in_transaction():
+        return await record_entries(new, inserting=inserting, updating=updating)
+
+
+# The entries' statement with other rows' statements as CTEs before it, by their SQL.
+_COMPOSED: dict[tuple[str, ...], str] = {}
+_PARAMETER = re.compile(r"\$(\d+)")
+_ENTRY_PARAMETERS = 15  # $1..$15 of _INSERT_POSTGRES
+
+
+def _composed(parts: Sequence[Part]) -> str:
+    key = tuple(part.sql for part in parts)
+    found = _COMPOSED.get(key)
+    if found is None:
+        ctes, offset = [], _ENTRY_PARAMETERS
+        for n, part in enumerate(parts):
+            ctes.append(f"part{n} AS ({_shifted(part.sql, offset)})")
+            offset += len(part.arrays)
+        found = _INSERT_POSTGRES.replace("WITH ws AS", f"WITH {', '.join(ctes)}, ws AS", 1)
+        if len(_COMPOSED) >= STATEMENTS_REMEMBERED:
+            _COMPOSED.clear()
+        _COMPOSED[key] = found
+    return found
+
+
+STATEMENTS_REMEMBERED = 64  # a few callers, each with a few combinations of tables
+
+
+def _shifted(sql: str, offset: int) -> str:
+    """A statement's parameters `$n` renumbered `$n+offset`."""
+    return _PARAMETER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)
+
+
+async def _record_postgres(
+    connection: BaseDBAsyncClient, new: Sequence[NewEntry], plan: _Plan
+) -> list[TimelineEntry]:
+    """`record_entries` on PostgreSQL: one statement per workspace, in workspace id order,
+    the plan's parts in the first (there is one workspace when it has parts)."""
     now = datetime.now(UTC)
     entries: list[TimelineEntry | None] = [None] * len(new)
-    for workspace_id in sorted(by_workspace):
-        indexes = by_workspace[workspace_id]
+    parts = plan.parts
+    for workspace_id in sorted(plan.by_workspace):
+        indexes = plan.by_workspace[workspace_id]
         fields = [_entry_fields(new[index]) for index in indexes]
         label_n = [n for n, row in enumerate(fields, start=1) for _ in row["labels"]]
         label_text = [label for row in fields for label in row["labels"]]
         details = [row["details"] for row in fields]
         _, records = await connection.execute_query(
-            _INSERT_POSTGRES,
+            _composed(parts) if parts else _INSERT_POSTGRES,
             [
                 workspace_id,
                 len(fields),
@@ -317,10 +424,14 @@ async def _record_postgres(
                 [row["subject_id"] for row in fields],
                 label_n,
                 label_text,
+                *(array for part in parts for array in part.arrays),
             ],
         )
         if len(records) != len(fields):
             raise RuntimeError(f"workspace {workspace_id} is missing: no entries were stored")
+        for part in parts:
+            part.stored()
+        parts = ()
         for index, row, record in zip(indexes, fields, records, strict=True):
             values = {"id": int(record["id"]), "seq": int(record["seq"]), "created_at": now, **row}
             entries[index] = construct(TimelineEntry, values, saved=True)

@@ -8,7 +8,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
+import pytest
+from tortoise import connections
 from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
 
 from models.agent import AgentEvent, Run, RunStatus, ToolCall, ToolCallDecision, ToolCallStatus
@@ -119,6 +122,47 @@ async def test_a_batch_stores_every_column_as_built(
     saved = await AgentEvent.get(workspace_id=tenant.workspace_id, event_id="e1")
     assert saved.body == validate_agent_event(body, settings=settings).canonical()
     assert saved.response == outcome.response and saved.tool_call_ref == call.id
+
+
+async def test_a_batch_is_one_statement_on_postgresql(
+    tenant: Tenant, gql: GraphQL, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs, calls, approvals, event rows and entries go in with the entries' statement,
+    all or nothing by itself: no BEGIN and COMMIT to wait for."""
+    if connections.get("default").capabilities.dialect != "postgres":
+        pytest.skip("SQLite stores a batch in a transaction, one statement per table")
+    await create_policy(gql, tenant.admin, **SEED_POLICY)
+    bodies = [
+        tool_called("e1", "tc1", run="r1", environment="staging"),
+        tool_called("e2", "tc2", run="r1", environment="production"),  # awaits approval
+    ]
+    items = [await pending(tenant, settings, body) for body in bodies]
+    sent: list[str] = []
+    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+        method = getattr(asyncpg.Connection, name)
+
+        def record(method: Any) -> Any:
+            async def recorded(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+                sent.append(query)
+                return await method(self, query, *args, **kwargs)
+
+            return recorded
+
+        monkeypatch.setattr(asyncpg.Connection, name, record(method))
+
+    outcomes = await _store_each(items)
+
+    assert all(isinstance(outcome, StoredCall) for outcome in outcomes), outcomes
+    assert len(sent) == 1, sent
+    for model in (Run, ToolCall, Approval, AgentEvent):
+        assert f'INSERT INTO "{model._meta.db_table}"' in sent[0], model
+    assert "INSERT INTO timeline_entry " in sent[0]
+    assert await Approval.filter(tool_call__workspace_id=tenant.workspace_id).count() == 1
+    assert [kind for _, kind in await entries(tenant)] == [
+        "TOOL_CALLED",
+        "TOOL_CALLED",
+        "APPROVAL_REQUESTED",
+    ]
 
 
 async def test_a_value_the_database_refuses_fails_alone(tenant: Tenant, settings: Settings) -> None:
