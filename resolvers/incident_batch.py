@@ -5,9 +5,10 @@ A batch locks the open incidents of its (service, dedup key) pairs (`FOR NO KEY 
 PostgreSQL, in id order) and applies its events to them in arrival order, each decided by
 `plan_event` as one after the other would be: a trigger opens or updates, an acknowledge or
 a resolve moves the open incident, and an event that changes nothing is dropped with its
-reason. It then writes the outcome with one statement per table (`resolvers.rows`; on
+reason. It then writes the outcome, one INSERT or UPDATE per table (`resolvers.rows`; on
 SQLite the ORM's, or one prepared statement run for each row): the incidents it changed,
-the incidents it opened, every trigger's alert row, then every event's timeline entry.
+the incidents it opened, every trigger's alert row and every event's timeline entry, on
+PostgreSQL all in one statement (`resolvers.timeline.record_entries`).
 Each event's answer is the incident as that event left it.
 
 Opening races are settled by the unique (service, dedup key, open marker) constraint: if a
@@ -36,7 +37,7 @@ from opsgraph.settings import Settings
 from resolvers import incident_rows as rows
 from resolvers.batching import Batcher, bad_value, each_alone_if_refused, refused_by_database
 from resolvers.incident_events import AlertData, IncidentEvent, Step, plan_event
-from resolvers.rows import insert_rows, new_row, update_rows
+from resolvers.rows import new_row, update_rows
 from resolvers.timeline import NewEntry, record_entries
 
 # An event stored alone is tried this often in all while it loses opening races: each lost
@@ -182,12 +183,21 @@ class _Batch:
         self.outcomes.append((step, snapshot, entry, reason))
 
     async def write(self, connection: BaseDBAsyncClient) -> list[StoredEvent]:
-        # Changed ones first: a key resolved and opened again frees its open slot first.
+        """Write the batch with its entries: one statement on PostgreSQL (the incidents are
+        locked already), but for a key resolved and opened again in the batch, whose
+        resolve must free the key's open slot before the new incident takes it."""
         changed = sorted(self.changed.values(), key=lambda row: row.id)
-        await update_rows(connection, changed, _UPDATED)  # locked already, in id order
-        await insert_rows(connection, [self.opened[id_] for id_ in sorted(self.opened)])
-        await insert_rows(connection, self.alerts)
-        entries = await record_entries([entry for _, _, entry, _ in self.outcomes])
+        opened = [self.opened[id_] for id_ in sorted(self.opened)]
+        freed = {(row.service_id, row.dedup_key) for row in changed if row.open_marker is None}
+        updating: list[tuple[list[Incident], tuple[str, ...]]] = [(changed, _UPDATED)]
+        if any((row.service_id, row.dedup_key) in freed for row in opened):
+            await update_rows(connection, changed, _UPDATED)
+            updating = []
+        entries = await record_entries(
+            [entry for _, _, entry, _ in self.outcomes],
+            updating=updating,
+            inserting=[opened, self.alerts],
+        )
         stored = []
         for (step, incident, _, reason), entry in zip(self.outcomes, entries, strict=True):
             if incident is not None:

@@ -59,15 +59,16 @@ def move(tenant: Tenant, service: Service, key: str, action: EventAction) -> Pen
 def before_insert(
     monkeypatch: pytest.MonkeyPatch, model: type[Any], hook: Callable[[list[Any]], Awaitable[None]]
 ) -> None:
-    """Await `hook(rows)` before each batch's INSERT of `model` rows (it may raise)."""
-    insert = incident_batch.insert_rows
+    """Await `hook(rows)` before each batch writes its `model` rows (it may raise)."""
+    record = incident_batch.record_entries
 
-    async def hooked(connection: Any, rows: Any) -> None:
-        if rows and isinstance(rows[0], model):
-            await hook(list(rows))
-        await insert(connection, rows)
+    async def hooked(new: Any, *, inserting: Any = (), updating: Any = ()) -> Any:
+        for rows in inserting:
+            if rows and isinstance(rows[0], model):
+                await hook(list(rows))
+        return await record(new, inserting=inserting, updating=updating)
 
-    monkeypatch.setattr(incident_batch, "insert_rows", hooked)
+    monkeypatch.setattr(incident_batch, "record_entries", hooked)
 
 
 def count_incident_inserts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -171,7 +172,7 @@ async def test_a_batch_refused_once_is_stored_again_whole(
 
     async def refuse_first(alerts: list[IncidentAlert]) -> None:
         calls.append(len(alerts))
-        if len(calls) == 1:  # after the batch wrote its incidents: all of it must go
+        if len(calls) == 1:  # the batch is refused: none of it may stay
             raise IntegrityError("refused")
 
     before_insert(monkeypatch, IncidentAlert, refuse_first)
