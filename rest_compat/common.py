@@ -198,9 +198,11 @@ class BadJson(ValueError):
 
 def strict_json(data: str | bytes, *, max_depth: int) -> Any:
     """`json.loads` that refuses NaN and Infinity, numbers beyond float range, lone
-    surrogates and nesting deeper than `max_depth`, with a short reason (ValueError;
-    UnicodeDecodeError for bytes that are not UTF-8)."""
+    surrogates, a byte order mark and nesting deeper than `max_depth`, with a short reason
+    (ValueError; UnicodeDecodeError for bytes that are not UTF-8)."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data
+    if text.startswith("\ufeff"):
+        raise BadJson("it starts with a byte order mark (U+FEFF); send UTF-8 without one")
     try:
         parsed = _DECODER.decode(text)
     except json.JSONDecodeError as exc:

@@ -236,6 +236,14 @@ async def test_malformed_json_is_400(post: Poster, content: bytes) -> None:
     assert body["error"]["code"] == "INVALID_EVENT"
 
 
+async def test_a_byte_order_mark_is_400_and_named(post: Poster) -> None:
+    """RFC 8259 forbids sending one; the refusal says what to take out."""
+    event = json.dumps(post.target.body(post.caller)).encode()
+    body = await post.refused(b"\xef\xbb\xbf" + event)
+    assert body["error"]["code"] == "INVALID_EVENT"
+    assert "byte order mark" in body["error"]["message"], body
+
+
 async def test_non_finite_numbers_inside_a_valid_event_are_400(post: Poster) -> None:
     event = json.dumps(post.target.body(post.caller))
     for constant in ("NaN", "-Infinity", "1e400"):
