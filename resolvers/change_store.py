@@ -23,38 +23,38 @@ from resolvers.timeline import NewEntry, record_entries
 
 SUBJECT_TYPE = "Change"
 
-# $1 workspace, $2 how many, $3 now, $4.. one array per column (index i = the i-th change),
-# $15/$16 the label rows: the 1-based index of their change, and the label; $17 the kind,
-# $18 the subject type, $19 each entry's (deduplicated) labels as JSON.
+# $1 workspace, $2 how many, $3 now, $4 the changes as one JSON array (one array per change,
+# the fields in the order of `c` below), $5 the entries' kind, $6 their subject type. One
+# JSON document rather than an array per column: asyncpg encodes arrays element by element,
+# and the JSON columns go in as JSON values instead of text encoded one by one.
 _INSERT_POSTGRES = """
 WITH ws AS (
     UPDATE workspace SET timeline_seq = timeline_seq + $2 WHERE id = $1 RETURNING timeline_seq
 ), c AS (
-    SELECT * FROM unnest(
-        $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[],
-        $10::text[], $11::text[], $12::text[], $13::text[], $14::text[]
-    ) WITH ORDINALITY AS c(id, name, occurred_at, category, source, environment, service,
-                           labels, metadata, links, actor, n)
+    SELECT r->>0 AS id, r->>1 AS name, (r->>2)::timestamptz AS occurred_at,
+           r->>3 AS category, r->>4 AS source, r->>5 AS environment, r->>6 AS service,
+           r->7 AS labels, r->8 AS metadata, r->9 AS links, r->>10 AS actor,
+           r->11 AS entry_labels, n
+    FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY AS e(r, n)
 ), changes AS (
     INSERT INTO change (id, workspace_id, name, occurred_at, category, source, environment,
                         service, labels, metadata, links, actor, created_at)
     SELECT id, $1, name, occurred_at, category, source, environment, service,
-           labels::jsonb, metadata::jsonb, links::jsonb, actor, $3
+           labels, metadata, links, actor, $3
     FROM c
 ), entries AS (
     INSERT INTO timeline_entry (workspace_id, seq, kind, occurred_at, summary, service,
                                 environment, labels, actor, details, subject_type,
                                 subject_id, created_at)
-    SELECT $1, ws.timeline_seq - $2 + c.n, $17, c.occurred_at, c.name, c.service,
-           c.environment, (($19::text[])[c.n])::jsonb, c.actor,
-           jsonb_build_object('category', c.category, 'source', c.source), $18, c.id, $3
+    SELECT $1, ws.timeline_seq - $2 + c.n, $5, c.occurred_at, c.name, c.service,
+           c.environment, c.entry_labels, c.actor,
+           jsonb_build_object('category', c.category, 'source', c.source), $6, c.id, $3
     FROM ws, c
-    RETURNING id, seq
+    RETURNING id, seq, labels
 ), labels AS (
     INSERT INTO timeline_label (entry_id, workspace_id, label)
     SELECT entries.id, $1, l.label
-    FROM unnest($15::bigint[], $16::text[]) AS l(n, label)
-    JOIN entries ON entries.seq = (SELECT timeline_seq FROM ws) - $2 + l.n
+    FROM entries, jsonb_array_elements_text(entries.labels) AS l(label)
 )
 SELECT id, seq FROM entries ORDER BY seq
 """
@@ -138,39 +138,35 @@ async def _insert_postgres(
     for workspace_id in sorted(groups):
         indexes = groups[workspace_id]
         rows = [changes[index] for index in indexes]
-        label_n: list[int] = []
-        label_text: list[str] = []
-        labels_json: list[str] = []
-        entry_labels_json: list[str] = []  # each label once
-        for n, row in enumerate(rows, start=1):
-            unique = list(dict.fromkeys(row.labels))
-            label_n.extend([n] * len(unique))
-            label_text.extend(unique)
-            labels_json.append(json_text(row.labels))
-            same = len(unique) == len(row.labels)
-            entry_labels_json.append(labels_json[-1] if same else json_text(unique))
+        document = []
+        for row in rows:
+            labels = row.labels
+            unique = list(dict.fromkeys(labels))  # an entry's labels, each once
+            document.append(
+                [
+                    row.id,
+                    row.name,
+                    row.occurred_at.isoformat(),
+                    row.category.value,
+                    row.source,
+                    row.environment,
+                    row.service,
+                    labels,
+                    row.metadata,
+                    row.links,
+                    row.actor,
+                    labels if len(unique) == len(labels) else unique,
+                ]
+            )
         _, records = await connection.execute_query(
             _INSERT_POSTGRES,
             [
                 workspace_id,
                 len(rows),
                 now,
-                [row.id for row in rows],
-                [row.name for row in rows],
-                [row.occurred_at for row in rows],
-                [row.category.value for row in rows],
-                [row.source for row in rows],
-                [row.environment for row in rows],
-                [row.service for row in rows],
-                labels_json,
-                [json_text(row.metadata) for row in rows],
-                [json_text(row.links) for row in rows],
-                [row.actor for row in rows],
-                label_n,
-                label_text,
+                json_text(document),
                 TimelineKind.CHANGE.value,
                 SUBJECT_TYPE,
-                entry_labels_json,
             ],
         )
         if len(records) != len(rows):

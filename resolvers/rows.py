@@ -1,12 +1,15 @@
 """New rows of one model stored in one statement, for the group commits' batches.
 
-On PostgreSQL the statement is written once per model, `INSERT … SELECT … FROM unnest(…)`
-with one array per column, and each value is converted as Tortoise would store it (JSON as
-text, an enum as its value, `auto_now_add` filled in): Tortoise's `bulk_create` converts
-and checks every field of every row in Python, which cost a tool call more than deciding
-it. What the checks guarded (lengths, NOT NULL, unique keys) the database refuses, and the
-batch is then stored item by item (`resolvers.batching.each_alone_if_refused`). Elsewhere
-(SQLite) it is `bulk_create`.
+On PostgreSQL the statement is written once per model, `INSERT … SELECT … FROM
+jsonb_array_elements($1)`: the rows go in as one JSON document, an array per row, each
+value converted as Tortoise would store it (an enum as its value, a time as ISO text, JSON
+as itself, `auto_now_add` filled in). One document rather than an array per column:
+asyncpg encodes an array element by element (two ABC checks each), which cost more than
+encoding the whole document, JSON columns included, in one `json.dumps`. Tortoise's
+`bulk_create` converts and checks every field of every row in Python, which cost a tool
+call more than deciding it. What the checks guarded (lengths, NOT NULL, unique keys) the
+database refuses, and the batch is then stored item by item
+(`resolvers.batching.each_alone_if_refused`). Elsewhere (SQLite) it is `bulk_create`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from tortoise import connections, fields
@@ -37,29 +41,39 @@ def json_text(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def _same(value: Any, now: datetime) -> Any:
-    return value
-
-
-def _json(value: Any, now: datetime) -> Any:
-    # A string is JSON text already, as Tortoise takes it (the ::jsonb cast checks it).
-    return value if value is None or isinstance(value, str) else json_text(value)
-
-
 def _enum(value: Any, now: datetime) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
+def _iso(value: Any, now: datetime) -> Any:
+    return None if value is None else value.isoformat()
+
+
 def _created(value: Any, now: datetime) -> Any:
-    return now if value is None else value
+    return (now if value is None else value).isoformat()
+
+
+# How a column's value is read from its row, a JSON array `r` (position {0}): text as it
+# is; numbers and times from their text; JSON as the value itself, or for a string as the
+# JSON text it holds (Tortoise takes a string for a JSON field as JSON text), NULL for null.
+_READS = {
+    "text": "r->>{0}",
+    "jsonb": "CASE jsonb_typeof(r->{0}) WHEN 'string' THEN (r->>{0})::jsonb "
+    "WHEN 'null' THEN NULL ELSE r->{0} END",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class _Column:
     attribute: str
-    cast: str  # the SQL type of its array
-    convert: Convert
+    type: str  # its SQL type
+    convert: Convert | None  # into its JSON value; None: as it is
     auto_now_add: bool = False
+
+    def read(self, position: int) -> str:
+        """The SQL expression reading it from the row's JSON array."""
+        found = _READS.get(self.type)
+        return (found or f"(r->>{{0}})::{self.type}").format(position)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +96,7 @@ def _column(name: str, field: fields.Field[Any]) -> _Column | None:
     if isinstance(field, fields.JSONField) and kind is fields.JSONField:
         if field.encoder is not _DEFAULT_JSON_ENCODER:
             return None
-        return _Column(name, "jsonb", _json)
+        return _Column(name, "jsonb", None)
     if kind is CharEnumFieldInstance:
         return _Column(name, "text", _enum)
     if isinstance(field, fields.DatetimeField) and kind is fields.DatetimeField:
@@ -90,11 +104,11 @@ def _column(name: str, field: fields.Field[Any]) -> _Column | None:
             return None
         if field.auto_now_add:
             return _Column(name, "timestamptz", _created, auto_now_add=True)
-        return _Column(name, "timestamptz", _same)
+        return _Column(name, "timestamptz", _iso)
     if kind is fields.CharField or kind is fields.TextField:
-        return _Column(name, "text", _same)
+        return _Column(name, "text", None)
     if kind in _INTEGERS:
-        return _Column(name, _INTEGERS[kind], _same)
+        return _Column(name, _INTEGERS[kind], None)
     return None
 
 
@@ -128,22 +142,28 @@ def _statement(model: type[Model]) -> _Statement | None:
             return None
         columns.append(column)
         names.append(f'"{column_name}"')
-    # jsonb goes in as text and is cast in the SELECT (asyncpg sends text arrays as is).
-    arrays = ", ".join(
-        f"${n}::{'text' if c.cast == 'jsonb' else c.cast}[]" for n, c in enumerate(columns, 1)
-    )
-    aliases = [f"c{n}" for n in range(len(columns))]
-    selected = ", ".join(
-        f"{alias}::jsonb" if c.cast == "jsonb" else alias
-        for alias, c in zip(aliases, columns, strict=True)
-    )
+    selected = ", ".join(column.read(n) for n, column in enumerate(columns))
     sql = (
         f'INSERT INTO "{meta.db_table}" ({", ".join(names)}) '
-        f"SELECT {selected} FROM unnest({arrays}) AS u({', '.join(aliases)})"
+        f"SELECT {selected} FROM jsonb_array_elements($1::jsonb) AS d(r)"
     )
     found = _Statement(sql, tuple(columns), serial)
     _STATEMENTS[model] = found
     return found
+
+
+def _document(rows: Sequence[Model], columns: Sequence[_Column], now: datetime) -> str:
+    """The rows' values of `columns` as one JSON array, an array per row."""
+    converts = [(n, c.convert) for n, c in enumerate(columns) if c.convert is not None]
+    read = attrgetter(*(column.attribute for column in columns))
+    single = len(columns) == 1  # `read` gives the value itself, not a tuple
+    document = []
+    for row in rows:
+        values = [read(row)] if single else list(read(row))
+        for n, convert in converts:
+            values[n] = convert(values[n], now)
+        document.append(values)
+    return json_text(document)
 
 
 def new_row(model: type[M], **values: Any) -> M:
@@ -223,7 +243,7 @@ class Part:
     run alone, or as a CTE of a bigger statement (`resolvers.timeline.record_entries`)."""
 
     sql: str
-    arrays: list[list[Any]]
+    parameters: list[Any]
     rows: Sequence[Model]
 
     def stored(self) -> None:
@@ -240,15 +260,12 @@ def insert_part(rows: Sequence[Model], now: datetime) -> Part | None:
     if statement.serial is not None:
         if any(getattr(row, statement.serial) is not None for row in rows):
             return None  # the ORM inserts them as given
-    arrays: list[list[Any]] = []
     for column in statement.columns:
-        name, convert = column.attribute, column.convert
-        values = [convert(getattr(row, name), now) for row in rows]
         if column.auto_now_add:  # as Tortoise does: the row says when it was stored
-            for row, value in zip(rows, values, strict=True):
-                setattr(row, name, value)
-        arrays.append(values)
-    return Part(statement.sql, arrays, rows)
+            for row in rows:
+                if getattr(row, column.attribute) is None:
+                    setattr(row, column.attribute, now)
+    return Part(statement.sql, [_document(rows, statement.columns, now)], rows)
 
 
 async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> None:
@@ -263,7 +280,7 @@ async def insert_rows(connection: BaseDBAsyncClient, rows: Sequence[Model]) -> N
         await type(rows[0]).bulk_create(list(rows), using_db=connection)
         mark_saved(rows)
         return
-    await connection.execute_query(part.sql, part.arrays)
+    await connection.execute_query(part.sql, part.parameters)
     part.stored()
 
 
@@ -283,27 +300,22 @@ def _update_statement(model: type[Model], attributes: tuple[str, ...]) -> _Updat
     if key in _UPDATES:
         return _UPDATES[key]
     meta = model._meta
-    columns = [_column(name, meta.fields_map[name]) for name in attributes]
     key_column = _column(meta.pk_attr, meta.pk)
+    columns = [_column(name, meta.fields_map[name]) for name in attributes]
     found = None
     if key_column is not None and all(column is not None for column in columns):
-        known = [column for column in columns if column is not None]
-        arrays = ", ".join(
-            f"${n}::{'text' if c.cast == 'jsonb' else c.cast}[]"
-            for n, c in enumerate([key_column, *known], 1)
-        )
-        aliases = [f"c{n}" for n in range(len(known))]
+        known = [key_column, *(column for column in columns if column is not None)]
         assignments = ", ".join(
-            f'"{meta.fields_db_projection[c.attribute]}" = '
-            + (f"u.{alias}::jsonb" if c.cast == "jsonb" else f"u.{alias}")
-            for alias, c in zip(aliases, known, strict=True)
+            f'"{meta.fields_db_projection[column.attribute]}" = {column.read(n)}'
+            for n, column in enumerate(known)
+            if n > 0
         )
-        pk = meta.db_pk_column
-        found = (
+        sql = (
             f'UPDATE "{meta.db_table}" AS t SET {assignments} '
-            f'FROM unnest({arrays}) AS u(k, {", ".join(aliases)}) WHERE t."{pk}" = u.k',
-            tuple(known),
+            f"FROM jsonb_array_elements($1::jsonb) AS d(r) "
+            f'WHERE t."{meta.db_pk_column}" = {key_column.read(0)}'
         )
+        found = (sql, tuple(known))
     _UPDATES[key] = found
     return found
 
@@ -311,16 +323,11 @@ def _update_statement(model: type[Model], attributes: tuple[str, ...]) -> _Updat
 def update_part(rows: Sequence[Model], attributes: tuple[str, ...], now: datetime) -> Part | None:
     """The UPDATE of `attributes` of stored rows of one model on PostgreSQL, or None for a
     field of a kind not converted here."""
-    model = type(rows[0])
-    found = _update_statement(model, attributes)
+    found = _update_statement(type(rows[0]), attributes)
     if found is None:
         return None
     sql, columns = found
-    arrays: list[list[Any]] = [[getattr(row, model._meta.pk_attr) for row in rows]]
-    for column in columns:
-        name, convert = column.attribute, column.convert
-        arrays.append([convert(getattr(row, name), now) for row in rows])
-    return Part(sql, arrays, rows)
+    return Part(sql, [_document(rows, columns, now)], rows)
 
 
 async def update_rows(
@@ -328,10 +335,11 @@ async def update_rows(
 ) -> None:
     """Write `attributes` of stored rows of one model, as they stand on the instances.
 
-    On PostgreSQL it is one `UPDATE … FROM unnest(…)` statement, the rows' values converted
-    as `insert_rows` converts them; it takes the rows' locks in no set order, so a caller
-    that needs one locks them first. Elsewhere, or for a field of a kind not converted
-    here, one prepared statement runs once per row, each value converted by its field.
+    On PostgreSQL it is one `UPDATE … FROM jsonb_array_elements(…)` statement, the rows'
+    values converted as `insert_rows` converts them; it takes the rows' locks in no set
+    order, so a caller that needs one locks them first. Elsewhere, or for a field of a kind
+    not converted here, one prepared statement runs once per row, each value converted by
+    its field.
     """
     if not rows:
         return
@@ -341,7 +349,7 @@ async def update_rows(
     if part is None:
         await _update_each(connection, type(rows[0]), rows, names)
         return
-    await connection.execute_query(part.sql, part.arrays)
+    await connection.execute_query(part.sql, part.parameters)
 
 
 async def _update_each(

@@ -206,8 +206,8 @@ class NewEntry:
 
 
 # PostgreSQL: one statement per workspace takes the `seq` range and inserts the entries and
-# their label rows. $1 workspace, $2 how many, $3 now, $4..$13 one array per column (the
-# i-th entry at index i), $14/$15 the label rows: their entry's 1-based index, the label.
+# their label rows. $1 workspace, $2 how many, $3 now, $4 the entries as one JSON array (an
+# array per entry, its fields in the order of `e` below; see `resolvers.rows` on why JSON).
 _INSERT_POSTGRES = """
 WITH ws AS (
     UPDATE workspace SET timeline_seq = timeline_seq + $2 WHERE id = $1 RETURNING timeline_seq
@@ -215,20 +215,14 @@ WITH ws AS (
     INSERT INTO timeline_entry (workspace_id, seq, kind, occurred_at, summary, service,
                                 environment, labels, actor, details, subject_type,
                                 subject_id, created_at)
-    SELECT $1, ws.timeline_seq - $2 + e.n, e.kind, e.occurred_at, e.summary, e.service,
-           e.environment, e.labels::jsonb, e.actor, e.details::jsonb, e.subject_type,
-           e.subject_id, $3
-    FROM ws, unnest(
-        $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[],
-        $10::text[], $11::text[], $12::text[], $13::text[]
-    ) WITH ORDINALITY AS e(kind, occurred_at, summary, service, environment, labels, actor,
-                           details, subject_type, subject_id, n)
-    RETURNING id, seq
+    SELECT $1, ws.timeline_seq - $2 + e.n, e.r->>0, (e.r->>1)::timestamptz, e.r->>2,
+           e.r->>3, e.r->>4, e.r->5, e.r->>6, NULLIF(e.r->7, 'null'), e.r->>8, e.r->>9, $3
+    FROM ws, jsonb_array_elements($4::jsonb) WITH ORDINALITY AS e(r, n)
+    RETURNING id, seq, labels
 ), labels AS (
     INSERT INTO timeline_label (entry_id, workspace_id, label)
     SELECT entries.id, $1, l.label
-    FROM unnest($14::bigint[], $15::text[]) AS l(n, label)
-    JOIN entries ON entries.seq = (SELECT timeline_seq FROM ws) - $2 + l.n
+    FROM entries, jsonb_array_elements_text(entries.labels) AS l(label)
 )
 SELECT id, seq FROM entries ORDER BY seq
 """
@@ -366,7 +360,7 @@ async def record_atomically(
 # The entries' statement with other rows' statements as CTEs before it, by their SQL.
 _COMPOSED: dict[tuple[str, ...], str] = {}
 _PARAMETER = re.compile(r"\$(\d+)")
-_ENTRY_PARAMETERS = 15  # $1..$15 of _INSERT_POSTGRES
+_ENTRY_PARAMETERS = 4  # $1..$4 of _INSERT_POSTGRES
 
 
 def _composed(parts: Sequence[Part]) -> str:
@@ -376,7 +370,7 @@ def _composed(parts: Sequence[Part]) -> str:
         ctes, offset = [], _ENTRY_PARAMETERS
         for n, part in enumerate(parts):
             ctes.append(f"part{n} AS ({_shifted(part.sql, offset)})")
-            offset += len(part.arrays)
+            offset += len(part.parameters)
         found = _INSERT_POSTGRES.replace("WITH ws AS", f"WITH {', '.join(ctes)}, ws AS", 1)
         if len(_COMPOSED) >= STATEMENTS_REMEMBERED:
             _COMPOSED.clear()
@@ -403,28 +397,29 @@ async def _record_postgres(
     for workspace_id in sorted(plan.by_workspace):
         indexes = plan.by_workspace[workspace_id]
         fields = [_entry_fields(new[index]) for index in indexes]
-        label_n = [n for n, row in enumerate(fields, start=1) for _ in row["labels"]]
-        label_text = [label for row in fields for label in row["labels"]]
-        details = [row["details"] for row in fields]
+        document = [
+            [
+                row["kind"].value,
+                row["occurred_at"].isoformat(),
+                row["summary"],
+                row["service"],
+                row["environment"],
+                row["labels"],
+                row["actor"],
+                row["details"],
+                row["subject_type"],
+                row["subject_id"],
+            ]
+            for row in fields
+        ]
         _, records = await connection.execute_query(
             _composed(parts) if parts else _INSERT_POSTGRES,
             [
                 workspace_id,
                 len(fields),
                 now,
-                [row["kind"].value for row in fields],
-                [row["occurred_at"] for row in fields],
-                [row["summary"] for row in fields],
-                [row["service"] for row in fields],
-                [row["environment"] for row in fields],
-                [json_text(row["labels"]) for row in fields],
-                [row["actor"] for row in fields],
-                [None if value is None else json_text(value) for value in details],
-                [row["subject_type"] for row in fields],
-                [row["subject_id"] for row in fields],
-                label_n,
-                label_text,
-                *(array for part in parts for array in part.arrays),
+                json_text(document),
+                *(parameter for part in parts for parameter in part.parameters),
             ],
         )
         if len(records) != len(fields):

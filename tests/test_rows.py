@@ -192,3 +192,26 @@ async def test_update_rows_writes_what_save_writes(tenant: Tenant) -> None:
     assert ours_stored != untouched
     assert [row["dedup_key"] for row in ours_stored] == [row["dedup_key"] for row in untouched]
     assert ours_stored[0]["custom_details"] == {"after": [0, {"deep": None}]}
+
+
+async def test_json_fields_take_json_text_values_and_text_of_any_kind(tenant: Tenant) -> None:
+    """A string for a JSON field is JSON text, as Tortoise takes it; text columns keep
+    quotes, backslashes, non-ASCII and characters JSON escapes exactly."""
+    tricky = 'quote " backslash \\ tab \t newline \n é ✓ 😀 </script> \u2028'
+    values = {
+        "workspace_id": tenant.workspace_id, "event_type": "tool.called", "body_hash": tricky,
+        "body": '{"a": [1, "x", null, {"b": 2.5}], "s": "\\u00e9"}',
+        "response": {"text": tricky, "nothing": None}, "run_ref": None,
+    }  # fmt: skip
+    ours = new_row(AgentEvent, id=new_id("aev"), event_id="ours", **values)
+    orms = AgentEvent(id=new_id("aev"), event_id="orms", **values)
+
+    await insert_rows(connections.get("default"), [ours])
+    await AgentEvent.bulk_create([orms])
+
+    [mine], [theirs] = await stored(AgentEvent, [ours.id]), await stored(AgentEvent, [orms.id])
+    assert mine["body"] == {"a": [1, "x", None, {"b": 2.5}], "s": "é"}
+    assert mine["body_hash"] == tricky and mine["response"]["text"] == tricky
+    assert mine["created_at"] == ours.created_at  # filled in on the row, as Tortoise does
+    del mine["created_at"], theirs["created_at"]
+    assert {**mine, "event_id": "orms"} == theirs
