@@ -82,12 +82,16 @@ class AgentEventData:
 
     def canonical_json(self) -> str:
         """`canonical()` as compact JSON with sorted keys: hashed, and stored as it is."""
-        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return _CANONICAL.encode(self.canonical())
 
     def body_hash(self, canonical_json: str | None = None) -> str:
         """The hash of `canonical_json` (this event's own, unless the caller has it)."""
         encoded = self.canonical_json() if canonical_json is None else canonical_json
         return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+# Made once; the body was parsed from JSON, a tree: no cycle to look for.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,9 @@ Convert = Callable[[Any, datetime], Any]
 M = TypeVar("M", bound=Model)
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # `json.dumps` makes one per call
+# Made once (`json.dumps` makes one per call); what it encodes is built here or parsed from
+# JSON, a tree: no cycle to look for (one would end in a RecursionError).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def json_text(value: Any) -> str:

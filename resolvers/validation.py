@@ -83,6 +83,10 @@ def is_unicode(value: str) -> bool:
     return True
 
 
+# What a JSON object's size is measured as (made once; parsed JSON holds no cycle).
+_SIZED = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False)
+
+
 class Checker:
     """Reads fields from one raw object, recording a FieldError for each bad one."""
 
@@ -189,9 +193,9 @@ class Checker:
         if max_bytes is None:
             return dict(value)
         try:
-            encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            encoded = _SIZED.encode(value)
             size = len(encoded.encode("utf-8"))
-        except (TypeError, ValueError, UnicodeEncodeError):
+        except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
             self.error(name, "must be valid JSON")
             return {}
         if "\\u0000" in encoded or "\x00" in encoded:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
 import httpx
 
+from opsgraph.settings import Settings
+from resolvers.agent_events import validate_agent_event
 from tests.agent_helpers import (
     CURL_RUN_COMPLETED,
     CURL_RUN_STARTED,
@@ -403,3 +406,16 @@ async def test_runs_page_and_filter(
     )
     assert by_id.data["run"] == {"runId": "r0"}
     assert (await gql(RUNS, tenant.writer)).errors[0].extensions == {"code": "FORBIDDEN"}
+
+
+def test_the_stored_body_and_its_hash_keep_their_form(settings: Settings) -> None:
+    """An event's idempotency compares body hashes with events stored by earlier versions:
+    the canonical text stays `json.dumps` with sorted keys, compact, non-ASCII escaped."""
+    body = tool_called("e-é", "tc1", zeta={"b": [1, 2.5, None], "a": "ünï"}, alpha=True)
+    data = validate_agent_event(body, settings=settings)
+
+    text = data.canonical_json()
+
+    assert text == json.dumps(data.canonical(), sort_keys=True, separators=(",", ":"))
+    assert '"e-\\u00e9"' in text and text.index('"alpha"') < text.index('"zeta"')
+    assert data.body_hash() == hashlib.sha256(text.encode("utf-8")).hexdigest()
