@@ -102,7 +102,7 @@ class PolicySet:
 
     policies: tuple[PolicySpec, ...]
     starts: tuple[str, ...]
-    _by_call: dict[tuple[str, str | None, str], tuple[PolicySpec, ...]] = field(
+    _by_call: dict[tuple[str, str | None, str], _Candidates] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
 
@@ -113,20 +113,114 @@ class PolicySet:
 
     def for_call(self, call: CallFacts) -> tuple[PolicySpec, ...]:
         """The policies whose tool name, action hint and agent conditions hold for `call`,
-        in order: what is left to test is their input and incident conditions
-        (`evaluate(..., static_checked=True)`)."""
+        in order, less those an input string rules out (`_Candidates`): what is left to
+        test is their input and incident conditions (`evaluate(..., static_checked=True)`)."""
         key = (call.tool_name, call.action_hint, call.agent_id)
         found = self._by_call.get(key)
         if found is None:
-            found = tuple(
-                policy
-                for policy, start in zip(self.policies, self.starts, strict=True)
-                if call.tool_name.startswith(start) and _static_match(policy, call)
+            found = _Candidates.of(
+                tuple(
+                    policy
+                    for policy, start in zip(self.policies, self.starts, strict=True)
+                    if call.tool_name.startswith(start) and _static_match(policy, call)
+                )
             )
             if len(self._by_call) >= TOOLS_REMEMBERED:
                 self._by_call.clear()
             self._by_call[key] = found
-        return found
+        return found.select(call.input_payload)
+
+
+# A string an input field must equal (or start with) for a policy's predicate to hold.
+_Filed = tuple[str, str, bool]  # (field, string, a prefix)
+
+
+def _filed_under(policy: PolicySpec) -> list[_Filed] | None:
+    """The strings the first predicate of `policy` that can be looked up holds for: one of
+    them equals (or starts) the value of its top-level input field, a string, or the
+    predicate fails; None if no predicate can be looked up so."""
+    for match in policy.input_matches:
+        if len(match.segments) != 1:
+            continue
+        name, value = match.path, match.value
+        if match.op is MatchOp.EQ and type(value) is str:
+            return [(name, value, False)]
+        if match.op is MatchOp.IN and type(value) is list:
+            if all(type(item) is str for item in value):
+                return [(name, item, False) for item in dict.fromkeys(value)]
+        if match.op is MatchOp.GLOB and type(value) is str:
+            start = _literal_start(value)
+            if start == value:
+                return [(name, value, False)]
+            if start:
+                return [(name, start, True)]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """The policies left for one (tool name, action hint, agent): each is tested whatever
+    the input, or filed under the strings one top-level input field must equal or start
+    with for its predicate on that field to hold (`_filed_under`), so a call is tested
+    against those its input strings pick and the unfiled ones, in order. A workspace with
+    a hundred policies on one tool, each for a service or an environment, tests a few."""
+
+    policies: tuple[PolicySpec, ...]
+    unfiled: tuple[int, ...]  # positions in `policies`
+    fields: tuple[str, ...]  # the fields policies are filed under
+    exact: dict[tuple[str, str], tuple[int, ...]]
+    prefixes: dict[str, tuple[tuple[int, dict[str, tuple[int, ...]]], ...]]  # by length
+
+    @classmethod
+    def of(cls, policies: tuple[PolicySpec, ...]) -> _Candidates:
+        unfiled: list[int] = []
+        exact: dict[tuple[str, str], list[int]] = {}
+        prefixes: dict[str, dict[int, dict[str, list[int]]]] = {}
+        for position, policy in enumerate(policies):
+            filed = _filed_under(policy)
+            if filed is None:
+                unfiled.append(position)
+                continue
+            for name, text, prefix in filed:
+                if prefix:
+                    by_length = prefixes.setdefault(name, {}).setdefault(len(text), {})
+                    by_length.setdefault(text, []).append(position)
+                else:
+                    exact.setdefault((name, text), []).append(position)
+        fields = dict.fromkeys([name for name, _ in exact] + list(prefixes))
+        return cls(
+            policies,
+            tuple(unfiled),
+            tuple(fields),
+            {key: tuple(positions) for key, positions in exact.items()},
+            {
+                name: tuple(
+                    (length, {text: tuple(found) for text, found in table.items()})
+                    for length, table in by_length.items()
+                )
+                for name, by_length in prefixes.items()
+            },
+        )
+
+    def select(self, payload: Mapping[str, Any]) -> tuple[PolicySpec, ...]:
+        """The policies `payload`'s strings do not rule out, in order."""
+        if not self.fields:
+            return self.policies
+        if type(payload) is not dict:
+            return self.policies  # looked up otherwise: test them all
+        chosen = list(self.unfiled)
+        for name in self.fields:
+            value = payload.get(name)
+            if type(value) is not str:
+                if isinstance(value, str):
+                    return self.policies  # a str subclass: test them all
+                continue  # missing, or not a string: every policy filed here fails
+            chosen += self.exact.get((name, value), ())
+            for length, table in self.prefixes.get(name, ()):
+                chosen += table.get(value[:length], ())
+        chosen.sort()
+        policies = self.policies
+        return tuple(policies[position] for position in chosen)
 
 
 @dataclass(frozen=True, slots=True)

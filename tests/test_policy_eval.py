@@ -6,7 +6,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.agent import ToolCallDecision
@@ -283,6 +283,98 @@ def test_a_policy_set_remembers_each_tools_candidates_and_stays_right() -> None:
     for i in range(TOOLS_REMEMBERED + 5):  # many distinct tools: still right, still bounded
         assert policies.for_call(call(f"other_{i}")) == ()
     assert [p.id for p in policies.for_call(call("tool_2", hint="h"))] == ["p2"]
+
+
+def test_a_policy_set_tests_only_the_policies_an_input_string_can_satisfy() -> None:
+    """A hundred policies on one tool, each for a service, an environment or a list of
+    them: a call is tested against those its input strings pick, and the ones no string
+    rules out (a number, a nested path, a glob with no literal start)."""
+    specs = [
+        PolicySpec(id=f"svc{i}", name=f"s{i}", action=APPROVE, tool_name="deploy",
+                   input_matches=(InputMatch("service", MatchOp.GLOB, f"svc-{i}-*"),))
+        for i in range(40)
+    ] + [
+        PolicySpec(id=f"env{i}", name=f"e{i}", action=BLOCK, tool_name="deploy",
+                   input_matches=(InputMatch("replicas", MatchOp.GT, 1),
+                                  InputMatch("environment", MatchOp.EQ, f"env-{i}")))
+        for i in range(40)
+    ] + [
+        PolicySpec(id="in", name="in", action=BLOCK, input_matches=(
+            InputMatch("environment", MatchOp.IN, ["env-3", "prod", "prod"]),)),
+        PolicySpec(id="exact-glob", name="g", action=ALLOW,
+                   input_matches=(InputMatch("service", MatchOp.GLOB, "svc-1-api"),)),
+        PolicySpec(id="big", name="b", action=ALLOW,
+                   input_matches=(InputMatch("replicas", MatchOp.GT, 2),)),
+        PolicySpec(id="nested", name="n", action=ALLOW,
+                   input_matches=(InputMatch("target.service", MatchOp.EQ, "svc-1-api"),)),
+        PolicySpec(id="any-glob", name="a", action=ALLOW,
+                   input_matches=(InputMatch("service", MatchOp.GLOB, "*-api"),)),
+        PolicySpec(id="mixed-in", name="m", action=BLOCK,
+                   input_matches=(InputMatch("replicas", MatchOp.IN, ["many", 3]),)),
+    ]  # fmt: skip
+    policies = PolicySet.of(specs)
+    facts = call(service="svc-1-api", environment="env-3", replicas=3)
+
+    narrowed = policies.for_call(facts)
+
+    assert [p.id for p in narrowed] == ["svc1", "env3", "in", "exact-glob", "big", "nested",
+                                        "any-glob", "mixed-in"]  # fmt: skip
+    assert evaluate(narrowed, facts, static_checked=True) == evaluate(specs, facts)
+    for payload in (
+        {},
+        {"service": 7, "environment": None},
+        {"service": "svc-12-x"},
+        {"environment": "prod", "service": "svc-"},
+        {"service": ["svc-1-api"]},
+    ):
+        facts = call(**payload)
+        narrowed = policies.for_call(facts)
+        assert evaluate(narrowed, facts, static_checked=True) == evaluate(specs, facts)
+    assert [p.id for p in policies.for_call(call(service="svc-12-x"))] == [
+        "svc12", "big", "nested", "any-glob", "mixed-in"]  # fmt: skip
+
+
+FIELD_VALUES = (
+    st.sampled_from(["api", "ap", "api-1", "web", "", "a*", "[a]pi"])
+    | st.none()
+    | (st.integers(0, 3))
+)
+PREDICATES = st.builds(
+    InputMatch,
+    st.sampled_from(["a", "b", "c.d"]),
+    st.sampled_from(list(MatchOp)),
+    FIELD_VALUES
+    | st.sampled_from(["ap*", "api*", "a?i", "[aw]*", "*", "w*b", "api-?"])
+    | st.lists(FIELD_VALUES, max_size=3),
+)
+SPECS = st.lists(
+    st.builds(
+        PolicySpec,
+        id=st.uuids().map(str),
+        name=st.sampled_from(["p", "q"]),
+        action=st.sampled_from(list(PolicyAction)),
+        dry_run=st.booleans(),
+        input_matches=st.lists(PREDICATES, max_size=3).map(tuple),
+    ),
+    max_size=8,
+)
+PAYLOADS = st.dictionaries(
+    st.sampled_from(["a", "b", "c"]),
+    FIELD_VALUES | st.dictionaries(st.just("d"), FIELD_VALUES) | st.lists(FIELD_VALUES, max_size=2),
+)
+
+
+@settings(max_examples=400)
+@given(specs=SPECS, payloads=st.lists(PAYLOADS, min_size=1, max_size=4))
+def test_narrowing_by_input_never_changes_a_decision(
+    specs: list[PolicySpec], payloads: list[dict[str, Any]]
+) -> None:
+    policies = PolicySet.of(specs)
+    for payload in payloads:  # the same remembered candidates, each input in turn
+        facts = call(**payload)
+        assert evaluate(policies.for_call(facts), facts, static_checked=True) == evaluate(
+            specs, facts
+        )
 
 
 SCALAR = (
