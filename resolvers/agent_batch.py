@@ -5,10 +5,9 @@ Each caller reads what is stored and decides its call first (`resolvers.agent_ev
 the batch inserts the new runs, the calls, their approvals and the event rows of every
 item (one INSERT per table, `resolvers.rows`) with all their timeline entries: on
 PostgreSQL, for one workspace's calls, in a single statement (`record_atomically`), else
-in one transaction. If the
-database refuses the batch (a unique key taken meanwhile, a value it rejects, a deadlock
-with another process's batch), nothing was stored and each item is stored alone, so a
-failing event fails alone.
+in one transaction. If the database refuses the batch (a unique key taken meanwhile, a
+value it rejects, a deadlock with another process's batch), nothing was stored and each
+item is stored alone, so a failing event fails alone.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ a resolve moves the open incident, and an event that changes nothing is dropped 
 reason. It then writes the outcome, one INSERT or UPDATE per table (`resolvers.rows`; on
 SQLite the ORM's, or one prepared statement run for each row): the incidents it changed,
 the incidents it opened, every trigger's alert row and every event's timeline entry, on
-PostgreSQL all in one statement (`resolvers.timeline.record_entries`).
-Each event's answer is the incident as that event left it.
+PostgreSQL all in one statement (`resolvers.timeline.record_entries`). Each event's answer
+is the incident as that event left it.
 
 Opening races are settled by the unique (service, dedup key, open marker) constraint: if a
 concurrent writer opened one of the batch's keys first, the database refuses the batch and

@@ -244,9 +244,9 @@ async def record_entries(
     label rows go in with it: on PostgreSQL in one statement, elsewhere one INSERT for
     entries and one for labels. Workspace rows are locked in id order, so two batches never
     deadlock. On PostgreSQL, for one workspace's entries, the other rows' statements are
-    parts of the entries' statement (`record_atomically`), which runs its parts in no set
-    order: an insert that needs an update's effect first (a unique key it frees) takes
-    that update written beforehand, not in `updating`.
+    parts (CTEs) of the entries' statement, which takes the workspace's lock first and
+    runs its parts in no set order: an insert that needs an update's effect first (a
+    unique key it frees) needs that update written beforehand, not in `updating`.
     """
     connection = connections.get("default")
     plan = _plan(connection, new, inserting, updating)
@@ -357,8 +357,10 @@ async def record_atomically(
         return await record_entries(new, inserting=inserting, updating=updating)
 
 
-# The entries' statement with other rows' statements as CTEs before it, by their SQL.
+# The entries' statement with other rows' statements as CTEs before it, by their SQL (a
+# few callers, each with a few combinations of tables).
 _COMPOSED: dict[tuple[str, ...], str] = {}
+STATEMENTS_REMEMBERED = 64
 _PARAMETER = re.compile(r"\$(\d+)")
 _ENTRY_PARAMETERS = 4  # $1..$4 of _INSERT_POSTGRES
 
@@ -376,9 +378,6 @@ def _composed(parts: Sequence[Part]) -> str:
             _COMPOSED.clear()
         _COMPOSED[key] = found
     return found
-
-
-STATEMENTS_REMEMBERED = 64  # a few callers, each with a few combinations of tables
 
 
 def _shifted(sql: str, offset: int) -> str:
