@@ -57,10 +57,13 @@ class WatchedRedisBackend(RedisBackend):
         waiting: set[asyncio.Future[Any]] = {get}
         if listener is not None:
             waiting.add(listener)
-        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelled too (the bus closing): no read of the queue may stay pending
+            if not get.done():
+                get.cancel()
         if get in done:
             return get.result()
-        get.cancel()
         raise ConnectionLost("the Redis pub/sub listener stopped")
 
 

@@ -89,8 +89,8 @@ async def _store(items: Sequence[PendingCall]) -> list[StoredCall]:
     """Store every item of a batch all or nothing, one INSERT per table.
 
     Rows go in sorted by workspace, run and call, so two processes' batches take unique
-    keys in one order (a deadlock between them is rare and only retries each item alone);
-    in one statement, after the workspace's `seq` lock, which orders them anyway.
+    keys in one order (a deadlock between them is rare and only retries each item alone),
+    before the workspace's `seq` lock, on either path.
     """
     order = sorted(range(len(items)), key=lambda i: _lock_order(items[i]))
     steps: dict[int, runs.Step] = {}

@@ -244,9 +244,9 @@ async def record_entries(
     label rows go in with it: on PostgreSQL in one statement, elsewhere one INSERT for
     entries and one for labels. Workspace rows are locked in id order, so two batches never
     deadlock. On PostgreSQL, for one workspace's entries, the other rows' statements are
-    parts (CTEs) of the entries' statement, which takes the workspace's lock first and
-    runs its parts in no set order: an insert that needs an update's effect first (a
-    unique key it frees) needs that update written beforehand, not in `updating`.
+    parts (CTEs) of the entries' statement, which runs them before it takes the workspace's
+    lock, in no set order among themselves: an insert that needs an update's effect first
+    (a unique key it frees) needs that update written beforehand, not in `updating`.
     """
     connection = connections.get("default")
     plan = _plan(connection, new, inserting, updating)
@@ -363,6 +363,8 @@ _COMPOSED: dict[tuple[str, ...], str] = {}
 STATEMENTS_REMEMBERED = 64
 _PARAMETER = re.compile(r"\$(\d+)")
 _ENTRY_PARAMETERS = 4  # $1..$4 of _INSERT_POSTGRES
+_TAKE_SEQ = "UPDATE workspace SET timeline_seq = timeline_seq + $2 WHERE id = $1"
+assert _INSERT_POSTGRES.count(_TAKE_SEQ) == 1
 
 
 def _composed(parts: Sequence[Part]) -> str:
@@ -371,9 +373,14 @@ def _composed(parts: Sequence[Part]) -> str:
     if found is None:
         ctes, offset = [], _ENTRY_PARAMETERS
         for n, part in enumerate(parts):
-            ctes.append(f"part{n} AS ({_shifted(part.sql, offset)})")
+            ctes.append(f"part{n} AS ({_shifted(part.sql, offset)} RETURNING 1)")
             offset += len(part.parameters)
-        found = _INSERT_POSTGRES.replace("WITH ws AS", f"WITH {', '.join(ctes)}, ws AS", 1)
+        # The workspace's lock waits for the parts' rows (their counts gate its UPDATE), as
+        # on the other path: domain rows first, the workspace last, so the two never
+        # deadlock over a unique key one holds while waiting for the other's workspace.
+        gate = " + ".join(f"(SELECT count(*) FROM part{n})" for n in range(len(parts)))
+        found = _INSERT_POSTGRES.replace(_TAKE_SEQ, f"{_TAKE_SEQ} AND {gate} >= 0", 1)
+        found = found.replace("WITH ws AS", f"WITH {', '.join(ctes)}, ws AS", 1)
         if len(_COMPOSED) >= STATEMENTS_REMEMBERED:
             _COMPOSED.clear()
         _COMPOSED[key] = found

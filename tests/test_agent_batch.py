@@ -165,6 +165,46 @@ async def test_a_batch_is_one_statement_on_postgresql(
     ]
 
 
+async def test_a_batch_writes_its_rows_before_it_waits_for_the_workspace(
+    tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    """Domain rows first, the workspace's lock last, as every other writer does: while
+    another transaction holds the workspace, the batch already holds its event's unique
+    key (an insert of the same key waits), so neither waits for the other in turn."""
+    if connections.get("default").capabilities.dialect != "postgres":
+        pytest.skip("SQLite runs one transaction at a time")
+    [item] = [await pending(tenant, settings, tool_called("e1", "tc1", run="r1"))]
+    other = await asyncpg.connect(database_url)
+    try:
+        holder = other.transaction()
+        await holder.start()
+        await other.execute("SELECT 1 FROM workspace WHERE id = $1 FOR UPDATE", tenant.workspace_id)
+        batch = asyncio.create_task(_store_each([item]))
+        for _ in range(100):  # until the batch waits for the workspace
+            waiting = await other.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%part0 AS%'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting, "the batch never waited for the workspace"
+        await other.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(asyncpg.exceptions.LockNotAvailableError):
+            await other.execute(
+                "INSERT INTO agent_event (id, workspace_id, event_id, event_type, body_hash, "
+                "body, response, created_at) VALUES ('aev_x', $1, 'e1', 'tool.called', '', "
+                "'{}', '{}', now())",
+                tenant.workspace_id,
+            )
+        await holder.rollback()
+        [outcome] = await asyncio.wait_for(batch, timeout=10)
+    finally:
+        await other.close()
+    assert isinstance(outcome, StoredCall)
+    assert await AgentEvent.filter(workspace_id=tenant.workspace_id).count() == 1
+
+
 async def test_a_value_the_database_refuses_fails_alone(tenant: Tenant, settings: Settings) -> None:
     """A value the columns cannot hold (here a tool name over its 200 characters, past
     validation as if a limit were raised) makes the batch's statement fail: nothing of the

@@ -13,7 +13,7 @@ import pytest
 import strawberry
 from redis import asyncio as redis
 
-from opsgraph.bus import CHANNEL, Bus
+from opsgraph.bus import CHANNEL, Bus, WatchedRedisBackend
 from opsgraph.settings import Settings
 from schema.context import Context
 from tests.conftest import Tenant
@@ -53,6 +53,31 @@ async def received(pubsub: Any, workspaces: set[str]) -> list[dict[str, Any]]:
             if note.get("w") in workspaces:
                 found.append(note)
     return found
+
+
+def reads_of_a_queue() -> set[asyncio.Task[Any]]:
+    return {task for task in asyncio.all_tasks() if "Queue.get" in repr(task)}
+
+
+async def test_a_cancelled_wait_for_a_note_leaves_no_task_behind() -> None:
+    """Closing the bus cancels its wait for the next note; the queue read it started must
+    go too (left pending, it was destroyed later with an error in the log)."""
+    backend = WatchedRedisBackend(REDIS)
+    await backend.connect()
+    try:
+        await backend.subscribe("opsgraph-test-" + secrets.token_hex(4))
+        others = reads_of_a_queue()
+        waiting = asyncio.create_task(backend.next_published())
+        await asyncio.sleep(0.05)
+        started = reads_of_a_queue() - others
+        assert started, "the wait reads the queue in a task of its own"
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0)
+        assert all(task.done() for task in started)
+    finally:
+        await backend.disconnect()
 
 
 async def test_entries_committed_together_share_one_note(bus: Bus, notes: Any) -> None:

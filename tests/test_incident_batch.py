@@ -169,13 +169,16 @@ async def test_a_batch_refused_once_is_stored_again_whole(
     api = await service(tenant, "api")
     await _store_each([trigger(tenant, api, "cpu", "cpu 91%")])
     calls: list[int] = []
+    record = incident_batch.record_entries
 
-    async def refuse_first(alerts: list[IncidentAlert]) -> None:
-        calls.append(len(alerts))
-        if len(calls) == 1:  # the batch is refused: none of it may stay
+    async def refuse_first(new: Any, **rows: Any) -> Any:
+        stored = await record(new, **rows)
+        calls.append(len(new))
+        if len(calls) == 1:  # after the batch wrote everything: none of it may stay
             raise IntegrityError("refused")
+        return stored
 
-    before_insert(monkeypatch, IncidentAlert, refuse_first)
+    monkeypatch.setattr(incident_batch, "record_entries", refuse_first)
 
     outcomes = await _store_each(
         [
