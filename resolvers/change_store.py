@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 from models.change import Change
 from models.timeline import TimelineEntry, TimelineKind
 from resolvers.rows import construct, json_text, mark_saved
-from resolvers.timeline import NewEntry, record_entries
+from resolvers.timeline import NewEntry, entry_fields, record_entries
 
 SUBJECT_TYPE = "Change"
 
@@ -91,57 +91,40 @@ async def store_changes(changes: Sequence[Change]) -> list[TimelineEntry]:
         return entries
     connection = connections.get("default")
     now = datetime.now(UTC)
+    fields = [entry_fields(entry_of(change)) for change in changes]
     groups: dict[str, list[int]] = {}
     for index, change in enumerate(changes):
         groups.setdefault(change.workspace_id, []).append(index)
     found: dict[int, tuple[int, int]] = {}
     if len(groups) == 1:
-        found.update(await _insert_postgres(connection, changes, groups, now))
+        found.update(await _insert_postgres(connection, changes, fields, groups, now))
     else:  # one transaction, workspaces in id order: two batches never deadlock
         async with in_transaction() as transaction:
-            found.update(await _insert_postgres(transaction, changes, groups, now))
+            found.update(await _insert_postgres(transaction, changes, fields, groups, now))
     mark_saved(changes)
     entries = []
-    for index, change in enumerate(changes):
+    for index, values in enumerate(fields):
         entry_id, seq = found[index]
-        values = {"id": entry_id, "seq": seq, "created_at": now, **_entry_fields(change)}
-        entry = construct(TimelineEntry, values, saved=True)
-        entries.append(entry)
+        values.update(id=entry_id, seq=seq, created_at=now)
+        entries.append(construct(TimelineEntry, values, saved=True))
     return entries
-
-
-def _entry_fields(change: Change) -> dict[str, Any]:
-    new = entry_of(change)
-    return {
-        "workspace_id": new.workspace_id,
-        "kind": new.kind,
-        "occurred_at": new.occurred_at,
-        "summary": new.summary,
-        "service": new.service,
-        "environment": new.environment,
-        "labels": list(dict.fromkeys(new.labels)),
-        "actor": new.actor,
-        "details": new.details,
-        "subject_type": new.subject_type,
-        "subject_id": new.subject_id,
-    }
 
 
 async def _insert_postgres(
     connection: BaseDBAsyncClient,
     changes: Sequence[Change],
+    fields: Sequence[dict[str, Any]],
     groups: dict[str, list[int]],
     now: datetime,
 ) -> dict[int, tuple[int, int]]:
-    """Run the statement once per workspace; (entry id, seq) for each change index."""
+    """Run the statement once per workspace; (entry id, seq) for each change index.
+    `fields`: each change's entry (`entry_fields`), whose labels are each once."""
     found: dict[int, tuple[int, int]] = {}
     for workspace_id in sorted(groups):
         indexes = groups[workspace_id]
         rows = [changes[index] for index in indexes]
         document = []
-        for row in rows:
-            labels = row.labels
-            unique = list(dict.fromkeys(labels))  # an entry's labels, each once
+        for index, row in zip(indexes, rows, strict=True):
             document.append(
                 [
                     row.id,
@@ -151,11 +134,11 @@ async def _insert_postgres(
                     row.source,
                     row.environment,
                     row.service,
-                    labels,
+                    row.labels,
                     row.metadata,
                     row.links,
                     row.actor,
-                    labels if len(unique) == len(labels) else unique,
+                    fields[index]["labels"],
                 ]
             )
         _, records = await connection.execute_query(

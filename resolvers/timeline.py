@@ -252,6 +252,14 @@ async def record_entries(
     plan = _plan(connection, new, inserting, updating)
     if plan is not None:
         return await _record_postgres(connection, new, plan)
+    return await _record_apart(connection, new, inserting, updating)
+
+
+async def _record_apart(
+    connection: BaseDBAsyncClient, new: Sequence[NewEntry], inserting: Inserts, updating: Updates
+) -> list[TimelineEntry]:
+    """`record_entries` where it is not one statement: the rows first, each table's own
+    statement, then the entries (inside the caller's transaction)."""
     for rows, attributes in updating:
         await update_rows(connection, rows, attributes)
     for rows in inserting:
@@ -268,7 +276,7 @@ async def record_entries(
         for offset, index in enumerate(indexes):
             seqs[index] = first + offset
     entries = [
-        TimelineEntry(seq=seq, **_entry_fields(item)) for item, seq in zip(new, seqs, strict=True)
+        TimelineEntry(seq=seq, **entry_fields(item)) for item, seq in zip(new, seqs, strict=True)
     ]
     await TimelineEntry.bulk_create(entries)
     # bulk_create hands back no generated ids: read them by (workspace, seq), which is unique.
@@ -295,7 +303,8 @@ async def record_entries(
     return entries
 
 
-def _entry_fields(item: NewEntry) -> dict[str, Any]:
+def entry_fields(item: NewEntry) -> dict[str, Any]:
+    """An entry's column values but its id, `seq` and `created_at` (labels each once)."""
     return {
         "workspace_id": item.workspace_id,
         "kind": item.kind,
@@ -353,8 +362,8 @@ async def record_atomically(
     plan = _plan(connection, new, inserting, updating)
     if plan is not None:
         return await _record_postgres(connection, new, plan)
-    async with in_transaction():
-        return await record_entries(new, inserting=inserting, updating=updating)
+    async with in_transaction() as transaction:
+        return await _record_apart(transaction, new, inserting, updating)
 
 
 # The entries' statement with other rows' statements as CTEs before it, by their SQL (a
@@ -402,7 +411,7 @@ async def _record_postgres(
     parts = plan.parts
     for workspace_id in sorted(plan.by_workspace):
         indexes = plan.by_workspace[workspace_id]
-        fields = [_entry_fields(new[index]) for index in indexes]
+        fields = [entry_fields(new[index]) for index in indexes]
         document = [
             [
                 row["kind"].value,
