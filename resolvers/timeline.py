@@ -103,7 +103,8 @@ class Cursor:
     seq: int
 
     def encode(self) -> str:
-        micros = (self.occurred_at - EPOCH) // timedelta(microseconds=1)
+        since = self.occurred_at - EPOCH  # exact, in whole days, seconds and microseconds
+        micros = (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
         raw = f"v1:{micros}:{self.entry_id}:{self.seq}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

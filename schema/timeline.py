@@ -59,11 +59,12 @@ class TimelineEntry:
     details: JSON | None
 
     @classmethod
-    def from_row(cls, row: TimelineEntryRow) -> TimelineEntry:
+    def from_row(cls, row: TimelineEntryRow, *, cursor: str | None = None) -> TimelineEntry:
+        """The entry of a stored row; `cursor`: the row's, where the caller has it."""
         return cls(
             instance=row,
             id=strawberry.ID(str(row.id)),
-            cursor=timeline.Cursor.of(row).encode(),
+            cursor=timeline.Cursor.of(row).encode() if cursor is None else cursor,
             kind=row.kind,
             occurred_at=row.occurred_at,
             summary=row.summary,
@@ -124,10 +125,12 @@ class TimelineQuery:
             ),
             after=parse_cursor(after),
         )
-        edges = [
-            TimelineEdge(cursor=timeline.Cursor.of(row).encode(), node=TimelineEntry.from_row(row))
-            for row in page.entries
-        ]
+        edges = []
+        for row in page.entries:  # the edge's cursor is its node's: encoded once
+            cursor = timeline.Cursor.of(row).encode()
+            edges.append(
+                TimelineEdge(cursor=cursor, node=TimelineEntry.from_row(row, cursor=cursor))
+            )
         return TimelineConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),

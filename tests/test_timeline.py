@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -171,6 +172,19 @@ def test_filter_matches_in_memory_as_the_query_does() -> None:
 def test_cursor_round_trip() -> None:
     cursor = timeline.Cursor(occurred_at=BASE + timedelta(microseconds=7), entry_id=42, seq=3)
     assert timeline.Cursor.decode(cursor.encode()) == cursor
+
+
+def test_cursor_wire_form_is_stable() -> None:
+    # Clients keep cursors between versions: the text they hold must mean the same.
+    def wire(occurred_at: datetime) -> str:
+        encoded = timeline.Cursor(occurred_at=occurred_at, entry_id=42, seq=3).encode()
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+
+    assert wire(datetime(1970, 1, 1, tzinfo=UTC)) == "v1:0:42:3"
+    assert wire(datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)) == "v1:-1:42:3"
+    assert wire(datetime(1900, 1, 1, tzinfo=UTC)) == "v1:-2208988800000000:42:3"
+    east = timezone(timedelta(hours=2))  # the same instant as 12:00:00.000007 UTC
+    assert wire(datetime(2026, 3, 4, 14, 0, 0, 7, tzinfo=east)) == "v1:1772625600000007:42:3"
 
 
 async def test_a_page_loads_its_subjects_in_one_query_per_kind(
