@@ -234,3 +234,34 @@ async def test_entries_of_two_workspaces_stored_together_keep_their_order_and_la
     assert sorted(await labelled(second, "y")) == ["b1", "b2"]
     assert await labelled(first, "x") == ["a2"]
     assert await labelled(first, "y") == []
+
+
+async def test_entries_read_as_the_orm_reads_them(
+    tenant: Tenant, recorder: Recorder, settings: Any
+) -> None:
+    # Pages, live reads and subject histories build entries from values (`read_entries`): each
+    # must equal, field by field and type by type, the instance the ORM would make.
+    await seed(tenant, recorder, settings)
+    bare = timeline.NewEntry(
+        workspace_id=tenant.workspace_id,
+        kind=timeline.TimelineKind.INCIDENT_TRIGGERED,
+        occurred_at=datetime(2026, 3, 4, 14, 0, 0, 7, tzinfo=timezone(timedelta(hours=2))),
+        summary="bare",
+        details=None,
+        subject_type="Incident",
+        subject_id="inc_1",
+    )
+    await timeline.record_entries([bare])
+    query = TimelineEntry.filter(workspace_id=tenant.workspace_id).order_by("seq")
+    expected, read = await query, await timeline.read_entries(query)
+    assert len(read) == len(expected) == 5
+    for mine, orm in zip(read, expected, strict=True):
+        assert type(mine) is TimelineEntry and mine._saved_in_db and not mine._partial
+        assert mine.__dict__.keys() == orm.__dict__.keys()
+        for name, value in orm.__dict__.items():
+            assert mine.__dict__[name] == value, name
+            assert type(mine.__dict__[name]) is type(value), name
+            if isinstance(value, datetime):
+                assert type(mine.__dict__[name].tzinfo) is type(value.tzinfo), name
+    assert read[-1].details is None and read[-1].labels == [] and read[-1].service is None
+    assert read[0].labels == ["release", "backend"] and read[0].kind is timeline.TimelineKind.CHANGE
