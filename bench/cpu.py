@@ -4,8 +4,9 @@ machine kind, whose speed drifts within minutes, it is the steadiest measure of 
 to the request path: `--against OTHER_TREE` runs this tree and another (a `git worktree`
 of an older commit, say) in turns on the same database and prints both medians.
 
-Usage: .venv/bin/python -m bench.cpu [--kind events|agents|incidents] [--requests 6400]
-       [--rounds 5] [--against /path/to/other/tree]
+Usage: .venv/bin/python -m bench.cpu [--kind events|agents|incidents|timeline]
+       [--requests 6400] [--rounds 5] [--against /path/to/other/tree]
+`timeline` is benchmark 5's page (first 50 by service and label) over 100,000 entries.
 Not a test and not a throughput figure: the HTTP server's own cost is left out (see the
 other benchmarks for that).
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 CONCURRENCY = 32
+TIMELINE_ENTRIES = 100_000
 HERE = Path(__file__).resolve()
 
 
@@ -103,8 +105,8 @@ async def _drive(spec: dict[str, Any], requests: int) -> float:
 
 
 def _prepare(kind: str, database_url: str) -> dict[str, Any]:
-    """Keys, policies or a service as the throughput benchmark of `kind` has them."""
-    from bench import agents, harness, incidents, ingest
+    """Keys, policies, a service or entries as the benchmark of `kind` has them."""
+    from bench import agents, harness, incidents, ingest, timeline_query
 
     env = harness.base_env(database_url, OPSGRAPH_ACCESS_LOG="false")
     printed = harness.opsgraph_cli(env, "migrate").splitlines()
@@ -121,6 +123,15 @@ def _prepare(kind: str, database_url: str) -> dict[str, Any]:
         template = json.dumps(incidents.trigger(routing_key))
         return {"env": env, "path": "/api/events", "template": template, "count": incidents.KEYS,
                 "headers": {"Authorization": f"Bearer {writer}"}}  # fmt: skip
+    if kind == "timeline":
+        timeline_query.load(database_url, TIMELINE_ENTRIES)
+        reader = harness.create_key(database_url, "read", name="reader")
+        template = json.dumps(
+            {"query": timeline_query.QUERY, "variables": {"service": "svc-$N", "label": "label-7"}}
+        )
+        return {"env": env, "path": "/graphql", "template": template,
+                "count": timeline_query.SERVICES,
+                "headers": {"Authorization": f"Bearer {reader}"}}  # fmt: skip
     with harness.opsgraph_server(database_url) as (server, _):
         agents.create_policies(server, admin)
     return {"env": env, "path": "/v1/events", "template": json.dumps(agents.TOOL_CALLED),
@@ -145,7 +156,8 @@ def main() -> None:
         print(f"{asyncio.run(_drive(spec, int(sys.argv[2]))):.1f}")
         return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--kind", choices=["events", "agents", "incidents"], default="events")
+    kinds = ["events", "agents", "incidents", "timeline"]
+    parser.add_argument("--kind", choices=kinds, default="events")
     parser.add_argument("--requests", type=int, default=6400, help="measured per round")
     parser.add_argument("--rounds", type=lambda text: max(1, int(text)), default=5)
     parser.add_argument("--against", type=Path, help="another tree, run in turns with this one")

@@ -239,7 +239,7 @@ async def test_entries_of_two_workspaces_stored_together_keep_their_order_and_la
 async def test_entries_read_as_the_orm_reads_them(
     tenant: Tenant, recorder: Recorder, settings: Any
 ) -> None:
-    # Pages, live reads and subject histories build entries from values (`read_entries`): each
+    # Pages and live reads build entries from values by their own statement (`_read`): each
     # must equal, field by field and type by type, the instance the ORM would make.
     await seed(tenant, recorder, settings)
     bare = timeline.NewEntry(
@@ -253,7 +253,8 @@ async def test_entries_read_as_the_orm_reads_them(
     )
     await timeline.record_entries([bare])
     query = TimelineEntry.filter(workspace_id=tenant.workspace_id).order_by("seq")
-    expected, read = await query, await timeline.read_entries(query)
+    expected = await query
+    read = await timeline.entries_after(workspace_id=tenant.workspace_id, after_seq=0, limit=50)
     assert len(read) == len(expected) == 5
     for mine, orm in zip(read, expected, strict=True):
         assert type(mine) is TimelineEntry and mine._saved_in_db and not mine._partial
@@ -265,3 +266,107 @@ async def test_entries_read_as_the_orm_reads_them(
                 assert type(mine.__dict__[name].tzinfo) is type(value.tzinfo), name
     assert read[-1].details is None and read[-1].labels == [] and read[-1].service is None
     assert read[0].labels == ["release", "backend"] and read[0].kind is timeline.TimelineKind.CHANGE
+
+
+async def test_each_filter_shape_reads_by_its_own_statement(
+    tenant: Tenant, monkeypatch: Any
+) -> None:
+    # A read's SQL is built once per shape of filter (which filters, how many values each)
+    # and each read binds its own values to it. Every shape is read twice, with other values
+    # the second time and the query builder gone: both give what the filter matches in
+    # memory, page by page, and in commit order for live reads.
+    monkeypatch.setattr(timeline, "_READS", {})  # none remembered from other tests
+    kinds = list(timeline.TimelineKind)[:3]
+    new = [
+        timeline.NewEntry(
+            workspace_id=tenant.workspace_id,
+            kind=kinds[n % 3],
+            occurred_at=BASE + timedelta(minutes=n // 2),  # pairs share a time: the id decides
+            summary=f"{'50%_off' if n % 5 == 0 else 'Deploy'} {n}",
+            service=f"s{n % 4}",
+            environment=("prod", "staging")[n % 2],
+            labels=[f"l{n % 3}", f"m{n % 5}"],
+        )
+        for n in range(60)
+    ]
+    stored = await timeline.record_atomically(new)
+    Filter = timeline.TimelineFilter
+    since, until = BASE + timedelta(minutes=4), BASE + timedelta(minutes=25)
+    pairs = [
+        (Filter(), Filter()),
+        (Filter(kinds=kinds[:1]), Filter(kinds=kinds[1:2])),
+        (Filter(kinds=kinds[:2]), Filter(kinds=kinds[1:])),
+        (Filter(services=["s1"]), Filter(services=["s2"])),
+        (Filter(services=["s0", "s3"]), Filter(services=["s1", "s2"])),
+        (Filter(environments=["prod"]), Filter(environments=["staging"])),
+        (Filter(labels=["l0", "m1"]), Filter(labels=["l2", "m3"])),
+        (
+            Filter(labels=["l0", "m0"], labels_match=timeline.Match.ALL),
+            Filter(labels=["l1", "m2"], labels_match=timeline.Match.ALL),
+        ),
+        (Filter(since=since), Filter(since=until)),
+        (Filter(until=until), Filter(until=since)),
+        (Filter(text="50%_off"), Filter(text="LOY 1")),
+        (Filter(text="0%_O"), Filter(text="%")),
+        (
+            Filter(
+                kinds=kinds[:2], services=["s0", "s2"], environments=["prod"],
+                labels=["l0", "m0"], labels_match=timeline.Match.ALL,
+                since=BASE, until=until, text="off",
+            ),
+            Filter(
+                kinds=kinds[1:], services=["s1", "s3"], environments=["staging"],
+                labels=["l1", "m1"], labels_match=timeline.Match.ALL,
+                since=since, until=BASE + timedelta(hours=1), text="deploy",
+            ),
+        ),
+    ]  # fmt: skip
+    newest = timeline.Cursor.of(max(stored, key=lambda entry: (entry.occurred_at, entry.id)))
+
+    async def read_all(flt: timeline.TimelineFilter) -> None:
+        matching = [entry for entry in stored if flt.matches(entry)]
+        expected = sorted(matching, key=lambda entry: (entry.occurred_at, entry.id), reverse=True)
+        assert expected or flt.text == "%"  # each filter but one matches something
+        pages, after = [], None
+        while True:
+            page = await timeline.list_entries(
+                workspace_id=tenant.workspace_id, flt=flt, first=4, after=after
+            )
+            pages.append([entry.summary for entry in page.entries])
+            if not page.has_next_page:
+                break
+            after = timeline.Cursor.of(page.entries[-1])
+        assert pages == [
+            [entry.summary for entry in expected[at : at + 4]]
+            for at in range(0, max(len(expected), 1), 4)
+        ]
+        after_newest = await timeline.list_entries(
+            workspace_id=tenant.workspace_id, flt=flt, first=100, after=newest
+        )
+        assert [entry.id for entry in after_newest.entries] == [
+            entry.id for entry in expected if entry.id != newest.entry_id
+        ]
+        low, high = stored[10].seq, stored[40].seq
+        live = await timeline.entries_between(
+            workspace_id=tenant.workspace_id, flt=flt, after_seq=low, upto_seq=high, limit=5
+        )
+        in_order = sorted(matching, key=lambda entry: entry.seq)
+        assert [entry.seq for entry in live] == [
+            entry.seq for entry in in_order if low < entry.seq <= high
+        ][:5]
+
+    for flt, _ in pairs:
+        await read_all(flt)
+    first = await timeline.entries_after(workspace_id=tenant.workspace_id, after_seq=0, limit=7)
+
+    def no_building(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a remembered shape's read built its query again")
+
+    monkeypatch.setattr(TimelineEntry, "filter", no_building)
+    for _, flt in pairs:
+        await read_all(flt)
+    later = await timeline.entries_after(
+        workspace_id=tenant.workspace_id, after_seq=stored[49].seq, limit=7
+    )
+    assert [entry.seq for entry in first] == [entry.seq for entry in stored[:7]]
+    assert [entry.seq for entry in later] == [entry.seq for entry in stored[50:57]]
