@@ -526,8 +526,8 @@ async def _read(
     """The entries `query()` (a TimelineEntry query set, `values` its bound values but the
     limit) selects, the same instances `await query().limit(limit)` gives, read with the
     shape's remembered statement. Rows are converted by each field as the ORM converts them,
-    and made without its per-instance set-up (`construct`): for a page of 51 rows, query
-    included, about 2.4 ms of CPU against 2.9."""
+    and made without its per-instance set-up (`construct`), which saved about 0.5 ms of CPU
+    for a page of 51 rows before the statement was remembered too."""
     connection = connections.get("default")
     key = (connection.capabilities.dialect, bool(limit), *shape)
     values = [*values, limit] if limit else values
