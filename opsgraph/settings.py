@@ -21,7 +21,7 @@ AT_LEAST_ONE = frozenset({
     "graphql_max_depth", "graphql_max_tokens", "page_size_default", "page_size_max",
     "max_subscriptions_per_connection", "subscriber_queue_size", "batch_max",
     "max_changes_per_call", "max_agent_events_per_call", "max_incident_events_per_call",
-    "max_summary_length", "max_dedup_key_length", "workers",
+    "max_summary_length", "max_dedup_key_length", "workers", "agent_batches_at_once",
 })  # fmt: skip
 
 
@@ -90,6 +90,9 @@ class Settings:
     max_changes_per_call: int = 256
     max_agent_events_per_call: int = 256  # events one `recordAgentEvents` call may carry
     max_incident_events_per_call: int = 256  # events one `sendIncidentEvents` call may carry
+    # REST batches of agent events (`POST /v1/events`) run at once per process: while one
+    # waits for its store the next one is read and decided (a run's events stay in order).
+    agent_batches_at_once: int = 2
     # Server.
     host: str = "127.0.0.1"
     port: int = 8000

@@ -4,13 +4,19 @@ many callers, each of whom gets its own answer once the batch is done.
 There is no timer: the first caller starts a batch at once, and everyone who arrives while
 it runs joins the next one. Under light load a batch holds one item (no added latency);
 under load a batch holds everything that queued while the previous one ran.
+
+A batcher with more than one lane runs that many batches at once: while one waits for the
+database, the next one's work goes on. Items that act on the same thing (their `target`)
+still go in the order they arrived: a batch waits for the earlier batches still running
+that share a target with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 from asyncpg.exceptions import DataError  # type: ignore[import-untyped]
@@ -24,15 +30,33 @@ BatchFunction = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
 
 class Batcher(Generic[T, R]):
-    """Runs `work` on batches of submitted items, one batch at a time per event loop."""
+    """Runs `work` on batches of submitted items, at most `lanes` batches at a time per
+    event loop (one by default).
 
-    def __init__(self, work: BatchFunction[T, R], *, max_items: int) -> None:
+    `target` names what an item acts on, where items acting on the same thing must be
+    worked in the order they arrived (None from it: anything); without it, batches of
+    different lanes never wait for each other.
+    """
+
+    def __init__(
+        self,
+        work: BatchFunction[T, R],
+        *,
+        max_items: int,
+        lanes: int = 1,
+        target: Callable[[T], Hashable | None] | None = None,
+    ) -> None:
         self._work = work
         self.max_items = max(1, max_items)
+        self.lanes = max(1, lanes)
+        self._target = target
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._draining = False
-        self._task: asyncio.Task[None] | None = None
+        self._running = 0  # lanes started and not yet finished
+        self._lanes: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
+        # The batches being worked, in the order they were taken: their targets (None:
+        # anything) and a future set when they are done.
+        self._working: list[tuple[frozenset[Hashable] | None, asyncio.Future[None]]] = []
 
     async def submit(self, item: T) -> R:
         """Queue `item`, wait for its batch, and return its own outcome."""
@@ -55,13 +79,16 @@ class Batcher(Generic[T, R]):
     def _queue(self, items: Sequence[T]) -> list[asyncio.Future[R]]:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): forget the old one's state
-            self._loop, self._pending, self._draining, self._task = loop, [], False, None
+            self._loop, self._pending, self._running = loop, [], 0
+            self._lanes, self._working = set(), []
         futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
         self._pending.extend(zip(items, futures, strict=True))
-        if not self._draining:
-            self._draining = True
+        if self._running < self.lanes:
+            self._running += 1
             # A fresh context: the batch must not run inside the first caller's transaction.
-            self._task = loop.create_task(self._drain(), context=contextvars.Context())
+            lane = loop.create_task(self._drain(), context=contextvars.Context())
+            self._lanes.add(lane)
+            lane.add_done_callback(self._lanes.discard)
         return futures
 
     async def _drain(self) -> None:
@@ -69,8 +96,10 @@ class Batcher(Generic[T, R]):
             while self._pending:
                 batch = self._pending[: self.max_items]
                 del self._pending[: self.max_items]
+                items = [item for item, _ in batch]
                 try:
-                    outcomes = await self._work([item for item, _ in batch])
+                    async with self._turn(items):
+                        outcomes = await self._work(items)
                 except Exception as exc:  # the whole batch failed: tell everyone
                     outcomes = [exc] * len(batch)
                 except BaseException:  # cancelled (shut-down): so are the callers
@@ -80,7 +109,31 @@ class Batcher(Generic[T, R]):
                     raise
                 _settle(batch, outcomes)
         finally:
-            self._draining = False
+            self._running -= 1
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, items: Sequence[T]) -> AsyncIterator[None]:
+        """Wait for the earlier batches still being worked that share a target with
+        `items`, then hold the batch's own place until it is done."""
+        if self._target is None:
+            yield
+            return
+        found = [self._target(item) for item in items]
+        targets = None if None in found else frozenset(found)
+        earlier = [
+            done
+            for taken, done in self._working
+            if targets is None or taken is None or not targets.isdisjoint(taken)
+        ]
+        place = (targets, asyncio.get_running_loop().create_future())
+        self._working.append(place)
+        try:
+            if earlier:
+                await asyncio.wait(earlier)
+            yield
+        finally:
+            self._working.remove(place)
+            place[1].set_result(None)
 
 
 def _settle(

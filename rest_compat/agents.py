@@ -115,6 +115,7 @@ RECORD = batched.ListMutation(
     max_items=lambda e: min(e.settings.batch_max, e.settings.max_agent_events_per_call),
     # A run's events in the order they arrived, whichever of the workspace's keys sent them.
     target=lambda principal, data: (principal.workspace_id, data.run_key),
+    lanes=lambda e: e.settings.agent_batches_at_once,
 )
 
 

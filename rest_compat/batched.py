@@ -39,6 +39,9 @@ class ListMutation:
     # batch, and every batch of a mutation without `target`, as one call per principal,
     # all at once.
     target: Callable[[Principal, Any], Hashable | None] | None = None
+    # Batches run at once (see `resolvers.batching`): while one waits for its store, the
+    # next is read and decided; requests acting on one `target` still go in arrival order.
+    lanes: Callable[[Endpoint], int] = lambda endpoint: 1
 
     @property
     def ordered(self) -> bool:
@@ -72,8 +75,12 @@ def batcher(endpoint: Endpoint, mutation: ListMutation) -> Batcher[_Item, dict[s
     """The endpoint's batcher for `mutation`, made on first use."""
     found = endpoint.batchers.get(mutation.document)
     if found is None:
+        target = mutation.target
         found = endpoint.batchers[mutation.document] = Batcher(
-            partial(_run_batch, endpoint, mutation), max_items=mutation.max_items(endpoint)
+            partial(_run_batch, endpoint, mutation),
+            max_items=mutation.max_items(endpoint),
+            lanes=mutation.lanes(endpoint),
+            target=None if target is None else lambda item: target(item.principal, item.validated),
         )
     return found
 

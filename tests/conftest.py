@@ -94,12 +94,15 @@ async def database_url(
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The app's settings; `@pytest.mark.settings(name=value, ...)` changes some."""
+    marker = request.node.get_closest_marker("settings")
     return Settings(
         database_url=database_url,
         public_url="http://opsgraph.test",
         frontend_dir=str(tmp_path / "no-ui"),
         mask_errors=True,
+        **(marker.kwargs if marker else {}),
     )
 
 

@@ -13,6 +13,8 @@ from models.agent import AgentEvent
 from opsgraph.settings import Settings
 from resolvers import agent_events
 from resolvers.auth import Scope
+from rest_compat import batched
+from rest_compat.common import Endpoint
 from schema import build_schema
 from schema.agent_events import AgentEventInput
 from schema.context import Context
@@ -167,6 +169,7 @@ async def test_a_read_only_key_records_nothing(gql: GraphQL, tenant: Tenant) -> 
     assert await kinds(gql, tenant.reader) == []
 
 
+@pytest.mark.settings(agent_batches_at_once=1)
 async def test_concurrent_posts_run_as_one_call_per_key_each_answered_on_its_own(
     client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -211,6 +214,7 @@ async def test_concurrent_posts_run_as_one_call_per_key_each_answered_on_its_own
     assert (await run_of(gql, tenant.reader, "run_o"))["toolCalls"][0]["toolCallId"] == "tc_o"
 
 
+@pytest.mark.settings(agent_batches_at_once=1)
 async def test_one_runs_events_from_two_keys_are_applied_as_they_arrived(
     client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,6 +243,57 @@ async def test_one_runs_events_from_two_keys_are_applied_as_they_arrived(
     assert calls["tc1"]["status"] == "COMPLETED" and calls["tc1"]["outputPayload"] == {"ok": 1}
     assert calls["tc1"]["violation"] is None
     assert calls["tc2"]["status"] == "ALLOWED"
+
+
+async def test_a_second_call_runs_while_the_first_waits_except_for_the_same_run(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two REST batches at once (the default): another run's event is answered while the
+    first call is held; the held run's next event waits for it and is applied after it."""
+    gate = asyncio.Event()
+    calls: list[list[str]] = []
+    queued: list[str] = []
+    run, submit = Endpoint.run, batched.submit
+
+    async def held(endpoint: Endpoint, document: str, variables: Any, **kw: Any) -> Any:
+        ids = [item["eventId"] for item in variables["inputs"]]
+        calls.append(ids)
+        if "e0" in ids:
+            await gate.wait()
+        return await run(endpoint, document, variables, **kw)
+
+    async def queue(*args: Any, validated: Any) -> Any:
+        queued.append(validated.event_id)
+        return await submit(*args, validated=validated)
+
+    monkeypatch.setattr(Endpoint, "run", held)
+    monkeypatch.setattr(batched, "submit", queue)
+
+    def send(body: dict[str, Any]) -> asyncio.Task[httpx.Response]:
+        return asyncio.create_task(post(client, tenant.writer, body))
+
+    first = send(event("e0", "run.started", run="run_a", task="t"))
+    async with asyncio.timeout(5):
+        while not calls:
+            await asyncio.sleep(0)
+        other = await send(tool_called("e2", "tc2", run="run_b"))
+    assert other.status_code == 200 and other.json()["toolCallStatus"] == "allowed"
+    same = send(tool_called("e1", "tc1", run="run_a"))
+    async with asyncio.timeout(5):
+        while "e1" not in queued:
+            await asyncio.sleep(0)
+    for _ in range(20):  # time for a lane to take it
+        await asyncio.sleep(0)
+    assert not first.done() and not same.done()
+    assert calls == [["e0"], ["e2"]]  # run_a's tool call is not run beside its start
+    gate.set()
+    assert [(await first).status_code, (await same).status_code] == [200, 200]
+    assert calls == [["e0"], ["e2"], ["e1"]]
+    # run_b's call, stored while the first call was held; then run_a's start and its call
+    assert await kinds(gql, tenant.reader) == ["TOOL_CALLED", "RUN_STARTED", "TOOL_CALLED"]
+    assert [c["toolCallId"] for c in (await run_of(gql, tenant.reader, "run_a"))["toolCalls"]] == [
+        "tc1"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,147 @@
+"""Batches in lanes (`resolvers.batching.Batcher`): how many run at once, and which wait."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from resolvers.batching import Batcher
+
+
+class Gated:
+    """Batch work that records each batch's items and holds it until released."""
+
+    def __init__(self) -> None:
+        self.started: list[list[str]] = []
+        self.finished: list[list[str]] = []
+        self.gates: dict[str, asyncio.Event] = {}
+
+    def release(self, first_item: str) -> None:
+        self.gates.setdefault(first_item, asyncio.Event()).set()
+
+    async def work(self, items: Sequence[str]) -> list[str]:
+        self.started.append(list(items))
+        await self.gates.setdefault(items[0], asyncio.Event()).wait()
+        self.finished.append(list(items))
+        return [item.upper() for item in items]
+
+    async def until_started(self, count: int) -> None:
+        async with asyncio.timeout(2):
+            while len(self.started) < count:
+                await asyncio.sleep(0)
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def by_run(item: str) -> str | None:
+    """Items are `run:name`; `?:name` acts on something not known."""
+    run = item.split(":")[0]
+    return None if run == "?" else run
+
+
+async def test_one_lane_runs_one_batch_and_queues_the_rest_for_the_next() -> None:
+    gated = Gated()
+    batcher = Batcher(gated.work, max_items=10)
+    first = asyncio.ensure_future(batcher.submit("a:1"))
+    await gated.until_started(1)
+    later = [asyncio.ensure_future(batcher.submit(f"b:{n}")) for n in range(3)]
+    await settle()
+    assert gated.started == [["a:1"]]
+    gated.release("a:1")
+    await gated.until_started(2)
+    assert gated.started[1] == ["b:0", "b:1", "b:2"]
+    gated.release("b:0")
+    assert [await first, *await asyncio.gather(*later)] == ["A:1", "B:0", "B:1", "B:2"]
+
+
+async def test_a_second_lane_starts_while_the_first_batch_waits() -> None:
+    gated = Gated()
+    batcher = Batcher(gated.work, max_items=10, lanes=2, target=by_run)
+    first = asyncio.ensure_future(batcher.submit("a:1"))
+    await gated.until_started(1)
+    second = asyncio.ensure_future(batcher.submit("b:1"))
+    await gated.until_started(2)  # not held behind the first batch
+    third = [asyncio.ensure_future(batcher.submit(f"c:{n}")) for n in range(2)]
+    await settle()
+    assert gated.started == [["a:1"], ["b:1"]]  # both lanes busy: the rest queue
+    gated.release("b:1")
+    assert await second == "B:1"
+    await gated.until_started(3)
+    assert gated.started[2] == ["c:0", "c:1"]
+    assert not first.done()
+    gated.release("c:0")
+    gated.release("a:1")
+    assert [await first, *await asyncio.gather(*third)] == ["A:1", "C:0", "C:1"]
+
+
+async def test_a_batch_waits_for_an_earlier_one_acting_on_the_same_target() -> None:
+    gated = Gated()
+    batcher = Batcher(gated.work, max_items=10, lanes=2, target=by_run)
+    first = asyncio.ensure_future(batcher.submit("a:1"))
+    await gated.until_started(1)
+    same = [asyncio.ensure_future(batcher.submit(item)) for item in ("b:1", "a:2")]
+    await settle()
+    assert gated.started == [["a:1"]]  # a:2 shares run a with the batch still working
+    gated.release("b:1")
+    gated.release("a:1")
+    assert [await first, *await asyncio.gather(*same)] == ["A:1", "B:1", "A:2"]
+    assert gated.finished == [["a:1"], ["b:1", "a:2"]]
+
+
+async def test_an_item_of_unknown_target_waits_for_every_earlier_batch() -> None:
+    gated = Gated()
+    batcher = Batcher(gated.work, max_items=10, lanes=2, target=by_run)
+    first = asyncio.ensure_future(batcher.submit("a:1"))
+    await gated.until_started(1)
+    unknown = asyncio.ensure_future(batcher.submit("?:1"))
+    await settle()
+    assert gated.started == [["a:1"]]
+    gated.release("?:1")
+    gated.release("a:1")
+    assert (await first, await unknown) == ("A:1", "?:1".upper())
+    assert gated.finished == [["a:1"], ["?:1"]]
+
+
+async def test_without_a_target_lanes_never_wait_for_each_other() -> None:
+    gated = Gated()
+    batcher = Batcher(gated.work, max_items=10, lanes=2)
+    first = asyncio.ensure_future(batcher.submit("a:1"))
+    await gated.until_started(1)
+    again = asyncio.ensure_future(batcher.submit("a:2"))
+    await gated.until_started(2)
+    gated.release("a:2")
+    assert await again == "A:2"
+    gated.release("a:1")
+    assert await first == "A:1"
+
+
+async def test_a_failed_batch_frees_its_target_for_the_next() -> None:
+    started: list[list[str]] = []
+    gate = asyncio.Event()
+
+    async def work(items: Sequence[str]) -> list[str]:
+        started.append(list(items))
+        if items[0] == "a:1":
+            await gate.wait()
+            raise RuntimeError("refused")
+        return list(items)
+
+    batcher = Batcher(work, max_items=10, lanes=2, target=by_run)
+    first = asyncio.ensure_future(batcher.submit("a:1"))
+    async with asyncio.timeout(2):
+        while not started:
+            await asyncio.sleep(0)
+    after = asyncio.ensure_future(batcher.submit("a:2"))
+    await settle()
+    assert started == [["a:1"]]
+    gate.set()
+    assert await after == "a:2"
+    try:
+        await first
+    except RuntimeError as exc:
+        assert str(exc) == "refused"
+    else:
+        raise AssertionError("the first batch's error did not reach its caller")
