@@ -7,16 +7,15 @@ under load a batch holds everything that queued while the previous one ran.
 
 A batcher with more than one lane runs that many batches at once: while one waits for the
 database, the next one's work goes on. Items that act on the same thing (their `target`)
-still go in the order they arrived: a batch waits for the earlier batches still running
-that share a target with it.
+still go in the order they arrived: an item waits in the queue while a batch being worked
+acts on its target, and the items of other targets go ahead of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 from asyncpg.exceptions import DataError  # type: ignore[import-untyped]
@@ -34,8 +33,11 @@ class Batcher(Generic[T, R]):
     event loop (one by default).
 
     `target` names what an item acts on, where items acting on the same thing must be
-    worked in the order they arrived (None from it: anything); without it, batches of
-    different lanes never wait for each other.
+    worked in the order they arrived (None from it: it may act on anything). An item
+    whose target a batch being worked acts on stays queued, and so does every later item
+    of that target, while the others go ahead; an item that may act on anything waits
+    for every batch being worked, and everything queued after it waits for it. Without
+    `target`, batches of different lanes never wait for each other.
     """
 
     def __init__(
@@ -54,9 +56,7 @@ class Batcher(Generic[T, R]):
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._running = 0  # lanes started and not yet finished
         self._lanes: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
-        # The batches being worked, in the order they were taken: their targets (None:
-        # anything) and a future set when they are done.
-        self._working: list[tuple[frozenset[Hashable] | None, asyncio.Future[None]]] = []
+        self._working: list[frozenset[Hashable] | None] = []  # the targets of each batch
 
     async def submit(self, item: T) -> R:
         """Queue `item`, wait for its batch, and return its own outcome."""
@@ -83,23 +83,29 @@ class Batcher(Generic[T, R]):
             self._lanes, self._working = set(), []
         futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
         self._pending.extend(zip(items, futures, strict=True))
-        if self._running < self.lanes:
+        self._start_lanes(loop)
+        return futures
+
+    def _start_lanes(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start lanes for what is queued, up to `lanes`. A lane takes its first batch when
+        it first runs, so everyone who queues before then joins it."""
+        while self._pending and self._running < self.lanes:
             self._running += 1
             # A fresh context: the batch must not run inside the first caller's transaction.
             lane = loop.create_task(self._drain(), context=contextvars.Context())
             self._lanes.add(lane)
             lane.add_done_callback(self._lanes.discard)
-        return futures
 
     async def _drain(self) -> None:
+        """One lane: take a batch and work it, while there is one it may take."""
         try:
-            while self._pending:
-                batch = self._pending[: self.max_items]
-                del self._pending[: self.max_items]
-                items = [item for item, _ in batch]
+            while True:
+                batch, targets = self._take()
+                if not batch:  # nothing, or only what waits for batches being worked
+                    return
+                self._working.append(targets)
                 try:
-                    async with self._turn(items):
-                        outcomes = await self._work(items)
+                    outcomes = await self._work([item for item, _ in batch])
                 except Exception as exc:  # the whole batch failed: tell everyone
                     outcomes = [exc] * len(batch)
                 except BaseException:  # cancelled (shut-down): so are the callers
@@ -107,33 +113,48 @@ class Batcher(Generic[T, R]):
                         future.cancel()
                     self._pending = []
                     raise
+                finally:
+                    self._working.remove(targets)
                 _settle(batch, outcomes)
+                if self._loop is not None:  # what this batch held back may go at once
+                    self._start_lanes(self._loop)
         finally:
             self._running -= 1
 
-    @contextlib.asynccontextmanager
-    async def _turn(self, items: Sequence[T]) -> AsyncIterator[None]:
-        """Wait for the earlier batches still being worked that share a target with
-        `items`, then hold the batch's own place until it is done."""
+    def _take(
+        self,
+    ) -> tuple[list[tuple[T, asyncio.Future[R]]], frozenset[Hashable] | None]:
+        """The next batch, in arrival order, and its targets (None: anything)."""
         if self._target is None:
-            yield
-            return
-        found = [self._target(item) for item in items]
-        targets = None if None in found else frozenset(found)
-        earlier = [
-            done
-            for taken, done in self._working
-            if targets is None or taken is None or not targets.isdisjoint(taken)
-        ]
-        place = (targets, asyncio.get_running_loop().create_future())
-        self._working.append(place)
-        try:
-            if earlier:
-                await asyncio.wait(earlier)
-            yield
-        finally:
-            self._working.remove(place)
-            place[1].set_result(None)
+            first = self._pending[: self.max_items]
+            del self._pending[: self.max_items]
+            return first, frozenset()
+        busy: set[Hashable] = set()
+        for taken in self._working:
+            if taken is None:  # a batch that may act on anything: everything waits
+                return [], frozenset()
+            busy |= taken
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        rest: list[tuple[T, asyncio.Future[R]]] = []
+        targets: set[Hashable] | None = set()
+        for index, entry in enumerate(self._pending):
+            if len(batch) >= self.max_items:
+                rest.extend(self._pending[index:])
+                break
+            target = self._target(entry[0])
+            if target is None and self._working:  # it waits, and all after it
+                rest.extend(self._pending[index:])
+                break
+            if target is None or targets is None:
+                targets = None
+            elif target in busy:
+                rest.append(entry)  # `busy` holds its later items back too
+                continue
+            else:
+                targets.add(target)
+            batch.append(entry)
+        self._pending = rest
+        return batch, None if targets is None else frozenset(targets)
 
 
 def _settle(

@@ -77,32 +77,60 @@ async def test_a_second_lane_starts_while_the_first_batch_waits() -> None:
     assert [await first, *await asyncio.gather(*third)] == ["A:1", "C:0", "C:1"]
 
 
-async def test_a_batch_waits_for_an_earlier_one_acting_on_the_same_target() -> None:
+async def test_an_item_waits_while_its_target_is_worked_and_the_others_go_ahead() -> None:
     gated = Gated()
     batcher = Batcher(gated.work, max_items=10, lanes=2, target=by_run)
     first = asyncio.ensure_future(batcher.submit("a:1"))
     await gated.until_started(1)
-    same = [asyncio.ensure_future(batcher.submit(item)) for item in ("b:1", "a:2")]
-    await settle()
-    assert gated.started == [["a:1"]]  # a:2 shares run a with the batch still working
+    later = [asyncio.ensure_future(batcher.submit(item)) for item in ("a:2", "b:1", "a:3")]
+    await gated.until_started(2)
+    assert gated.started == [["a:1"], ["b:1"]]  # run a's items wait, in order, for a:1
     gated.release("b:1")
+    assert await later[1] == "B:1"
+    await settle()
+    assert gated.started == [["a:1"], ["b:1"]] and not later[0].done()
+    gated.release("a:2")
     gated.release("a:1")
-    assert [await first, *await asyncio.gather(*same)] == ["A:1", "B:1", "A:2"]
-    assert gated.finished == [["a:1"], ["b:1", "a:2"]]
+    assert [await first, *await asyncio.gather(*later)] == ["A:1", "A:2", "B:1", "A:3"]
+    assert gated.finished == [["b:1"], ["a:1"], ["a:2", "a:3"]]
 
 
-async def test_an_item_of_unknown_target_waits_for_every_earlier_batch() -> None:
+async def test_an_item_of_unknown_target_waits_for_every_batch_and_holds_back_the_rest() -> None:
     gated = Gated()
-    batcher = Batcher(gated.work, max_items=10, lanes=2, target=by_run)
+    batcher = Batcher(gated.work, max_items=10, lanes=3, target=by_run)
     first = asyncio.ensure_future(batcher.submit("a:1"))
     await gated.until_started(1)
-    unknown = asyncio.ensure_future(batcher.submit("?:1"))
+    later = [asyncio.ensure_future(batcher.submit(item)) for item in ("?:1", "c:1")]
     await settle()
-    assert gated.started == [["a:1"]]
+    assert gated.started == [["a:1"]]  # c:1 came after an item that may act on run a
     gated.release("?:1")
     gated.release("a:1")
-    assert (await first, await unknown) == ("A:1", "?:1".upper())
-    assert gated.finished == [["a:1"], ["?:1"]]
+    assert [await first, *await asyncio.gather(*later)] == ["A:1", "?:1", "C:1"]
+    assert gated.finished == [["a:1"], ["?:1", "c:1"]]
+    # While a batch that may act on anything is worked, nothing else starts.
+    gated.gates.clear()
+    unknown = asyncio.ensure_future(batcher.submit("?:2"))
+    await gated.until_started(3)
+    other = asyncio.ensure_future(batcher.submit("d:1"))
+    await settle()
+    assert gated.started[3:] == []
+    gated.release("d:1")
+    gated.release("?:2")
+    assert (await unknown, await other) == ("?:2", "D:1")
+
+
+async def test_a_full_batch_leaves_the_rest_for_the_next() -> None:
+    gated = Gated()
+    batcher = Batcher(gated.work, max_items=2, lanes=2, target=by_run)
+    first = asyncio.ensure_future(batcher.submit("a:1"))
+    await gated.until_started(1)
+    later = [asyncio.ensure_future(batcher.submit(f"{run}:1")) for run in "bcd"]
+    await gated.until_started(2)
+    assert gated.started == [["a:1"], ["b:1", "c:1"]]
+    for name in ("a:1", "b:1", "d:1"):
+        gated.release(name)
+    assert [await first, *await asyncio.gather(*later)] == ["A:1", "B:1", "C:1", "D:1"]
+    assert gated.started[2] == ["d:1"]
 
 
 async def test_without_a_target_lanes_never_wait_for_each_other() -> None:
@@ -145,3 +173,19 @@ async def test_a_failed_batch_frees_its_target_for_the_next() -> None:
         assert str(exc) == "refused"
     else:
         raise AssertionError("the first batch's error did not reach its caller")
+
+
+async def test_what_a_finished_batch_held_back_fills_every_free_lane() -> None:
+    gated = Gated()
+    batcher = Batcher(gated.work, max_items=2, lanes=2, target=by_run)
+    first = asyncio.ensure_future(batcher.submit("?:1"))
+    await gated.until_started(1)
+    later = [asyncio.ensure_future(batcher.submit(f"{run}:1")) for run in "abc"]
+    await settle()
+    assert gated.started == [["?:1"]]
+    gated.release("?:1")
+    await gated.until_started(3)  # a full batch, and the rest in the other lane at once
+    assert gated.started[1:] == [["a:1", "b:1"], ["c:1"]]
+    gated.release("c:1")
+    gated.release("a:1")
+    assert [await first, *await asyncio.gather(*later)] == ["?:1", "A:1", "B:1", "C:1"]
