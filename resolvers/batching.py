@@ -125,7 +125,7 @@ class Batcher(Generic[T, R]):
         self,
     ) -> tuple[list[tuple[T, asyncio.Future[R]]], frozenset[Hashable] | None]:
         """The next batch, in arrival order, and its targets (None: anything)."""
-        if self._target is None:
+        if self._target is None or (self.lanes == 1 and not self._working):  # none to wait for
             first = self._pending[: self.max_items]
             del self._pending[: self.max_items]
             return first, frozenset()
