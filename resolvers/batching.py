@@ -26,6 +26,8 @@ R = TypeVar("R")
 
 # The batch function returns one outcome per item, in order: a result or an exception.
 BatchFunction = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
+# A queued item, the future its caller waits on, and its target (None without `target`).
+Queued = tuple[T, asyncio.Future[R], Hashable | None]
 
 
 class Batcher(Generic[T, R]):
@@ -53,7 +55,7 @@ class Batcher(Generic[T, R]):
         self.lanes = max(1, lanes)
         self._target = target
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[Queued[T, R]] = []
         self._running = 0  # lanes started and not yet finished
         self._lanes: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
         self._working: list[frozenset[Hashable] | None] = []  # the targets of each batch
@@ -81,8 +83,10 @@ class Batcher(Generic[T, R]):
         if loop is not self._loop:  # a new event loop (tests): forget the old one's state
             self._loop, self._pending, self._running = loop, [], 0
             self._lanes, self._working = set(), []
+        # Targets first: one that cannot be told fails its caller here, not a lane.
+        targets = [self._target(item) for item in items] if self._target else [None] * len(items)
         futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
-        self._pending.extend(zip(items, futures, strict=True))
+        self._pending.extend(zip(items, futures, targets, strict=True))
         self._start_lanes(loop)
         return futures
 
@@ -105,12 +109,12 @@ class Batcher(Generic[T, R]):
                     return
                 self._working.append(targets)
                 try:
-                    outcomes = await self._work([item for item, _ in batch])
+                    outcomes = await self._work([entry[0] for entry in batch])
                 except Exception as exc:  # the whole batch failed: tell everyone
                     outcomes = [exc] * len(batch)
                 except BaseException:  # cancelled (shut-down): so are the callers
-                    for _, future in batch + self._pending:
-                        future.cancel()
+                    for entry in batch + self._pending:
+                        entry[1].cancel()
                     self._pending = []
                     raise
                 finally:
@@ -121,9 +125,7 @@ class Batcher(Generic[T, R]):
         finally:
             self._running -= 1
 
-    def _take(
-        self,
-    ) -> tuple[list[tuple[T, asyncio.Future[R]]], frozenset[Hashable] | None]:
+    def _take(self) -> tuple[list[Queued[T, R]], frozenset[Hashable] | None]:
         """The next batch, in arrival order, and its targets (None: anything)."""
         if self._target is None or (self.lanes == 1 and not self._working):  # none to wait for
             first = self._pending[: self.max_items]
@@ -134,14 +136,14 @@ class Batcher(Generic[T, R]):
             if taken is None:  # a batch that may act on anything: everything waits
                 return [], frozenset()
             busy |= taken
-        batch: list[tuple[T, asyncio.Future[R]]] = []
-        rest: list[tuple[T, asyncio.Future[R]]] = []
+        batch: list[Queued[T, R]] = []
+        rest: list[Queued[T, R]] = []
         targets: set[Hashable] | None = set()
         for index, entry in enumerate(self._pending):
             if len(batch) >= self.max_items:
                 rest.extend(self._pending[index:])
                 break
-            target = self._target(entry[0])
+            target = entry[2]
             if target is None and self._working:  # it waits, and all after it
                 rest.extend(self._pending[index:])
                 break
@@ -157,10 +159,8 @@ class Batcher(Generic[T, R]):
         return batch, None if targets is None else frozenset(targets)
 
 
-def _settle(
-    batch: list[tuple[T, asyncio.Future[R]]], outcomes: Sequence[R | BaseException]
-) -> None:
-    for (_, future), outcome in zip(batch, outcomes, strict=True):
+def _settle(batch: list[Queued[T, R]], outcomes: Sequence[R | BaseException]) -> None:
+    for (_, future, _), outcome in zip(batch, outcomes, strict=True):
         if future.done():
             continue
         if isinstance(outcome, BaseException):

@@ -187,3 +187,20 @@ async def test_what_a_finished_batch_held_back_fills_every_free_lane() -> None:
     gated.release("c:1")
     gated.release("a:1")
     assert [await first, *await asyncio.gather(*later)] == ["?:1", "A:1", "B:1", "C:1"]
+
+
+async def test_a_target_that_cannot_be_told_fails_its_caller_alone() -> None:
+    def strict(item: str) -> str:
+        if item == "bad":
+            raise ValueError("no run")
+        return item
+
+    gated = Gated()
+    batcher = Batcher(gated.work, max_items=10, lanes=2, target=strict)
+    with pytest.raises(ValueError, match="no run"):
+        async with asyncio.timeout(2):  # not a lane's failure, its caller left waiting
+            await batcher.submit("bad")
+    good = asyncio.ensure_future(batcher.submit("a:1"))
+    await gated.until_started(1)
+    gated.release("a:1")
+    assert await good == "A:1" and gated.started == [["a:1"]]
