@@ -27,10 +27,20 @@ class Gated:
         self.finished.append(list(items))
         return [item.upper() for item in items]
 
+    async def held(self, batcher: Batcher[str, str], item: str) -> asyncio.Future[str]:
+        """Submit `item` and wait until its batch has started (it is held there)."""
+        future = asyncio.ensure_future(batcher.submit(item))
+        await self.until_started(len(self.started) + 1)
+        return future
+
     async def until_started(self, count: int) -> None:
         async with asyncio.timeout(2):
             while len(self.started) < count:
                 await asyncio.sleep(0)
+
+
+def submit(batcher: Batcher[str, str], *items: str) -> list[asyncio.Future[str]]:
+    return [asyncio.ensure_future(batcher.submit(item)) for item in items]
 
 
 async def settle() -> None:
@@ -47,9 +57,8 @@ def by_run(item: str) -> str | None:
 async def test_one_lane_runs_one_batch_and_queues_the_rest_for_the_next() -> None:
     gated = Gated()
     batcher = Batcher(gated.work, max_items=10)
-    first = asyncio.ensure_future(batcher.submit("a:1"))
-    await gated.until_started(1)
-    later = [asyncio.ensure_future(batcher.submit(f"b:{n}")) for n in range(3)]
+    first = await gated.held(batcher, "a:1")
+    later = submit(batcher, "b:0", "b:1", "b:2")
     await settle()
     assert gated.started == [["a:1"]]
     gated.release("a:1")
@@ -62,11 +71,9 @@ async def test_one_lane_runs_one_batch_and_queues_the_rest_for_the_next() -> Non
 async def test_a_second_lane_starts_while_the_first_batch_waits() -> None:
     gated = Gated()
     batcher = Batcher(gated.work, max_items=10, lanes=2, target=by_run)
-    first = asyncio.ensure_future(batcher.submit("a:1"))
-    await gated.until_started(1)
-    second = asyncio.ensure_future(batcher.submit("b:1"))
-    await gated.until_started(2)  # not held behind the first batch
-    third = [asyncio.ensure_future(batcher.submit(f"c:{n}")) for n in range(2)]
+    first = await gated.held(batcher, "a:1")
+    second = await gated.held(batcher, "b:1")  # not held behind the first batch
+    third = submit(batcher, "c:0", "c:1")
     await settle()
     assert gated.started == [["a:1"], ["b:1"]]  # both lanes busy: the rest queue
     gated.release("b:1")
@@ -82,9 +89,8 @@ async def test_a_second_lane_starts_while_the_first_batch_waits() -> None:
 async def test_an_item_waits_while_its_target_is_worked_and_the_others_go_ahead() -> None:
     gated = Gated()
     batcher = Batcher(gated.work, max_items=10, lanes=2, target=by_run)
-    first = asyncio.ensure_future(batcher.submit("a:1"))
-    await gated.until_started(1)
-    later = [asyncio.ensure_future(batcher.submit(item)) for item in ("a:2", "b:1", "a:3")]
+    first = await gated.held(batcher, "a:1")
+    later = submit(batcher, "a:2", "b:1", "a:3")
     await gated.until_started(2)
     assert gated.started == [["a:1"], ["b:1"]]  # run a's items wait, in order, for a:1
     gated.release("b:1")
@@ -100,9 +106,8 @@ async def test_an_item_waits_while_its_target_is_worked_and_the_others_go_ahead(
 async def test_an_item_of_unknown_target_waits_for_every_batch_and_holds_back_the_rest() -> None:
     gated = Gated()
     batcher = Batcher(gated.work, max_items=10, lanes=3, target=by_run)
-    first = asyncio.ensure_future(batcher.submit("a:1"))
-    await gated.until_started(1)
-    later = [asyncio.ensure_future(batcher.submit(item)) for item in ("?:1", "c:1")]
+    first = await gated.held(batcher, "a:1")
+    later = submit(batcher, "?:1", "c:1")
     await settle()
     assert gated.started == [["a:1"]]  # c:1 came after an item that may act on run a
     gated.release("?:1")
@@ -111,8 +116,7 @@ async def test_an_item_of_unknown_target_waits_for_every_batch_and_holds_back_th
     assert gated.finished == [["a:1"], ["?:1", "c:1"]]
     # While a batch that may act on anything is worked, nothing else starts.
     gated.gates.clear()
-    unknown = asyncio.ensure_future(batcher.submit("?:2"))
-    await gated.until_started(3)
+    unknown = await gated.held(batcher, "?:2")
     other = asyncio.ensure_future(batcher.submit("d:1"))
     await settle()
     assert gated.started[3:] == []
@@ -124,9 +128,8 @@ async def test_an_item_of_unknown_target_waits_for_every_batch_and_holds_back_th
 async def test_a_full_batch_leaves_the_rest_for_the_next() -> None:
     gated = Gated()
     batcher = Batcher(gated.work, max_items=2, lanes=2, target=by_run)
-    first = asyncio.ensure_future(batcher.submit("a:1"))
-    await gated.until_started(1)
-    later = [asyncio.ensure_future(batcher.submit(f"{run}:1")) for run in "bcd"]
+    first = await gated.held(batcher, "a:1")
+    later = submit(batcher, "b:1", "c:1", "d:1")
     await gated.until_started(2)
     assert gated.started == [["a:1"], ["b:1", "c:1"]]
     for name in ("a:1", "b:1", "d:1"):
@@ -138,10 +141,8 @@ async def test_a_full_batch_leaves_the_rest_for_the_next() -> None:
 async def test_without_a_target_lanes_never_wait_for_each_other() -> None:
     gated = Gated()
     batcher = Batcher(gated.work, max_items=10, lanes=2)
-    first = asyncio.ensure_future(batcher.submit("a:1"))
-    await gated.until_started(1)
-    again = asyncio.ensure_future(batcher.submit("a:2"))
-    await gated.until_started(2)
+    first = await gated.held(batcher, "a:1")
+    again = await gated.held(batcher, "a:2")
     gated.release("a:2")
     assert await again == "A:2"
     gated.release("a:1")
@@ -176,9 +177,8 @@ async def test_a_failed_batch_frees_its_target_for_the_next() -> None:
 async def test_what_a_finished_batch_held_back_fills_every_free_lane() -> None:
     gated = Gated()
     batcher = Batcher(gated.work, max_items=2, lanes=2, target=by_run)
-    first = asyncio.ensure_future(batcher.submit("?:1"))
-    await gated.until_started(1)
-    later = [asyncio.ensure_future(batcher.submit(f"{run}:1")) for run in "abc"]
+    first = await gated.held(batcher, "?:1")
+    later = submit(batcher, "a:1", "b:1", "c:1")
     await settle()
     assert gated.started == [["?:1"]]
     gated.release("?:1")
@@ -200,7 +200,6 @@ async def test_a_target_that_cannot_be_told_fails_its_caller_alone() -> None:
     with pytest.raises(ValueError, match="no run"):
         async with asyncio.timeout(2):  # not a lane's failure, its caller left waiting
             await batcher.submit("bad")
-    good = asyncio.ensure_future(batcher.submit("a:1"))
-    await gated.until_started(1)
+    good = await gated.held(batcher, "a:1")
     gated.release("a:1")
     assert await good == "A:1" and gated.started == [["a:1"]]
