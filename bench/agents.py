@@ -4,11 +4,13 @@ workspace, beside the baseline (one INSERT of the same body per request).
 Each request is a new tool call (fresh `eventId` and `toolCallId`) spread over 64 runs, so
 every one is evaluated against all 100 policies and answered with its decision.
 Usage: .venv/bin/python -m bench.agents [--connections 32] [--duration 15] [--workers 1]
+       [--rounds 3] [--against OTHER_TREE]
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -87,26 +89,34 @@ def sample_answer(server: harness.Server, key: str) -> dict[str, Any]:
     return answer
 
 
-def run(*, connections: int, duration: float, workers: int, rounds: int = harness.ROUNDS) -> str:
+def run(
+    *,
+    connections: int,
+    duration: float,
+    workers: int,
+    rounds: int = harness.ROUNDS,
+    against: Path | None = None,
+) -> str:
     template = json.dumps(TOOL_CALLED)
     with (
         harness.throwaway_database() as database_url,
         harness.with_baseline(database_url, workers=workers) as baseline,
         harness.opsgraph_server(database_url, workers=workers) as (server, admin),
+        harness.against_server(database_url, against, workers=workers) as other,
     ):
         create_policies(server, admin)
         key = harness.create_key(database_url, "events:write", name="bench-agent")
         answer = sample_answer(server, key)
         check = harness.Durability(database_url, "agent_tool_call")
+        script = harness.lua_post_template("/v1/events", template, {"X-API-Key": key}, count=RUNS)
         compared = harness.alternate(
             [
                 harness.Contender("baseline", baseline, "/v1/events",
                                   harness.lua_post_template("/v1/events", template, {},
                                                             count=RUNS)),
-                harness.Contender("opsgraph", server, "/v1/events",
-                                  harness.lua_post_template("/v1/events", template,
-                                                            {"X-API-Key": key}, count=RUNS),
-                                  durability=check),
+                harness.Contender("opsgraph", server, "/v1/events", script, durability=check),
+                *([harness.Contender(harness.AGAINST, other, "/v1/events", script)]
+                  if other else []),
             ],
             database_url, connections=connections, duration=duration, rounds=rounds,
         )  # fmt: skip
@@ -125,13 +135,14 @@ def run(*, connections: int, duration: float, workers: int, rounds: int = harnes
 
 
 def main() -> None:
-    args = harness.arguments(__doc__).parse_args()
+    args = harness.arguments(__doc__, against=True).parse_args()
     harness.header("Agent decision benchmark", args)
     run(
         connections=args.connections,
         duration=args.duration,
         workers=args.workers,
         rounds=args.rounds,
+        against=args.against,
     )
 
 

@@ -218,11 +218,14 @@ def opsgraph_cli(env: dict[str, str], *args: str) -> str:
 
 @contextlib.contextmanager
 def opsgraph_server(
-    database_url: str, *, workers: int = WORKERS, **settings: str
+    database_url: str, *, workers: int = WORKERS, tree: Path | None = None, **settings: str
 ) -> Iterator[tuple[Server, str]]:
-    """Migrate, create an admin key, start `opsgraph serve`; yields (server, admin key)."""
+    """Migrate, create an admin key, start `opsgraph serve` (the code of `tree`, if given:
+    another checkout); yields (server, admin key)."""
     if workers > 1:  # the workers need a shared bus; Redis if it runs, else PostgreSQL
         settings.setdefault("OPSGRAPH_BROADCAST_URL", BROADCAST_URL or database_url)
+    if tree is not None:  # ahead of the installed (editable) package
+        settings["PYTHONPATH"] = str(tree)
     env = base_env(database_url, OPSGRAPH_ACCESS_LOG="false", **settings)
     printed = opsgraph_cli(env, "migrate").splitlines()  # the admin key, on a new database
     admin_key = printed[-1].strip() if printed else create_key(database_url, "admin", "admin")
@@ -230,8 +233,24 @@ def opsgraph_server(
     argv = [OPSGRAPH, "serve", "--port", str(port)]
     if workers != 1:
         argv += ["--workers", str(workers)]
-    with serve("opsgraph", argv, port=port, env=env) as server:
+    with serve("opsgraph" if tree is None else AGAINST, argv, port=port, env=env) as server:
         yield server, admin_key
+
+
+AGAINST = "against"  # the name of the other tree's server (`--against`) in the tables
+
+
+@contextlib.contextmanager
+def against_server(
+    database_url: str, tree: Path | None, *, workers: int = WORKERS
+) -> Iterator[Server | None]:
+    """Opsgraph from another tree (`--against`) on the same database, to load in the same
+    turns as this tree's; None without one."""
+    if tree is None:
+        yield None
+        return
+    with opsgraph_server(database_url, workers=workers, tree=tree.resolve()) as (server, _):
+        yield server
 
 
 @contextlib.contextmanager
@@ -491,10 +510,15 @@ class Comparison:
     rounds: dict[str, list[LoadResult]]  # each server's rounds, in order
 
     def round_ratios(self, name: str = "opsgraph", baseline: str = "baseline") -> str:
-        """A sentence: `name`'s req/s over the baseline's, round by round (how steady)."""
-        pairs = zip(self.rounds[name], self.rounds[baseline], strict=True)
-        ratios = ", ".join(f"{mine.rate / base.rate:.2f}" for mine, base in pairs if base.rate)
-        return f"Opsgraph's req/s over the baseline's, round by round: {ratios}."
+        """A sentence: `name`'s req/s over the baseline's, round by round (how steady), and
+        with `--against`, this tree's over the other tree's."""
+        out = []
+        for mine, theirs in [(name, baseline)] + [(name, AGAINST)] * (AGAINST in self.rounds):
+            pairs = zip(self.rounds[mine], self.rounds[theirs], strict=True)
+            ratios = ", ".join(f"{m.rate / t.rate:.2f}" for m, t in pairs if t.rate)
+            whose = "the baseline's" if theirs == baseline else "the other tree's (--against)"
+            out.append(f"Opsgraph's req/s over {whose}, round by round: {ratios}.")
+        return "\n".join(out)
 
 
 def alternate(
@@ -613,12 +637,18 @@ def header(what: str, args: argparse.Namespace) -> None:
           f"server workers: {workers}.", flush=True)  # fmt: skip
 
 
-def arguments(doc: str | None) -> argparse.ArgumentParser:
-    """The options every load script takes."""
+def arguments(doc: str | None, *, against: bool = False) -> argparse.ArgumentParser:
+    """The options every load script takes (`against`: and `--against TREE`)."""
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=DURATION, help="seconds per run")
     parser.add_argument("--workers", type=int, default=WORKERS, help="server processes")
+    if against:
+        parser.add_argument(
+            "--against",
+            type=Path,
+            help="another checkout (a git worktree) whose Opsgraph takes turns with this one's",
+        )
     parser.add_argument(
         "--rounds",
         type=lambda text: max(1, int(text)),
