@@ -97,13 +97,13 @@ async def database_url(
 def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """The app's settings; `@pytest.mark.settings(name=value, ...)` changes some."""
     marker = request.node.get_closest_marker("settings")
-    return Settings(
-        database_url=database_url,
-        public_url="http://opsgraph.test",
-        frontend_dir=str(tmp_path / "no-ui"),
-        mask_errors=True,
-        **(marker.kwargs if marker else {}),
-    )
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "public_url": "http://opsgraph.test",
+        "frontend_dir": str(tmp_path / "no-ui"),
+        "mask_errors": True,
+    }
+    return Settings(**{**values, **(marker.kwargs if marker else {})})
 
 
 @pytest.fixture
