@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from opsgraph.db import close_database, migrate, open_database
 from opsgraph.settings import Settings
 from resolvers import auth
+from resolvers.errors import AuthError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -33,8 +34,20 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+class CommandError(Exception):
+    """A command that cannot go on; `main` prints the message alone (no traceback)."""
+
+
 async def _workspace(explicit: str | None) -> str:
-    return explicit or await auth.default_workspace_id()
+    """The workspace a command acts on: `--workspace`, which must exist, else the oldest."""
+    if explicit is None:
+        try:
+            return await auth.default_workspace_id()
+        except AuthError as exc:
+            raise CommandError(exc.message) from None
+    if await auth.find_workspace(workspace_id=explicit) is None:
+        raise CommandError(f"no workspace {explicit}")
+    return explicit
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -271,7 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # a bad OPSGRAPH_* value: say which, no traceback
         print(f"opsgraph: {exc}", file=sys.stderr)
         return 2
-    code: int = args.func(settings, args)
+    try:
+        code: int = args.func(settings, args)
+    except CommandError as exc:
+        print(f"opsgraph: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -211,6 +211,11 @@ async def get_workspace(*, workspace_id: str) -> Workspace:
     return await Workspace.get(id=workspace_id)
 
 
+async def find_workspace(*, workspace_id: str) -> Workspace | None:
+    """The workspace, if there is one with that id."""
+    return await Workspace.get_or_none(id=workspace_id)
+
+
 async def list_services(*, workspace_id: str) -> list[Service]:
     """The workspace's services by name."""
     return await Service.filter(workspace_id=workspace_id).order_by("name")
