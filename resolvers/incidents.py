@@ -79,6 +79,17 @@ async def find_service(
     return service
 
 
+async def service_not_found(
+    *, workspace_id: str, routing_key: str | None, service_id: str | None
+) -> str:
+    """Why `find_service` found no service, in words for the event's sender."""
+    if routing_key is not None and service_id is not None:
+        service = await service_for_routing_key(routing_key=routing_key)
+        if service is not None and service.workspace_id == workspace_id:
+            return "The routing key and service_id name different services"
+    return "Routing key not found" if routing_key is not None else "Service not found"
+
+
 async def send_event(
     *,
     principal: Principal,

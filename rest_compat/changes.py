@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from resolvers import auth, changes
+from resolvers import changes
 from resolvers.auth import Principal, Scope
 from resolvers.errors import FieldError, InvalidInput
 from rest_compat import batched
@@ -21,6 +21,7 @@ from rest_compat.common import (
     render_error,
     render_pagerduty_error,
     require_principal,
+    routed_principal,
 )
 
 # One execution for each batch of concurrent requests of one principal (`rest_compat.batched`).
@@ -98,24 +99,11 @@ async def post_pagerduty_change(endpoint: Endpoint, request: Request) -> JSONRes
     """`POST /v2/change/enqueue`: the routing key in the body is the credential."""
     try:
         body = await read_json_object(request, endpoint.settings)
-        routing_key = body.get("routing_key")
-        service = (
-            await auth.service_for_routing_key(routing_key=routing_key)
-            if isinstance(routing_key, str) and routing_key
-            else None
-        )
-        if service is None:
-            raise RestError(400, "INVALID_ROUTING_KEY", "Routing key not found")
+        service, principal = await routed_principal(body)
         raw = changes.pagerduty_change_to_raw(body)
         raw["service"] = service.name
         if raw.get("timestamp") is None:
             raw["timestamp"] = datetime.now(UTC).isoformat()
-        principal = Principal(
-            key_id=f"routing:{service.id}",
-            workspace_id=service.workspace_id,
-            name=f"service:{service.name}",
-            scopes=frozenset({Scope.EVENTS_WRITE}),
-        )
         try:
             data = changes.validate_change(raw, settings=endpoint.settings)
         except InvalidInput as exc:

@@ -17,13 +17,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from strawberry.execution import optimized_is_awaitable
 
+from models.incident import ACTOR_LENGTH
+from models.workspace import Service
 from opsgraph.settings import Settings
 
 if TYPE_CHECKING:
     from opsgraph.live import Hub
+from resolvers import auth
 from resolvers.auth import Principal, Scope, authenticate
 from resolvers.batching import Batcher
-from resolvers.errors import AuthError, InvalidInput
+from resolvers.errors import AuthError, FieldError, InvalidInput
 from resolvers.timeline import Publisher
 from schema.context import Context
 from schema.errors import refused, refused_message
@@ -292,6 +295,39 @@ async def require_principal(secret: str | None, scope: Scope) -> Principal:
         return (await authenticate(secret=secret)).require(scope)
     except AuthError as exc:
         raise RestError.from_auth(exc) from None
+
+
+ROUTING_KEY_NOT_FOUND = "Routing key not found"
+
+
+async def routed_principal(body: Mapping[str, Any]) -> tuple[Service, Principal]:
+    """The credential of PagerDuty's enqueue endpoints, the body's `routing_key`: its
+    service, and the principal its events are sent as (`events:write` in the service's
+    workspace, the actor "service:NAME"). A RestError when it is missing or not a string
+    (400 `INVALID_EVENT` naming the field) or no service has it (`INVALID_ROUTING_KEY`)."""
+    routing_key = body.get("routing_key")
+    if routing_key is None or not isinstance(routing_key, str):
+        problem = "is required" if routing_key is None else "must be a string"
+        raise RestError.invalid(InvalidInput([FieldError("routing_key", problem)]))
+    service = await auth.service_for_routing_key(routing_key=routing_key) if routing_key else None
+    if service is None:
+        raise RestError(400, "INVALID_ROUTING_KEY", ROUTING_KEY_NOT_FOUND)
+    principal = Principal(
+        key_id=f"routing:{service.id}",
+        workspace_id=service.workspace_id,
+        name=_actor(service.name),
+        scopes=frozenset({Scope.EVENTS_WRITE}),
+    )
+    return service, principal
+
+
+def _actor(service_name: str) -> str:
+    """Who sent a routing key's events: "service:" and the service's name, cut to fit the
+    actor columns (a name may be as long as they are)."""
+    actor = f"service:{service_name}"
+    if len(actor) <= ACTOR_LENGTH:
+        return actor
+    return actor[: ACTOR_LENGTH - 1] + "…"
 
 
 def only_known(raw: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

@@ -9,10 +9,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from models.incident import ACTOR_LENGTH
-from resolvers import auth
 from resolvers.auth import Principal, Scope
-from resolvers.errors import FieldError, InvalidInput
+from resolvers.errors import InvalidInput
 from resolvers.incident_events import EventAction, IncidentEvent, new_dedup_key, validate_event
 from rest_compat import batched
 from rest_compat.common import (
@@ -22,6 +20,7 @@ from rest_compat.common import (
     read_json_object,
     render_pagerduty_error,
     require_principal,
+    routed_principal,
 )
 
 # One execution for each batch of concurrent requests of one principal (`rest_compat.batched`).
@@ -56,8 +55,6 @@ SEND = batched.ListMutation(
     target=lambda principal, event: event.routing_key,
 )
 
-ROUTING_KEY_NOT_FOUND = "Routing key not found"
-
 
 async def post_api_events(endpoint: Endpoint, request: Request) -> JSONResponse:
     """`POST /api/events` with `Authorization: Bearer KEY` (`events:write`): 202."""
@@ -73,36 +70,12 @@ async def post_enqueue(endpoint: Endpoint, request: Request) -> JSONResponse:
     """`POST /v2/enqueue`: no auth header; `dedup_key` is generated for a trigger without one."""
     try:
         body = await read_json_object(request, endpoint.settings)
-        routing_key = body.get("routing_key")
-        if routing_key is None:
-            raise RestError.invalid(InvalidInput([FieldError("routing_key", "is required")]))
-        service = (
-            await auth.service_for_routing_key(routing_key=routing_key)
-            if isinstance(routing_key, str)
-            else None
-        )
-        if service is None:
-            raise RestError(400, "INVALID_ROUTING_KEY", ROUTING_KEY_NOT_FOUND)
-        principal = Principal(
-            key_id=f"routing:{service.id}",
-            workspace_id=service.workspace_id,
-            name=_actor(service.name),
-            scopes=frozenset({Scope.EVENTS_WRITE}),
-        )
+        _, principal = await routed_principal(body)
         if body.get("event_action") == EventAction.TRIGGER and body.get("dedup_key") is None:
             body = {**body, "dedup_key": new_dedup_key()}
         return await _send(endpoint, body, principal)
     except RestError as exc:
         return render_pagerduty_error(exc)
-
-
-def _actor(service_name: str) -> str:
-    """Who sent a routing key's events: "service:" and the service's name, cut to fit the
-    actor columns (a name may be as long as they are)."""
-    actor = f"service:{service_name}"
-    if len(actor) <= ACTOR_LENGTH:
-        return actor
-    return actor[: ACTOR_LENGTH - 1] + "…"
 
 
 async def _send(endpoint: Endpoint, body: dict[str, Any], principal: Principal) -> JSONResponse:

@@ -174,15 +174,17 @@ async def _transition(
     return Incident.from_row(row)
 
 
-async def _service(workspace_id: str, event: IncidentEvent) -> Service | None:
-    return await incidents.find_service(
+async def _service(workspace_id: str, event: IncidentEvent) -> Service | InvalidRoutingKey:
+    """The event's service, or why there is none."""
+    found = await incidents.find_service(
         workspace_id=workspace_id, routing_key=event.routing_key, service_id=event.service_id
     )
-
-
-def _invalid_routing_key(event: IncidentEvent) -> InvalidRoutingKey:
-    found = "Routing key" if event.routing_key is not None else "Service"
-    return InvalidRoutingKey(code="INVALID_ROUTING_KEY", message=f"{found} not found")
+    if found is not None:
+        return found
+    message = await incidents.service_not_found(
+        workspace_id=workspace_id, routing_key=event.routing_key, service_id=event.service_id
+    )
+    return InvalidRoutingKey(code="INVALID_ROUTING_KEY", message=message)
 
 
 def _accepted(result: incidents.EventResult) -> IncidentEventAccepted:
@@ -217,8 +219,8 @@ class IncidentMutation:
         except InvalidInput as exc:
             return InvalidEvent.from_error(exc)
         service = await _service(principal.workspace_id, event)
-        if service is None:
-            return _invalid_routing_key(event)
+        if isinstance(service, InvalidRoutingKey):
+            return service
         result = await incidents.send_event(
             principal=principal,
             event=event,
@@ -264,15 +266,8 @@ class IncidentMutation:
                     settings=settings,
                 )
             )
-            outcomes: list[Any] = []
-            for event, service in zip(events, services, strict=True):
-                if isinstance(service, Service):
-                    outcomes.append(next(sent))
-                elif service is None:
-                    outcomes.append(_invalid_routing_key(event))
-                else:
-                    outcomes.append(service)  # the lookup's error
-            return outcomes
+            # Else an InvalidRoutingKey, or the lookup's error.
+            return [next(sent) if isinstance(s, Service) else s for s in services]
 
         results = await record_each(
             inputs,

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import GraphQL, Tenant
 
@@ -243,3 +244,34 @@ async def test_pagerduty_change_events(
     assert response.status_code == 400
     assert response.json()["errors"] == ["payload.summary: is required"]
     assert len(await timeline_of(gql, tenant.reader)) == 1
+
+
+@pytest.mark.parametrize(
+    ("routing_key", "error"),
+    [(None, "routing_key: is required"), (123, "routing_key: must be a string")],
+)
+async def test_a_pagerduty_change_without_a_routing_key_string_names_the_field(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL, routing_key: Any, error: str
+) -> None:
+    """As `/v2/enqueue` answers the same body: 400 INVALID_EVENT naming `routing_key`."""
+    body = {key: value for key, value in PD_CHANGE.items() if key != "routing_key"}
+    if routing_key is not None:
+        body["routing_key"] = routing_key
+    response = await client.post("/v2/change/enqueue", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "INVALID_EVENT"
+    assert response.json()["errors"] == [error]
+    assert await timeline_of(gql, tenant.reader) == []
+
+
+async def test_a_service_with_the_longest_name_can_send_changes(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """The actor "service:NAME" is cut to fit the actor columns, as for incident events."""
+    routing_key = await tenant.service("s" * 200)
+    response = await client.post(
+        "/v2/change/enqueue", json={**PD_CHANGE, "routing_key": routing_key}
+    )
+    assert response.status_code == 202, response.text
+    [entry] = await timeline_of(gql, tenant.reader)
+    assert entry["actor"].startswith("service:sss") and len(entry["actor"]) == 200

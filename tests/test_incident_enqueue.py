@@ -141,6 +141,10 @@ async def test_enqueue_errors(client: httpx.AsyncClient, tenant: Tenant) -> None
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "INVALID_EVENT"
     assert response.json()["errors"] == ["routing_key: is required"]
+    response = await client.post("/v2/enqueue", json={**ALERTMANAGER_TRIGGER, "routing_key": 123})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "INVALID_EVENT"
+    assert response.json()["errors"] == ["routing_key: must be a string"]
 
     routing_key = await tenant.service("api")
     bad = {"routing_key": routing_key, "event_action": "trigger", "payload": {"severity": "fatal"}}

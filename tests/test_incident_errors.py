@@ -96,6 +96,41 @@ async def test_unknown_routing_key_or_service(
         "code": "INVALID_ROUTING_KEY",
         "message": "Service not found",
     }
+    # Both given, each valid, naming two services: neither is guessed.
+    api = await tenant.service("api")
+    [service] = (await gql("{ services { id name } }", tenant.reader)).data["services"]
+    checkout = await tenant.service("checkout")
+    response = await client.post(
+        "/api/events",
+        headers=headers,
+        json={**event(SEED_TRIGGER, checkout), "service_id": service["id"]},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "INVALID_ROUTING_KEY",
+        "message": "The routing key and service_id name different services",
+    }
+    both = {**event(SEED_TRIGGER, api), "service_id": service["id"]}
+    assert (await client.post("/api/events", headers=headers, json=both)).status_code == 202
+    [opened] = await incidents_of(gql, tenant.reader)
+    assert opened["service"]["name"] == "api"
+    assert await incidents_of(gql, other.reader) == []
+
+
+async def test_no_service_is_found_for_another_workspaces_pair(
+    client: httpx.AsyncClient, tenant: Tenant, make_tenant: Any, gql: GraphQL
+) -> None:
+    other = await make_tenant()
+    foreign_key = await other.service("api")
+    await tenant.service("api")
+    [mine] = (await gql("{ services { id } }", tenant.reader)).data["services"]
+    response = await client.post(
+        "/api/events",
+        headers=bearer(tenant.writer),
+        json={**event(SEED_TRIGGER, foreign_key), "service_id": mine["id"]},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Routing key not found"
     assert await incidents_of(gql, tenant.reader) == []
     assert await incidents_of(gql, other.reader) == []
 
