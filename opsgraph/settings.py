@@ -6,9 +6,10 @@ the code base reads the environment.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 ENV_PREFIX = "OPSGRAPH_"
@@ -23,6 +24,12 @@ AT_LEAST_ONE = frozenset({
     "max_changes_per_call", "max_agent_events_per_call", "max_incident_events_per_call",
     "max_summary_length", "max_dedup_key_length", "workers", "agent_batches_at_once",
 })  # fmt: skip
+# Waits between the turns of a loop, or before giving up: 0 would spin or never wait.
+ABOVE_ZERO = frozenset({
+    "bus_heartbeat_seconds", "approval_wait_poll_seconds", "approval_sweep_seconds",
+    "connection_init_timeout_seconds",
+})  # fmt: skip
+# Every other number is at least 0: none of them means anything below.
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +140,37 @@ class Settings:
                     values[field.name] = raw
             except ValueError as exc:
                 raise ValueError(f"{ENV_PREFIX}{field.name.upper()}: {exc}") from None
-            if field.name in AT_LEAST_ONE and values[field.name] < 1:  # type: ignore[operator]
-                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}: must be at least 1")
-        return cls(**values)  # type: ignore[arg-type]
+            problem = _out_of_range(field.name, values[field.name])
+            if problem:
+                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}: {problem}")
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.page_size_default > settings.page_size_max:
+            if "page_size_default" in values:
+                raise ValueError(
+                    f"{ENV_PREFIX}PAGE_SIZE_DEFAULT: must not be above "
+                    f"{ENV_PREFIX}PAGE_SIZE_MAX ({settings.page_size_max})"
+                )  # a lower maximum alone lowers the default with it
+            settings = replace(settings, page_size_default=settings.page_size_max)
+        return settings
 
     def approval_url(self, approval_id: str) -> str:
         """The link a human follows to decide one approval."""
         return f"{self.public_url.rstrip('/')}/approvals?focus={approval_id}"
+
+
+def _out_of_range(name: str, value: object) -> str | None:
+    """What is wrong with a number nothing could work with, if anything."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if name in AT_LEAST_ONE and value < 1:
+        return "must be at least 1"
+    if name in ABOVE_ZERO and value <= 0:
+        return "must be above 0"
+    if value < 0:
+        return "must be at least 0"
+    return None
 
 
 def _parse_bool(raw: str) -> bool:

@@ -23,6 +23,7 @@ def test_environment_overrides_defaults_with_types() -> None:
         }
     )
     assert settings.page_size_max == 10
+    assert settings.page_size_default == 10  # lowered with the maximum
     assert settings.mask_errors is False
     assert settings.rate_limit_per_second == 2.5
     assert settings.approval_url("ap_1") == "https://ops.example/approvals?focus=ap_1"
@@ -40,6 +41,32 @@ def test_a_limit_nothing_could_pass_is_refused(name: str) -> None:
     """0 events per call would answer every REST event 400: refused at start instead."""
     with pytest.raises(ValueError, match=f"{name}: must be at least 1"):
         Settings.from_env({name: "0"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("OPSGRAPH_GRAPHQL_MAX_ALIASES", "-1", "must be at least 0"),
+        ("OPSGRAPH_RATE_LIMIT_PER_SECOND", "-2.5", "must be at least 0"),
+        ("OPSGRAPH_RATE_LIMIT_PER_SECOND", "nan", "must be a finite number"),
+        ("OPSGRAPH_APPROVAL_SWEEP_SECONDS", "0", "must be above 0"),
+        ("OPSGRAPH_BUS_HEARTBEAT_SECONDS", "inf", "must be a finite number"),
+    ],
+)
+def test_a_number_nothing_could_work_with_is_refused(name: str, value: str, problem: str) -> None:
+    """-1 aliases would refuse every aliased query, a sweep every 0 s would spin."""
+    with pytest.raises(ValueError, match=f"^{name}: {problem}$"):
+        Settings.from_env({name: value})
+
+
+def test_the_default_page_cannot_be_larger_than_the_largest() -> None:
+    with pytest.raises(ValueError, match="PAGE_SIZE_DEFAULT: must not be above .*PAGE_SIZE_MAX"):
+        Settings.from_env({"OPSGRAPH_PAGE_SIZE_DEFAULT": "500"})
+    settings = Settings.from_env(
+        {"OPSGRAPH_PAGE_SIZE_DEFAULT": "500", "OPSGRAPH_PAGE_SIZE_MAX": "500"}
+    )
+    assert settings.page_size_default == settings.page_size_max == 500
+    assert Settings.from_env({"OPSGRAPH_GRAPHQL_MAX_ALIASES": "0"}).graphql_max_aliases == 0
 
 
 def test_zero_still_switches_off_what_it_switches_off() -> None:
