@@ -40,7 +40,7 @@ class PolicyInput:
         description="Match only while the service named by this input field has an open "
         "incident (triggered or acknowledged).",
     )
-    dry_run: bool = False
+    dry_run: bool | None = False  # null: false
     description: str | None = None
 
     def to_raw(self) -> dict[str, Any]:
@@ -55,7 +55,7 @@ class PolicyInput:
                 for m in self.input_matches or []
             ],
             "incidentOpenOnServiceFrom": self.incident_open_on_service_from,
-            "dryRun": self.dry_run,
+            "dryRun": bool(self.dry_run),
             "description": self.description,
         }
 

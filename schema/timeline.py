@@ -26,7 +26,7 @@ class TimelineFilter:
     services: list[str] | None = None
     environments: list[str] | None = None
     labels: list[str] | None = None
-    labels_match: Match = timeline.Match.ANY  # type: ignore[valid-type]
+    labels_match: Match | None = timeline.Match.ANY  # type: ignore[valid-type]  # null: ANY
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
@@ -37,7 +37,7 @@ class TimelineFilter:
             services=tuple(self.services or ()),
             environments=tuple(self.environments or ()),
             labels=tuple(self.labels or ()),
-            labels_match=self.labels_match,
+            labels_match=self.labels_match or timeline.Match.ANY,
             since=self.since,
             until=self.until,
             text=self.text or None,

@@ -36,7 +36,7 @@ async def decision(client: httpx.AsyncClient, key: str, body: dict[str, Any]) ->
 
 
 async def test_admins_create_update_and_delete_policies(gql: GraphQL, tenant: Tenant) -> None:
-    policy = await create_policy(gql, tenant.admin, **SEED_POLICY)
+    policy = await create_policy(gql, tenant.admin, **SEED_POLICY, dryRun=None)  # null: false
     assert policy["version"] == 1 and policy["dryRun"] is False
     assert policy["inputMatches"] == [{"path": "environment", "op": "EQ", "value": "production"}]
 

@@ -109,6 +109,10 @@ async def test_filters(gql: GraphQL, tenant: Tenant, recorder: Recorder, setting
     await check({"labels": ["backend", "frontend"]}, ["web deploy", "api deploy"])
     await check({"labels": ["release", "backend"], "labelsMatch": "ALL"}, ["api deploy"])
     await check({"labels": ["backend", "frontend"], "labelsMatch": "ALL"}, [])
+    # labelsMatch is nullable with a default (DESIGN.md): null means ANY.
+    await check(
+        {"labels": ["backend", "frontend"], "labelsMatch": None}, ["web deploy", "api deploy"]
+    )
     await check({"text": "DEPLOY"}, ["web deploy", "api deploy"])
     await check({"kinds": ["CHANGE"], "services": ["web"]}, ["web deploy"])
     await check({"kinds": ["INCIDENT_TRIGGERED"]}, [])

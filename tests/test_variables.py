@@ -134,7 +134,7 @@ def variables_enum(type_name: str, name: str) -> Any:
         (CHANGES, {"inputs": [["a list", "for an object"]]}),
         (TIMELINE, {"first": "20"}),
         (TIMELINE, {"first": 2**40}),  # beyond Int
-        (TIMELINE, {"filter": {"labelsMatch": None}}),  # null for a non-null field
+        (CHANGES, {"inputs": [{**CHANGE, "name": None}]}),  # null for a non-null field
     ],
 )
 def test_invalid_values_get_graphql_cores_own_errors(document: str, inputs: Any) -> None:
@@ -147,6 +147,7 @@ def test_invalid_values_get_graphql_cores_own_errors(document: str, inputs: Any)
     ("document", "inputs"),
     [
         (CHANGES, {"inputs": CHANGE}),  # one value as a list of one
+        (TIMELINE, {"filter": {"labelsMatch": None}}),  # null for a field with a default
         (CHANGES, {"inputs": [{**CHANGE, "labels": "release"}]}),
         (CHANGES, {"inputs": [{**CHANGE, "metadata": [1, "two", None]}]}),  # JSON: any value
         (INCIDENTS, {"input": TRIGGER}),
