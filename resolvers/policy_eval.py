@@ -288,6 +288,22 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# JSON's grammar of a number: a string holding one compares as that number.
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_LONGEST_INT_TEXT = 4000  # past this, int() refuses (Python's digit limit): read as a float
+
+
+def _as_number(value: object) -> int | float | None:
+    """What `LT`, `LTE`, `GT` and `GTE` compare: a number, or a string holding one (an agent
+    that quotes `"150"` must not slip past `amount > 100`); None for anything else."""
+    if _is_number(value):
+        return value  # type: ignore[return-value]
+    if type(value) is not str or not _NUMBER_TEXT.fullmatch(value):
+        return None
+    whole = value.lstrip("-").isdigit() and len(value) <= _LONGEST_INT_TEXT
+    return int(value) if whole else float(value)
+
+
 def _json_equal(left: object, right: object) -> bool:
     """JSON equality: `true` is not `1`, `1` is `1.0`."""
     if isinstance(left, bool) or isinstance(right, bool):
@@ -321,7 +337,12 @@ def _value_test(
         if not _is_number(expected):
             return lambda actual: False
         compare = _COMPARE[op]
-        return lambda actual: _is_number(actual) and compare(actual, expected)
+
+        def holds(actual: Any) -> bool:
+            number = _as_number(actual)
+            return number is not None and compare(number, expected)
+
+        return holds
     return lambda actual: the_rule(op, expected, glob, actual)
 
 
@@ -351,9 +372,10 @@ def the_rule(op: MatchOp, expected: Any, glob: Callable[[str], object] | None, a
         return isinstance(expected, list) and any(_json_equal(actual, v) for v in expected)
     if op is MatchOp.GLOB:
         return isinstance(actual, str) and glob is not None and bool(glob(actual))
-    if not (_is_number(actual) and _is_number(expected)):
+    number = _as_number(actual)
+    if number is None or not _is_number(expected):
         return False
-    return bool(_COMPARE[op](actual, expected))
+    return bool(_COMPARE[op](number, expected))
 
 
 def service_named(policy: PolicySpec, payload: Mapping[str, Any]) -> str | None:

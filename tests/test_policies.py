@@ -133,6 +133,29 @@ async def test_dry_run_policies_are_shown_not_enforced(
     assert call["matchedPolicies"][0]["dryRun"] is True
 
 
+async def test_a_quoted_number_does_not_slip_past_a_numeric_policy(
+    client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
+) -> None:
+    await create_policy(
+        gql,
+        tenant.admin,
+        name="Big refunds",
+        action="REQUIRE_APPROVAL",
+        toolName="refund",
+        inputMatches=[{"path": "amount", "op": "GT", "value": 100}],
+    )
+    for n, amount in enumerate([150, "150", "1.5e2"]):
+        body = await decision(
+            client, tenant.writer, tool_called(f"e{n}", f"tc_{n}", "refund", amount=amount)
+        )
+        assert body["toolCallStatus"] == "awaiting_approval", amount
+    for n, amount in enumerate(["99", "one hundred and fifty", " 150"], start=3):
+        body = await decision(
+            client, tenant.writer, tool_called(f"e{n}", f"tc_{n}", "refund", amount=amount)
+        )
+        assert body["toolCallStatus"] == "allowed", amount
+
+
 async def test_predicates_and_precedence_end_to_end(
     client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
 ) -> None:

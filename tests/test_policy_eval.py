@@ -125,6 +125,11 @@ PAYLOAD: dict[str, Any] = {
     "dry": True,
     "target": {"region": "eu-west-1", "hosts": [{"name": "web-1"}]},
     "tags": ["a", "b"],
+    "amount": "150",
+    "fraction": "-0.5e0",
+    "exponent": "1e3",
+    "padded": " 150",
+    "hex": "0x10",
 }
 
 
@@ -154,6 +159,14 @@ PAYLOAD: dict[str, Any] = {
         ("replicas", MatchOp.GT, 5, False),
         ("ratio", MatchOp.GTE, 0.5, True),
         ("environment", MatchOp.GT, 1, False),  # not a number: never matches
+        ("amount", MatchOp.GT, 100, True),  # a string holding a number compares as one
+        ("amount", MatchOp.LTE, 150.0, True),
+        ("amount", MatchOp.LT, 150, False),
+        ("fraction", MatchOp.LT, -0.25, True),
+        ("exponent", MatchOp.GT, 999, True),
+        ("padded", MatchOp.GT, 100, False),  # not JSON's grammar of a number
+        ("hex", MatchOp.GT, 1, False),
+        ("amount", MatchOp.EQ, 150, False),  # EQ stays JSON equality: "150" is not 150
         ("dry", MatchOp.GTE, 0, False),  # booleans are not numbers
         ("missing.deeper", MatchOp.LT, 10, False),
     ],
@@ -335,7 +348,7 @@ def test_a_policy_set_tests_only_the_policies_an_input_string_can_satisfy() -> N
 
 
 FIELD_VALUES = (
-    st.sampled_from(["api", "ap", "api-1", "web", "", "a*", "[a]pi"])
+    st.sampled_from(["api", "ap", "api-1", "web", "", "a*", "[a]pi", "2", "-0.5"])
     | st.none()
     | (st.integers(0, 3))
 )
@@ -382,7 +395,7 @@ SCALAR = (
     | st.booleans()
     | st.integers(-3, 3)
     | st.floats(-3, 3)
-    | st.sampled_from(["api", "web", "prod", "", "a*"])
+    | st.sampled_from(["api", "web", "prod", "", "a*", "2", "-1.5", "1e0", "02", " 1"])
 )
 VALUES = SCALAR | st.lists(SCALAR, max_size=3) | st.dictionaries(st.sampled_from("ab"), SCALAR)
 
