@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol, TypedDict, cast
 
 import strawberry
+from cross_web import HTTPException as CrossWebHTTPException
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -189,6 +190,33 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().run_operation(operation)
 
 
+# The error codes of requests refused before any endpoint or GraphQL ran.
+HTTP_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def _request_refused(exc: CrossWebHTTPException) -> JSONResponse:
+    """An HTTP request Strawberry refused before any GraphQL ran (a body that is not JSON,
+    another content type, another method), in the documented error shape beside GraphQL's
+    `errors` (as a 429 is), with what was wrong with the JSON (its depth, say) where it
+    said only that it could not parse it; a content type other than JSON is a 415, as on
+    the REST endpoints."""
+    status, message = exc.status_code, exc.reason
+    cause = exc.__cause__
+    if isinstance(cause, json.JSONDecodeError) and cause.msg:
+        message = f"{message}: {cause.msg}"
+    if message == "Unsupported content type":
+        status, message = 415, "Send the body as JSON with Content-Type: application/json."
+    code = HTTP_ERROR_CODES.get(status, "HTTP_ERROR")
+    body = error_body(code, message)
+    body["errors"] = [{"message": message, "extensions": {"code": code}}]
+    return JSONResponse(body, status_code=status)
+
+
 def _bearer(value: object) -> str | None:
     if not isinstance(value, str):
         return None
@@ -218,6 +246,16 @@ class GraphQLApp(GraphQL[Context, None]):
         self.bus = bus
         self.renderers = Renderers(memo_size=settings.subscriber_queue_size)
         self.shared_reads = SharedReads(size=settings.subscriber_queue_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except CrossWebHTTPException as exc:  # Strawberry's own refusal of the request
+            response = _request_refused(exc)
+        await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
         """Request bodies and WebSocket messages: the REST endpoints' strict JSON, and an
@@ -489,6 +527,5 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and methods answer in the documented error shape too."""
     assert isinstance(exc, HTTPException)
-    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-    body = error_body(codes.get(exc.status_code, "HTTP_ERROR"), exc.detail)
+    body = error_body(HTTP_ERROR_CODES.get(exc.status_code, "HTTP_ERROR"), exc.detail)
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

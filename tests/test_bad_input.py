@@ -409,6 +409,11 @@ async def test_graphql_refuses_malformed_bodies(
     response = await client.post("/graphql", content=content, headers=headers)
     assert response.status_code == 400, response.text
     assert "Traceback" not in response.text
+    body = response.json()  # the documented shape, and GraphQL's `errors` beside it
+    assert body["error"]["code"] == "BAD_REQUEST"
+    assert body["errors"] == [
+        {"message": body["error"]["message"], "extensions": {"code": "BAD_REQUEST"}}
+    ]
 
 
 async def test_graphql_refuses_deep_variables(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -418,6 +423,20 @@ async def test_graphql_refuses_deep_variables(client: httpx.AsyncClient, tenant:
         content = '{"query": "' + CREATE_SERVICE.replace('"', '\\"') + '", "variables": '
         response = await client.post("/graphql", content=content + variables + "}", headers=headers)
         assert response.status_code == 400, response.text
+        assert "nested deeper than 64 levels" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_graphql_refuses_a_body_not_sent_as_json_with_415(
+    client: httpx.AsyncClient, tenant: Tenant, content_type: str
+) -> None:
+    headers = {"Authorization": f"Bearer {tenant.reader}", "Content-Type": content_type}
+    response = await client.post(
+        "/graphql", content=b'{"query": "{ viewer { name } }"}', headers=headers
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert response.json()["errors"][0]["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE"}
 
 
 async def test_graphql_text_no_database_can_store_is_bad_user_input(
