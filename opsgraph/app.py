@@ -362,6 +362,8 @@ class BodyLimit:
         body = error_body("PAYLOAD_TOO_LARGE", message)
         if scope["path"] in PAGERDUTY_PATHS:
             body = pagerduty_error_body(413, "PAYLOAD_TOO_LARGE", message, [message])
+        elif scope["path"] == GRAPHQL_PATH:  # what GraphQL clients read, beside it
+            body["errors"] = [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]
         response = JSONResponse(body, status_code=413)
         await response(scope, receive, send)
 

@@ -426,6 +426,19 @@ async def test_graphql_refuses_deep_variables(client: httpx.AsyncClient, tenant:
         assert "nested deeper than 64 levels" in response.json()["errors"][0]["message"]
 
 
+async def test_graphql_refuses_a_huge_body_in_both_shapes(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    headers = {"Authorization": f"Bearer {tenant.reader}", "Content-Type": "application/json"}
+    padding = "x" * (512 * 1024)
+    content = json.dumps({"query": "{ viewer { name } }", "variables": {"p": padding}})
+    response = await client.post("/graphql", content=content, headers=headers)
+    assert response.status_code == 413
+    body = response.json()
+    assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert body["errors"][0]["extensions"] == {"code": "PAYLOAD_TOO_LARGE"}
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
 async def test_graphql_refuses_a_body_not_sent_as_json_with_415(
     client: httpx.AsyncClient, tenant: Tenant, content_type: str
