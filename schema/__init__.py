@@ -8,6 +8,7 @@ from functools import lru_cache
 
 import strawberry
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import (
     DisableIntrospection,
     MaskErrors,
@@ -97,6 +98,33 @@ class DocumentLimits(SchemaExtension):
         yield
 
 
+# graphql-core gives up on a document whose fields it would have to compare pairwise too
+# often (its OverlappingFieldsCanBeMerged budget) with "Validation aborted.": say why.
+TOO_COMPLEX = (
+    "The document is too complex to validate: its selections hold too many fields to "
+    "compare with each other (the same field repeated hundreds of times, say). Send fewer."
+)
+
+
+class ExplainedValidation(SchemaExtension):
+    """Replace graphql-core's bare "Validation aborted." with what to change. List it after
+    ValidationCache, whose hook has validated by the time this one starts (Strawberry
+    answers the errors before any hook ends)."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        errors = context.pre_execution_errors
+        if errors and any(isinstance(error, ValidationAbortedError) for error in errors):
+            context.pre_execution_errors = [_explained(error) for error in errors]
+        yield
+
+
+def _explained(error: GraphQLError) -> GraphQLError:
+    if isinstance(error, ValidationAbortedError) and error.message == "Validation aborted.":
+        return GraphQLError(TOO_COMPLEX, extensions={"code": "QUERY_TOO_COMPLEX"})
+    return error
+
+
 def _should_mask(error: GraphQLError) -> bool:
     """Mask unexpected exceptions only; errors raised as GraphQLError are meant for callers."""
     return unexpected(error)
@@ -121,6 +149,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             rule_lists=rule_lists,
         ),
         lambda: ValidationCache(maxsize=size),
+        ExplainedValidation,
         RefusedValues,
     ]
     if settings.mask_errors:

@@ -13,7 +13,7 @@ from tortoise import connections
 
 from opsgraph.app import create_app
 from opsgraph.settings import Settings
-from schema import build_schema
+from schema import TOO_COMPLEX, build_schema
 from schema.context import Context
 from tests.conftest import GraphQL, Recorder, Tenant, with_settings
 from tests.test_changes import SEED_EVENT, bearer
@@ -64,6 +64,21 @@ async def test_token_limit(settings: Settings, tenant: Tenant) -> None:
     huge = "{ viewer { " + "name " * 6000 + "} }"
     result = await run(settings, huge, tenant.reader)
     assert f"more than {settings.graphql_max_tokens} tokens" in messages(result)[0]
+
+
+async def test_a_document_too_complex_to_validate_says_so(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """900 repeats of one field: within the token limit, past graphql-core's budget for
+    comparing a selection's fields (it said only "Validation aborted.")."""
+    document = "{ viewer { " + "name " * 900 + "} }"
+    for _ in range(2):  # the second time from the validation cache
+        result = await run(settings, document, tenant.reader)
+        assert result.data is None
+        assert messages(result) == [TOO_COMPLEX]
+        assert result.errors[0].extensions == {"code": "QUERY_TOO_COMPLEX"}
+    fewer = await run(settings, "{ viewer { " + "name " * 300 + "} }", tenant.reader)
+    assert fewer.errors is None
 
 
 async def test_subscriptions_meet_the_same_limits(settings: Settings, tenant: Tenant) -> None:
