@@ -15,6 +15,7 @@ from typing import Protocol, TypedDict, cast
 
 import strawberry
 from cross_web import HTTPException as CrossWebHTTPException
+from graphql import GraphQLFormattedError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,18 +34,26 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage as TransportInitMessage,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage as TransportErrorMessage,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     Message as TransportMessage,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    SubscribeMessage as TransportSubscribeMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage,
+    ErrorMessage,
     OperationMessage,
+    StartMessage,
 )
 from strawberry.types.unset import UNSET, UnsetType
 
 from opsgraph.bus import Bus
 from opsgraph.db import close_database, database_unavailable, open_database
-from opsgraph.ratelimit import RateLimit, TokenBucket, make_limiter
+from opsgraph.ratelimit import Limiter, RateLimit, TokenBucket, bucket_name, make_limiter, refusal
 from opsgraph.restlane import RestLane, body_then
 from opsgraph.settings import Settings
 from opsgraph.ui import SpaStaticFiles
@@ -133,6 +142,14 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             return
         await super().handle_connection_init(message)
 
+    async def handle_start(self, message: StartMessage) -> None:
+        if self.connection_acknowledged:
+            error = await cast(GraphQLApp, self.view).rate_refusal(self.context)
+            if error is not None:
+                await self.send_message(ErrorMessage(type="error", id=message["id"], payload=error))
+                return
+        await super().handle_start(message)
+
 
 class LiveChannel(Protocol):
     """A connection as `graphql-transport-ws` operations see it: where their live messages
@@ -172,6 +189,15 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self.connection_init_timeout_task = None
+
+    async def handle_subscribe(self, message: TransportSubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            error = await cast(GraphQLApp, self.view).rate_refusal(self.context)
+            if error is not None:  # this operation alone; the connection stays
+                refused = TransportErrorMessage(id=message["id"], type="error", payload=[error])
+                await self.send_message(refused)
+                return
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # This runs in the operation's own task: the variable is set for it alone.
@@ -232,7 +258,14 @@ class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     websocket_adapter_class = ASGIConnection
 
-    def __init__(self, schema: strawberry.Schema, *, settings: Settings, bus: Bus) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        *,
+        settings: Settings,
+        bus: Bus,
+        limiter: Limiter | None = None,
+    ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",
@@ -244,6 +277,7 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.settings = settings
         self.bus = bus
+        self.limiter = limiter  # the HTTP requests' (`RateLimit`): one bucket per key
         self.renderers = Renderers(memo_size=settings.subscriber_queue_size)
         self.shared_reads = SharedReads(size=settings.subscriber_queue_size)
 
@@ -301,7 +335,20 @@ class GraphQLApp(GraphQL[Context, None]):
         except AuthError:
             raise ConnectionRejectionError({"message": "Forbidden"}) from None
         context.principal = principal
+        if self.limiter is not None and secret:
+            context.rate_bucket = bucket_name(secret)
         return cast(UnsetType, UNSET)
+
+    async def rate_refusal(self, context: Context) -> GraphQLFormattedError | None:
+        """The error of an operation sent over a WebSocket once its key has used its
+        bucket (every operation takes a token, as every HTTP request does), or None."""
+        if self.limiter is None or context.rate_bucket is None:
+            return None
+        decision = await self.limiter.take(context.rate_bucket)
+        if decision.allowed:
+            return None
+        seconds, message = refusal(decision)
+        return {"message": message, "extensions": {"code": "RATE_LIMITED", "retryAfter": seconds}}
 
 
 class ServerSend:
@@ -436,7 +483,8 @@ def create_app(
     schema = build_schema(settings)
     change_resolvers.WRITER.max_items = settings.batch_max
     KEY_LOOKUP.max_items = ROUTING_KEY_LOOKUP.max_items = settings.batch_max
-    graphql = GraphQLApp(schema, settings=settings, bus=bus)
+    limiter = make_limiter(settings) if settings.rate_limit_per_second > 0 else None
+    graphql = GraphQLApp(schema, settings=settings, bus=bus, limiter=limiter)
     endpoint = Endpoint(schema=schema, settings=settings, publisher=bus, hub=bus.hub)
 
     @asynccontextmanager
@@ -492,7 +540,6 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={500: _server_error, HTTPException: _http_error},
     )
-    limiter = make_limiter(settings) if settings.rate_limit_per_second > 0 else None
     app.add_middleware(RestPosts, routes=posts)  # innermost of ours
     app.add_middleware(
         RateLimit, settings=settings, pagerduty_paths=PAGERDUTY_PATHS, limiter=limiter

@@ -261,6 +261,12 @@ def body_routing_key(body: bytes) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
+def refusal(decision: Decision) -> tuple[int, str]:
+    """A refused decision's `Retry-After` (whole seconds, at least 1) and its message."""
+    seconds = max(1, math.ceil(decision.retry_after))
+    return seconds, f"Too many requests for this key; retry after {seconds} s."
+
+
 class RateLimit:
     """ASGI middleware: one token per keyed HTTP request, 429 when the bucket is empty."""
 
@@ -308,8 +314,7 @@ class RateLimit:
         await self._refuse(scope["path"], refused)(scope, receive, send)
 
     def _refuse(self, path: str, decision: Decision) -> JSONResponse:
-        seconds = max(1, math.ceil(decision.retry_after))
-        message = f"Too many requests for this key; retry after {seconds} s."
+        seconds, message = refusal(decision)
         body = error_body("RATE_LIMITED", message)
         if path in self.pagerduty_paths:
             body = pagerduty_error_body(429, "RATE_LIMITED", message, [message])

@@ -47,6 +47,8 @@ class Context:
     # The REST layer's own validation of each input of the list mutation it runs (in
     # order), so the mutation does not validate them again; a client's request has none.
     validated: Sequence[Any] | None = None
+    # A WebSocket's rate-limit bucket: its key's, as its HTTP requests take from.
+    rate_bucket: str | None = None
 
     def require_hub(self) -> Hub:
         """The live hub (present in the server; absent when a test runs the schema bare)."""

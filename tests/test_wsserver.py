@@ -624,3 +624,51 @@ def test_whatever_a_client_sends_the_server_answers_in_valid_frames(
                 assert code in SENDABLE_CLOSE_CODES, code
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("ws_class", [p.values[0] for p in PROTOCOLS], ids=["direct", "asgi"])
+async def test_operations_over_a_websocket_take_from_the_keys_rate_limit(
+    settings: Settings, tenant: Tenant, ws_class: object
+) -> None:
+    """Each operation a connection sends takes a token from its key's bucket, the one its
+    HTTP requests take from: a key cannot dodge its limit by sending over WebSockets."""
+    limited = with_settings(settings, rate_limit_per_second=0.5, rate_limit_burst=3)
+    query = {"query": "{ viewer { name } }"}
+    async with serving(limited, ws_class) as port:
+        async with connect(port) as ws:
+            await init(ws, tenant.reader)
+            for n in range(3):
+                await send(ws, {"id": f"q{n}", "type": "subscribe", "payload": query})
+                assert (await receive(ws))["type"] == "next"
+                assert await receive(ws) == {"id": f"q{n}", "type": "complete"}
+            await send(ws, {"id": "over", "type": "subscribe", "payload": query})
+            refused = await receive(ws)
+            assert refused["id"] == "over" and refused["type"] == "error"
+            [error] = refused["payload"]
+            assert error["message"] == "Too many requests for this key; retry after 2 s."
+            assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfter": 2}
+            # The connection stays open, and the key's HTTP requests meet the same bucket.
+            headers = {"Authorization": f"Bearer {tenant.reader}"}
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                assert (await http.post("/graphql", json=query, headers=headers)).status_code == 429
+                other = {"Authorization": f"Bearer {tenant.admin}"}
+                assert (await http.post("/graphql", json=query, headers=other)).status_code == 200
+            await send(ws, {"id": "later", "type": "subscribe", "payload": query})
+            assert (await receive(ws))["type"] == "error"
+
+
+async def test_the_legacy_protocol_takes_from_the_same_bucket(
+    settings: Settings, tenant: Tenant
+) -> None:
+    limited = with_settings(settings, rate_limit_per_second=0.5, rate_limit_burst=2)
+    subscription = {"query": SUBSCRIBE}
+    async with serving(limited, GraphQLWebSocket) as port:
+        async with connect(port, subprotocols=["graphql-ws"]) as ws:
+            auth = {"Authorization": f"Bearer {tenant.reader}"}
+            await send(ws, {"type": "connection_init", "payload": auth})
+            assert (await receive(ws))["type"] == "connection_ack"
+            for n in range(3):  # two subscriptions start quietly; the third is refused
+                await send(ws, {"id": f"s{n}", "type": "start", "payload": subscription})
+            refused = await receive(ws)
+            assert refused["type"] == "error" and refused["id"] == "s2"
+            assert refused["payload"]["extensions"]["code"] == "RATE_LIMITED"
