@@ -79,7 +79,7 @@ class ApprovalConnection:
         return [edge.node for edge in self.edges]
 
 
-async def _reader_or_agent(info: Info) -> Principal:
+async def reader_or_agent(info: Info) -> Principal:
     """`read`, or `events:write`: the waiting agent's own key may ask about its approval."""
     try:
         return await info.context.require(Scope.READ)
@@ -122,7 +122,7 @@ class ApprovalQuery:
 
     @strawberry.field(description="One approval (keys with `read` or `events:write`).")
     async def approval(self, info: Info, id: strawberry.ID) -> Approval | None:
-        principal = await _reader_or_agent(info)
+        principal = await reader_or_agent(info)
         row = await approvals.get_approval(
             workspace_id=principal.workspace_id,
             approval_id=str(id),

@@ -16,7 +16,7 @@ from opsgraph.live import LiveError, Subscriber
 from resolvers import approvals, timeline
 from resolvers.auth import Principal, Scope
 from resolvers.keyset import KeyCursor
-from schema.approval import Approval
+from schema.approval import Approval, reader_or_agent
 from schema.context import Info, public_error
 from schema.live_render import LIVE_TARGET, LiveSink
 from schema.timeline import TimelineEntry, TimelineFilter, parse_cursor
@@ -188,7 +188,7 @@ class Subscription:
         "or expired."
     )
     async def approval(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Approval, None]:
-        principal = await info.context.require(Scope.READ)
+        principal = await reader_or_agent(info)  # the waiting agent's own key too
         approval_id = str(id)
         subscriber = await _subscribe(
             info,

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import strawberry
+from graphql import ExecutionResult
 
 from opsgraph.bus import Bus
 from opsgraph.settings import Settings
@@ -393,6 +394,47 @@ async def test_each_scope_permits_exactly_what_it_should(
             assert code(result) != "FORBIDDEN", (name, scope, result.errors)
         else:
             assert code(result) == "FORBIDDEN", (name, scope, result.errors)
+
+
+SUBSCRIPTIONS: list[tuple[str, set[Scope], str]] = [
+    ("timeline", {READ}, "subscription { timeline { summary } }"),
+    ("pendingApprovals", {READ}, "subscription { pendingApprovals { kind } }"),
+    # The waiting agent's own key may follow its approval (DESIGN.md), as it may query it.
+    ("approval", {READ, WRITE}, "subscription($id: ID!) { approval(id: $id) { id status } }"),
+]
+
+
+def test_every_subscription_has_a_scope_case(schema: strawberry.Schema) -> None:
+    assert schema._schema.subscription_type is not None
+    assert set(schema._schema.subscription_type.fields) == {name for name, _, _ in SUBSCRIPTIONS}
+
+
+@pytest.mark.parametrize("name, needs, document", SUBSCRIPTIONS, ids=[s[0] for s in SUBSCRIPTIONS])
+async def test_each_scope_subscribes_to_exactly_what_it_should(
+    schema: strawberry.Schema,
+    settings: Settings,
+    bus: Bus,
+    world: World,
+    name: str,
+    needs: set[Scope],
+    document: str,
+) -> None:
+    keys = {READ: world.a.reader, WRITE: world.a.writer, DECIDE: world.decider}
+    variables = {"id": world.approval_id} if name == "approval" else {}
+    for scope, key in keys.items():
+        context = Context(settings=settings, publisher=bus, secret=key, hub=bus.hub)
+        stream = await schema.subscribe(document, variable_values=variables, context_value=context)
+        assert not isinstance(stream, ExecutionResult), stream
+        try:
+            first = await asyncio.wait_for(stream.__anext__(), timeout=0.3)
+        except TimeoutError:  # live, waiting for an entry: allowed
+            first = None
+        finally:
+            await stream.aclose()
+        if scope in needs:
+            assert first is None or code(first) is None, (name, scope, first)
+        else:
+            assert first is not None and code(first) == "FORBIDDEN", (name, scope, first)
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from opsgraph.app import create_app
 from opsgraph.cli import websocket_options
 from opsgraph.settings import Settings
 from opsgraph.wsserver import GraphQLWebSocket
+from resolvers.auth import Scope
 from tests.conftest import Tenant, with_settings
 from tests.servers import served
 from tests.test_changes import SEED_EVENT
@@ -672,3 +673,22 @@ async def test_the_legacy_protocol_takes_from_the_same_bucket(
             refused = await receive(ws)
             assert refused["type"] == "error" and refused["id"] == "s2"
             assert refused["payload"]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def test_an_agents_key_connects_to_follow_its_approval_only(
+    port: int, tenant: Tenant
+) -> None:
+    """`events:write` may open a connection (the waiting agent follows its approval), but
+    each field checks its own scope: the timeline still needs `read`."""
+    async with connect(port) as ws:
+        await init(ws, tenant.writer)
+        await send(ws, {"id": "t", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
+        refused = await receive(ws)
+        assert refused["type"] == "next" and refused["id"] == "t"
+        assert refused["payload"]["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    decider = await tenant.key(Scope.APPROVALS_DECIDE, name="decider")
+    async with connect(port) as ws:  # neither `read` nor `events:write`
+        await send(
+            ws, {"type": "connection_init", "payload": {"Authorization": f"Bearer {decider}"}}
+        )
+        assert await closed_with(ws) == (4403, "Forbidden")
