@@ -61,7 +61,12 @@ from opsgraph.wsdirect import FrameWriter, frame_writer
 from opsgraph.wsserver import GRAPHQL_PATH
 from resolvers import approvals as approval_resolvers
 from resolvers import changes as change_resolvers
-from resolvers.auth import KEY_LOOKUP, ROUTING_KEY_LOOKUP, authenticate
+from resolvers.auth import (
+    KEY_LOOKUP,
+    ROUTING_KEY_LOOKUP,
+    authenticate,
+    recheck_live_keys_forever,
+)
 from resolvers.auth import Scope as ScopeName
 from resolvers.errors import AuthError
 from rest_compat import agents as rest_agents
@@ -498,11 +503,18 @@ def create_app(
                 publisher=bus, interval_seconds=settings.approval_sweep_seconds
             )
         )
+        loops = [sweeper]
+        if settings.key_recheck_seconds > 0:
+            recheck = recheck_live_keys_forever(
+                bus.hub, interval_seconds=settings.key_recheck_seconds
+            )
+            loops.append(asyncio.create_task(recheck))
         try:
             yield {"settings": settings, "bus": bus}
         finally:
-            sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             await bus.disconnect()
             if manage_database:
                 await close_database()

@@ -343,6 +343,15 @@ class Hub:
                 if subscriber.key_id == key_id:
                     subscriber.fail(key_revoked())
 
+    def live_key_ids(self) -> set[str]:
+        """The keys the open subscriptions were opened with."""
+        return {
+            subscriber.key_id
+            for state in self._workspaces.values()
+            for subscriber in state.subscribers
+            if subscriber.key_id is not None
+        }
+
     def is_revoked(self, key_id: str) -> bool:
         """Whether a revocation of this key reached this process."""
         return key_id in self._revoked

@@ -68,6 +68,9 @@ class Settings:
     subscriber_queue_size: int = 1000
     # How often each process pings the bus; silence for 3 intervals counts as a lost bus.
     bus_heartbeat_seconds: float = 5.0
+    # How often each process checks that the keys its live subscriptions were opened with
+    # are still live (a revocation whose bus note never came: the CLI on `memory://`); 0: never.
+    key_recheck_seconds: float = 10.0
     # Agents and approvals.
     approval_expiry_seconds: int = 15 * 60
     approval_wait_max_seconds: int = 60

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
@@ -21,6 +23,11 @@ from models.ids import new_id
 from models.workspace import ApiKey, Service, Workspace
 from resolvers.batching import Batcher
 from resolvers.errors import AuthError, forbidden, unauthenticated
+
+if TYPE_CHECKING:
+    from opsgraph.live import Hub
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "og_"
 ROUTING_KEY_PREFIX = "R"
@@ -178,6 +185,33 @@ async def revoke_api_key(*, workspace_id: str, key_id: str) -> bool:
         revoked_at=datetime.now(UTC)
     )
     return updated > 0
+
+
+async def revoked_keys(key_ids: Sequence[str]) -> list[str]:
+    """Those of `key_ids` that are revoked, or gone."""
+    wanted = sorted(set(key_ids))
+    live = ApiKey.filter(id__in=wanted, revoked_at=None)
+    found = {str(key_id) for key_id in await live.values_list("id", flat=True)}
+    return [key_id for key_id in wanted if key_id not in found]
+
+
+async def recheck_live_keys_forever(hub: Hub, *, interval_seconds: float) -> None:
+    """End the live subscriptions of keys revoked where no note of it reached this process
+    (`opsgraph keys revoke` with a `memory://` bus, a note lost with the bus): every
+    `interval_seconds`, one query for the keys the open subscriptions were opened with.
+    Until cancelled (the app's lifespan)."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        key_ids = hub.live_key_ids()
+        if not key_ids:
+            continue
+        try:
+            revoked = await revoked_keys(list(key_ids))
+        except Exception:  # a database hiccup must not end the loop
+            log.exception("checking the keys of live subscriptions failed")
+            continue
+        for key_id in revoked:
+            hub.revoke(key_id)
 
 
 async def list_api_keys(*, workspace_id: str) -> list[ApiKey]:

@@ -220,3 +220,33 @@ async def test_revoking_with_the_cli_ends_a_websocket_too(
     )
     assert done.returncode == 0, done.stderr
     await assert_ended_as_revoked(ws)
+
+
+@pytest.mark.slow
+async def test_the_cli_on_the_embedded_default_ends_a_websocket_by_the_recheck(
+    tmp_path: Path,
+) -> None:
+    """On `memory://` the CLI's note reaches no server: the server's own check of the keys
+    of its live subscriptions (`OPSGRAPH_KEY_RECHECK_SECONDS`) ends the subscription."""
+    with run_server(tmp_path, {"OPSGRAPH_KEY_RECHECK_SECONDS": "0.5"}) as server:
+        assert server.admin_key is not None
+        created = server.graphql(
+            server.admin_key,
+            'mutation { createApiKey(name: "tab", scopes: [READ]) { key apiKey { id } } }',
+        )["createApiKey"]
+        ws = await open_subscription(server, created["key"])
+        other = await open_subscription(server, server.admin_key)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [OPSGRAPH, "keys", "revoke", created["apiKey"]["id"]],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        await assert_ended_as_revoked(ws)
+        with pytest.raises(TimeoutError):  # another key's subscription goes on
+            await asyncio.wait_for(other.recv(), timeout=1.5)
+        await other.close()
