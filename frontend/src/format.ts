@@ -35,9 +35,10 @@ export function duration(ms: number): string {
   return h ? `${d}d ${h}h` : `${d}d`;
 }
 
-/** "just now", "5m ago", "in 3m". */
+/** "just now", "5m ago", "in 3m". `now` is the page's last tick (it re-renders every few
+ * seconds); an entry that arrived since is measured from the clock itself, never "in 10s". */
 export function ago(iso: string, now: number): string {
-  const diff = now - Date.parse(iso);
+  const diff = Math.max(now, Date.now()) - Date.parse(iso);
   if (Math.abs(diff) < 5 * SECOND) return "just now";
   return diff >= 0 ? `${duration(diff)} ago` : `in ${duration(diff)}`;
 }

@@ -107,6 +107,31 @@ def test_after_a_network_drop_it_reconnects_and_fills_the_gap(
     assert not errors.errors, errors.errors
 
 
+def test_a_timeline_opened_while_the_server_is_unreachable_loads_once_it_is_back(
+    browser: Browser, server: Server
+) -> None:
+    """Its first page failed: the page asks again by itself, and never shows live entries
+    alone above "the beginning of the timeline"."""
+    page, errors = open_page(browser, server, LAPTOP)
+    older = f"Stored first {time.monotonic_ns()}"
+    name = f"Stored before the page was opened {time.monotonic_ns()}"
+    server.post_change(server.admin, name=older, service="reopened")
+    server.post_change(server.admin, name=name, service="reopened")
+    sign_in(page, server.admin, "/runs")
+    wait_live(page)
+    page.context.set_offline(True)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Timeline").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    page.wait_for_timeout(3_000)  # a retry or two fail too
+    page.context.set_offline(False)
+    expect(page.get_by_text(name)).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(page.get_by_text(older)).to_be_visible()  # the first page, not live entries alone
+    page.context.close()
+    offline = [e for e in errors.errors if "ERR_INTERNET_DISCONNECTED" in e]
+    assert errors.errors == offline, errors.errors
+
+
 def test_old_entries_page_in_and_new_ones_stay_on_top(page: Page, server: Server) -> None:
     service = "paging-" + str(time.monotonic_ns())[-6:]
     for minutes in range(55, 0, -1):

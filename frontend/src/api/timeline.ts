@@ -150,7 +150,7 @@ type Action =
   | { type: "page"; entries: Entry[]; hasNext: boolean; endCursor: string | null }
   | { type: "live"; entry: Entry }
   | { type: "loadingMore" }
-  | { type: "error"; error: CombinedError };
+  | { type: "error"; error: CombinedError; first: boolean };
 
 const initial: State = {
   entries: [],
@@ -180,7 +180,9 @@ function reducer(state: State, action: Action): State {
     case "loadingMore":
       return { ...state, loadingMore: true, error: null };
     case "error":
-      return { ...state, ready: true, loadingMore: false, error: action.error };
+      // Without its first page the timeline is not ready: no live entries are shown (they
+      // would stand alone above "the beginning of the timeline") until a retry loads it.
+      return { ...state, ready: state.ready && !action.first, loadingMore: false, error: action.error };
     case "page":
       return {
         ...state,
@@ -218,6 +220,7 @@ export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
   // The entry recorded last (highest id) among those seen: where a resume starts.
   const newest = useRef<{ id: number; cursor: string } | null>(null);
   const [reloads, reload] = useReducer((n: number) => n + 1, 0);
+  const failures = useRef(0); // first pages failed in a row
 
   const note = useCallback((entries: { id: string; cursor: string }[]) => {
     for (const entry of entries) {
@@ -242,9 +245,10 @@ export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
       .then((result) => {
         if (cancelled) return;
         if (result.error || !result.data) {
-          if (result.error) dispatch({ type: "error", error: result.error });
+          if (result.error) dispatch({ type: "error", error: result.error, first: true });
           return;
         }
+        failures.current = 0;
         const page = result.data.timeline;
         const entries = page.edges.map((edge) => edge.node);
         note(entries);
@@ -260,6 +264,16 @@ export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
       cancelled = true;
     };
   }, [client, restartKey, pageSize, note, reloads]);
+
+  // A first page that failed (the server down, say) is asked for again, 2 s later, then
+  // waiting longer each time up to 15 s, until it loads: the page recovers by itself.
+  const waitingForFirst = !state.ready && state.error !== null;
+  useEffect(() => {
+    if (!waitingForFirst) return;
+    const wait = Math.min(2_000 * 2 ** failures.current++, 15_000);
+    const timer = setTimeout(reload, wait);
+    return () => clearTimeout(timer);
+  }, [waitingForFirst]);
 
   const live = useLiveSubscription(restartKey, {
     document: TimelineLiveDocument,
@@ -282,7 +296,7 @@ export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
       )
       .toPromise();
     if (result.error || !result.data) {
-      if (result.error) dispatch({ type: "error", error: result.error });
+      if (result.error) dispatch({ type: "error", error: result.error, first: false });
       return;
     }
     const page = result.data.timeline;
