@@ -209,7 +209,12 @@ async def list_approvals(
 
 
 def _settled_message(approval: Approval) -> str:
-    when = _iso(approval.decided_at) if approval.decided_at else "earlier"
+    """Read by a person who just lost a race to decide: the time to the second, in UTC."""
+    when = (
+        approval.decided_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if approval.decided_at
+        else "earlier"
+    )
     if approval.status is ApprovalStatus.EXPIRED:
         return f"Approval {approval.id} expired at {when} without a decision; it cannot be decided."
     verb = approval.status.value.lower()

@@ -4,6 +4,7 @@ and policy violations when a call completes without clearance."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,8 +109,11 @@ async def test_rejection_needs_a_comment_and_decisions_are_final(
     result = await gql(DECIDE, gated.admin, id=approval_id, decision="APPROVE")
     [error] = result.errors
     assert error.extensions == {"code": "CONFLICT"}
-    assert error.message.startswith(f"Approval {approval_id} was already rejected by bob at ")
-    assert error.message.endswith("; a decision is final.")
+    assert re.fullmatch(
+        f"Approval {approval_id} was already rejected by bob at "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; a decision is final\.",
+        error.message,
+    ), error.message
     result = await gql(APPROVAL, gated.reader, id=approval_id)
     assert result.data["approval"]["status"] == "REJECTED"
     assert result.data["approval"]["decidedBy"] == "bob"

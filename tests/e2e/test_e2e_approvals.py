@@ -7,6 +7,7 @@ The policy is made through the Policies page, the tool calls arrive through
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import pytest
@@ -127,6 +128,38 @@ def test_reject_with_a_comment_and_decisions_made_elsewhere_disappear(
     page.goto(f"/approvals?focus={first}")
     expect(page.locator(".focus-outcome")).to_contain_text("Rejected")
     expect(page.locator(".focus-outcome")).to_contain_text("Not during the sale")
+
+
+def test_the_comment_box_takes_the_keys_and_a_decision_made_meanwhile_is_final(
+    page: Page, server: Server
+) -> None:
+    tool = f"deploy_{secrets.token_hex(3)}"
+    policy = {"name": f"Hold {tool}", "action": "REQUIRE_APPROVAL", "toolName": tool}
+    server.graphql("mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }", p=policy)
+    sign_in(page, server.admin, "/approvals")
+    wait_live(page)
+    agent = Agent(server, f"mover-{secrets.token_hex(2)}")
+    approval_id = agent.call(tool, environment="production")["approvalId"]
+    card = page.locator(f"article[data-approval-id='{approval_id}']")
+    card.get_by_role("button", name="Approve…").click()
+    page.keyboard.type("Ship it")  # straight into the note: it has the focus
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("Note (optional)")).to_have_value("Ship it")
+
+    # A colleague rejects it first; approving then says so, readably, and offers only Close.
+    server.graphql(
+        'mutation($id: ID!) { decideApproval(id: $id, decision: REJECT, comment: "no") { id } }',
+        id=approval_id,
+    )
+    dialog.get_by_role("button", name="Approve", exact=True).click()
+    expect(dialog).to_contain_text(
+        re.compile(r"already rejected by admin at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+    )
+    actions = dialog.locator(".form-actions")
+    expect(actions.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+    actions.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+    assert agent.approval(approval_id)["status"] == "rejected"
 
 
 def test_a_reader_sees_the_queue_but_cannot_decide(page: Page, server: Server) -> None:

@@ -1,4 +1,5 @@
-// A native <dialog>: focus stays inside, Escape closes, focus returns where it was.
+// A native <dialog>: focus stays inside (starting on the element marked `data-autofocus`,
+// if any), Escape closes, focus returns where it was.
 import { useEffect, useRef, type ReactNode } from "react";
 
 export function Dialog({
@@ -20,7 +21,10 @@ export function Dialog({
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
-    if (open && !dialog.open) dialog.showModal();
+    if (open && !dialog.open) {
+      dialog.showModal(); // focuses the first button (Close) unless told otherwise:
+      dialog.querySelector<HTMLElement>("[data-autofocus]")?.focus();
+    }
     if (!open && dialog.open) dialog.close();
   }, [open]);
   return (

@@ -9,9 +9,11 @@ export function NoteDialog({
   confirm,
   tone = "primary",
   required = false,
+  missingHint = "Write a note first.",
   placeholder,
   busy,
   error,
+  settled = false,
   onSubmit,
   onClose,
 }: {
@@ -21,9 +23,13 @@ export function NoteDialog({
   confirm: string;
   tone?: "primary" | "danger" | "success";
   required?: boolean;
+  /** What to say when a required note is empty. */
+  missingHint?: string;
   placeholder?: string;
   busy?: boolean;
   error?: string | null;
+  /** Nothing left to do (the server said the matter was settled meanwhile): only Close. */
+  settled?: boolean;
   onSubmit: (note: string) => void;
   onClose: () => void;
 }) {
@@ -39,7 +45,7 @@ export function NoteDialog({
   const submit = (event: FormEvent): void => {
     event.preventDefault();
     setTouched(true);
-    if (missing || busy) return;
+    if (missing || busy || settled) return;
     onSubmit(note.trim());
   };
   return (
@@ -52,7 +58,7 @@ export function NoteDialog({
             name="note"
             rows={3}
             value={note}
-            autoFocus
+            data-autofocus
             placeholder={placeholder}
             aria-invalid={touched && missing}
             aria-describedby={touched && missing ? "note-missing" : undefined}
@@ -61,7 +67,7 @@ export function NoteDialog({
         </label>
         {touched && missing ? (
           <p id="note-missing" className="field-error">
-            Say why, so the agent and your colleagues know.
+            {missingHint}
           </p>
         ) : null}
         {error ? (
@@ -71,11 +77,13 @@ export function NoteDialog({
         ) : null}
         <div className="form-actions">
           <button type="button" className="button" onClick={onClose}>
-            Cancel
+            {settled ? "Close" : "Cancel"}
           </button>
-          <button type="submit" className={`button button-${tone}`} disabled={busy}>
-            {busy ? "Working…" : confirm}
-          </button>
+          {settled ? null : (
+            <button type="submit" className={`button button-${tone}`} disabled={busy}>
+              {busy ? "Working…" : confirm}
+            </button>
+          )}
         </div>
       </form>
     </Dialog>

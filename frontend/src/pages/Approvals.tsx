@@ -208,6 +208,7 @@ export function ApprovalsPage() {
   const [deciding, setDeciding] = useState<{ approval: Approval; decision: ApprovalDecision } | null>(null);
   const [decision, decide] = useMutation(DecideDocument);
   const [decideError, setDecideError] = useState<string | null>(null);
+  const [decideFinal, setDecideFinal] = useState(false);
   const focusedPending = focus ? pending.some((a) => a.id === focus) : false;
 
   const submit = async (comment: string): Promise<void> => {
@@ -218,6 +219,8 @@ export function ApprovalsPage() {
       comment: comment || null,
     });
     setDecideError(result.error ? errorMessage(result.error) : null);
+    // Decided meanwhile (another tab, a colleague) or expired: final, nothing to retry.
+    setDecideFinal(result.error?.graphQLErrors.some((e) => e.extensions?.code === "CONFLICT") ?? false);
     if (result.data) {
       settle(result.data.decideApproval);
       setDeciding(null);
@@ -251,6 +254,7 @@ export function ApprovalsPage() {
               canDecide={viewer.can("APPROVALS_DECIDE")}
               onDecide={(a, d) => {
                 setDecideError(null);
+                setDecideFinal(false);
                 setDeciding({ approval: a, decision: d });
               }}
             />
@@ -275,9 +279,11 @@ export function ApprovalsPage() {
         confirm={deciding?.decision === "APPROVE" ? "Approve" : "Reject"}
         tone={deciding?.decision === "APPROVE" ? "success" : "danger"}
         required={deciding?.decision === "REJECT"}
+        missingHint="Say why, so the agent and your colleagues know."
         placeholder={deciding?.decision === "REJECT" ? "Why not? The agent reads this." : "Optional"}
         busy={decision.fetching}
         error={decideError}
+        settled={decideFinal}
         onSubmit={(comment) => void submit(comment)}
         onClose={() => setDeciding(null)}
       />
