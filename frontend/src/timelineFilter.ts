@@ -11,6 +11,39 @@ export interface FilterState {
   labels: string[];
   matchAll: boolean;
   text: string;
+  /** ISO 8601 instants bounding when entries occurred ("" for no bound). */
+  since: string;
+  until: string;
+}
+
+export const NO_FILTER: FilterState = {
+  kinds: [],
+  services: [],
+  environments: [],
+  labels: [],
+  matchAll: false,
+  text: "",
+  since: "",
+  until: "",
+};
+
+/** An instant from the URL (any form `Date` reads, `Z` or an offset) as ISO 8601 in UTC. */
+function instant(value: string | null): string {
+  const time = value ? Date.parse(value) : NaN;
+  return Number.isFinite(time) ? new Date(time).toISOString() : "";
+}
+
+/** An instant as a `datetime-local` input shows it: the browser's local time, to the minute. */
+export function toLocalInput(iso: string): string {
+  if (!iso) return "";
+  const date = new Date(iso);
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
+  return local.toISOString().slice(0, 16);
+}
+
+/** What a `datetime-local` input holds (local time, no zone), as an ISO instant. */
+export function fromLocalInput(value: string): string {
+  return value ? instant(value) : "";
 }
 
 const PARAMS = { kinds: "kind", services: "service", environments: "env", labels: "label" } as const;
@@ -35,13 +68,15 @@ export function parseFilter(params: URLSearchParams): FilterState {
     labels: many(params, PARAMS.labels),
     matchAll: params.get("match") === "all",
     text: params.get("q")?.trim() ?? "",
+    since: instant(params.get("since")),
+    until: instant(params.get("until")),
   };
 }
 
 export function writeFilter(filter: FilterState, keep?: URLSearchParams): URLSearchParams {
   const params = new URLSearchParams();
   keep?.forEach((value, key) => {
-    if (![...Object.values(PARAMS), "match", "q"].includes(key)) params.append(key, value);
+    if (![...Object.values(PARAMS), "match", "q", "since", "until"].includes(key)) params.append(key, value);
   });
   for (const kind of filter.kinds) params.append(PARAMS.kinds, kind);
   for (const service of filter.services) params.append(PARAMS.services, service);
@@ -49,6 +84,8 @@ export function writeFilter(filter: FilterState, keep?: URLSearchParams): URLSea
   for (const label of filter.labels) params.append(PARAMS.labels, label);
   if (filter.matchAll && filter.labels.length) params.set("match", "all");
   if (filter.text) params.set("q", filter.text);
+  if (filter.since) params.set("since", filter.since);
+  if (filter.until) params.set("until", filter.until);
   return params;
 }
 
@@ -61,6 +98,8 @@ export function toInput(filter: FilterState): TimelineFilter {
     labels: filter.labels.length ? filter.labels : null,
     labelsMatch: filter.matchAll ? "ALL" : "ANY",
     text: filter.text || null,
+    since: filter.since || null,
+    until: filter.until || null,
   };
 }
 
@@ -70,7 +109,9 @@ export function activeCount(filter: FilterState): number {
     filter.services.length +
     filter.environments.length +
     filter.labels.length +
-    (filter.text ? 1 : 0)
+    (filter.text ? 1 : 0) +
+    (filter.since ? 1 : 0) +
+    (filter.until ? 1 : 0)
   );
 }
 

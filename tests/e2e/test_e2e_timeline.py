@@ -107,6 +107,36 @@ def test_after_a_network_drop_it_reconnects_and_fills_the_gap(
     assert not errors.errors, errors.errors
 
 
+def test_a_time_range_filters_the_timeline_and_lives_in_the_url(page: Page, server: Server) -> None:
+    service = "range-" + str(time.monotonic_ns())[-6:]
+    server.post_change(server.admin, name="Two hours ago", service=service,
+                       timestamp=now_iso(-timedelta(hours=2)))  # fmt: skip
+    server.post_change(server.admin, name="Ten minutes ago", service=service,
+                       timestamp=now_iso(-timedelta(minutes=10)))  # fmt: skip
+    an_hour_ago = now_iso(-timedelta(hours=1))
+    sign_in(page, server.admin, f"/timeline?service={service}&since={an_hour_ago}")
+    expect(page.get_by_text("Ten minutes ago")).to_be_visible()
+    expect(page.locator(".entry")).to_have_count(1)
+    expect(page.get_by_label("From")).not_to_have_value("")
+
+    # The range's end, typed as the browser shows times (its own zone).
+    local = page.evaluate(
+        "iso => { const d = new Date(iso), minutes = d.getTimezoneOffset();"
+        " return new Date(d.getTime() - minutes * 60000).toISOString().slice(0, 16) }",
+        now_iso(-timedelta(minutes=30)),
+    )
+    page.get_by_label("From").fill("")
+    page.get_by_label("Until").fill(local)
+    expect(page).to_have_url(re.compile(r"until=\d{4}-"))
+    expect(page.get_by_text("Two hours ago")).to_be_visible()
+    expect(page.locator(".entry")).to_have_count(1)
+    page.reload()
+    expect(page.get_by_text("Two hours ago")).to_be_visible()
+    expect(page.locator(".entry")).to_have_count(1)
+    page.get_by_role("button", name="Clear filters").click()
+    expect(page).not_to_have_url(re.compile(r"until="))
+
+
 def test_a_timeline_opened_while_the_server_is_unreachable_loads_once_it_is_back(
     browser: Browser, server: Server
 ) -> None:

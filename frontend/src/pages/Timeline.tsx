@@ -6,7 +6,15 @@ import { Empty, ErrorNote, Loading } from "../components/States";
 import { graphql } from "../gql";
 import type { TimelineKind } from "../gql/graphql";
 import { KIND_GROUPS, kindLook } from "../kinds";
-import { activeCount, toInput, useTimelineFilter, type FilterState } from "../timelineFilter";
+import {
+  activeCount,
+  fromLocalInput,
+  NO_FILTER,
+  toInput,
+  toLocalInput,
+  useTimelineFilter,
+  type FilterState,
+} from "../timelineFilter";
 
 const ServicesDocument = graphql(`
   query ServiceNames {
@@ -196,14 +204,26 @@ function FilterBar({ filter, setFilter }: { filter: FilterState; setFilter: (nex
           />
           All labels
         </label>
+        <label className="field field-inline">
+          <span>From</span>
+          <input
+            type="datetime-local"
+            name="since"
+            value={toLocalInput(filter.since)}
+            onChange={(event) => setFilter({ ...filter, since: fromLocalInput(event.target.value) })}
+          />
+        </label>
+        <label className="field field-inline">
+          <span>Until</span>
+          <input
+            type="datetime-local"
+            name="until"
+            value={toLocalInput(filter.until)}
+            onChange={(event) => setFilter({ ...filter, until: fromLocalInput(event.target.value) })}
+          />
+        </label>
         {count ? (
-          <button
-            type="button"
-            className="button button-small button-quiet"
-            onClick={() =>
-              setFilter({ kinds: [], services: [], environments: [], labels: [], matchAll: false, text: "" })
-            }
-          >
+          <button type="button" className="button button-small button-quiet" onClick={() => setFilter(NO_FILTER)}>
             Clear filters
           </button>
         ) : null}
