@@ -64,11 +64,19 @@ def test_acknowledge_and_resolve_an_incident_with_notes(page: Page, server: Serv
     timeline = page.get_by_role("list", name="Incident timeline")
     expect(timeline).to_contain_text("Incident resolved")
     expect(timeline).to_contain_text("Incident acknowledged")
+    # The notes given with them are shown on their entries.
+    expect(timeline.locator(".entry", has_text="Incident acknowledged")).to_contain_text(
+        "“Looking into it, rolling back 2.4.0”"
+    )
+    expect(timeline.locator(".entry", has_text="Incident resolved")).to_contain_text(
+        "“Rolled back; CPU is normal”"
+    )
 
     # A note after the fact goes on the incident's timeline; an empty one is refused.
     page.get_by_role("button", name="Add note", exact=True).click()
     dialog.get_by_role("button", name="Add note", exact=True).click()
     expect(dialog).to_be_visible()  # required: nothing sent
+    expect(dialog).to_contain_text("Write a note first.")
     dialog.get_by_label("Comment (required)").fill("Postmortem: log rotation was off")
     dialog.get_by_role("button", name="Add note", exact=True).click()
     expect(dialog).to_be_hidden()

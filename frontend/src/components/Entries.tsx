@@ -51,6 +51,7 @@ export function EntryList({
                   ))}
                   {entry.actor ? <span className="entry-actor">by {entry.actor}</span> : null}
                 </span>
+                {noteOf(entry) ? <span className="entry-note">“{noteOf(entry)}”</span> : null}
               </span>
             </button>
           </li>
@@ -58,6 +59,14 @@ export function EntryList({
       })}
     </ol>
   );
+}
+
+/** The note a person gave with an acknowledge or resolve (an annotation's note is its
+ * summary already). */
+function noteOf(entry: Entry): string | null {
+  if (entry.kind === "INCIDENT_ANNOTATED") return null;
+  const details = entry.details as { note?: unknown } | null | undefined;
+  return typeof details?.note === "string" && details.note.trim() ? details.note : null;
 }
 
 type Subject = NonNullable<Entry["subject"]>;
