@@ -134,6 +134,31 @@ function KindPicker({
   );
 }
 
+/** One end of the time range, typed in the browser's time zone, kept as an instant. */
+function TimeBound({
+  label,
+  name,
+  filter,
+  setFilter,
+}: {
+  label: string;
+  name: "since" | "until";
+  filter: FilterState;
+  setFilter: (next: FilterState) => void;
+}) {
+  return (
+    <label className="field field-inline">
+      <span>{label}</span>
+      <input
+        type="datetime-local"
+        name={name}
+        value={toLocalInput(filter[name])}
+        onChange={(event) => setFilter({ ...filter, [name]: fromLocalInput(event.target.value) })}
+      />
+    </label>
+  );
+}
+
 function FilterBar({ filter, setFilter }: { filter: FilterState; setFilter: (next: FilterState) => void }) {
   const [{ data }] = useQuery({ query: ServicesDocument, requestPolicy: "cache-first" });
   const [open, setOpen] = useState(activeCount(filter) > 0);
@@ -204,24 +229,8 @@ function FilterBar({ filter, setFilter }: { filter: FilterState; setFilter: (nex
           />
           All labels
         </label>
-        <label className="field field-inline">
-          <span>From</span>
-          <input
-            type="datetime-local"
-            name="since"
-            value={toLocalInput(filter.since)}
-            onChange={(event) => setFilter({ ...filter, since: fromLocalInput(event.target.value) })}
-          />
-        </label>
-        <label className="field field-inline">
-          <span>Until</span>
-          <input
-            type="datetime-local"
-            name="until"
-            value={toLocalInput(filter.until)}
-            onChange={(event) => setFilter({ ...filter, until: fromLocalInput(event.target.value) })}
-          />
-        </label>
+        <TimeBound label="From" name="since" filter={filter} setFilter={setFilter} />
+        <TimeBound label="Until" name="until" filter={filter} setFilter={setFilter} />
         {count ? (
           <button type="button" className="button button-small button-quiet" onClick={() => setFilter(NO_FILTER)}>
             Clear filters
