@@ -112,6 +112,7 @@ def test_reject_with_a_comment_and_decisions_made_elsewhere_disappear(
     dialog.get_by_label("Comment (required)").fill("Not during the sale")
     dialog.get_by_role("button", name="Reject", exact=True).click()
     expect(card).to_be_hidden()
+    expect(other.locator(":focus")).to_have_count(1)  # the keyboard goes on to the next one
     rejected = agent.approval(first)
     assert rejected["status"] == "rejected"
     assert rejected["comment"] == "Not during the sale"

@@ -222,15 +222,32 @@ export function ApprovalsPage() {
     // Decided meanwhile (another tab, a colleague) or expired: final, nothing to retry.
     setDecideFinal(result.error?.graphQLErrors.some((e) => e.extensions?.code === "CONFLICT") ?? false);
     if (result.data) {
+      // The decided card leaves the queue: the keyboard goes on to the next one (or the
+      // one before it, or the heading), not back to the top of the page.
+      const index = pending.findIndex((a) => a.id === deciding.approval.id);
+      const rest = pending.filter((a) => a.id !== deciding.approval.id);
+      focusAfter.current = rest[Math.min(Math.max(index, 0), rest.length - 1)]?.id ?? "";
       settle(result.data.decideApproval);
       setDeciding(null);
     }
   };
 
+  const focusAfter = useRef<string | null>(null); // where focus goes once a decision is made
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    const next = focusAfter.current;
+    if (next === null || deciding !== null) return;
+    focusAfter.current = null;
+    const button = document.querySelector<HTMLElement>(`article[data-approval-id='${next}'] button`);
+    (button ?? heading.current)?.focus();
+  }, [deciding, pending]);
+
   return (
     <main className="page" id="main">
       <div className="page-head">
-        <h1>Approvals</h1>
+        <h1 ref={heading} tabIndex={-1}>
+          Approvals
+        </h1>
         <p className="muted">
           Tool calls held by a policy until a person decides. The agent is waiting; expiry never approves.
         </p>
