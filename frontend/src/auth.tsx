@@ -54,6 +54,8 @@ async function checkKey(key: string): Promise<void> {
   if (!response.ok) throw new Error(`The server answered ${response.status}.`);
 }
 
+const SIGNED_OUT_ELSEWHERE = "You signed out in another tab.";
+
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [apiKey, setApiKey] = useState<string | null>(readKey);
   const [notice, setNotice] = useState<string | null>(null);
@@ -76,7 +78,9 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   // Signing in or out in another tab does the same here.
   useEffect(() => {
     const onStorage = (event: StorageEvent): void => {
-      if (event.key === STORAGE_KEY) setApiKey(event.newValue);
+      if (event.key !== STORAGE_KEY) return;
+      setNotice(event.newValue ? null : SIGNED_OUT_ELSEWHERE);
+      setApiKey(event.newValue);
     };
     window.addEventListener("storage", onStorage);
     return () => window.removeEventListener("storage", onStorage);
@@ -90,7 +94,13 @@ export function AuthProvider({ children }: { children: ReactNode }) {
 export function ClientsProvider({ apiKey, children }: { apiKey: string; children: ReactNode }) {
   const { signOut } = useAuth();
   const clients = useMemo(() => {
-    const expired = (): void => signOut("Your API key was refused (revoked?). Sign in again.");
+    const expired = (): void =>
+      // A request of a key another tab signed out (or replaced) is refused for that reason.
+      signOut(
+        window.localStorage.getItem(STORAGE_KEY) === apiKey
+          ? "Your API key was refused (revoked?). Sign in again."
+          : SIGNED_OUT_ELSEWHERE,
+      );
     return { http: makeHttpClient(apiKey, expired), ws: makeWsClient(apiKey) };
   }, [apiKey, signOut]);
 

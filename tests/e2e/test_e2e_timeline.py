@@ -32,9 +32,16 @@ def test_sign_in_keeps_the_key_and_the_link_and_signs_out(page: Page, server: Se
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     expect(page.locator(".who")).to_have_text("admin")
 
+    # A second tab of the same browser follows, and says why.
+    other = page.context.new_page()
+    other.goto("/timeline")
+    expect(other.get_by_role("button", name="Sign out")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API key")).to_be_visible()
     assert page.evaluate("localStorage.getItem('opsgraph.apiKey')") is None
+    expect(other.get_by_label("API key")).to_be_visible()
+    expect(other.get_by_role("status")).to_have_text("You signed out in another tab.")
+    other.close()
 
 
 def test_a_change_posted_by_rest_appears_live_and_opens_its_details(
