@@ -142,6 +142,7 @@ def test_the_comment_box_takes_the_keys_and_a_decision_made_meanwhile_is_final(
     agent = Agent(server, f"mover-{secrets.token_hex(2)}")
     approval_id = agent.call(tool, environment="production")["approvalId"]
     card = page.locator(f"article[data-approval-id='{approval_id}']")
+    expect(card.locator(".run-ended")).to_have_count(0)
     card.get_by_role("button", name="Approve…").click()
     page.keyboard.type("Ship it")  # straight into the note: it has the focus
     dialog = page.get_by_role("dialog")
@@ -161,6 +162,15 @@ def test_the_comment_box_takes_the_keys_and_a_decision_made_meanwhile_is_final(
     actions.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
     assert agent.approval(approval_id)["status"] == "rejected"
+
+    # A request whose run has ended since says so: the agent may no longer be waiting.
+    late = agent.call(tool, environment="production")["approvalId"]
+    agent.send("run.failed", error="gave up waiting")
+    page.reload()
+    card = page.locator(f"article[data-approval-id='{late}']")
+    expect(card.locator(".run-ended")).to_have_text(
+        "This run already failed: the agent may no longer be waiting for the answer."
+    )
 
 
 def test_a_reader_sees_the_queue_but_cannot_decide(page: Page, server: Server) -> None:

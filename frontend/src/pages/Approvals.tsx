@@ -92,6 +92,12 @@ function ApprovalCard({
             {call.service ? <> · {call.service}</> : null}
             {call.environment ? <> · {call.environment}</> : null}
           </p>
+          {approval.run.status !== "RUNNING" ? (
+            <p className="run-ended">
+              This run already {approval.run.status === "FAILED" ? "failed" : "completed"}: the agent may no
+              longer be waiting for the answer.
+            </p>
+          ) : null}
         </div>
         <span
           className={`countdown${left.urgent ? " countdown-urgent" : ""}`}
