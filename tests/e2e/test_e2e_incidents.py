@@ -97,3 +97,20 @@ def test_acknowledge_and_resolve_an_incident_with_notes(page: Page, server: Serv
     expect(page.locator(".incident-row", has_text="CPU above 95%")).to_contain_text(
         "resolved by bob-oncall"
     )
+
+
+def test_incidents_filter_by_severity_in_the_url(page: Page, server: Server) -> None:
+    service, routing_key = server.service("sev")
+    trigger(server, routing_key, "disk", "Disk 97% full", "critical")
+    trigger(server, routing_key, "latency", "p99 latency above 1 s", "warning")
+    sign_in(page, server.admin, f"/incidents?service={service}")
+    rows = page.locator(".incident-row")
+    expect(rows).to_have_count(2)
+    page.get_by_label("Severity").select_option("CRITICAL")
+    expect(page).to_have_url(re.compile(r"severity=critical"))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Disk 97% full")
+    page.reload()
+    expect(rows).to_have_count(1)
+    page.get_by_label("Severity").select_option("")
+    expect(rows).to_have_count(2)

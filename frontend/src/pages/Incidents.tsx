@@ -6,7 +6,7 @@ import { Severity } from "../components/Badges";
 import { Empty, ErrorNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
-import type { IncidentRowFragment, IncidentStatus } from "../gql/graphql";
+import type { IncidentRowFragment, IncidentStatus, Severity as SeverityLevel } from "../gql/graphql";
 
 graphql(`
   fragment IncidentRow on Incident {
@@ -31,8 +31,8 @@ graphql(`
 `);
 
 const IncidentsDocument = graphql(`
-  query Incidents($first: Int!, $services: [String!]) {
-    open: incidents(filter: { statuses: [TRIGGERED], services: $services }, first: $first) {
+  query Incidents($first: Int!, $services: [String!], $severities: [Severity!]) {
+    open: incidents(filter: { statuses: [TRIGGERED], services: $services, severities: $severities }, first: $first) {
       nodes {
         ...IncidentRow
       }
@@ -40,7 +40,7 @@ const IncidentsDocument = graphql(`
         hasNextPage
       }
     }
-    acknowledged: incidents(filter: { statuses: [ACKNOWLEDGED], services: $services }, first: $first) {
+    acknowledged: incidents(filter: { statuses: [ACKNOWLEDGED], services: $services, severities: $severities }, first: $first) {
       nodes {
         ...IncidentRow
       }
@@ -48,7 +48,7 @@ const IncidentsDocument = graphql(`
         hasNextPage
       }
     }
-    resolved: incidents(filter: { statuses: [RESOLVED], services: $services }, first: $first) {
+    resolved: incidents(filter: { statuses: [RESOLVED], services: $services, severities: $severities }, first: $first) {
       nodes {
         ...IncidentRow
       }
@@ -60,6 +60,7 @@ const IncidentsDocument = graphql(`
 `);
 
 const PAGE = 100;
+const SEVERITIES: SeverityLevel[] = ["CRITICAL", "ERROR", "WARNING", "INFO"];
 
 const TABS: { key: "open" | "acknowledged" | "resolved"; label: string; status: IncidentStatus }[] = [
   { key: "open", label: "Open", status: "TRIGGERED" },
@@ -106,9 +107,10 @@ export function IncidentsPage() {
   const tab = TABS.find((t) => t.key === params.get("status")) ?? TABS[0]!;
   const service = params.get("service")?.trim() ?? "";
   const [serviceDraft, setServiceDraft] = useState(service);
+  const severity = SEVERITIES.find((s) => s === params.get("severity")?.toUpperCase()) ?? null;
   const [{ data, error, fetching }, refetch] = useQuery({
     query: IncidentsDocument,
-    variables: { first: PAGE, services: service ? [service] : null },
+    variables: { first: PAGE, services: service ? [service] : null, severities: severity ? [severity] : null },
   });
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   useRefreshOn({ kinds: [...INCIDENT_KINDS] }, refresh);
@@ -146,6 +148,26 @@ export function IncidentsPage() {
               onChange={(event) => setServiceDraft(event.target.value)}
               onBlur={(event) => event.currentTarget.form?.requestSubmit()}
             />
+          </label>
+          <label className="field field-inline">
+            <span>Severity</span>
+            <select
+              name="severity"
+              value={severity ?? ""}
+              onChange={(event) => {
+                const next = new URLSearchParams(params);
+                if (event.target.value) next.set("severity", event.target.value.toLowerCase());
+                else next.delete("severity");
+                setParams(next, { replace: true });
+              }}
+            >
+              <option value="">any</option>
+              {SEVERITIES.map((s) => (
+                <option key={s} value={s}>
+                  {s.toLowerCase()}
+                </option>
+              ))}
+            </select>
           </label>
         </form>
       </div>
@@ -208,7 +230,7 @@ export function IncidentsPage() {
           </ul>
         )}
         {list?.pageInfo.hasNextPage ? (
-          <p className="muted end">Showing the newest {PAGE}. Filter by service to narrow it down.</p>
+          <p className="muted end">Showing the newest {PAGE}. Filter by service or severity to narrow it down.</p>
         ) : null}
       </section>
     </main>
