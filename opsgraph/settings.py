@@ -23,6 +23,9 @@ AT_LEAST_ONE = frozenset({
     "max_subscriptions_per_connection", "subscriber_queue_size", "batch_max",
     "max_changes_per_call", "max_agent_events_per_call", "max_incident_events_per_call",
     "max_summary_length", "max_dedup_key_length", "workers", "agent_batches_at_once",
+    # A bucket that holds nothing refuses everything once its limit is on; an approval
+    # that expires at once can never be approved.
+    "rate_limit_burst", "rate_limit_max_keys", "ws_message_burst", "approval_expiry_seconds",
 })  # fmt: skip
 # Waits between the turns of a loop, or before giving up: 0 would spin or never wait.
 ABOVE_ZERO = frozenset({

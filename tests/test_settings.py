@@ -51,6 +51,8 @@ def test_a_limit_nothing_could_pass_is_refused(name: str) -> None:
         ("OPSGRAPH_RATE_LIMIT_PER_SECOND", "nan", "must be a finite number"),
         ("OPSGRAPH_APPROVAL_SWEEP_SECONDS", "0", "must be above 0"),
         ("OPSGRAPH_BUS_HEARTBEAT_SECONDS", "inf", "must be a finite number"),
+        ("OPSGRAPH_RATE_LIMIT_BURST", "0", "must be at least 1"),
+        ("OPSGRAPH_APPROVAL_EXPIRY_SECONDS", "0", "must be at least 1"),
     ],
 )
 def test_a_number_nothing_could_work_with_is_refused(name: str, value: str, problem: str) -> None:
