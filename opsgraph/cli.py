@@ -11,6 +11,10 @@ import gc
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]
+from redis.asyncio import Redis
 
 from opsgraph.db import close_database, migrate, open_database
 from opsgraph.settings import Settings
@@ -25,13 +29,49 @@ T = TypeVar("T")
 
 def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     async def run() -> T:
-        await open_database(settings)
+        await _reached(
+            "the database", "DATABASE_URL", settings.database_url, open_database(settings)
+        )
         try:
             return await work()
         finally:
             await close_database()
 
     return asyncio.run(run())
+
+
+async def _reached(what: str, setting: str, url: str, opening: Awaitable[object]) -> None:
+    """Await `opening` (connecting to `url`); a failure is a CommandError naming the setting
+    and the reason in one line, not the driver's traceback."""
+    try:
+        await opening
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(
+            f"cannot open {what} at OPSGRAPH_{setting}={_shown(url)}: {first}"
+        ) from None
+
+
+def _shown(url: str) -> str:
+    """A URL as a message may show it: without its password."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+async def _check_bus(url: str) -> None:
+    """Connect to the broadcast URL once and let go (memory:// has nothing to reach)."""
+    scheme = urlsplit(url).scheme
+    if scheme in ("redis", "rediss"):
+        client = Redis.from_url(url)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+    elif scheme in ("postgres", "postgresql"):
+        connection = await asyncpg.connect(url)
+        await connection.close()
 
 
 class CommandError(Exception):
@@ -55,12 +95,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from opsgraph.app import create_app
 
+    url = settings.broadcast_url  # first: a failure after bootstrap would lose the admin key
+    asyncio.run(_reached("the bus", "BROADCAST_URL", url, _check_bus(url)))
     issued = _with_database(settings, auth.bootstrap)
     if issued is not None:
         print("Created the default workspace. Its admin API key, shown this once:")
         print(f"\n    {issued.secret}\n", flush=True)
     host = args.host or settings.host
-    port = args.port or settings.port
+    port = args.port if args.port is not None else settings.port
     workers = args.workers or settings.workers
     if workers > 1 and settings.broadcast_url.startswith("memory://"):
         print(
@@ -142,7 +184,7 @@ def tune_gc(settings: Settings) -> None:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    asyncio.run(migrate(settings))
+    asyncio.run(_reached("the database", "DATABASE_URL", settings.database_url, migrate(settings)))
     issued = _with_database(settings, auth.bootstrap)
     if issued is not None:
         print("Created the default workspace. Its admin API key, shown this once:", file=sys.stderr)
@@ -158,6 +200,11 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if not scopes:
         print("opsgraph: --scopes must name at least one scope", file=sys.stderr)
+        return 2
+    try:
+        auth.clean_name(args.name)
+    except ValueError as exc:
+        print(f"opsgraph: --name: {exc}", file=sys.stderr)
         return 2
 
     async def work() -> str:
@@ -210,6 +257,12 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_services_create(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        auth.clean_name(args.name)
+    except ValueError as exc:
+        print(f"opsgraph: {exc}", file=sys.stderr)
+        return 2
+
     async def work() -> str:
         issued = await auth.create_service(
             workspace_id=await _workspace(args.workspace), name=args.name
@@ -232,17 +285,33 @@ def cmd_print_schema(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+WORKSPACE_HELP = "the workspace's id (default: the oldest, the one `migrate` created)"
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be 1 to 65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opsgraph", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server (migrates first)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1; OPSGRAPH_HOST)")
+    serve.add_argument(
+        "--port", type=_port, help="port to listen on, 1 to 65535 (default 8000; OPSGRAPH_PORT)"
+    )
     serve.add_argument("--workers", type=int, help="worker processes (default 1; OPSGRAPH_WORKERS)")
     serve.set_defaults(func=cmd_serve)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    commands.add_parser(
+        "migrate",
+        help="apply database migrations; on a new database also create the workspace and "
+        "print its admin key",
+    ).set_defaults(func=cmd_migrate)
     commands.add_parser("print-schema", help="print the GraphQL schema (SDL)").set_defaults(
         func=cmd_print_schema
     )
@@ -255,14 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--scopes", required=True, help="comma-separated: events:write,read,approvals:decide,admin"
     )
-    create.add_argument("--workspace")
+    create.add_argument("--workspace", help=WORKSPACE_HELP)
     create.set_defaults(func=cmd_keys_create)
     revoke = keys.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id")
-    revoke.add_argument("--workspace")
+    revoke.add_argument("--workspace", help=WORKSPACE_HELP)
     revoke.set_defaults(func=cmd_keys_revoke)
     listing = keys.add_parser("list", help="list keys (never the secrets)")
-    listing.add_argument("--workspace")
+    listing.add_argument("--workspace", help=WORKSPACE_HELP)
     listing.set_defaults(func=cmd_keys_list)
 
     services = commands.add_parser("services", help="services").add_subparsers(
@@ -272,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "create", help="create a service; prints its routing key alone on stdout"
     )
     service_create.add_argument("name")
-    service_create.add_argument("--workspace")
+    service_create.add_argument("--workspace", help=WORKSPACE_HELP)
     service_create.set_defaults(func=cmd_services_create)
     return parser
 

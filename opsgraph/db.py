@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -40,11 +41,22 @@ def _connection(database_url: str) -> dict[str, Any]:
     Connections go back to the pool without a reset query (see `PooledConnection`).
     """
     config: dict[str, Any] = expand_db_url(normalise_url(database_url))
+    if config["engine"] == "tortoise.backends.sqlite":
+        # Tortoise waits for ever on a file it cannot create (its connection lock is never
+        # released): say so instead.
+        file_path = str(config["credentials"].get("file_path", ""))
+        folder = Path(file_path).parent
+        if file_path != ":memory:" and not folder.is_dir():
+            raise DatabaseUrlError(f"the folder {folder} for the SQLite file does not exist")
     if config["engine"] == "tortoise.backends.asyncpg":
         settings = config["credentials"].setdefault("server_settings", {})
         settings.setdefault("max_parallel_workers_per_gather", "0")
         config["credentials"]["connection_class"] = PooledConnection
     return config
+
+
+class DatabaseUrlError(ValueError):
+    """OPSGRAPH_DATABASE_URL names a database that cannot be opened as it stands."""
 
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "OPSGRAPH_"
 
@@ -33,6 +34,11 @@ ABOVE_ZERO = frozenset({
     "connection_init_timeout_seconds",
 })  # fmt: skip
 # Every other number is at least 0: none of them means anything below.
+# What each URL may point at (the schemes the database layer and the bus can open).
+URL_SCHEMES = {
+    "database_url": ("sqlite", "postgres", "postgresql"),
+    "broadcast_url": ("memory", "redis", "rediss", "postgres", "postgresql"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,16 @@ class Settings:
             if problem:
                 raise ValueError(f"{ENV_PREFIX}{field.name.upper()}: {problem}")
         settings = cls(**values)  # type: ignore[arg-type]
+        for name, schemes in URL_SCHEMES.items():
+            scheme = urlsplit(getattr(settings, name)).scheme
+            if scheme not in schemes:
+                allowed = ", ".join(f"{known}://" for known in schemes)
+                got = f"{scheme}://" if scheme else "no scheme"
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()}: must start with {allowed}; got {got}"
+                )
+        if not 1 <= settings.port <= 65535:
+            raise ValueError(f"{ENV_PREFIX}PORT: must be 1 to 65535")
         if settings.page_size_default > settings.page_size_max:
             if "page_size_default" in values:
                 raise ValueError(

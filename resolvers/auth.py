@@ -160,6 +160,18 @@ async def _live_keys(digests: Sequence[str]) -> list[LiveKey | None]:
 KEY_LOOKUP: Batcher[str, LiveKey | None] = Batcher(_live_keys, max_items=256)
 
 
+NAME_LENGTH = 200  # a key's or a service's name (the columns' size)
+
+
+def clean_name(value: str) -> str:
+    """A key's or a service's name as it is stored: trimmed, 1 to NAME_LENGTH characters,
+    no NUL (a key's name is the actor recorded on what it does); ValueError otherwise."""
+    name = value.strip()
+    if not name or len(name) > NAME_LENGTH or "\x00" in name:
+        raise ValueError(f"name must be 1 to {NAME_LENGTH} characters.")
+    return name
+
+
 async def create_workspace(*, name: str) -> Workspace:
     """Create an empty workspace."""
     return await Workspace.create(id=new_id("ws"), name=name)
@@ -171,7 +183,7 @@ async def create_api_key(*, workspace_id: str, name: str, scopes: frozenset[Scop
     key = await ApiKey.create(
         id=new_id("key"),
         workspace_id=workspace_id,
-        name=name,
+        name=clean_name(name),
         prefix=secret[:VISIBLE_PREFIX_LENGTH],
         key_hash=hash_secret(secret),
         scopes=sorted(scope.value for scope in scopes),
@@ -231,7 +243,7 @@ async def create_service(*, workspace_id: str, name: str) -> IssuedService:
             service = await Service.create(
                 id=new_id("svc"),
                 workspace_id=workspace_id,
-                name=name,
+                name=clean_name(name),
                 routing_key_hash=hash_secret(routing_key),
                 routing_key_prefix=routing_key[:VISIBLE_PREFIX_LENGTH],
             )

@@ -14,7 +14,6 @@ from schema.context import Info, public_error
 
 Scope = strawberry.enum(ScopeModel, name="Scope")
 
-MAX_NAME = 200
 
 
 @strawberry.type
@@ -76,9 +75,10 @@ class CreatedApiKey:
 
 
 def _name(value: str) -> str:
-    if not value.strip() or len(value) > MAX_NAME or "\x00" in value:
-        raise public_error("BAD_USER_INPUT", f"name must be 1 to {MAX_NAME} characters.")
-    return value.strip()
+    try:
+        return auth.clean_name(value)
+    except ValueError as exc:
+        raise public_error("BAD_USER_INPUT", str(exc)) from None
 
 
 @strawberry.type

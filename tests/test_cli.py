@@ -3,10 +3,13 @@ traceback, and change nothing."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.servers import OPSGRAPH
 from tests.test_server import run_cli
 
 
@@ -41,3 +44,67 @@ def test_the_default_workspace_is_used_without_the_option(workdir: Path) -> None
     again = run_cli(workdir, "services", "create", "checkout")
     assert again.returncode == 1
     assert again.stderr == "opsgraph: A service named 'checkout' already exists.\n"
+
+
+def run_with(workdir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with these OPSGRAPH_* variables (and no others from this process)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSGRAPH_")}
+    return subprocess.run(
+        [OPSGRAPH, *args],
+        cwd=workdir,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite:///nonexistent-folder/x.sqlite3", "the folder /nonexistent-folder for the SQLite"),
+        ("postgres://postgres@127.0.0.1:5432/opsgraph_no_such_db", "no_such_db"),
+        ("postgres://postgres:hunter2@127.0.0.1:1/x", "Connect call failed"),
+    ],
+    ids=["sqlite folder missing (it hung)", "no such database", "nothing listening"],
+)
+def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    for command in (["migrate"], ["keys", "list"]):
+        done = run_with(tmp_path, {"OPSGRAPH_DATABASE_URL": url}, *command)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith(
+            "opsgraph: cannot open the database at OPSGRAPH_DATABASE_URL="
+        )
+        assert says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert "hunter2" not in done.stderr  # a password is never shown
+
+
+def test_serve_names_an_unreachable_bus_before_it_creates_anything(tmp_path: Path) -> None:
+    done = run_with(tmp_path, {"OPSGRAPH_BROADCAST_URL": "redis://127.0.0.1:1/0"}, "serve")
+    assert done.returncode == 1
+    assert done.stderr.startswith("opsgraph: cannot open the bus at OPSGRAPH_BROADCAST_URL=")
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "opsgraph.sqlite3").exists()  # no admin key made and never shown
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        ({"OPSGRAPH_DATABASE_URL": "mysql://x@y/z"}, ["migrate"], "OPSGRAPH_DATABASE_URL: must"),
+        ({"OPSGRAPH_BROADCAST_URL": "kafka://x"}, ["serve"], "OPSGRAPH_BROADCAST_URL: must"),
+        ({"OPSGRAPH_PORT": "70000"}, ["serve"], "OPSGRAPH_PORT: must be 1 to 65535"),
+        ({}, ["serve", "--port", "70000"], "--port: must be 1 to 65535"),
+        ({}, ["keys", "create", "--name", " ", "--scopes", "read"], "name must be 1 to"),
+        ({}, ["services", "create", ""], "name must be 1 to"),
+    ],
+)
+def test_values_nothing_could_use_stop_the_command(
+    workdir: Path, env: dict[str, str], args: list[str], says: str
+) -> None:
+    done = run_with(workdir, env, *args)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
+    keys = run_cli(workdir, "keys", "list")
+    assert [line.split("\t")[2] for line in keys.stdout.splitlines()] == ["admin"]
