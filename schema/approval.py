@@ -80,14 +80,14 @@ class ApprovalConnection:
 
 
 async def reader_or_agent(info: Info) -> Principal:
-    """`read`, or `events:write`: the waiting agent's own key may ask about its approval."""
+    """`read`, or `events:write`: the waiting agent's own key may ask about its approval.
+    Only a missing scope falls back: a key that is unknown or revoked stays refused."""
     try:
         return await info.context.require(Scope.READ)
-    except GraphQLError:
-        principal = info.context.principal
-        if principal is None or not principal.allows(Scope.EVENTS_WRITE):
+    except GraphQLError as exc:
+        if (exc.extensions or {}).get("code") != "FORBIDDEN":
             raise
-        return principal
+        return await info.context.require(Scope.EVENTS_WRITE)
 
 
 @strawberry.type

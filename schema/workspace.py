@@ -15,7 +15,6 @@ from schema.context import Info, public_error
 Scope = strawberry.enum(ScopeModel, name="Scope")
 
 
-
 @strawberry.type
 class Workspace:
     id: strawberry.ID

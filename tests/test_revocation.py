@@ -103,6 +103,24 @@ async def test_a_revoked_connection_runs_no_further_operation(
     assert refused.errors[0].extensions == {"code": "UNAUTHENTICATED"}
 
 
+async def test_a_revoked_agents_connection_cannot_ask_about_approvals(
+    schema: strawberry.Schema, settings: Settings, bus: Bus, tenant: Tenant
+) -> None:
+    """An `events:write` key may follow its approval over a WebSocket, until it is revoked."""
+    key_id, secret = await new_key(tenant, Scope.EVENTS_WRITE)
+    context = connection(settings, bus, await auth.authenticate(secret=secret))
+    query = '{ approval(id: "ap_unknown") { id } }'
+    assert (await schema.execute(query, context_value=context)).errors is None  # null: unknown
+    await bus.key_revoked(key_id=key_id)
+    result = await schema.execute(query, context_value=context)
+    assert result.errors[0].extensions == {"code": "UNAUTHENTICATED"}
+    stream = await schema.subscribe(
+        'subscription { approval(id: "ap_unknown") { id } }', context_value=context
+    )
+    refused = await asyncio.wait_for(stream.__anext__(), timeout=5)
+    assert refused.errors[0].extensions == {"code": "UNAUTHENTICATED"}
+
+
 async def test_the_next_http_request_with_a_revoked_key_is_refused(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
