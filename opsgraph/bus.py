@@ -173,7 +173,7 @@ class Bus:
             if backend is not None:
                 await backend.publish(CHANNEL, message)
         except Exception as exc:
-            log.warning("could not publish a timeline note: %s", exc)
+            log.warning("could not publish a note on the bus: %s", exc)
             publisher, self._publisher = self._publisher, None
             if publisher is not None:
                 with contextlib.suppress(Exception):

@@ -15,8 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from tortoise.exceptions import ConfigurationError
 
-from opsgraph.db import close_database, migrate, open_database
+from opsgraph.db import DatabaseUrlError, close_database, migrate, open_database
 from opsgraph.settings import Settings
 from resolvers import auth
 from resolvers.errors import AuthError
@@ -45,11 +47,30 @@ async def _reached(what: str, setting: str, url: str, opening: Awaitable[object]
     and the reason in one line, not the driver's traceback."""
     try:
         await opening
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except CANNOT_CONNECT as exc:  # anything else (a migration's own error) keeps its traceback
+        text = str(exc).strip()
+        first = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
         raise CommandError(
             f"cannot open {what} at OPSGRAPH_{setting}={_shown(url)}: {first}"
         ) from None
+
+
+# What failing to reach a database or a bus raises: the network (refused, unknown host,
+# timeout: OSError, of which Tortoise's DBConnectionError and redis's ConnectionError are
+# kinds), the server refusing the role, password or database, a URL nothing can open.
+CANNOT_CONNECT = (
+    OSError,
+    TimeoutError,
+    DatabaseUrlError,
+    ConfigurationError,
+    RedisError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.InvalidPasswordError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def _shown(url: str) -> str:
@@ -64,13 +85,13 @@ async def _check_bus(url: str) -> None:
     """Connect to the broadcast URL once and let go (memory:// has nothing to reach)."""
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss"):
-        client = Redis.from_url(url)
+        client = Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
         try:
             await client.ping()
         finally:
             await client.aclose()
     elif scheme in ("postgres", "postgresql"):
-        connection = await asyncpg.connect(url)
+        connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
         await connection.close()
 
 
@@ -226,8 +247,18 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     if not _with_database(settings, work):
         print(f"opsgraph: no live key {args.id}", file=sys.stderr)
         return 1
-    asyncio.run(_announce_revoked(settings, args.id))
     print(f"revoked {args.id}", file=sys.stderr)
+    url = settings.broadcast_url
+    try:
+        asyncio.run(_reached("the bus", "BROADCAST_URL", url, _check_bus(url)))
+    except CommandError as exc:  # revoked all the same: the servers find out by themselves
+        print(
+            f"opsgraph: {exc}; running servers end the key's live connections within "
+            "OPSGRAPH_KEY_RECHECK_SECONDS instead",
+            file=sys.stderr,
+        )
+        return 0
+    asyncio.run(_announce_revoked(settings, args.id))
     return 0
 
 

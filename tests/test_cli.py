@@ -108,3 +108,22 @@ def test_values_nothing_could_use_stop_the_command(
     assert done.returncode == 2 and says in done.stderr, done.stderr
     keys = run_cli(workdir, "keys", "list")
     assert [line.split("\t")[2] for line in keys.stdout.splitlines()] == ["admin"]
+
+
+def test_revoking_with_an_unreachable_bus_still_revokes_and_says_how_servers_learn(
+    workdir: Path,
+) -> None:
+    run_cli(workdir, "keys", "create", "--name", "ci", "--scopes", "events:write")
+    [key_id] = [
+        line.split("\t")[0] for line in run_cli(workdir, "keys", "list").stdout.splitlines()
+        if line.split("\t")[2] == "ci"
+    ]  # fmt: skip
+    done = run_with(
+        workdir, {"OPSGRAPH_BROADCAST_URL": "redis://127.0.0.1:1/0"}, "keys", "revoke", key_id
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = done.stderr.splitlines()
+    assert first == f"revoked {key_id}"
+    assert second.startswith("opsgraph: cannot open the bus at OPSGRAPH_BROADCAST_URL=")
+    assert second.endswith("within OPSGRAPH_KEY_RECHECK_SECONDS instead")
+    assert "revoked" in run_cli(workdir, "keys", "list").stdout

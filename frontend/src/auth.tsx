@@ -55,12 +55,16 @@ async function checkKey(key: string): Promise<void> {
 }
 
 const SIGNED_OUT_ELSEWHERE = "You signed out in another tab.";
+const REASON_KEY = "opsgraph.signOutReason"; // why the last sign-out happened, for other tabs
 
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [apiKey, setApiKey] = useState<string | null>(readKey);
   const [notice, setNotice] = useState<string | null>(null);
 
   const signOut = useCallback((why?: string) => {
+    // The other tabs show why too (they see the key go; `why` goes first).
+    if (why) window.localStorage.setItem(REASON_KEY, why);
+    else window.localStorage.removeItem(REASON_KEY);
     window.localStorage.removeItem(STORAGE_KEY);
     setNotice(why ?? null);
     setApiKey(null);
@@ -70,6 +74,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     const key = raw.trim();
     if (!key) throw new Error("Paste an API key.");
     await checkKey(key);
+    window.localStorage.removeItem(REASON_KEY);
     window.localStorage.setItem(STORAGE_KEY, key);
     setNotice(null);
     setApiKey(key);
@@ -79,7 +84,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   useEffect(() => {
     const onStorage = (event: StorageEvent): void => {
       if (event.key !== STORAGE_KEY) return;
-      setNotice(event.newValue ? null : SIGNED_OUT_ELSEWHERE);
+      setNotice(event.newValue ? null : (window.localStorage.getItem(REASON_KEY) ?? SIGNED_OUT_ELSEWHERE));
       setApiKey(event.newValue);
     };
     window.addEventListener("storage", onStorage);
@@ -94,13 +99,14 @@ export function AuthProvider({ children }: { children: ReactNode }) {
 export function ClientsProvider({ apiKey, children }: { apiKey: string; children: ReactNode }) {
   const { signOut } = useAuth();
   const clients = useMemo(() => {
-    const expired = (): void =>
-      // A request of a key another tab signed out (or replaced) is refused for that reason.
-      signOut(
-        window.localStorage.getItem(STORAGE_KEY) === apiKey
-          ? "Your API key was refused (revoked?). Sign in again."
-          : SIGNED_OUT_ELSEWHERE,
-      );
+    const expired = (): void => {
+      const stored = window.localStorage.getItem(STORAGE_KEY);
+      // Another tab signed in with another key meanwhile: this client is stale, and the
+      // storage event brings that key here; signing out would sign every tab out.
+      if (stored !== null && stored !== apiKey) return;
+      if (stored === null) signOut(window.localStorage.getItem(REASON_KEY) ?? SIGNED_OUT_ELSEWHERE);
+      else signOut("Your API key was refused (revoked?). Sign in again.");
+    };
     return { http: makeHttpClient(apiKey, expired), ws: makeWsClient(apiKey) };
   }, [apiKey, signOut]);
 

@@ -232,6 +232,10 @@ export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
   }, []);
 
   useEffect(() => {
+    failures.current = 0; // a new filter starts its retries afresh
+  }, [restartKey]);
+
+  useEffect(() => {
     let cancelled = false;
     newest.current = null;
     dispatch({ type: "reset" });
