@@ -163,11 +163,12 @@ def test_the_comment_box_takes_the_keys_and_a_decision_made_meanwhile_is_final(
     expect(dialog).to_be_hidden()
     assert agent.approval(approval_id)["status"] == "rejected"
 
-    # A request whose run has ended since says so: the agent may no longer be waiting.
+    # A request whose run ends while it waits says so, live: the agent may not be waiting.
     late = agent.call(tool, environment="production")["approvalId"]
-    agent.send("run.failed", error="gave up waiting")
-    page.reload()
     card = page.locator(f"article[data-approval-id='{late}']")
+    expect(card).to_be_visible()
+    expect(card.locator(".run-ended")).to_have_count(0)
+    agent.send("run.failed", error="gave up waiting")
     expect(card.locator(".run-ended")).to_have_text(
         "This run already failed: the agent may no longer be waiting for the answer."
     )

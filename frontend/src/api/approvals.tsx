@@ -5,6 +5,7 @@ import { useClient } from "urql";
 import { graphql } from "../gql";
 import type { ApprovalFieldsFragment } from "../gql/graphql";
 import { useLiveSubscription } from "./live";
+import { useRefreshOn } from "./refresh";
 
 export type Approval = ApprovalFieldsFragment;
 
@@ -159,6 +160,11 @@ export function ApprovalsProvider({ children }: { children: ReactNode }) {
       }
     },
   });
+
+  // A request's run may end while it waits (the agent gave up): read the queue again then,
+  // so its card says so.
+  const reread = useCallback(() => void snapshot(), [snapshot]);
+  useRefreshOn({ kinds: ["RUN_COMPLETED", "RUN_FAILED"] }, reread, ready && pending.size > 0);
 
   const value = useMemo(
     () => ({
