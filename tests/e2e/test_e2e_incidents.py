@@ -114,3 +114,17 @@ def test_incidents_filter_by_severity_in_the_url(page: Page, server: Server) -> 
     expect(rows).to_have_count(1)
     page.get_by_label("Severity").select_option("")
     expect(rows).to_have_count(2)
+
+
+def test_older_incidents_page_in_past_the_first_hundred(page: Page, server: Server) -> None:
+    service, routing_key = server.service("many")
+    for n in range(101):
+        trigger(server, routing_key, f"key-{n}", f"Alert number {n}", "warning")
+    sign_in(page, server.admin, f"/incidents?service={service}")
+    rows = page.locator(".incident-row")
+    expect(rows).to_have_count(100)
+    expect(page.get_by_text("Alert number 0", exact=True)).to_have_count(0)  # the oldest
+    page.get_by_role("button", name="Load older incidents").click()
+    expect(rows).to_have_count(101)
+    expect(page.get_by_text("Alert number 0", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Load older incidents")).to_have_count(0)

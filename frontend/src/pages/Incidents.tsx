@@ -1,6 +1,6 @@
 import { useCallback, useState } from "react";
 import { Link, useSearchParams } from "react-router";
-import { useQuery } from "urql";
+import { useClient, useQuery, type CombinedError } from "urql";
 import { INCIDENT_KINDS, useRefreshOn } from "../api/refresh";
 import { Severity } from "../components/Badges";
 import { Empty, ErrorNote, Loading } from "../components/States";
@@ -38,6 +38,7 @@ const IncidentsDocument = graphql(`
       }
       pageInfo {
         hasNextPage
+        endCursor
       }
     }
     acknowledged: incidents(filter: { statuses: [ACKNOWLEDGED], services: $services, severities: $severities }, first: $first) {
@@ -46,6 +47,7 @@ const IncidentsDocument = graphql(`
       }
       pageInfo {
         hasNextPage
+        endCursor
       }
     }
     resolved: incidents(filter: { statuses: [RESOLVED], services: $services, severities: $severities }, first: $first) {
@@ -54,6 +56,32 @@ const IncidentsDocument = graphql(`
       }
       pageInfo {
         hasNextPage
+        endCursor
+      }
+    }
+  }
+`);
+
+// Older incidents of one status, after the first page.
+const OlderIncidentsDocument = graphql(`
+  query OlderIncidents(
+    $status: IncidentStatus!
+    $first: Int!
+    $after: String!
+    $services: [String!]
+    $severities: [Severity!]
+  ) {
+    incidents(
+      filter: { statuses: [$status], services: $services, severities: $severities }
+      first: $first
+      after: $after
+    ) {
+      nodes {
+        ...IncidentRow
+      }
+      pageInfo {
+        hasNextPage
+        endCursor
       }
     }
   }
@@ -113,6 +141,16 @@ export function IncidentsPage() {
     variables: { first: PAGE, services: service ? [service] : null, severities: severity ? [severity] : null },
   });
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
+  const client = useClient();
+  // Pages after the first, for the tab shown; a new tab or filter starts again.
+  const [older, setOlder] = useState<{ key: string; nodes: IncidentRowFragment[]; cursor: string | null; more: boolean }>({
+    key: "",
+    nodes: [],
+    cursor: null,
+    more: false,
+  });
+  const [loadingOlder, setLoadingOlder] = useState(false);
+  const [olderError, setOlderError] = useState<CombinedError | null>(null);
   useRefreshOn({ kinds: [...INCIDENT_KINDS] }, refresh);
   const now = useNow(10_000);
 
@@ -121,7 +159,44 @@ export function IncidentsPage() {
     next.set("status", key);
     setParams(next, { replace: true });
   };
-  const list = data?.[tab.key];
+  const first = data?.[tab.key];
+  const pagesKey = `${tab.key}|${service}|${severity ?? ""}`;
+  const extra = older.key === pagesKey ? older : null;
+  const list = first && {
+    nodes: [
+      ...first.nodes,
+      ...(extra?.nodes.filter((row) => !first.nodes.some((shown) => shown.id === row.id)) ?? []),
+    ],
+    hasNextPage: extra ? extra.more : first.pageInfo.hasNextPage,
+  };
+  const loadOlder = async (): Promise<void> => {
+    const after = extra ? extra.cursor : (first?.pageInfo.endCursor ?? null);
+    if (!after || loadingOlder) return;
+    setLoadingOlder(true);
+    const result = await client
+      .query(
+        OlderIncidentsDocument,
+        {
+          status: tab.status,
+          first: PAGE,
+          after,
+          services: service ? [service] : null,
+          severities: severity ? [severity] : null,
+        },
+        { requestPolicy: "network-only" },
+      )
+      .toPromise();
+    setLoadingOlder(false);
+    setOlderError(result.error ?? null);
+    const page = result.data?.incidents;
+    if (!page) return;
+    setOlder({
+      key: pagesKey,
+      nodes: [...(extra?.nodes ?? []), ...page.nodes],
+      cursor: page.pageInfo.endCursor ?? null,
+      more: page.pageInfo.hasNextPage,
+    });
+  };
 
   return (
     <main className="page" id="main">
@@ -229,8 +304,13 @@ export function IncidentsPage() {
             ))}
           </ul>
         )}
-        {list?.pageInfo.hasNextPage ? (
-          <p className="muted end">Showing the newest {PAGE}. Filter by service or severity to narrow it down.</p>
+        {olderError ? <ErrorNote error={olderError} /> : null}
+        {list?.hasNextPage ? (
+          <div className="more">
+            <button type="button" className="button" onClick={() => void loadOlder()} disabled={loadingOlder}>
+              {loadingOlder ? "Loading…" : "Load older incidents"}
+            </button>
+          </div>
         ) : null}
       </section>
     </main>
