@@ -93,7 +93,12 @@ def seed(server: Server) -> dict[str, str]:
     approval = bot.call(tool, environment="production", service=service, version="3.1.1")
     runs = server.graphql("{ runs(first: 50) { nodes { id runId } } }")["runs"]["nodes"]
     run_id = next(run["id"] for run in runs if run["runId"] == janitor.run_id)
-    return {"incident": incident, "approval": approval["approvalId"], "run": run_id}
+    return {
+        "incident": incident,
+        "approval": approval["approvalId"],
+        "run": run_id,
+        "service": service,
+    }
 
 
 def no_sideways_scroll(page: Page) -> None:
@@ -139,7 +144,8 @@ def test_every_page_at_laptop_and_phone_width(browser: Browser, server: Server) 
             # Laptop: the whole page; phone: the first screen, as a person sees it.
             screenshot(page, f"{name}-{width}", full_page=width == "laptop")
 
-        page.goto("/timeline")
+        # Its own service's entries: other tests' entries may fill the first page.
+        page.goto(f"/timeline?service={ids['service']}")
         page.locator(".entry", has_text="Deploy shop 3.1.0").click()
         expect(page.get_by_role("dialog")).to_be_visible()
         screenshot(page, f"timeline-details-{width}", full_page=False)
