@@ -115,10 +115,9 @@ def run(
                                   harness.lua_post_template("/v1/events", template, {},
                                                             count=RUNS)),
                 harness.Contender("opsgraph", server, "/v1/events", script, durability=check),
-                *([harness.Contender(harness.AGAINST, other, "/v1/events", script)]
-                  if other else []),
             ],
             database_url, connections=connections, duration=duration, rounds=rounds,
+            against=other,
         )  # fmt: skip
         note = check.verdict()
     text = harness.table(

@@ -528,11 +528,18 @@ def alternate(
     connections: int,
     duration: float,
     rounds: int = ROUNDS,
+    against: Server | None = None,
 ) -> Comparison:
     """Load each contender in turn, `rounds` times (`duration` in all for each, a warm-up
     before its first round): this machine's speed drifts within minutes, and taking turns
-    lets the baseline and Opsgraph share the drift instead of one of them catching it."""
+    lets the baseline and Opsgraph share the drift instead of one of them catching it.
+    `against` (another tree's Opsgraph) takes its turns with the "opsgraph" contender's
+    load, last."""
     rounds = max(1, rounds)
+    if against is not None:
+        [ours] = [contender for contender in contenders if contender.name == "opsgraph"]
+        other = dataclasses.replace(ours, name=AGAINST, server=against, durability=None)
+        contenders = [*contenders, other]
     done: dict[str, list[LoadResult]] = {contender.name: [] for contender in contenders}
     for index in range(rounds):
         for contender in contenders:

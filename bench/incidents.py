@@ -62,10 +62,9 @@ def run(
                                   harness.lua_post_template("/api/events", template, {},
                                                             count=KEYS)),
                 harness.Contender("opsgraph", server, "/api/events", script),
-                *([harness.Contender(harness.AGAINST, other, "/api/events", script)]
-                  if other else []),
             ],
             database_url, connections=connections, duration=duration, rounds=rounds,
+            against=other,
         )  # fmt: skip
         incidents = harness.sql(database_url, "SELECT count(*) AS n FROM incident")[0]["n"]
     text = harness.table(

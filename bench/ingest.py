@@ -47,9 +47,9 @@ def run(
                 harness.Contender("baseline", baseline, "/events",
                                   harness.lua_post("/events", body, {})),
                 harness.Contender("opsgraph", server, "/events", script, durability=check),
-                *([harness.Contender(harness.AGAINST, other, "/events", script)] if other else []),
             ],
             database_url, connections=connections, duration=duration, rounds=rounds,
+            against=other,
         )  # fmt: skip
         note = check.verdict()
     text = harness.table(
