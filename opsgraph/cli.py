@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tortoise.exceptions import ConfigurationError
 
-from opsgraph.db import DatabaseUrlError, close_database, migrate, open_database
+from opsgraph.db import DatabaseUrlError, close_database, open_database
 from opsgraph.settings import Settings
 from resolvers import auth
 from resolvers.errors import AuthError
@@ -205,8 +205,7 @@ def tune_gc(settings: Settings) -> None:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    asyncio.run(_reached("the database", "DATABASE_URL", settings.database_url, migrate(settings)))
-    issued = _with_database(settings, auth.bootstrap)
+    issued = _with_database(settings, auth.bootstrap)  # opening the database migrates it
     if issued is not None:
         print("Created the default workspace. Its admin API key, shown this once:", file=sys.stderr)
         print(issued.secret)
