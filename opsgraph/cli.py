@@ -10,6 +10,7 @@ import asyncio
 import gc
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,7 +20,7 @@ from redis.exceptions import RedisError
 from tortoise.exceptions import ConfigurationError
 
 from opsgraph.db import DatabaseUrlError, close_database, open_database
-from opsgraph.settings import Settings
+from opsgraph.settings import Settings, misspelled
 from resolvers import auth
 from resolvers.errors import AuthError
 
@@ -308,6 +309,16 @@ def cmd_services_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_services_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> list[str]:
+        services = await auth.list_services(workspace_id=await _workspace(args.workspace))
+        return [f"{s.id}\t{s.name}\t{s.routing_key_prefix}…" for s in services]
+
+    for line in _with_database(settings, work):
+        print(line)
+    return 0
+
+
 def cmd_print_schema(settings: Settings, args: argparse.Namespace) -> int:
     from schema import build_schema
 
@@ -327,6 +338,7 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opsgraph", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('opsgraph')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server (migrates first)")
@@ -373,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     service_create.add_argument("name")
     service_create.add_argument("--workspace", help=WORKSPACE_HELP)
     service_create.set_defaults(func=cmd_services_create)
+    service_list = services.add_parser(
+        "list", help="list services: id, name, routing key prefix (never the key)"
+    )
+    service_list.add_argument("--workspace", help=WORKSPACE_HELP)
+    service_list.set_defaults(func=cmd_services_list)
     return parser
 
 
@@ -383,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # a bad OPSGRAPH_* value: say which, no traceback
         print(f"opsgraph: {exc}", file=sys.stderr)
         return 2
+    for variable, setting in misspelled():
+        print(f"opsgraph: warning: {variable} is not a setting (did you mean {setting}?)",
+              file=sys.stderr)  # fmt: skip
     try:
         code: int = args.func(settings, args)
     except CommandError as exc:

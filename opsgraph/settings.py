@@ -6,6 +6,7 @@ the code base reads the environment.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -178,6 +179,23 @@ class Settings:
     def approval_url(self, approval_id: str) -> str:
         """The link a human follows to decide one approval."""
         return f"{self.public_url.rstrip('/')}/approvals?focus={approval_id}"
+
+
+def misspelled(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """(variable, setting) for each `OPSGRAPH_*` variable that names no setting but is spelt
+    almost like one (`OPSGRAPH_DATABSE_URL`): the setting falls back to its default, which
+    goes unnoticed until the data is found in the wrong place. Variables like no setting
+    (a script's own `OPSGRAPH_KEY`) are left alone."""
+    env = os.environ if environ is None else environ
+    known = [field.name.upper() for field in fields(Settings)]
+    found = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or variable[len(ENV_PREFIX) :] in known:
+            continue
+        close = difflib.get_close_matches(variable[len(ENV_PREFIX) :], known, n=1, cutoff=0.75)
+        if close:
+            found.append((variable, ENV_PREFIX + close[0]))
+    return found
 
 
 def _out_of_range(name: str, value: object) -> str | None:

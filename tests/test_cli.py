@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,31 @@ def test_revoking_with_an_unreachable_bus_still_revokes_and_says_how_servers_lea
     assert second.startswith("opsgraph: cannot open the bus at OPSGRAPH_BROADCAST_URL=")
     assert second.endswith("within OPSGRAPH_KEY_RECHECK_SECONDS instead")
     assert "revoked" in run_cli(workdir, "keys", "list").stdout
+
+
+def test_a_misspelt_setting_is_named_beside_the_one_meant(workdir: Path) -> None:
+    env = {"OPSGRAPH_DATABSE_URL": "postgres://postgres@127.0.0.1:1/x", "OPSGRAPH_KEY": "og_…"}
+    done = run_with(workdir, env, "keys", "list")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (
+        "opsgraph: warning: OPSGRAPH_DATABSE_URL is not a setting"
+        " (did you mean OPSGRAPH_DATABASE_URL?)\n"
+    )  # and OPSGRAPH_KEY, like no setting (the README's own variable), passes unremarked
+    assert done.stdout.split("\t")[2] == "admin"  # the default database, as warned
+
+
+def test_services_are_listed_with_their_prefix_never_their_routing_key(workdir: Path) -> None:
+    keys = {name: run_cli(workdir, "services", "create", name).stdout.strip()
+            for name in ("web", "api")}  # fmt: skip
+    listed = run_cli(workdir, "services", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert [name for _, name, _ in rows] == ["api", "web"]
+    for service_id, name, prefix in rows:
+        assert service_id.startswith("svc_") and prefix.endswith("…")
+        assert keys[name].startswith(prefix[:-1]) and keys[name] not in listed.stdout
+
+
+def test_the_version_is_the_installed_distribution_s() -> None:
+    done = subprocess.run([OPSGRAPH, "--version"], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, f"opsgraph {version('opsgraph')}\n")
