@@ -128,7 +128,8 @@ async def _closed_for_rate(handler: LegacyWSHandler | TransportWSHandler) -> boo
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy `graphql-ws` protocol, refusing a bad key with close code 4403 as the
-    `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011)."""
+    `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011), and
+    checking the key once."""
 
     async def handle_message(self, message: OperationMessage) -> None:
         if not await _closed_for_rate(self):
@@ -145,7 +146,12 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             )
             await self.websocket.close(code=4403, reason="Forbidden")
             return
-        await super().handle_connection_init(message)
+        # What Strawberry's own handle_connection_init does next (it would check the key
+        # a second time).
+        await self.send_message({"type": "connection_ack"})
+        self.connection_acknowledged = True
+        if self.keep_alive:
+            self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
 
     async def handle_start(self, message: StartMessage) -> None:
         if self.connection_acknowledged:
@@ -154,6 +160,12 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 await self.send_message(ErrorMessage(type="error", id=message["id"], payload=error))
                 return
         await super().handle_start(message)
+
+    async def cleanup(self) -> None:
+        try:
+            await super().cleanup()
+        finally:
+            self.context.uncount_connection()
 
 
 class LiveChannel(Protocol):
@@ -203,6 +215,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await self.send_message(refused)
                 return
         await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:
+            self.context.uncount_connection()
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # This runs in the operation's own task: the variable is set for it alone.
@@ -341,6 +359,8 @@ class GraphQLApp(GraphQL[Context, None]):
         except AuthError:
             raise ConnectionRejectionError({"message": "Forbidden"}) from None
         context.principal = principal
+        self.bus.hub.connection_opened(principal.key_id)  # its key rechecked while open
+        context.counted_key_id = principal.key_id
         if self.limiter is not None and secret:
             context.rate_bucket = bucket_name(secret)
         return cast(UnsetType, UNSET)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -263,6 +263,7 @@ class Hub:
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._revoked: OrderedDict[str, None] = OrderedDict()
+        self._connection_keys: Counter[str] = Counter()  # open WebSockets' keys, counted
 
     @property
     def subscriber_count(self) -> int:
@@ -344,13 +345,24 @@ class Hub:
                     subscriber.fail(key_revoked())
 
     def live_key_ids(self) -> set[str]:
-        """The keys the open subscriptions were opened with."""
-        return {
+        """The keys the open subscriptions and WebSocket connections were opened with."""
+        return set(self._connection_keys) | {
             subscriber.key_id
             for state in self._workspaces.values()
             for subscriber in state.subscribers
             if subscriber.key_id is not None
         }
+
+    def connection_opened(self, key_id: str) -> None:
+        """Count a WebSocket connection authenticated with `key_id`: its key is then one of
+        `live_key_ids`, rechecked while the connection is open, subscribed or not."""
+        self._connection_keys[key_id] += 1
+
+    def connection_closed(self, key_id: str) -> None:
+        """Uncount one connection `connection_opened` counted."""
+        self._connection_keys[key_id] -= 1
+        if self._connection_keys[key_id] <= 0:
+            del self._connection_keys[key_id]
 
     def is_revoked(self, key_id: str) -> bool:
         """Whether a revocation of this key reached this process."""

@@ -49,6 +49,14 @@ class Context:
     validated: Sequence[Any] | None = None
     # A WebSocket's rate-limit bucket: its key's, as its HTTP requests take from.
     rate_bucket: str | None = None
+    # A WebSocket's key while the hub counts the connection (`Hub.connection_opened`).
+    counted_key_id: str | None = None
+
+    def uncount_connection(self) -> None:
+        """Once a WebSocket closes: no longer count it under its key (once)."""
+        key_id, self.counted_key_id = self.counted_key_id, None
+        if key_id is not None and self.hub is not None:
+            self.hub.connection_closed(key_id)
 
     def require_hub(self) -> Hub:
         """The live hub (present in the server; absent when a test runs the schema bare)."""

@@ -268,3 +268,42 @@ async def test_the_cli_on_the_embedded_default_ends_a_websocket_by_the_recheck(
         with pytest.raises(TimeoutError):  # another key's subscription goes on
             await asyncio.wait_for(other.recv(), timeout=1.5)
         await other.close()
+
+
+@pytest.mark.slow
+async def test_the_recheck_covers_a_websocket_with_no_subscription(tmp_path: Path) -> None:
+    """A connection that only sends queries now and then is rechecked too: once the CLI
+    revoked its key on `memory://`, its next operation is refused."""
+    with run_server(tmp_path, {"OPSGRAPH_KEY_RECHECK_SECONDS": "0.5"}) as server:
+        assert server.admin_key is not None
+        created = server.graphql(
+            server.admin_key,
+            'mutation { createApiKey(name: "tab", scopes: [READ]) { key apiKey { id } } }',
+        )["createApiKey"]
+        ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {created['key']}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), timeout=5))["type"] == "connection_ack"
+
+        async def viewer(operation_id: str) -> dict[str, Any]:
+            query = {"query": "{ viewer { name } }"}
+            await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": query}))
+            return json.loads(await asyncio.wait_for(ws.recv(), timeout=10))  # type: ignore[no-any-return]
+
+        answered = await viewer("1")
+        assert answered["payload"] == {"data": {"viewer": {"name": "tab"}}}, answered
+        assert json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["type"] == "complete"
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [OPSGRAPH, "keys", "revoke", created["apiKey"]["id"]],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        await asyncio.sleep(1.5)  # three rechecks
+        refused = await viewer("2")
+        assert refused["id"] == "2" and revoked_error(refused), refused
+        await ws.close()

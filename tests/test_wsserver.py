@@ -29,12 +29,13 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
 
+from models.workspace import ApiKey
 from opsgraph import wsserver
 from opsgraph.app import create_app
 from opsgraph.cli import websocket_options
 from opsgraph.settings import Settings
 from opsgraph.wsserver import GraphQLWebSocket
-from resolvers.auth import Scope
+from resolvers.auth import Scope, hash_secret
 from tests.conftest import Tenant, with_settings
 from tests.servers import served
 from tests.test_changes import SEED_EVENT
@@ -369,6 +370,30 @@ async def test_a_connection_the_server_closes_ends_its_subscriptions_at_once(
         await asyncio.sleep(0.2)
         writer.close()
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
+@pytest.mark.parametrize(
+    ("ws_class", "protocol"),
+    [(GraphQLWebSocket, "graphql-transport-ws"), ("websockets-sansio", "graphql-transport-ws"),
+     ("websockets-sansio", "graphql-ws")],
+    ids=["direct", "asgi", "asgi legacy"],
+)  # fmt: skip
+async def test_an_open_connection_s_key_is_rechecked_until_it_closes(
+    settings: Settings, tenant: Tenant, ws_class: object, protocol: str
+) -> None:
+    """A connection with no subscription is counted under its key (the key recheck covers
+    it, see test_revocation), and no longer once it closes."""
+    async with serving_app(settings, ws_class) as (app, port):
+        hub = app.state.graphql.bus.hub
+        async with connect(port, subprotocols=[protocol]) as ws:
+            await init(ws, tenant.reader)
+            [key_id] = hub.live_key_ids()
+            assert (await ApiKey.get(id=key_id)).key_hash == hash_secret(tenant.reader)
+        for _ in range(100):
+            if not hub.live_key_ids():
+                break
+            await asyncio.sleep(0.02)
+        assert hub.live_key_ids() == set()
 
 
 # What only the direct protocol does.
