@@ -48,6 +48,7 @@ def _connection(database_url: str) -> dict[str, Any]:
         folder = Path(file_path).parent
         if file_path != ":memory:" and not folder.is_dir():
             raise DatabaseUrlError(f"the folder {folder} for the SQLite file does not exist")
+        config["engine"] = "opsgraph.sqlite"  # SQL's upper over all of Unicode
     if config["engine"] == "tortoise.backends.asyncpg":
         settings = config["credentials"].setdefault("server_settings", {})
         settings.setdefault("max_parallel_workers_per_gather", "0")

@@ -46,6 +46,17 @@ SUBJECT_MODELS: dict[str, Any] = {
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def fold(text: str) -> str:
+    """`text` in capitals letter by letter, as SQL's `upper` makes it (PostgreSQL's, and
+    SQLite's as `opsgraph.sqlite` sets it): a letter whose capital is several letters
+    ("ß", "ﬁ") stays as it is, so "straße" matches "STRAßE" and not "STRASSE". What the
+    text filter compares, in queries and live alike."""
+    upper = text.upper()
+    if len(upper) == len(text):  # no letter became several
+        return upper
+    return "".join(capital if len(capital := letter.upper()) == 1 else letter for letter in text)
+
+
 class Publisher(Protocol):
     """Told about committed entries, so live subscribers can be fanned out to: one call
     with the newest entry covers every entry committed with it (a hub reads every entry
@@ -91,7 +102,7 @@ class TimelineFilter:
             return False
         if self.until is not None and entry.occurred_at > self.until:
             return False
-        return not self.text or self.text.casefold() in entry.summary.casefold()
+        return not self.text or fold(self.text) in fold(entry.summary)
 
 
 @dataclass(frozen=True, slots=True)
