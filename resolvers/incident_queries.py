@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +12,7 @@ from tortoise.expressions import Q
 from models.incident import Incident, IncidentAlert, IncidentStatus, Severity
 from models.timeline import TimelineEntry, TimelineKind
 from resolvers.incident_rows import SUBJECT
+from resolvers.keyset import decode_position
 from resolvers.timeline import EPOCH
 
 SUSPECT_KINDS = (TimelineKind.CHANGE, TimelineKind.TOOL_CALLED)
@@ -44,14 +44,7 @@ class IncidentCursor:
     @classmethod
     def decode(cls, value: str) -> IncidentCursor:
         """Parse an opaque cursor; raises ValueError on anything malformed."""
-        try:
-            padded = value + "=" * (-len(value) % 4)
-            version, micros, incident_id = base64.urlsafe_b64decode(padded).decode().split(":", 2)
-            if version != "i1" or not incident_id:
-                raise ValueError(version)
-            return cls(EPOCH + timedelta(microseconds=int(micros)), incident_id)
-        except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
-            raise ValueError("Invalid cursor.") from None
+        return cls(*decode_position(value, "i1"))
 
     @classmethod
     def of(cls, incident: Incident) -> IncidentCursor:

@@ -28,14 +28,28 @@ class KeyCursor:
     @classmethod
     def decode(cls, value: str) -> KeyCursor:
         """Parse an opaque cursor; raises ValueError on anything malformed."""
-        try:
-            padded = value + "=" * (-len(value) % 4)
-            version, micros, row_id = base64.urlsafe_b64decode(padded).decode().split(":", 2)
-            if version != "k1" or not row_id:
-                raise ValueError(version)
-            return cls(at=EPOCH + timedelta(microseconds=int(micros)), row_id=row_id)
-        except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
-            raise ValueError("Invalid cursor.") from None
+        at, row_id = decode_position(value, "k1")
+        return cls(at=at, row_id=row_id)
+
+
+# Row ids are short ASCII (`models.ids.new_id`): a cursor naming anything else is malformed,
+# not a value for the database to refuse.
+ROW_ID_MAX = 40
+
+
+def decode_position(value: str, version: str) -> tuple[datetime, str]:
+    """The (time, row id) of a `version:micros:id` cursor; ValueError("Invalid cursor.") for
+    anything else."""
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        found, micros, row_id = base64.urlsafe_b64decode(padded).decode().split(":", 2)
+        if found != version or not row_id or len(row_id) > ROW_ID_MAX:
+            raise ValueError(found)
+        if not (row_id.isascii() and row_id.isprintable()):
+            raise ValueError(row_id)
+        return EPOCH + timedelta(microseconds=int(micros)), row_id
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
+        raise ValueError("Invalid cursor.") from None
 
 
 @dataclass(slots=True)

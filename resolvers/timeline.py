@@ -44,6 +44,7 @@ SUBJECT_MODELS: dict[str, Any] = {
 }
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+BIGINT_MAX = 2**63 - 1  # the largest entry id or seq a column holds
 
 
 def fold(text: str) -> str:
@@ -129,7 +130,10 @@ class Cursor:
             if version != "v1":
                 raise ValueError(version)
             occurred_at = EPOCH + timedelta(microseconds=int(micros))
-            return cls(occurred_at=occurred_at, entry_id=int(entry_id), seq=int(seq))
+            cursor = cls(occurred_at=occurred_at, entry_id=int(entry_id), seq=int(seq))
+            if not (0 <= cursor.entry_id <= BIGINT_MAX and 0 <= cursor.seq <= BIGINT_MAX):
+                raise ValueError(entry_id)  # no entry is there: a number no column holds
+            return cursor
         except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
             raise ValueError("Invalid cursor.") from None
 

@@ -31,6 +31,7 @@ from tests.agent_helpers import (
     tool_called,
 )
 from tests.conftest import GraphQL, Recorder, Tenant, with_settings
+from tests.test_timeline import b64
 
 APPROVAL = """
 query($id: ID!) { approval(id: $id) { id status reason decidedBy comment decidedAt expiresAt url
@@ -207,8 +208,10 @@ async def test_approvals_list_by_status_and_page(
     assert [e["node"]["id"] for e in result.data["approvals"]["edges"]] == [ids[1]]
     result = await gql(APPROVALS, gated.reader)
     assert len(result.data["approvals"]["edges"]) == 3
-    result = await gql(APPROVALS, gated.reader, after="garbage")
-    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    for after in ("garbage", b64("k1:1:" + "x" * 5000), b64("k1:1:ap_\u0000")):
+        result = await gql(APPROVALS, gated.reader, after=after)
+        assert result.errors[0].message == "Invalid cursor.", after  # not a field "id"
+        assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
 
 
 async def test_the_agent_reads_its_approval_over_rest_and_graphql(

@@ -18,6 +18,7 @@ from schema.context import Context
 from schema.incident_events import IncidentEventInput
 from tests.conftest import GraphQL, Recorder, Tenant
 from tests.input_hooks import built_both_ways
+from tests.test_timeline import b64
 
 SEND = """
 mutation($input: IncidentEventInput!) {
@@ -335,8 +336,10 @@ async def test_incidents_filter_and_pages(gql: GraphQL, tenant: Tenant) -> None:
         after = page["pageInfo"]["endCursor"]
     assert seen == ["d", "c", "b", "a"]
 
-    result = await gql(LIST, tenant.reader, after="garbage")
-    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    for after in ("garbage", b64("i1:1:" + "x" * 5000), b64("i1:1:inc_\u0000")):
+        result = await gql(LIST, tenant.reader, after=after)
+        assert result.errors[0].message == "Invalid cursor.", after
+        assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
     result = await gql(LIST, tenant.writer)
     assert result.errors[0].extensions == {"code": "FORBIDDEN"}
 
