@@ -1,4 +1,4 @@
-"""The `opsgraph` command: serve, migrate, keys and services.
+"""The `opsgraph` command: serve, migrate, keys, services and workspaces.
 
 Commands that create a secret print it alone on stdout, so scripts can capture it.
 """
@@ -319,6 +319,28 @@ def cmd_services_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workspaces_create(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        auth.clean_name(args.name)
+    except ValueError as exc:
+        print(f"opsgraph: {exc}", file=sys.stderr)
+        return 2
+    issued = _with_database(settings, lambda: auth.open_workspace(name=args.name))
+    print(
+        f"created workspace {issued.key.workspace_id} ({args.name.strip()}). "
+        "Its admin API key, shown this once:",
+        file=sys.stderr,
+    )
+    print(issued.secret)
+    return 0
+
+
+def cmd_workspaces_list(settings: Settings, args: argparse.Namespace) -> int:
+    for workspace in _with_database(settings, auth.list_workspaces):
+        print(f"{workspace.id}\t{workspace.name}\t{workspace.created_at.isoformat()}")
+    return 0
+
+
 def cmd_print_schema(settings: Settings, args: argparse.Namespace) -> int:
     from schema import build_schema
 
@@ -390,6 +412,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     service_list.add_argument("--workspace", help=WORKSPACE_HELP)
     service_list.set_defaults(func=cmd_services_list)
+
+    workspaces = commands.add_parser("workspaces", help="workspaces (tenants)").add_subparsers(
+        dest="workspaces_command", required=True
+    )
+    workspace_create = workspaces.add_parser(
+        "create", help="create a workspace; prints its admin key alone on stdout"
+    )
+    workspace_create.add_argument("name")
+    workspace_create.set_defaults(func=cmd_workspaces_create)
+    workspaces.add_parser(
+        "list", help="list workspaces: id, name, created (oldest first)"
+    ).set_defaults(func=cmd_workspaces_list)
     return parser
 
 

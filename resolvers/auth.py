@@ -289,10 +289,22 @@ async def bootstrap(*, workspace_name: str = "default") -> IssuedKey | None:
     async with in_transaction():
         if await Workspace.exists():
             return None
-        workspace = await create_workspace(name=workspace_name)
+        return await open_workspace(name=workspace_name)
+
+
+async def open_workspace(*, name: str) -> IssuedKey:
+    """A new workspace (a tenant: nothing of another is ever seen from it) with a key
+    named admin holding every scope, in one transaction."""
+    async with in_transaction():
+        workspace = await create_workspace(name=clean_name(name))
         return await create_api_key(
             workspace_id=workspace.id, name="admin", scopes=frozenset(Scope)
         )
+
+
+async def list_workspaces() -> list[Workspace]:
+    """Every workspace, oldest first (the first is the one commands act on by default)."""
+    return await Workspace.all().order_by("created_at", "id")
 
 
 async def default_workspace_id() -> str:

@@ -156,3 +156,24 @@ def test_services_are_listed_with_their_prefix_never_their_routing_key(workdir: 
 def test_the_version_is_the_installed_distribution_s() -> None:
     done = subprocess.run([OPSGRAPH, "--version"], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout) == (0, f"opsgraph {version('opsgraph')}\n")
+
+
+def test_a_workspace_is_created_with_its_own_admin_key(workdir: Path) -> None:
+    created = run_cli(workdir, "workspaces", "create", " team b ")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    listed = [
+        line.split("\t") for line in run_cli(workdir, "workspaces", "list").stdout.splitlines()
+    ]
+    assert [name for _, name, _ in listed] == ["default", "team b"]  # oldest first
+    new_id = listed[1][0]
+    assert created.stderr.startswith(f"created workspace {new_id} (team b).")
+    [key] = [line.split("\t") for line in run_cli(workdir, "keys", "list", "--workspace", new_id)
+             .stdout.splitlines()]  # fmt: skip
+    assert key[2:] == ["admin", "admin,approvals:decide,events:write,read"]
+    assert secret.startswith(key[1].removesuffix("…"))
+    # The default workspace (what commands act on without --workspace) is unchanged.
+    assert [
+        line.split("\t")[2] for line in run_cli(workdir, "keys", "list").stdout.splitlines()
+    ] == ["admin"]
+    assert run_cli(workdir, "workspaces", "create", "").returncode == 2
