@@ -167,14 +167,20 @@ class Bus:
         await self._publish({"revoked": key_id})
 
     async def _publish(self, note: dict[str, object]) -> None:
+        """Send a note; on a failure (the publishing connection cut: a database or Redis
+        restart, an idle timeout) once more on a new connection. A note lost even so is
+        made up for by the hubs' reads every heartbeat (`Hub.heartbeat`)."""
         message = json.dumps(note, separators=(",", ":"))
-        try:
-            backend = await self._publishing_backend()
-            if backend is not None:
-                await backend.publish(CHANNEL, message)
-        except Exception as exc:
-            log.warning("could not publish a note on the bus: %s", exc)
-            publisher, self._publisher = self._publisher, None
-            if publisher is not None:
-                with contextlib.suppress(Exception):
-                    await publisher.disconnect()
+        for attempt in (1, 2):
+            try:
+                backend = await self._publishing_backend()
+                if backend is not None:
+                    await backend.publish(CHANNEL, message)
+                return
+            except Exception as exc:
+                publisher, self._publisher = self._publisher, None
+                if publisher is not None:
+                    with contextlib.suppress(Exception):
+                        await publisher.disconnect()
+                if attempt == 2:
+                    log.warning("could not publish a note on the bus: %s", exc)

@@ -369,13 +369,19 @@ class Hub:
         return key_id in self._revoked
 
     async def heartbeat(self) -> None:
-        """Publish a ping every interval so a dead listener is noticed by its timeout."""
+        """Every interval: publish a ping, so that a dead listener is noticed by its
+        timeout, and read what every followed workspace committed since its last read, so
+        that an entry whose note never came (its publisher cut off mid-send, say) reaches
+        its subscribers within the interval, not at the workspace's next note."""
         while not self._closing:
             await asyncio.sleep(self._heartbeat_seconds)
             backend = self._backend
             if backend is not None:
                 with contextlib.suppress(Exception):
                     await backend.publish(self._channel, '{"ping":1}')
+            if self._connected.is_set():
+                for workspace_id in list(self._workspaces):
+                    self._schedule_fetch(workspace_id)
 
     def _schedule_fetch(self, workspace_id: str) -> None:
         state = self._workspaces[workspace_id]

@@ -9,14 +9,15 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import strawberry
 from redis import asyncio as redis
 
-from opsgraph.bus import CHANNEL, Bus, WatchedRedisBackend
+from opsgraph.bus import CHANNEL, Bus, WatchedPostgresBackend, WatchedRedisBackend
 from opsgraph.settings import Settings
 from schema.context import Context
-from tests.conftest import Tenant
+from tests.conftest import POSTGRES_ADMIN_URL, Tenant
 from tests.test_changes import SEED_EVENT
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -111,3 +112,34 @@ async def test_a_call_recording_many_changes_sends_one_note(
     assert result.errors is None
     newest = max(int(item["entryId"]) for item in result.data["recordChanges"])
     assert await received(notes, {tenant.workspace_id}) == [{"w": tenant.workspace_id, "e": newest}]
+
+
+async def test_a_note_goes_out_on_a_new_connection_when_the_publisher_s_was_cut() -> None:
+    """PostgreSQL: the publishing connection terminated (a restart, an idle timeout) must
+    not take the next note with it; it dropped that note silently before."""
+    listener = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    notes: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(CHANNEL, lambda *args: notes.put_nowait(args[3]))
+    bus = Bus(POSTGRES_ADMIN_URL, heartbeat_seconds=60)
+    await bus.connect()
+    workspace_id = f"ws_{secrets.token_hex(4)}"
+
+    async def next_note() -> dict[str, Any]:
+        while True:
+            note = json.loads(await asyncio.wait_for(notes.get(), timeout=5))
+            if note.get("w") == workspace_id:
+                return note  # type: ignore[no-any-return]
+
+    try:
+        await bus.entry_committed(workspace_id=workspace_id, entry_id=1)
+        assert await next_note() == {"w": workspace_id, "e": 1}
+        publisher = bus._publisher
+        assert isinstance(publisher, WatchedPostgresBackend)
+        pid = publisher._conn.get_server_pid()
+        assert await listener.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await asyncio.sleep(0.2)
+        await bus.entry_committed(workspace_id=workspace_id, entry_id=2)
+        assert await next_note() == {"w": workspace_id, "e": 2}
+    finally:
+        await bus.disconnect()
+        await listener.close()

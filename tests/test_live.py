@@ -203,3 +203,25 @@ async def test_an_event_whose_field_cannot_reach_the_database_says_so(
     assert error.message == "The database is unavailable; retry shortly."
     assert error.extensions == {"code": "UNAVAILABLE"}
     await stream.aclose()
+
+
+class LostNotes:
+    """A publisher whose notes never arrive (its connection cut mid-send, say)."""
+
+    async def entry_committed(self, *, workspace_id: str, entry_id: int) -> None:
+        return None
+
+
+async def test_an_entry_whose_note_was_lost_arrives_by_the_heartbeat_s_read(
+    schema: strawberry.Schema, settings: Settings, tenant: Tenant
+) -> None:
+    bus = Bus("memory://", queue_size=5, heartbeat_seconds=0.2)
+    await bus.connect()
+    try:
+        stream = await subscribe(schema, settings, bus, tenant.reader)
+        first = asyncio.ensure_future(next_data(stream))
+        await asyncio.sleep(0.05)
+        await post(tenant, LostNotes(), settings, "stored, never announced")  # type: ignore[arg-type]
+        assert (await asyncio.wait_for(first, timeout=2))["summary"] == "stored, never announced"
+    finally:
+        await bus.disconnect()
