@@ -590,7 +590,11 @@ def create_app(
     )
     rest = BodyLimit(limited, max_bytes=settings.max_body_bytes)
     app.state.rest_lane = RestLane(
-        paths=frozenset(posts), app=rest, server_error=_server_error, owner=app
+        paths=frozenset(posts),
+        app=rest,
+        server_error=_server_error,
+        owner=app,
+        draining=endpoint.draining,
     )
     return app
 

@@ -57,6 +57,7 @@ class RestLane:
     app: ASGIApp
     server_error: Callable[[Request, Exception], Awaitable[Response]]
     owner: Starlette
+    draining: asyncio.Event  # set when the server shuts its connections down
 
 
 def body_then(body: bytes, then: Receive) -> Receive:
@@ -157,6 +158,13 @@ class RestHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lane = _configured_lane(self.config)
+
+    def shutdown(self) -> None:
+        """The server is stopping: besides uvicorn's own (this connection closes after the
+        answer under way), tell the app, whose long polls then answer at once."""
+        if self.lane is not None:
+            self.lane.draining.set()
+        super().shutdown()
 
     def on_headers_complete(self) -> None:
         lane = self.lane

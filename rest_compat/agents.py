@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from models.timeline import TimelineKind
 from opsgraph.live import Hub, LiveError
@@ -199,7 +199,27 @@ async def _relay_settlement(
         hub.unsubscribe(subscriber)
 
 
-async def get_approval(endpoint: Endpoint, request: Request) -> JSONResponse:
+async def _client_gone(request: Request) -> None:
+    """Return once the client has gone (its request's body was read before)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _first_of(*waits: Awaitable[object]) -> int:
+    """Await the first of `waits` to end (its error raised), cancel the others; its index."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    first = next(index for index, task in enumerate(tasks) if task.done() and not task.cancelled())
+    tasks[first].result()
+    return first
+
+
+async def get_approval(endpoint: Endpoint, request: Request) -> Response:
     """`GET /v1/approvals/{id}[?wait=SECONDS]`: the approval, once decided or after the wait."""
     approval_id = request.path_params["approval_id"]
     try:
@@ -211,12 +231,18 @@ async def get_approval(endpoint: Endpoint, request: Request) -> JSONResponse:
             raise RestError(404, "NOT_FOUND", f"No approval {approval_id!r} in this workspace.")
         if approval["status"] == "PENDING" and wait > 0:
             async with _relay_settlement(endpoint.hub, principal.workspace_id, approval_id):
-                await approvals.wait_until_settled(
+                settled = approvals.wait_until_settled(
                     workspace_id=principal.workspace_id,
                     approval_id=approval_id,
                     timeout=wait,
                     poll_seconds=endpoint.settings.approval_wait_poll_seconds,
                 )
+                # Also done when the agent hangs up or the server stops (it answers what
+                # it has, and the agent asks again, of another process): either would
+                # otherwise hold the server's shutdown for the rest of the wait.
+                gone = await _first_of(settled, _client_gone(request), endpoint.draining.wait())
+            if gone == 1:
+                return Response(status_code=204)  # nobody is there to read it
             data = await endpoint.execute(APPROVAL, {"id": approval_id}, principal=principal)
             approval = data["approval"]
     except RestError as exc:

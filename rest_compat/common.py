@@ -3,6 +3,7 @@ and rendering errors in the documented `{"error": {"code", "message"}}` shape.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -103,6 +104,9 @@ class Endpoint:
     prepared: dict[str, DocumentNode] = field(default_factory=dict)
     # Batchers of concurrent requests, by name, made on first use with these settings.
     batchers: dict[str, Batcher[Any, Any]] = field(default_factory=dict)
+    # Set once the server stops taking requests (`opsgraph.restlane`): long polls answer
+    # what they have instead of holding the shutdown for their whole wait.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def execute(
         self, document: str, variables: dict[str, Any], *, principal: Principal

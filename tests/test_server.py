@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import OPSGRAPH, run_server
+from tests.servers import OPSGRAPH, Server, run_server
 
 SEED_CURL = """curl -sS -X POST "http://HOST/events" \\
   -H "Authorization: Bearer $COSTORY_EVENTS_API_KEY" \\
@@ -95,3 +98,66 @@ def test_first_start_then_cli_keys_and_the_seed_curl(server: tuple[str, Path, st
         check=True,
     )
     assert revoked.stdout.endswith("401"), shlex.quote(revoked.stdout)
+
+
+def held_call(running: Server, tag: str) -> str:
+    """A tool call held for approval on `running`; its approval's id."""
+    assert running.admin_key is not None
+    create = "mutation($i: PolicyInput!) { createPolicy(input: $i) { id } }"
+    policy = {"name": f"hold {tag}", "action": "REQUIRE_APPROVAL", "toolName": f"tool_{tag}"}
+    running.graphql(running.admin_key, create, i=policy)
+    call = {
+        "eventId": f"e_{tag}",
+        "runId": f"r_{tag}",
+        "agentId": "agent",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "eventType": "tool.called",
+        "metadata": {"toolCallId": f"c_{tag}", "toolName": f"tool_{tag}"},
+    }
+    held = httpx.post(
+        f"{running.url}/v1/events", json=call, headers={"X-API-Key": running.admin_key}
+    ).json()
+    assert held["toolCallStatus"] == "awaiting_approval", held
+    return str(held["approvalId"])
+
+
+def stopped_within(running: Server, seconds: float) -> float:
+    """SIGTERM the server; how long it took to exit (it must within `seconds`)."""
+    started = time.monotonic()
+    running.process.terminate()
+    running.process.wait(timeout=seconds)
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_a_stopping_server_answers_its_long_polls_at_once(tmp_path: Path) -> None:
+    """An agent waiting on GET /v1/approvals/{id}?wait=… gets the approval as it stands
+    (pending: it asks again, of another process or the restarted one) instead of holding
+    the shutdown for the rest of its wait."""
+    with run_server(tmp_path, {}) as running:
+        approval_id = held_call(running, "stop")
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(
+                httpx.get,
+                f"{running.url}/v1/approvals/{approval_id}?wait=30",
+                headers={"X-API-Key": running.admin_key or ""},
+                timeout=60,
+            )
+            time.sleep(0.5)  # the agent is waiting
+            assert stopped_within(running, 10) < 5
+            answer = waiting.result(timeout=5)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "pending"
+
+
+@pytest.mark.slow
+def test_a_long_poll_whose_agent_hung_up_does_not_hold_the_shutdown(tmp_path: Path) -> None:
+    with run_server(tmp_path, {}) as running:
+        approval_id = held_call(running, "gone")
+        with pytest.raises(httpx.ReadTimeout):  # the agent gives up after half a second
+            httpx.get(
+                f"{running.url}/v1/approvals/{approval_id}?wait=30",
+                headers={"X-API-Key": running.admin_key or ""},
+                timeout=0.5,
+            )
+        assert stopped_within(running, 10) < 5  # it took the rest of the 30 s wait before
