@@ -109,9 +109,14 @@ async def transition(
     *, incident: Incident, step: Step, actor: str, note: str | None, service: Service
 ) -> Written | None:
     """A person acknowledges or resolves, by a conditional UPDATE; None if the status moved
-    meanwhile."""
-    now = datetime.now(UTC)
+    meanwhile. The time recorded is taken once the row is this transaction's: a trigger
+    batch holding it (`resolvers.incident_batch`) commits its alerts first, and they come
+    before the move in time as they do on the timeline."""
     async with in_transaction():
+        await (
+            Incident.filter(id=incident.id).select_for_update().only("id")
+        )  # values_list drops FOR UPDATE
+        now = datetime.now(UTC)
         if step is Step.ACKNOWLEDGE:
             changed = await Incident.filter(id=incident.id, status=IncidentStatus.TRIGGERED).update(
                 status=IncidentStatus.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor

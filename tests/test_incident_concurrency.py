@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from tortoise import connections
+from tortoise.transactions import in_transaction
 
-from models.incident import IncidentStatus
+from models.incident import Incident, IncidentStatus
 from resolvers.incident_events import EventAction, Plan, Step, plan_event
 from tests.conftest import GraphQL, Tenant
 
@@ -126,3 +129,36 @@ def test_plan_event(
     action: EventAction, status: IncidentStatus | None, known: bool, plan: Plan
 ) -> None:
     assert plan_event(action, status, known=known) == plan
+
+
+async def test_a_move_that_waited_for_the_incident_is_stamped_when_it_applies(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """A resolve arriving while a trigger batch holds the incident waits for it: its
+    `resolvedAt` comes after that batch's alerts, as its entry does on the timeline (it was
+    the time it arrived, before alerts it came after)."""
+    if connections.get("default").capabilities.dialect != "postgres":
+        pytest.skip("SQLite runs one transaction at a time: nothing waits for a row")
+    routing_key = await tenant.service("api")
+    headers = {"Authorization": f"Bearer {tenant.writer}"}
+    opened = await client.post(
+        "/api/events", headers=headers, json={**TRIGGER, "routing_key": routing_key}
+    )
+    incident_id = opened.json()["incident_key"]
+    resolve = "mutation($id: ID!) { resolveIncident(id: $id) { resolvedAt } }"
+    locked = asyncio.Event()
+
+    async def resolve_once_locked() -> Any:
+        await locked.wait()
+        return await gql(resolve, tenant.admin, id=incident_id)
+
+    resolving = asyncio.ensure_future(resolve_once_locked())  # outside the transaction below
+    async with in_transaction() as holder:  # as a trigger batch holds it
+        await Incident.filter(id=incident_id).select_for_update(no_key=True).using_db(holder)
+        locked.set()
+        await asyncio.sleep(0.3)
+        assert not resolving.done()  # it waits for the row
+        released = datetime.now(UTC)
+    result = await asyncio.wait_for(resolving, timeout=10)
+    assert result.errors is None, result.errors
+    assert datetime.fromisoformat(result.data["resolveIncident"]["resolvedAt"]) >= released
