@@ -32,6 +32,18 @@ log = logging.getLogger(__name__)
 CHANNEL = "opsgraph_timeline"
 
 
+def channel_of(url: str) -> str:
+    """The channel the notes go on. Redis pub/sub channels are one per server, whatever the
+    database number (a note published from database 0 reaches listeners of 7): the number
+    of a `redis://…/N` URL other than 0 goes into the channel, so that deployments sharing
+    a Redis by its numbers stay apart as they expect. PostgreSQL's are one per database."""
+    if urlparse(url).scheme in ("redis", "rediss"):
+        number = int(redis.connection.parse_url(url).get("db") or 0)
+        if number:
+            return f"{CHANNEL}:{number}"
+    return CHANNEL
+
+
 class ConnectionLost(Exception):
     """The bus connection dropped."""
 
@@ -101,10 +113,11 @@ class Bus:
         self.url = url
         self._memory = urlparse(url).scheme == "memory"
         make_backend(url)  # fail fast on a bad URL
+        self.channel = channel_of(url)
         self._shared: BroadcastBackend | None = None
         self.hub = Hub(
             self._hub_backend,
-            channel=CHANNEL,
+            channel=self.channel,
             queue_size=queue_size,
             heartbeat_seconds=heartbeat_seconds,
         )
@@ -175,7 +188,7 @@ class Bus:
             try:
                 backend = await self._publishing_backend()
                 if backend is not None:
-                    await backend.publish(CHANNEL, message)
+                    await backend.publish(self.channel, message)
                 return
             except Exception as exc:
                 publisher, self._publisher = self._publisher, None

@@ -143,3 +143,27 @@ async def test_a_note_goes_out_on_a_new_connection_when_the_publisher_s_was_cut(
     finally:
         await bus.disconnect()
         await listener.close()
+
+
+async def test_redis_database_numbers_keep_deployments_apart() -> None:
+    """Redis pub/sub ignores the database number; the bus does not: a revocation announced
+    by a deployment on database 0 never reaches one on database 7 (it ended that one's
+    subscriptions of any key with the same id), while its own processes hear each other."""
+    key_id = f"key_{secrets.token_hex(4)}"
+    buses = [Bus(url, heartbeat_seconds=60) for url in (REDIS, REDIS[:-1] + "7", REDIS[:-1] + "7")]
+    for bus in buses:
+        await bus.connect()
+    elsewhere, listening, neighbour = buses
+    try:
+        await elsewhere.key_revoked(key_id=key_id)
+        await asyncio.sleep(0.3)
+        assert not listening.hub.is_revoked(key_id)
+        await neighbour.key_revoked(key_id=key_id)
+        for _ in range(50):
+            if listening.hub.is_revoked(key_id):
+                break
+            await asyncio.sleep(0.02)
+        assert listening.hub.is_revoked(key_id)
+    finally:
+        for bus in buses:
+            await bus.disconnect()
