@@ -67,7 +67,7 @@ class OpsgraphSchema(strawberry.Schema):
 def refused_message(exc: BaseException | None) -> str:
     """What to tell the caller about a value the database refused (never the value)."""
     if isinstance(exc, UnicodeEncodeError) or isinstance(exc and exc.__cause__, DataError):
-        return "a value cannot be stored as given (a lone surrogate, NUL or out of range)."
+        return "a value cannot be used as given (a lone surrogate, NUL or a number out of range)."
     match = _FIELD.match(str(exc))
     field = match.group(1) if match else "a value"
     return f"{field}: the value is too long or not valid here."
