@@ -419,3 +419,41 @@ def test_the_stored_body_and_its_hash_keep_their_form(settings: Settings) -> Non
     assert text == json.dumps(data.canonical(), sort_keys=True, separators=(",", ":"))
     assert '"e-\\u00e9"' in text and text.index('"alpha"') < text.index('"zeta"')
     assert data.body_hash() == hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+async def test_an_event_id_used_again_for_another_type_or_status_is_a_conflict(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """The whole event is its identity: a later `run.completed` (or another status) sent
+    under the `run.started`'s eventId is refused, not answered as that event's replay (the
+    run would never complete while the agent believed it had)."""
+    started = event("evt_r9", "run.started", run="r9")
+    assert (await post(client, tenant.writer, started)).status_code == 200
+    for changed in ({**started, "eventType": "run.completed"}, {**started, "status": "done"}):
+        response = await post(client, tenant.writer, changed)
+        assert response.status_code == 409, (changed, response.text)
+        assert response.json()["error"]["code"] == "CONFLICT"
+    result = await gql(RUNS, tenant.reader)
+    assert [edge["node"]["status"] for edge in result.data["runs"]["edges"]] == ["RUNNING"]
+
+
+async def test_runs_started_at_one_time_page_without_a_gap_or_an_empty_page(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    runs = [f"r{n}" for n in range(5)]
+    for n, run in enumerate(runs):  # agents' clocks often have whole seconds only
+        body = event(f"s{n}", "run.started", run=run, at="2026-03-19T10:00:00Z")
+        assert (await post(client, tenant.writer, body)).status_code == 200
+    for first in (1, 2, 5):
+        seen: list[str] = []
+        after, pages = None, 0
+        while True:
+            result = await gql(RUNS, tenant.reader, first=first, after=after)
+            page = result.data["runs"]
+            seen += [edge["node"]["runId"] for edge in page["edges"]]
+            pages += 1
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        assert sorted(seen) == runs, first
+        assert pages == -(-len(runs) // first), first  # a full last page says it is the last

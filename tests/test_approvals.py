@@ -4,14 +4,17 @@ and policy violations when a call completes without clearance."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from models.approval import Approval, ApprovalStatus
 from opsgraph.app import create_app
 from opsgraph.settings import Settings
 from resolvers import approvals
@@ -177,6 +180,59 @@ async def test_expiry_never_approves_and_is_recorded_once(
     assert (await kinds(gql, gated.reader)).count("APPROVAL_EXPIRED") == 1
     expired = (await gql(APPROVALS, gated.reader, status="EXPIRED")).data["approvals"]["edges"]
     assert [edge["node"]["id"] for edge in expired] == [approval_id]
+
+
+async def test_a_decision_the_clock_overtakes_after_the_read_does_not_approve(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval is read pending, then its time runs out before the decision is
+    written: the write itself must refuse it (no approval after expiry, however close)."""
+    approval_id = await held_call(client, gated)
+    read = approvals.get_approval
+
+    async def read_then_expire(**where: Any) -> Any:
+        found = await read(**where)
+        assert found is not None and found.status.value == "PENDING"
+        past = found.expires_at + timedelta(seconds=1)
+        monkeypatch.setattr(approvals, "_now", lambda: past)  # the clock passes expiry
+        return found
+
+    monkeypatch.setattr(approvals, "get_approval", read_then_expire)
+    approver = await gated.key(Scope.APPROVALS_DECIDE, name="late")
+    result = await gql(DECIDE, approver, id=approval_id, decision="APPROVE")
+    assert result.errors is not None and result.errors[0].extensions == {"code": "CONFLICT"}
+    monkeypatch.undo()
+    approval = (await gql(APPROVAL, gated.reader, id=approval_id)).data["approval"]
+    assert approval["status"] == "EXPIRED" and approval["decidedBy"] is None
+    assert approval["toolCall"]["status"] == "EXPIRED"
+
+
+async def test_the_sweeper_expires_approvals_nobody_reads(
+    gated: Tenant, settings: Settings, recorder: Recorder
+) -> None:
+    """The loop the server runs (`OPSGRAPH_APPROVAL_SWEEP_SECONDS`), not a direct call: an
+    approval nobody looks at is expired and announced (what live approval screens hear)."""
+    run = expiring_gql(settings, recorder)
+    result = await run(
+        RECORD, gated.writer, input=tool_called("evt_1", "tc_1", environment="production")
+    )
+    approval_id = result.data["recordAgentEvent"]["approvalId"]
+    announced = len(recorder.announced)
+    sweeper = asyncio.create_task(
+        approvals.sweep_forever(publisher=recorder, interval_seconds=0.05)
+    )
+    try:
+        for _ in range(100):  # until it is announced, then the row must say so
+            if len(recorder.announced) > announced:
+                break
+            await asyncio.sleep(0.02)
+        assert recorder.announced[announced:] == [(gated.workspace_id, recorder.announced[-1][1])]
+        row = await Approval.get(id=approval_id)  # the row: no read expires it
+        assert row.status is ApprovalStatus.EXPIRED
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
 
 
 async def test_the_sweep_expires_due_approvals(

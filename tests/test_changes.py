@@ -29,7 +29,8 @@ TIMELINE = """
 query($filter: TimelineFilter, $first: Int, $after: String) {
   timeline(filter: $filter, first: $first, after: $after) {
     edges { cursor node { id kind summary service environment labels actor occurredAt
-      subject { __typename ... on Change { id name category source metadata } } } }
+      subject { __typename ... on Change { id name category source metadata
+        links { href text } } } } }
     pageInfo { hasNextPage endCursor }
   }
 }
@@ -68,6 +69,7 @@ async def test_seed_event_is_stored_and_shows_on_the_timeline(
         "category": "TECHNICAL",
         "source": "ci-cd",
         "metadata": SEED_EVENT["metadata"],
+        "links": [],
     }
 
 
@@ -232,6 +234,7 @@ async def test_pagerduty_change_events(
     assert entry["actor"] == "service:checkout"
     assert entry["subject"]["source"] == "acme-build-server-2"
     assert entry["subject"]["metadata"] == PD_CHANGE["payload"]["custom_details"]
+    assert entry["subject"]["links"] == PD_CHANGE["links"]
 
     response = await client.post("/v2/change/enqueue", json={**PD_CHANGE, "routing_key": "nope"})
     assert response.status_code == 400

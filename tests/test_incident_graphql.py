@@ -3,6 +3,7 @@ resolve and annotate by people, and `suspectChanges`, on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -464,3 +465,49 @@ async def test_timeline_shows_incident_entries_with_their_subject(
 def test_incident_inputs_are_built_as_strawberry_builds_them(raw: dict[str, Any]) -> None:
     built, generic = built_both_ways(IncidentEventInput, raw)
     assert built == generic
+
+
+SEND_MANY = """
+mutation($inputs: [IncidentEventInput!]!) { sendIncidentEvents(inputs: $inputs) { __typename } }
+"""
+TIMES = "{ incidents(first: 50) { edges { node { dedupKey openedAt lastSeenAt alertCount } } } }"
+
+
+async def incident_times(gql: GraphQL, key: str) -> list[dict[str, Any]]:
+    result = await gql(TIMES, key)
+    assert result.errors is None, result.errors
+    return [edge["node"] for edge in result.data["incidents"]["edges"]]
+
+
+async def test_incidents_opened_together_page_without_a_gap_or_an_empty_page(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    db = await tenant.service("db")
+    keys = [f"k{n}" for n in range(5)]
+    result = await gql(SEND_MANY, tenant.writer, inputs=[trigger(db, key) for key in keys])
+    assert result.errors is None, result.errors
+    # One batch, one time: only the ids order them, across page boundaries too.
+    assert len({node["openedAt"] for node in await incident_times(gql, tenant.reader)}) == 1
+    for first in (1, 2, 5):
+        seen: list[str] = []
+        after, pages = None, 0
+        while True:
+            page = (await gql(LIST, tenant.reader, first=first, after=after)).data["incidents"]
+            seen += [edge["node"]["dedupKey"] for edge in page["edges"]]
+            pages += 1
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        assert sorted(seen) == keys, first
+        assert pages == -(-len(keys) // first), first  # a full last page says it is the last
+
+
+async def test_a_repeated_trigger_moves_last_seen(gql: GraphQL, tenant: Tenant) -> None:
+    db = await tenant.service("db")
+    await send(gql, tenant.writer, trigger(db, "disk"))
+    await asyncio.sleep(0.01)
+    await send(gql, tenant.writer, trigger(db, "disk"))
+    [incident] = await incident_times(gql, tenant.reader)
+    assert incident["alertCount"] == 2
+    opened = datetime.fromisoformat(incident["openedAt"])
+    assert datetime.fromisoformat(incident["lastSeenAt"]) >= opened + timedelta(milliseconds=10)

@@ -12,11 +12,13 @@ import pytest
 import strawberry
 
 from models.timeline import TimelineEntry as TimelineEntryRow
+from opsgraph import live as live_module
 from opsgraph.bus import Bus
 from opsgraph.settings import Settings
 from resolvers import timeline as timeline_resolvers
 from resolvers.auth import Principal, Scope
 from resolvers.changes import record_change, validate_change
+from schema import subscription as subscription_schema
 from schema.context import Context
 from tests.conftest import Tenant
 
@@ -224,4 +226,90 @@ async def test_an_entry_whose_note_was_lost_arrives_by_the_heartbeat_s_read(
         await post(tenant, LostNotes(), settings, "stored, never announced")  # type: ignore[arg-type]
         assert (await asyncio.wait_for(first, timeout=2))["summary"] == "stored, never announced"
     finally:
+        await bus.disconnect()
+
+
+async def test_resume_after_more_missed_entries_than_one_read_takes(
+    schema: strawberry.Schema, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resuming reads what was missed in batches (500; 3 here): every batch, not the first."""
+    monkeypatch.setattr(subscription_schema, "REPLAY_BATCH", 3)
+    bus = Bus("memory://", queue_size=100, heartbeat_seconds=60)
+    await bus.connect()
+    try:
+        stream = await subscribe(schema, settings, bus, tenant.reader)
+        first = asyncio.ensure_future(next_data(stream))
+        await asyncio.sleep(0.05)
+        await post(tenant, bus, settings, "seen")
+        cursor = (await first)["cursor"]
+        await stream.aclose()
+        for index in range(8):  # while away
+            await post(tenant, bus, settings, f"missed {index}")
+        stream = await subscribe(schema, settings, bus, tenant.reader, after=cursor)
+        assert [(await next_data(stream))["summary"] for _ in range(8)] == [
+            f"missed {index}" for index in range(8)
+        ]
+        await stream.aclose()
+    finally:
+        await bus.disconnect()
+
+
+async def test_a_backlog_larger_than_one_read_reaches_live_subscribers(
+    schema: strawberry.Schema, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One note may cover more entries than the hub reads at once (500; 3 here): it reads on
+    until it has them all, without waiting for another note (or the heartbeat)."""
+    monkeypatch.setattr(live_module, "FETCH_BATCH", 3)
+    bus = Bus("memory://", queue_size=100, heartbeat_seconds=60)
+    await bus.connect()
+    try:
+        stream = await subscribe(schema, settings, bus, tenant.reader)
+        first = asyncio.ensure_future(next_data(stream))
+        await asyncio.sleep(0.05)
+        for index in range(8):  # stored without a note, then one note for all
+            await post(tenant, LostNotes(), settings, f"e{index}")  # type: ignore[arg-type]
+        newest = (
+            await TimelineEntryRow.filter(workspace_id=tenant.workspace_id).order_by("-seq").first()
+        )
+        assert newest is not None
+        await bus.entry_committed(workspace_id=tenant.workspace_id, entry_id=newest.id)
+        received = [(await first)["summary"]]
+        received += [(await next_data(stream))["summary"] for _ in range(7)]
+        assert received == [f"e{index}" for index in range(8)]
+        await stream.aclose()
+    finally:
+        await bus.disconnect()
+
+
+async def test_a_note_arriving_while_the_hub_reads_is_not_lost(
+    schema: strawberry.Schema, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A note that comes while the hub is reading the workspace (for an earlier note) makes
+    it read again once done: the entry it announces arrives without another note."""
+    bus = Bus("memory://", queue_size=100, heartbeat_seconds=60)
+    await bus.connect()
+    reading, release = asyncio.Event(), asyncio.Event()
+    read = live_module.entries_after
+
+    async def slow_read(**where: Any) -> Any:
+        rows = await read(**where)
+        reading.set()
+        await release.wait()
+        return rows
+
+    try:
+        stream = await subscribe(schema, settings, bus, tenant.reader)
+        first = asyncio.ensure_future(next_data(stream))
+        await asyncio.sleep(0.05)
+        monkeypatch.setattr(live_module, "entries_after", slow_read)
+        await post(tenant, bus, settings, "one")
+        await asyncio.wait_for(reading.wait(), timeout=5)  # the hub is reading for "one"
+        await post(tenant, bus, settings, "two")  # its note comes now
+        monkeypatch.setattr(live_module, "entries_after", read)
+        release.set()
+        assert (await first)["summary"] == "one"
+        assert (await next_data(stream))["summary"] == "two"
+        await stream.aclose()
+    finally:
+        release.set()
         await bus.disconnect()

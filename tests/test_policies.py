@@ -75,6 +75,7 @@ async def test_bad_policies_name_each_field(gql: GraphQL, tenant: Tenant) -> Non
             {"path": "replicas", "op": "GT", "value": "five"},
             {"path": "env", "op": "IN", "value": "prod"},
             {"path": "a..b", "op": "EQ", "value": 1},
+            {"path": "replicas", "op": "LTE", "value": True},  # JSON's true is no number
         ],
         "incidentOpenOnServiceFrom": "target.",
     }
@@ -87,6 +88,7 @@ async def test_bad_policies_name_each_field(gql: GraphQL, tenant: Tenant) -> Non
         "inputMatches[0].value",
         "inputMatches[1].value",
         "inputMatches[2].path",
+        "inputMatches[3].value",
     ]
     assert error.message.startswith("Invalid policy: name: must not be empty;")
     await create_policy(gql, tenant.admin, **SEED_POLICY)

@@ -82,7 +82,9 @@ def test_first_start_then_cli_keys_and_the_seed_curl(server: tuple[str, Path, st
     assert [edge["node"] for edge in edges] == [
         {"summary": "Deploy complete", "labels": ["release", "backend"]}
     ]
-    assert httpx.get(f"{url}/").status_code == 200
+    page = httpx.get(f"{url}/")  # the UI (or, not built, the page that says so)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<title>Opsgraph</title>" in page.text
 
     bad = run_cli(workdir, "keys", "create", "--name", "x", "--scopes", "write")
     assert bad.returncode == 2 and bad.stdout == "" and "unknown scope" in bad.stderr
