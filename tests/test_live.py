@@ -305,6 +305,7 @@ async def test_a_note_arriving_while_the_hub_reads_is_not_lost(
         await post(tenant, bus, settings, "one")
         await asyncio.wait_for(reading.wait(), timeout=5)  # the hub is reading for "one"
         await post(tenant, bus, settings, "two")  # its note comes now
+        await asyncio.sleep(0.1)  # and reaches the hub, still reading
         monkeypatch.setattr(live_module, "entries_after", read)
         release.set()
         assert (await first)["summary"] == "one"
