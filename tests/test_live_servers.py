@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -288,5 +289,93 @@ async def test_a_long_poll_learns_a_decision_taken_in_another_process(
         assert answer["status"] == "approved", answer
         # Woken by the decision, not by the end of its 30 s wait (then it would re-read).
         assert time.monotonic() - started < 20
+    finally:
+        await asyncio.to_thread(lambda: next(servers, None))
+
+
+@pytest.mark.slow
+async def test_two_processes_record_an_event_once_decide_once_and_expire_once(
+    tmp_path: Path, database: str
+) -> None:
+    """What each process guarantees alone holds across two on one database: the same agent
+    event posted to both at once is stored once and answered alike; two people deciding on
+    different processes at once make one decision; an approval nobody decides is expired
+    once, though both processes sweep."""
+    servers = pair(
+        tmp_path,
+        database,
+        "redis://127.0.0.1:6379/0",
+        OPSGRAPH_APPROVAL_EXPIRY_SECONDS="4",
+        OPSGRAPH_APPROVAL_SWEEP_SECONDS="0.2",
+    )
+    a, b, key = await asyncio.to_thread(next, servers)
+    try:
+        tag = secrets.token_hex(4)
+        create = "mutation($i: PolicyInput!) { createPolicy(input: $i) { id } }"
+        policy = {"name": f"hold {tag}", "action": "REQUIRE_APPROVAL", "toolName": f"tool_{tag}"}
+        await asyncio.to_thread(a.graphql, key, create, i=policy)
+        async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=30) as http:
+
+            def call(n: int) -> dict[str, Any]:
+                return {
+                    "eventId": f"e_{tag}_{n}",
+                    "runId": f"r_{tag}",
+                    "agentId": "agent",
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "eventType": "tool.called",
+                    "metadata": {"toolCallId": f"c_{tag}_{n}", "toolName": f"tool_{tag}"},
+                }
+
+            held = []
+            for n in range(3):
+                body = call(n)
+                answers = await asyncio.gather(
+                    *(http.post(f"{server.url}/v1/events", json=body) for server in (a, b, a, b))
+                )
+                assert {answer.status_code for answer in answers} == {200}
+                assert len({answer.text for answer in answers}) == 1, [a.text for a in answers]
+                held.append(answers[0].json()["approvalId"])
+
+            decide = (
+                "mutation($id: ID!, $d: ApprovalDecision!) "
+                '{ decideApproval(id: $id, decision: $d, comment: "at once") { status } }'
+            )
+            for approval_id in held[:2]:
+                results = await asyncio.gather(
+                    *(
+                        http.post(
+                            f"{server.url}/graphql",
+                            json={"query": decide, "variables": {"id": approval_id, "d": d}},
+                            headers={"Authorization": f"Bearer {key}"},
+                        )
+                        for server, d in ((a, "APPROVE"), (b, "REJECT"))
+                    )
+                )
+                bodies = [result.json() for result in results]
+                winners = [body for body in bodies if "errors" not in body]
+                losers = [body for body in bodies if "errors" in body]
+                assert len(winners) == 1 and len(losers) == 1, bodies
+                assert losers[0]["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+            await asyncio.sleep(6)  # the third expires; both processes sweep meanwhile
+        query = (
+            "{ timeline(first: 200) { edges { node { kind subject { ...on Approval { id } } } } } }"
+        )
+        entries = [edge["node"] for edge in a.graphql(key, query)["timeline"]["edges"]]
+        kinds = sorted(e["kind"] for e in entries if (e["subject"] or {}).get("id") in held)
+        assert kinds == ["APPROVAL_DECIDED"] * 2 + ["APPROVAL_EXPIRED"] + ["APPROVAL_REQUESTED"] * 3
+        runs = "{ runs(first: 50) { edges { node { runId toolCalls { toolCallId } } } } }"
+        [run] = [
+            e["node"]
+            for e in a.graphql(key, runs)["runs"]["edges"]
+            if e["node"]["runId"] == f"r_{tag}"
+        ]
+        assert len(run["toolCalls"]) == 3  # each event stored once
+        status = "query($id: ID!) { approval(id: $id) { status } }"
+        statuses = [
+            a.graphql(key, status, id=approval_id)["approval"]["status"] for approval_id in held
+        ]
+        assert statuses[0] in ("APPROVED", "REJECTED") and statuses[1] in ("APPROVED", "REJECTED")
+        assert statuses[2] == "EXPIRED"
     finally:
         await asyncio.to_thread(lambda: next(servers, None))
