@@ -113,9 +113,8 @@ async def transition(
     batch holding it (`resolvers.incident_batch`) commits its alerts first, and they come
     before the move in time as they do on the timeline."""
     async with in_transaction():
-        await (
-            Incident.filter(id=incident.id).select_for_update().only("id")
-        )  # values_list drops FOR UPDATE
+        # The row first (`only`: Tortoise leaves FOR UPDATE out of a values_list query).
+        await Incident.filter(id=incident.id).select_for_update().only("id")
         now = datetime.now(UTC)
         if step is Step.ACKNOWLEDGE:
             changed = await Incident.filter(id=incident.id, status=IncidentStatus.TRIGGERED).update(

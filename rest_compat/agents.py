@@ -205,6 +205,9 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
+_HUNG_UP = 1  # what `_first_of` says when `_client_gone` ended the wait
+
+
 async def _first_of(*waits: Awaitable[object]) -> int:
     """Await the first of `waits` to end (its error raised), cancel the others; its index."""
     tasks = [asyncio.ensure_future(wait) for wait in waits]
@@ -240,8 +243,8 @@ async def get_approval(endpoint: Endpoint, request: Request) -> Response:
                 # Also done when the agent hangs up or the server stops (it answers what
                 # it has, and the agent asks again, of another process): either would
                 # otherwise hold the server's shutdown for the rest of the wait.
-                gone = await _first_of(settled, _client_gone(request), endpoint.draining.wait())
-            if gone == 1:
+                ended = await _first_of(settled, _client_gone(request), endpoint.draining.wait())
+            if ended == _HUNG_UP:
                 return Response(status_code=204)  # nobody is there to read it
             data = await endpoint.execute(APPROVAL, {"id": approval_id}, principal=principal)
             approval = data["approval"]
