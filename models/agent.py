@@ -10,6 +10,8 @@ from tortoise.models import Model
 
 from models.workspace import Workspace
 
+RUN_KEY_LENGTH = 200  # an agent's own runId
+
 
 class RunStatus(StrEnum):
     RUNNING = "RUNNING"
@@ -69,7 +71,7 @@ class Run(Model):
         "models.Workspace", related_name="runs", on_delete=fields.CASCADE
     )
     workspace_id: str
-    run_key = fields.CharField(max_length=200)
+    run_key = fields.CharField(max_length=RUN_KEY_LENGTH)
     agent_id = fields.CharField(max_length=200)
     status = fields.CharEnumField(RunStatus, max_length=16, default=RunStatus.RUNNING)
     task = fields.TextField(null=True)

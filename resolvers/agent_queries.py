@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from models.agent import Run, RunStatus, ToolCall
+from models.agent import RUN_KEY_LENGTH, Run, RunStatus, ToolCall
 from models.approval import Approval
+from models.ids import could_be_stored
 from resolvers.keyset import KeyCursor, KeyPage, page
 
 
@@ -40,8 +41,12 @@ async def list_runs(
 
 async def get_run(*, workspace_id: str, run_id: str) -> Run | None:
     """A run by our id or by the agent's own runId."""
-    run = await Run.get_or_none(id=run_id, workspace_id=workspace_id)
-    return run or await Run.get_or_none(run_key=run_id, workspace_id=workspace_id)
+    run = None
+    if could_be_stored(run_id):
+        run = await Run.get_or_none(id=run_id, workspace_id=workspace_id)
+    if run is None and could_be_stored(run_id, RUN_KEY_LENGTH):
+        run = await Run.get_or_none(run_key=run_id, workspace_id=workspace_id)
+    return run
 
 
 async def run_by_id(*, run_id: str | None) -> Run | None:
@@ -56,6 +61,8 @@ async def tool_call_by_id(*, tool_call_id: str | None) -> ToolCall | None:
 
 async def get_tool_call(*, workspace_id: str, tool_call_id: str) -> ToolCall | None:
     """One tool call of the workspace by our id."""
+    if not could_be_stored(tool_call_id):
+        return None
     return await ToolCall.get_or_none(id=tool_call_id, workspace_id=workspace_id)
 
 

@@ -17,7 +17,7 @@ from tortoise.transactions import in_transaction
 
 from models.agent import ToolCall, ToolCallStatus
 from models.approval import Approval, ApprovalStatus
-from models.ids import new_id
+from models.ids import could_be_stored, new_id
 from models.timeline import TimelineEntry, TimelineKind
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
@@ -180,6 +180,8 @@ async def get_approval(
     *, workspace_id: str, approval_id: str, publisher: Publisher
 ) -> Approval | None:
     """One approval of the workspace, expired first if its time is up."""
+    if not could_be_stored(approval_id):
+        return None
     approval = await Approval.get_or_none(id=approval_id, workspace_id=workspace_id)
     return await expire_if_due(approval, publisher=publisher) if approval else None
 

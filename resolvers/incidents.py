@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from models.ids import could_be_stored
 from models.incident import ID_LENGTH, Incident, IncidentStatus
 from models.timeline import TimelineEntry
 from models.workspace import Service
@@ -191,7 +192,7 @@ async def _decide(
 
 async def get_incident(*, workspace_id: str, incident_id: str) -> Incident | None:
     """One incident of the workspace, its service loaded, or None."""
-    if len(incident_id) > ID_LENGTH:
+    if not could_be_stored(incident_id, ID_LENGTH):
         return None
     found: Incident | None = (
         await Incident.filter(id=incident_id, workspace_id=workspace_id)

@@ -487,3 +487,15 @@ async def test_graphql_text_no_database_can_store_is_bad_user_input(
     result = await gql("query($id: ID!) { approval(id: $id) { id } }", tenant.reader, id="0" * 99)
     assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
     assert result.errors[0].message == "id: the value is too long or not valid here."
+
+
+@pytest.mark.parametrize("field", ["incident", "run", "approval"])
+@pytest.mark.parametrize("value", ["x" * 5000, "id_\x00"], ids=["5,000 characters", "NUL"])
+async def test_an_id_no_row_could_have_finds_nothing(
+    gql: GraphQL, tenant: Tenant, field: str, value: str
+) -> None:
+    """Asked by an id no column could hold, a look-up answers null, as for any unknown id
+    (on PostgreSQL the database refused the value: an error naming a field "id")."""
+    result = await gql(f"query($id: ID!) {{ {field}(id: $id) {{ id }} }}", tenant.admin, id=value)
+    assert result.errors is None, result.errors
+    assert result.data == {field: None}
