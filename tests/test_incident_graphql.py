@@ -467,9 +467,6 @@ def test_incident_inputs_are_built_as_strawberry_builds_them(raw: dict[str, Any]
     assert built == generic
 
 
-SEND_MANY = """
-mutation($inputs: [IncidentEventInput!]!) { sendIncidentEvents(inputs: $inputs) { __typename } }
-"""
 TIMES = "{ incidents(first: 50) { edges { node { dedupKey openedAt lastSeenAt alertCount } } } }"
 
 
