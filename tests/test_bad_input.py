@@ -484,9 +484,6 @@ async def test_graphql_text_no_database_can_store_is_bad_user_input(
         "timestamp: must be at most 3650 days in the past"
         in (result.data["recordChange"]["message"])
     )
-    result = await gql("query($id: ID!) { approval(id: $id) { id } }", tenant.reader, id="0" * 99)
-    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
-    assert result.errors[0].message == "id: the value is too long or not valid here."
 
 
 @pytest.mark.parametrize("field", ["incident", "run", "approval"])
