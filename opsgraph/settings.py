@@ -22,6 +22,7 @@ ENV_PREFIX = "OPSGRAPH_"
 AT_LEAST_ONE = frozenset({
     "max_body_bytes", "max_metadata_bytes", "max_json_depth", "max_name_length",
     "graphql_max_depth", "graphql_max_tokens", "page_size_default", "page_size_max",
+    "filter_max_values", "filter_max_text_length",
     "max_subscriptions_per_connection", "subscriber_queue_size", "batch_max",
     "max_changes_per_call", "max_agent_events_per_call", "max_incident_events_per_call",
     "max_summary_length", "max_dedup_key_length", "workers", "agent_batches_at_once",
@@ -68,6 +69,10 @@ class Settings:
     graphql_introspection: bool = True
     page_size_default: int = 50
     page_size_max: int = 200
+    # Values one list of a query's filter may hold (services, labels, ...), and the length
+    # of its text.
+    filter_max_values: int = 50
+    filter_max_text_length: int = 200
     # WebSocket subscriptions.
     max_subscriptions_per_connection: int = 20
     connection_init_timeout_seconds: float = 5.0

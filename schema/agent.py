@@ -17,7 +17,7 @@ from resolvers import agent_queries, approvals
 from resolvers.auth import Scope
 from resolvers.keyset import KeyCursor
 from schema import loaders
-from schema.common import PageInfo, page_size
+from schema.common import PageInfo, bounded, page_size
 from schema.context import Info, public_error
 from schema.policy import PolicyAction
 from schema.scalars import JSON
@@ -222,7 +222,7 @@ class RunQuery:
         settings = info.context.settings
         found = await agent_queries.list_runs(
             workspace_id=principal.workspace_id,
-            flt=(filter or RunFilter()).to_domain(),
+            flt=bounded(info.context.settings, filter or RunFilter()).to_domain(),
             first=page_size(
                 first, default=settings.page_size_default, maximum=settings.page_size_max
             ),

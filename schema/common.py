@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import strawberry
 
+from opsgraph.settings import Settings
 from resolvers.errors import InvalidInput
 from schema.context import public_error
 
@@ -88,3 +90,23 @@ def page_size(requested: int | None, *, default: int, maximum: int) -> int:
     if not 1 <= requested <= maximum:
         raise public_error("BAD_USER_INPUT", f"first must be between 1 and {maximum}.")
     return requested
+
+
+Filter = TypeVar("Filter")
+
+
+def bounded(settings: Settings, flt: Filter) -> Filter:
+    """A query's or subscription's filter, refused (BAD_USER_INPUT, naming the field) when
+    a list holds more than `filter_max_values` values or a text more than
+    `filter_max_text_length` characters: what no dashboard asks, and what makes a statement
+    the database plans for minutes (hundreds of labels to match ALL) or cannot bind at all."""
+    for field in dataclasses.fields(flt):  # type: ignore[arg-type]
+        value = getattr(flt, field.name)
+        name = field.name.split("_")[0] + "".join(p.title() for p in field.name.split("_")[1:])
+        if isinstance(value, list) and len(value) > settings.filter_max_values:
+            limit = settings.filter_max_values
+            raise public_error("BAD_USER_INPUT", f"filter.{name}: at most {limit} values.")
+        if isinstance(value, str) and len(value) > settings.filter_max_text_length:
+            limit = settings.filter_max_text_length
+            raise public_error("BAD_USER_INPUT", f"filter.{name}: at most {limit} characters.")
+    return flt

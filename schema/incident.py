@@ -15,7 +15,7 @@ from models.incident import Severity as SeverityModel
 from resolvers import incident_queries, incidents
 from resolvers.auth import Scope
 from schema.change import Link
-from schema.common import PageInfo, page_size
+from schema.common import PageInfo, bounded, page_size
 from schema.context import Info, public_error
 from schema.scalars import JSON
 from schema.timeline import TimelineEntry
@@ -226,7 +226,7 @@ class IncidentQuery:
         principal = await info.context.require(Scope.READ)
         page = await incident_queries.list_incidents(
             workspace_id=principal.workspace_id,
-            flt=(filter or IncidentFilter()).to_domain(),
+            flt=bounded(info.context.settings, filter or IncidentFilter()).to_domain(),
             first=_page(info, first),
             after=_cursor(after),
         )

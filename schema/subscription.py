@@ -17,6 +17,7 @@ from resolvers import approvals, timeline
 from resolvers.auth import Principal, Scope
 from resolvers.keyset import KeyCursor
 from schema.approval import Approval, reader_or_agent
+from schema.common import bounded
 from schema.context import Info, public_error
 from schema.live_render import LIVE_TARGET, LiveSink
 from schema.timeline import TimelineEntry, TimelineFilter, parse_cursor
@@ -113,7 +114,7 @@ class Subscription:
         self, info: Info, filter: TimelineFilter | None = None, after: str | None = None
     ) -> AsyncGenerator[TimelineEntry, None]:
         principal = await info.context.require(Scope.READ)
-        flt = (filter or TimelineFilter()).to_domain()
+        flt = bounded(info.context.settings, filter or TimelineFilter()).to_domain()
         cursor = parse_cursor(after)
         subscriber = await _subscribe(info, principal, flt.matches)
         # Over graphql-transport-ws, live entries are rendered once for every subscriber

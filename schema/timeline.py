@@ -11,7 +11,7 @@ from models.timeline import TimelineEntry as TimelineEntryRow
 from models.timeline import TimelineKind as TimelineKindModel
 from resolvers import timeline
 from resolvers.auth import Scope
-from schema.common import PageInfo, page_size
+from schema.common import PageInfo, bounded, page_size
 from schema.context import Info, public_error
 from schema.scalars import JSON
 from schema.subjects import TimelineSubject, load_subject
@@ -119,7 +119,7 @@ class TimelineQuery:
         settings = info.context.settings
         page = await timeline.list_entries(
             workspace_id=principal.workspace_id,
-            flt=(filter or TimelineFilter()).to_domain(),
+            flt=bounded(info.context.settings, filter or TimelineFilter()).to_domain(),
             first=page_size(
                 first, default=settings.page_size_default, maximum=settings.page_size_max
             ),

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+import strawberry
+from graphql import ExecutionResult
 from tortoise import connections
 
 from opsgraph.app import create_app
@@ -222,3 +224,43 @@ async def test_errors_meant_for_callers_are_never_masked(gql: GraphQL, tenant: T
         '{ timeline(filter: {since: "yesterday"}) { edges { cursor } } }', tenant.reader
     )
     assert "must be an ISO-8601 timestamp" in result.errors[0].message
+
+
+@pytest.mark.parametrize(
+    ("document", "variables", "says"),
+    [
+        ("query($f: TimelineFilter) { timeline(filter: $f) { edges { cursor } } }",
+         {"f": {"labels": [f"l{n}" for n in range(51)], "labelsMatch": "ALL"}},
+         "filter.labels: at most 50 values."),
+        ("query($f: TimelineFilter) { timeline(filter: $f) { edges { cursor } } }",
+         {"f": {"text": "x" * 201}}, "filter.text: at most 200 characters."),
+        ("query($f: IncidentFilter) { incidents(filter: $f) { edges { cursor } } }",
+         {"f": {"services": [f"s{n}" for n in range(51)]}}, "filter.services: at most 50 values."),
+        ("query($f: RunFilter) { runs(filter: $f) { edges { cursor } } }",
+         {"f": {"agentIds": [f"a{n}" for n in range(51)]}}, "filter.agentIds: at most 50 values."),
+    ],
+    ids=["timeline labels", "timeline text", "incident services", "run agents"],
+)  # fmt: skip
+async def test_filters_past_their_limits_are_refused_naming_the_field(
+    gql: GraphQL, tenant: Tenant, document: str, variables: dict[str, Any], says: str
+) -> None:
+    """Hundreds of labels to match ALL took PostgreSQL minutes to plan, tens of thousands
+    of values could not be bound at all (answered as if the database were down)."""
+    result = await gql(document, tenant.reader, **variables)
+    assert result.errors is not None and result.errors[0].message == says
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+
+
+async def test_a_subscription_filter_past_its_limits_is_refused(
+    schema: strawberry.Schema, settings: Settings, tenant: Tenant
+) -> None:
+    context = Context(settings=settings, publisher=Recorder([]), secret=tenant.reader)
+    document = "subscription($f: TimelineFilter) { timeline(filter: $f) { cursor } }"
+    labels = [f"l{n}" for n in range(51)]
+    stream = await schema.subscribe(
+        document, variable_values={"f": {"labels": labels}}, context_value=context
+    )
+    first = await anext(stream) if not isinstance(stream, ExecutionResult) else stream
+    assert (
+        first.errors is not None and first.errors[0].message == "filter.labels: at most 50 values."
+    )
