@@ -131,6 +131,20 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011), and
     checking the key once."""
 
+    async def handle(self) -> None:
+        # graphql-transport-ws closes a connection that never sends connection_init
+        # (`connection_init_timeout_seconds`); Strawberry's legacy handler waits for ever.
+        timer = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+
+    async def _close_unless_initialised(self) -> None:
+        await asyncio.sleep(self.context.settings.connection_init_timeout_seconds)
+        if not self.connection_acknowledged:
+            await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
     async def handle_message(self, message: OperationMessage) -> None:
         if not await _closed_for_rate(self):
             await super().handle_message(message)
