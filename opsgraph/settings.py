@@ -22,7 +22,7 @@ ENV_PREFIX = "OPSGRAPH_"
 AT_LEAST_ONE = frozenset({
     "max_body_bytes", "max_metadata_bytes", "max_json_depth", "max_name_length",
     "graphql_max_depth", "graphql_max_tokens", "page_size_default", "page_size_max",
-    "filter_max_values", "filter_max_text_length",
+    "filter_max_values", "filter_max_text_length", "max_policies",
     "max_subscriptions_per_connection", "subscriber_queue_size", "batch_max",
     "max_changes_per_call", "max_agent_events_per_call", "max_incident_events_per_call",
     "max_summary_length", "max_dedup_key_length", "workers", "agent_batches_at_once",
@@ -93,6 +93,8 @@ class Settings:
     approval_wait_poll_seconds: float = 5.0
     # How often each process expires pending approvals past their expiry.
     approval_sweep_seconds: float = 5.0
+    # Policies one workspace may hold: every tool call is evaluated against them.
+    max_policies: int = 500
     # Workspaces whose compiled policies each process keeps (checked against policy_version).
     policy_cache_workspaces: int = 1024
     # Incidents.

@@ -56,6 +56,10 @@ class DuplicatePolicyName(Exception):
     """Another policy of the workspace already has that name."""
 
 
+class TooManyPolicies(Exception):
+    """The workspace holds as many policies as `max_policies` allows."""
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyData:
     """A validated policy input."""
@@ -156,11 +160,20 @@ def validate_policy(raw: Mapping[str, Any], *, settings: Settings) -> PolicyData
     )
 
 
-async def create_policy(*, principal: Principal, data: PolicyData) -> Policy:
-    """Store a new policy at version 1 (admin only)."""
+async def create_policy(
+    *, principal: Principal, data: PolicyData, max_policies: int | None = None
+) -> Policy:
+    """Store a new policy at version 1 (admin only); TooManyPolicies past `max_policies`
+    (every tool call is evaluated against them: their number bounds what a call costs)."""
     principal.require(Scope.ADMIN)
     try:
         async with in_transaction():
+            if max_policies is not None:
+                held = await Policy.filter(workspace_id=principal.workspace_id).count()
+                if held >= max_policies:
+                    raise TooManyPolicies(
+                        f"A workspace holds at most {max_policies} policies; delete one first."
+                    )
             policy = await Policy.create(
                 id=new_id("pol"),
                 workspace_id=principal.workspace_id,

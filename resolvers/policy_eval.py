@@ -319,6 +319,20 @@ def _json_equal(left: object, right: object) -> bool:
     return left == right
 
 
+def _scalar_key(value: object) -> tuple[str, object] | None:
+    """A JSON scalar as a set member under JSON equality (`true` is not `1`, `1` is `1.0`);
+    None for an array or object."""
+    if value is None:
+        return ("null", None)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if _is_number(value):
+        return ("number", value)
+    if type(value) is str:
+        return ("string", value)
+    return None
+
+
 def _value_test(
     op: MatchOp, expected: Any, glob: Callable[[str], object] | None
 ) -> Callable[[Any], bool]:
@@ -329,6 +343,11 @@ def _value_test(
     if op is MatchOp.IN and type(expected) is list and all(type(v) is str for v in expected):
         strings = frozenset(expected)
         return lambda actual: type(actual) is str and actual in strings
+    if op is MatchOp.IN and type(expected) is list:
+        keys = [_scalar_key(value) for value in expected]
+        if None not in keys:  # scalars only: one look-up, not a comparison with each value
+            members = frozenset(keys)
+            return lambda actual: (key := _scalar_key(actual)) is not None and key in members
     if op is MatchOp.GLOB:
         if glob is None:
             return lambda actual: False

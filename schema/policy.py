@@ -141,8 +141,10 @@ class PolicyMutation:
         principal = await info.context.require(Scope.ADMIN)
         data = _validated(input, info)
         try:
-            row = await policies.create_policy(principal=principal, data=data)
-        except policies.DuplicatePolicyName as exc:
+            row = await policies.create_policy(
+                principal=principal, data=data, max_policies=info.context.settings.max_policies
+            )
+        except (policies.DuplicatePolicyName, policies.TooManyPolicies) as exc:
             raise public_error("CONFLICT", str(exc)) from None
         return Policy.from_row(row)
 

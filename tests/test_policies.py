@@ -6,6 +6,9 @@ from typing import Any
 
 import httpx
 
+from opsgraph.settings import Settings
+from schema import build_schema
+from schema.context import Context
 from tests.agent_helpers import (
     CREATE_POLICY,
     SEED_POLICY,
@@ -14,7 +17,7 @@ from tests.agent_helpers import (
     post,
     tool_called,
 )
-from tests.conftest import GraphQL, Tenant
+from tests.conftest import GraphQL, Recorder, Tenant, with_settings
 
 UPDATE = """
 mutation($id: ID!, $input: PolicyInput!) { updatePolicy(id: $id, input: $input) { id name action
@@ -276,3 +279,26 @@ async def test_the_readme_examples_run(gql: GraphQL, tenant: Tenant) -> None:
     ]
     result = await gql(README_QUERIES, tenant.reader)
     assert result.errors is None, result.errors
+
+
+async def test_a_workspace_holds_at_most_max_policies(settings: Settings, tenant: Tenant) -> None:
+    """Every tool call is evaluated against the workspace's policies: their number is a
+    named limit (`OPSGRAPH_MAX_POLICIES`), a clear refusal past it."""
+    two = with_settings(settings, max_policies=2)
+    schema = build_schema(two)
+
+    async def run(document: str, **variables: Any) -> Any:
+        context = Context(settings=two, publisher=Recorder([]), secret=tenant.admin)
+        return await schema.execute(document, variable_values=variables, context_value=context)
+
+    created = [
+        await run(CREATE_POLICY, input={"name": f"p{n}", "action": "ALLOW"}) for n in range(3)
+    ]
+    assert [result.errors for result in created[:2]] == [None, None]
+    [error] = created[2].errors
+    assert error.extensions == {"code": "CONFLICT"}
+    assert error.message == "A workspace holds at most 2 policies; delete one first."
+    first_id = created[0].data["createPolicy"]["id"]
+    assert (await run(DELETE, id=first_id)).data == {"deletePolicy": True}
+    again = await run(CREATE_POLICY, input={"name": "p2", "action": "ALLOW"})
+    assert again.errors is None
