@@ -24,6 +24,7 @@ from schema.agent import RunQuery
 from schema.agent_events import AgentMutation
 from schema.approval import ApprovalMutation, ApprovalQuery
 from schema.change import ChangeMutation
+from schema.cost import CostLimit
 from schema.errors import OpsgraphSchema, RefusedValues, unexpected
 from schema.execution import ExecutionContext
 from schema.incident import IncidentQuery
@@ -150,6 +151,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         ),
         lambda: ValidationCache(maxsize=size),
         ExplainedValidation,
+        lambda: CostLimit(settings=settings),
         RefusedValues,
     ]
     if settings.mask_errors:

@@ -13,6 +13,7 @@ import strawberry
 from graphql import ExecutionResult
 from tortoise import connections
 
+from models.change import Change
 from opsgraph.app import create_app
 from opsgraph.settings import Settings
 from schema import TOO_COMPLEX, build_schema
@@ -264,3 +265,62 @@ async def test_a_subscription_filter_past_its_limits_is_refused(
     assert (
         first.errors is not None and first.errors[0].message == "filter.labels: at most 50 values."
     )
+
+
+NESTED = """
+query($f: Int) { incidents(first: 1) { edges { node { timeline(first: $f) { summary
+  subject { ... on Incident { timeline(first: $f) { summary
+    subject { ... on Incident { timeline(first: $f) { summary } } } } } } } } } } }
+"""
+
+
+async def test_nested_lists_are_counted_before_they_run(gql: GraphQL, tenant: Tenant) -> None:
+    """Each level multiplies the one above: within the depth, token and alias limits this
+    document asks 64,000 entries at first 40, 8,000,000 at first 200 (it ran for minutes
+    and held every tenant's requests). It is refused before it runs, saying why."""
+    assert (await gql(NESTED, tenant.reader, f=10)).errors is None  # 1 + 10 + 100 + 1,000 …
+    result = await gql(NESTED, tenant.reader, f=40)
+    [error] = result.errors
+    assert error.extensions == {"code": "QUERY_TOO_COMPLEX"}
+    assert error.message.startswith("The operation could return 67,283 objects")  # 40³ + …
+    assert "(OPSGRAPH_GRAPHQL_MAX_COST)" in error.message
+    suspects = "{ incidents(first: 200) { edges { node { suspectChanges(first: 200) { id } } } } }"
+    assert (await gql(suspects, tenant.reader)).errors[0].extensions == {
+        "code": "QUERY_TOO_COMPLEX"
+    }
+
+
+async def test_the_cost_limit_is_a_setting_and_covers_subscriptions(
+    settings: Settings, tenant: Tenant, schema: strawberry.Schema
+) -> None:
+    small = with_settings(settings, graphql_max_cost=100)
+    document = "query($f: Int) { timeline(first: $f) { edges { node { summary } } } }"
+    assert (await run(small, document, tenant.reader, f=33)).errors is None  # 33 × 3 = 99
+    assert messages(await run(small, document, tenant.reader, f=34))[0].startswith(
+        "The operation could return 102 objects, more than the 100 allowed"
+    )
+    context = Context(settings=small, publisher=Recorder([]), secret=tenant.reader)
+    live = (
+        "subscription { timeline { subject { ... on Incident { timeline(first: 200) { id } } } } }"
+    )
+    stream = await build_schema(small).subscribe(live, context_value=context)
+    first = await anext(stream) if not isinstance(stream, ExecutionResult) else stream
+    assert first.errors is not None and first.errors[0].extensions == {"code": "QUERY_TOO_COMPLEX"}
+
+
+async def test_aliases_cannot_multiply_a_call_s_events(gql: GraphQL, tenant: Tenant) -> None:
+    """`recordChanges` takes at most OPSGRAPH_MAX_CHANGES_PER_CALL changes: ten aliases of
+    it in one operation stored ten times as many before."""
+    inputs = [{**SEED_EVENT, "name": f"deploy {n}"} for n in range(30)]
+    aliased = " ".join(f"a{n}: recordChanges(inputs: $i) {{ __typename }}" for n in range(10))
+    document = f"mutation($i: [ChangeInput!]!) {{ {aliased} }}"
+    small = await gql(document, tenant.writer, i=inputs[:25])  # 250 in all: within 256
+    assert small.errors is None
+    result = await gql(document, tenant.writer, i=inputs)  # 300 in all
+    [error] = result.errors
+    assert error.extensions == {"code": "BAD_USER_INPUT"}
+    assert error.message == (
+        "recordChanges: at most 256 inputs in one operation, aliases included "
+        "(this one carries 300)."
+    )
+    assert await Change.filter(workspace_id=tenant.workspace_id).count() == 250  # none more
