@@ -75,13 +75,28 @@ async def test_a_document_too_complex_to_validate_says_so(
     """900 repeats of one field: within the token limit, past graphql-core's budget for
     comparing a selection's fields (it said only "Validation aborted.")."""
     document = "{ viewer { " + "name " * 900 + "} }"
+    many_fields = with_settings(settings, graphql_max_fields=1000)  # past it, below
     for _ in range(2):  # the second time from the validation cache
-        result = await run(settings, document, tenant.reader)
+        result = await run(many_fields, document, tenant.reader)
         assert result.data is None
         assert messages(result) == [TOO_COMPLEX]
         assert result.errors[0].extensions == {"code": "QUERY_TOO_COMPLEX"}
-    fewer = await run(settings, "{ viewer { " + "name " * 300 + "} }", tenant.reader)
+    fewer = await run(settings, "{ viewer { " + "name " * 298 + "} }", tenant.reader)
     assert fewer.errors is None
+
+
+async def test_a_document_of_too_many_fields_is_refused_before_validation(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """Validation compares a selection's fields pairwise: 1,199 repeats of one, under the
+    token cap, took 1.2 s of CPU. Past OPSGRAPH_GRAPHQL_MAX_FIELDS (300) it is not tried."""
+    fields = "{ viewer { " + "name " * 299 + "} }"  # 300 with viewer
+    assert (await run(settings, fields, tenant.reader)).errors is None
+    result = await run(settings, fields.replace("name ", "name name ", 1), tenant.reader)
+    assert messages(result) == [
+        "The document holds more than 300 fields (OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
+    ]
+    assert result.errors[0].extensions == {"code": "QUERY_TOO_COMPLEX"}
 
 
 async def test_subscriptions_meet_the_same_limits(settings: Settings, tenant: Tenant) -> None:
