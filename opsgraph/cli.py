@@ -205,6 +205,24 @@ def tune_gc(settings: Settings) -> None:
         gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
 
 
+def _refused_name(name: str, *, option: str = "") -> bool:
+    """Whether `name` cannot name a key, service or workspace (`auth.clean_name`), having
+    said why on stderr."""
+    try:
+        auth.clean_name(name)
+    except ValueError as exc:
+        print(f"opsgraph: {option}{exc}", file=sys.stderr)
+        return True
+    return False
+
+
+def _print_lines(settings: Settings, work: Callable[[], Awaitable[list[str]]]) -> int:
+    """Print the lines `work` returns with the database open, one per line."""
+    for line in _with_database(settings, work):
+        print(line)
+    return 0
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     issued = _with_database(settings, auth.bootstrap)  # opening the database migrates it
     if issued is not None:
@@ -222,10 +240,7 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     if not scopes:
         print("opsgraph: --scopes must name at least one scope", file=sys.stderr)
         return 2
-    try:
-        auth.clean_name(args.name)
-    except ValueError as exc:
-        print(f"opsgraph: --name: {exc}", file=sys.stderr)
+    if _refused_name(args.name, option="--name: "):
         return 2
 
     async def work() -> str:
@@ -282,16 +297,11 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
             for k in keys
         ]
 
-    for line in _with_database(settings, work):
-        print(line)
-    return 0
+    return _print_lines(settings, work)
 
 
 def cmd_services_create(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        auth.clean_name(args.name)
-    except ValueError as exc:
-        print(f"opsgraph: {exc}", file=sys.stderr)
+    if _refused_name(args.name):
         return 2
 
     async def work() -> str:
@@ -314,16 +324,11 @@ def cmd_services_list(settings: Settings, args: argparse.Namespace) -> int:
         services = await auth.list_services(workspace_id=await _workspace(args.workspace))
         return [f"{s.id}\t{s.name}\t{s.routing_key_prefix}…" for s in services]
 
-    for line in _with_database(settings, work):
-        print(line)
-    return 0
+    return _print_lines(settings, work)
 
 
 def cmd_workspaces_create(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        auth.clean_name(args.name)
-    except ValueError as exc:
-        print(f"opsgraph: {exc}", file=sys.stderr)
+    if _refused_name(args.name):
         return 2
     issued = _with_database(settings, lambda: auth.open_workspace(name=args.name))
     print(

@@ -69,7 +69,7 @@ class Settings:
     # Fields one document may select (validation compares them pairwise).
     graphql_max_fields: int = 300
     # Objects one operation could return, counted before it runs (`schema.cost`).
-    graphql_max_cost: int = 10_000
+    graphql_max_cost: int = 20_000
     graphql_cache_size: int = 256
     graphql_introspection: bool = True
     page_size_default: int = 50

@@ -47,6 +47,7 @@ OTHER_LIST = 10  # objects assumed in a list with no `first` (a run's tool calls
 class Cost:
     objects: int  # at most, in the result
     inputs: Counter[str]  # events per list mutation (`recordChanges`: changes), aliases summed
+    calls: Counter[str]  # how many times each list mutation is selected (aliases)
 
 
 def cost_of(
@@ -62,8 +63,9 @@ def cost_of(
     `max_page` counts as `max_page`: the field refuses it itself, saying so."""
     operation = get_operation_ast(document, operation_name)
     inputs: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
     if operation is None:
-        return Cost(0, inputs)
+        return Cost(0, inputs, calls)
     root = schema.get_root_type(operation.operation)
     fragments = {
         node.name.value: node
@@ -109,6 +111,7 @@ def cost_of(
             given = argument(node, "inputs")
             count = len(given) if isinstance(given, list | tuple) else 1
             inputs[node.name.value] += count
+            calls[node.name.value] += 1
             return count
         if "first" in field.args:
             first = argument(node, "first")
@@ -128,7 +131,7 @@ def cost_of(
         return total
 
     objects = count(operation.selection_set, root, 1) if root is not None else 0
-    return Cost(objects, inputs)
+    return Cost(objects, inputs, calls)
 
 
 class CostLimit(SchemaExtension):
@@ -173,7 +176,8 @@ class CostLimit(SchemaExtension):
             )
         for name, count in cost.inputs.items():
             most = self.per_call.get(name)
-            if most is not None and count > most:
+            # One selection past it is refused by the field itself, as documented.
+            if most is not None and count > most and cost.calls[name] > 1:
                 return GraphQLError(
                     f"{name}: at most {most} inputs in one operation, aliases included "
                     f"(this one carries {count}).",

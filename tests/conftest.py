@@ -168,6 +168,23 @@ async def tenant(make_tenant: MakeTenant) -> Tenant:
 GraphQL = Callable[..., Awaitable[Any]]
 
 
+async def walk_pages(
+    gql: GraphQL, document: str, key: str, connection: str, value: str, *, first: int
+) -> list[list[Any]]:
+    """Every page of a connection (`document` takes `$first` and `$after`), followed by
+    `endCursor` while `hasNextPage`: each page's nodes' `value`."""
+    pages: list[list[Any]] = []
+    after = None
+    while True:
+        result = await gql(document, key, first=first, after=after)
+        assert result.errors is None, result.errors
+        page = result.data[connection]
+        pages.append([edge["node"][value] for edge in page["edges"]])
+        if not page["pageInfo"]["hasNextPage"]:
+            return pages
+        after = page["pageInfo"]["endCursor"]
+
+
 @pytest.fixture
 def gql(schema: strawberry.Schema, settings: Settings, recorder: Recorder) -> GraphQL:
     """Run a document as a key; returns the ExecutionResult."""

@@ -31,7 +31,7 @@ from tests.agent_helpers import (
     timeline,
     tool_called,
 )
-from tests.conftest import GraphQL, Tenant
+from tests.conftest import GraphQL, Tenant, walk_pages
 
 RUN = """
 query($id: ID!) {
@@ -445,15 +445,6 @@ async def test_runs_started_at_one_time_page_without_a_gap_or_an_empty_page(
         body = event(f"s{n}", "run.started", run=run, at="2026-03-19T10:00:00Z")
         assert (await post(client, tenant.writer, body)).status_code == 200
     for first in (1, 2, 5):
-        seen: list[str] = []
-        after, pages = None, 0
-        while True:
-            result = await gql(RUNS, tenant.reader, first=first, after=after)
-            page = result.data["runs"]
-            seen += [edge["node"]["runId"] for edge in page["edges"]]
-            pages += 1
-            if not page["pageInfo"]["hasNextPage"]:
-                break
-            after = page["pageInfo"]["endCursor"]
-        assert sorted(seen) == runs, first
-        assert pages == -(-len(runs) // first), first  # a full last page says it is the last
+        pages = await walk_pages(gql, RUNS, tenant.reader, "runs", "runId", first=first)
+        assert sorted(sum(pages, [])) == runs, first
+        assert len(pages) == -(-len(runs) // first), first  # a full last page is the last

@@ -17,7 +17,7 @@ from resolvers.timeline import record_entry
 from schema import build_schema
 from schema.context import Context
 from schema.incident_events import IncidentEventInput
-from tests.conftest import GraphQL, Recorder, Tenant
+from tests.conftest import GraphQL, Recorder, Tenant, walk_pages
 from tests.input_hooks import built_both_ways
 from tests.test_timeline import b64
 
@@ -486,17 +486,9 @@ async def test_incidents_opened_together_page_without_a_gap_or_an_empty_page(
     # One batch, one time: only the ids order them, across page boundaries too.
     assert len({node["openedAt"] for node in await incident_times(gql, tenant.reader)}) == 1
     for first in (1, 2, 5):
-        seen: list[str] = []
-        after, pages = None, 0
-        while True:
-            page = (await gql(LIST, tenant.reader, first=first, after=after)).data["incidents"]
-            seen += [edge["node"]["dedupKey"] for edge in page["edges"]]
-            pages += 1
-            if not page["pageInfo"]["hasNextPage"]:
-                break
-            after = page["pageInfo"]["endCursor"]
-        assert sorted(seen) == keys, first
-        assert pages == -(-len(keys) // first), first  # a full last page says it is the last
+        pages = await walk_pages(gql, LIST, tenant.reader, "incidents", "dedupKey", first=first)
+        assert sorted(sum(pages, [])) == keys, first
+        assert len(pages) == -(-len(keys) // first), first  # a full last page is the last
 
 
 async def test_a_repeated_trigger_moves_last_seen(gql: GraphQL, tenant: Tenant) -> None:

@@ -37,6 +37,16 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
     await live.disconnect()
 
 
+@pytest.fixture
+async def quiet_bus() -> AsyncIterator[Bus]:
+    """A bus whose heartbeat (and its read of every followed workspace) never comes during
+    a test: what reaches a subscriber came by a note."""
+    live = Bus("memory://", queue_size=100, heartbeat_seconds=60)
+    await live.connect()
+    yield live
+    await live.disconnect()
+
+
 async def post(tenant: Tenant, bus: Bus, settings: Settings, name: str, **fields: Any) -> None:
     raw = {
         "name": name,
@@ -230,64 +240,63 @@ async def test_an_entry_whose_note_was_lost_arrives_by_the_heartbeat_s_read(
 
 
 async def test_resume_after_more_missed_entries_than_one_read_takes(
-    schema: strawberry.Schema, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    schema: strawberry.Schema,
+    settings: Settings,
+    tenant: Tenant,
+    quiet_bus: Bus,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Resuming reads what was missed in batches (500; 3 here): every batch, not the first."""
     monkeypatch.setattr(subscription_schema, "REPLAY_BATCH", 3)
-    bus = Bus("memory://", queue_size=100, heartbeat_seconds=60)
-    await bus.connect()
-    try:
-        stream = await subscribe(schema, settings, bus, tenant.reader)
-        first = asyncio.ensure_future(next_data(stream))
-        await asyncio.sleep(0.05)
-        await post(tenant, bus, settings, "seen")
-        cursor = (await first)["cursor"]
-        await stream.aclose()
-        for index in range(8):  # while away
-            await post(tenant, bus, settings, f"missed {index}")
-        stream = await subscribe(schema, settings, bus, tenant.reader, after=cursor)
-        assert [(await next_data(stream))["summary"] for _ in range(8)] == [
-            f"missed {index}" for index in range(8)
-        ]
-        await stream.aclose()
-    finally:
-        await bus.disconnect()
+    stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
+    first = asyncio.ensure_future(next_data(stream))
+    await asyncio.sleep(0.05)
+    await post(tenant, quiet_bus, settings, "seen")
+    cursor = (await first)["cursor"]
+    await stream.aclose()
+    for index in range(8):  # while away
+        await post(tenant, quiet_bus, settings, f"missed {index}")
+    stream = await subscribe(schema, settings, quiet_bus, tenant.reader, after=cursor)
+    assert [(await next_data(stream))["summary"] for _ in range(8)] == [
+        f"missed {index}" for index in range(8)
+    ]
+    await stream.aclose()
 
 
 async def test_a_backlog_larger_than_one_read_reaches_live_subscribers(
-    schema: strawberry.Schema, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    schema: strawberry.Schema,
+    settings: Settings,
+    tenant: Tenant,
+    quiet_bus: Bus,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One note may cover more entries than the hub reads at once (500; 3 here): it reads on
     until it has them all, without waiting for another note (or the heartbeat)."""
     monkeypatch.setattr(live_module, "FETCH_BATCH", 3)
-    bus = Bus("memory://", queue_size=100, heartbeat_seconds=60)
-    await bus.connect()
-    try:
-        stream = await subscribe(schema, settings, bus, tenant.reader)
-        first = asyncio.ensure_future(next_data(stream))
-        await asyncio.sleep(0.05)
-        for index in range(8):  # stored without a note, then one note for all
-            await post(tenant, LostNotes(), settings, f"e{index}")  # type: ignore[arg-type]
-        newest = (
-            await TimelineEntryRow.filter(workspace_id=tenant.workspace_id).order_by("-seq").first()
-        )
-        assert newest is not None
-        await bus.entry_committed(workspace_id=tenant.workspace_id, entry_id=newest.id)
-        received = [(await first)["summary"]]
-        received += [(await next_data(stream))["summary"] for _ in range(7)]
-        assert received == [f"e{index}" for index in range(8)]
-        await stream.aclose()
-    finally:
-        await bus.disconnect()
+    stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
+    first = asyncio.ensure_future(next_data(stream))
+    await asyncio.sleep(0.05)
+    for index in range(8):  # stored without a note, then one note for all
+        await post(tenant, LostNotes(), settings, f"e{index}")  # type: ignore[arg-type]
+    rows = TimelineEntryRow.filter(workspace_id=tenant.workspace_id)
+    newest = await rows.order_by("-seq").first()
+    assert newest is not None
+    await quiet_bus.entry_committed(workspace_id=tenant.workspace_id, entry_id=newest.id)
+    received = [(await first)["summary"]]
+    received += [(await next_data(stream))["summary"] for _ in range(7)]
+    assert received == [f"e{index}" for index in range(8)]
+    await stream.aclose()
 
 
 async def test_a_note_arriving_while_the_hub_reads_is_not_lost(
-    schema: strawberry.Schema, settings: Settings, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    schema: strawberry.Schema,
+    settings: Settings,
+    tenant: Tenant,
+    quiet_bus: Bus,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A note that comes while the hub is reading the workspace (for an earlier note) makes
     it read again once done: the entry it announces arrives without another note."""
-    bus = Bus("memory://", queue_size=100, heartbeat_seconds=60)
-    await bus.connect()
     reading, release = asyncio.Event(), asyncio.Event()
     read = live_module.entries_after
 
@@ -297,20 +306,18 @@ async def test_a_note_arriving_while_the_hub_reads_is_not_lost(
         await release.wait()
         return rows
 
+    stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
+    first = asyncio.ensure_future(next_data(stream))
+    await asyncio.sleep(0.05)
+    monkeypatch.setattr(live_module, "entries_after", slow_read)
     try:
-        stream = await subscribe(schema, settings, bus, tenant.reader)
-        first = asyncio.ensure_future(next_data(stream))
-        await asyncio.sleep(0.05)
-        monkeypatch.setattr(live_module, "entries_after", slow_read)
-        await post(tenant, bus, settings, "one")
+        await post(tenant, quiet_bus, settings, "one")
         await asyncio.wait_for(reading.wait(), timeout=5)  # the hub is reading for "one"
-        await post(tenant, bus, settings, "two")  # its note comes now
+        await post(tenant, quiet_bus, settings, "two")  # its note comes now
         await asyncio.sleep(0.1)  # and reaches the hub, still reading
         monkeypatch.setattr(live_module, "entries_after", read)
-        release.set()
-        assert (await first)["summary"] == "one"
-        assert (await next_data(stream))["summary"] == "two"
-        await stream.aclose()
     finally:
         release.set()
-        await bus.disconnect()
+    assert (await first)["summary"] == "one"
+    assert (await next_data(stream))["summary"] == "two"
+    await stream.aclose()
