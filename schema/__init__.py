@@ -10,9 +10,12 @@ import strawberry
 from graphql import (
     ASTValidationRule,
     DocumentNode,
-    ExecutableDefinitionNode,
     FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
+    OperationDefinitionNode,
+    SelectionSetNode,
     parse,
 )
 from graphql.validation.validate import ValidationAbortedError
@@ -117,7 +120,7 @@ class BoundedValidation(ValidationCache):
 
     def on_validate(self) -> Iterator[None]:
         document = self.execution_context.graphql_document
-        if document is not None and _field_count(document) > self.max_fields:
+        if document is not None and _too_many_fields(document, self.max_fields):
             message = (
                 f"The document holds more than {self.max_fields} fields "
                 "(OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
@@ -129,21 +132,46 @@ class BoundedValidation(ValidationCache):
         yield from super().on_validate()
 
 
+def _too_many_fields(document: DocumentNode, most: int) -> bool:
+    try:
+        return _field_count(document) > most
+    except RecursionError:  # fragments spread in a chain longer than Python recurses
+        return True
+
+
 def _field_count(document: DocumentNode) -> int:
-    """Fields selected anywhere in the document (fragments once each)."""
-    count = 0
-    pending = [
-        definition.selection_set
+    """Fields the document's operations select, fragments counted where they are spread
+    (a chain of fragments each spreading the next twice doubles at every link): each
+    fragment's size is worked out once. Runs before validation, so a fragment spread
+    inside itself counts nothing the second time."""
+    fragments = {
+        definition.name.value: definition.selection_set
         for definition in document.definitions
-        if isinstance(definition, ExecutableDefinitionNode)
-    ]
-    while pending:
-        for selection in pending.pop().selections:
-            count += isinstance(selection, FieldNode)
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    sizes: dict[str, int] = {}
+
+    def size(selections: SelectionSetNode) -> int:
+        total = 0
+        for selection in selections.selections:
+            if isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in sizes and name in fragments:
+                    sizes[name] = 0  # while it is being counted
+                    sizes[name] = size(fragments[name])
+                total += sizes.get(name, 0)
+                continue
+            total += isinstance(selection, FieldNode)
             nested = getattr(selection, "selection_set", None)
             if nested is not None:
-                pending.append(nested)
-    return count
+                total += size(nested)
+        return total
+
+    return sum(
+        size(definition.selection_set)
+        for definition in document.definitions
+        if isinstance(definition, OperationDefinitionNode)
+    )
 
 
 # graphql-core gives up on a document whose fields it would have to compare pairwise too

@@ -30,6 +30,7 @@ from graphql import (
     IntValueNode,
     ListValueNode,
     SelectionSetNode,
+    ValueNode,
     VariableNode,
     get_named_type,
     get_nullable_type,
@@ -73,37 +74,30 @@ def cost_of(
         if isinstance(node, FragmentDefinitionNode)
     }
     values = variables or {}
+    defaults = {
+        definition.variable.name.value: definition.default_value
+        for definition in operation.variable_definitions or ()
+        if definition.default_value is not None
+    }
 
-    def fields(
-        selections: SelectionSetNode, parent: GraphQLNamedType, seen: frozenset[str]
-    ) -> Iterator[tuple[FieldNode, GraphQLNamedType]]:
-        for node in selections.selections:
-            if isinstance(node, FieldNode):
-                yield node, parent
-            elif isinstance(node, InlineFragmentNode):
-                condition = node.type_condition
-                typed = schema.get_type(condition.name.value) if condition else parent
-                if typed is not None:
-                    yield from fields(node.selection_set, typed, seen)
-            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
-                fragment = fragments.get(node.name.value)
-                if fragment is None:
-                    continue
-                typed = schema.get_type(fragment.type_condition.name.value)
-                if typed is not None:
-                    yield from fields(fragment.selection_set, typed, seen | {node.name.value})
+    def literal(value: ValueNode | None) -> Any:
+        if isinstance(value, IntValueNode):
+            return int(value.value)
+        if isinstance(value, ListValueNode):
+            return value.values
+        return None
 
     def argument(node: FieldNode, name: str) -> Any:
         for given in node.arguments or ():
             if given.name.value == name:
                 value = given.value
-                if isinstance(value, VariableNode):
-                    return values.get(value.name.value)
-                if isinstance(value, IntValueNode):
-                    return int(value.value)
-                if isinstance(value, ListValueNode):
-                    return value.values
-                return None
+                if not isinstance(value, VariableNode):
+                    return literal(value)
+                variable = value.name.value
+                found = values[variable] if variable in values else literal(defaults.get(variable))
+                if isinstance(found, float) and found.is_integer():  # an Int sent as 200.0
+                    return int(found)
+                return found
         return None
 
     def factor(node: FieldNode, field: GraphQLField, parent: GraphQLNamedType) -> int:
@@ -120,17 +114,40 @@ def cost_of(
             return 1
         return 1 if parent.name.endswith("Connection") else OTHER_LIST
 
-    def count(selections: SelectionSetNode, parent: GraphQLNamedType, times: int) -> int:
+    counted: dict[tuple[int, str], int] = {}
+
+    def count(selections: SelectionSetNode, parent: GraphQLNamedType) -> int:
+        """Objects below one object of `parent`. Each selection set is counted once per
+        type, fragments included: a fragment spread in many places (or twice in each of
+        a chain of fragments, which doubles at every link) costs one count, not one per
+        place."""
+        key = (id(selections), parent.name)
+        if key in counted:
+            return counted[key]
+        counted[key] = 0  # a cycle (refused by validation anyway) counts nothing
         total = 0
-        for node, owner in fields(selections, parent, frozenset()):
-            field = getattr(owner, "fields", {}).get(node.name.value)
-            if field is None or node.selection_set is None:  # __typename, scalars
+        for node in selections.selections:
+            if isinstance(node, FieldNode):
+                field = getattr(parent, "fields", {}).get(node.name.value)
+                if field is None or node.selection_set is None:  # __typename, scalars
+                    continue
+                many = factor(node, field, parent)
+                total += many * (1 + count(node.selection_set, get_named_type(field.type)))
                 continue
-            many = times * factor(node, field, owner)
-            total += many + count(node.selection_set, get_named_type(field.type), many)
+            if isinstance(node, InlineFragmentNode):
+                condition, nested = node.type_condition, node.selection_set
+            elif isinstance(node, FragmentSpreadNode) and node.name.value in fragments:
+                fragment = fragments[node.name.value]
+                condition, nested = fragment.type_condition, fragment.selection_set
+            else:
+                continue
+            typed = schema.get_type(condition.name.value) if condition else parent
+            if typed is not None:
+                total += count(nested, typed)
+        counted[key] = total
         return total
 
-    objects = count(operation.selection_set, root, 1) if root is not None else 0
+    objects = count(operation.selection_set, root) if root is not None else 0
     return Cost(objects, inputs, calls)
 
 
@@ -152,21 +169,29 @@ class CostLimit(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and not context.pre_execution_errors:
-            cost = cost_of(
-                context.schema._schema,
-                document,
-                context.operation_name,
-                context.variables,
-                default_page=self.settings.page_size_default,
-                max_page=self.settings.page_size_max,
-            )
+            try:
+                cost: Cost | None = cost_of(
+                    context.schema._schema,
+                    document,
+                    context.operation_name,
+                    context.variables,
+                    default_page=self.settings.page_size_default,
+                    max_page=self.settings.page_size_max,
+                )
+            except RecursionError:  # fragments spread in a chain longer than Python recurses
+                cost = None
             error = self._refusal(cost)
             if error is not None:
                 context.pre_execution_errors = [error]  # a new list: the cache keeps its own
         yield
 
-    def _refusal(self, cost: Cost) -> GraphQLError | None:
+    def _refusal(self, cost: Cost | None) -> GraphQLError | None:
         limit = self.settings.graphql_max_cost
+        if cost is None:
+            return GraphQLError(
+                "The operation nests fragments too deeply to count what it asks for.",
+                extensions={"code": "QUERY_TOO_COMPLEX"},
+            )
         if cost.objects > limit:
             return GraphQLError(
                 f"The operation could return {cost.objects:,} objects, more than the "

@@ -4,6 +4,7 @@ on or off; unexpected errors masked in production mode, never with a stack trace
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -340,3 +341,40 @@ async def test_aliases_cannot_multiply_a_call_s_events(gql: GraphQL, tenant: Ten
         "(this one carries 300)."
     )
     assert await Change.filter(workspace_id=tenant.workspace_id).count() == 250  # none more
+
+
+def fragment_chain(links: int) -> str:
+    """Fragments each spreading the next twice: 2^links selections of one small document."""
+    chain = [f"fragment F{n} on Query {{ ...F{n + 1} ...F{n + 1} }}" for n in range(links)]
+    chain.append(f"fragment F{links} on Query {{ viewer {{ name }} }}")
+    return "{ ...F0 } " + " ".join(chain)
+
+
+async def test_fragments_doubling_at_every_link_are_counted_once_each(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """A 750-byte chain of 18 fragments expands to 2^18 selections: the field count (done
+    before validation) counts them as spread and refuses the chain at once; expanding
+    them copy by copy took seconds and doubled with every link."""
+    small = await run(settings, fragment_chain(4), tenant.reader)  # 16 × 2 fields
+    assert small.errors is None and small.data == {"viewer": {"name": "dashboard"}}
+    started = time.process_time()
+    result = await run(settings, fragment_chain(18), tenant.reader)
+    assert time.process_time() - started < 1.0  # it was minutes at 25 links
+    assert messages(result) == [
+        "The document holds more than 300 fields (OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
+    ]
+
+
+async def test_variables_count_as_they_run_default_and_float_included(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """`first` given by a variable's default, or as 200.0 (which GraphQL takes as the Int
+    200), counts as that: both counted as the default page of 50 before."""
+    nested = "timeline(first: $n) { subject { ... on Incident { timeline(first: $n) { id } } } }"
+    document = f"query($n: Int = 200) {{ incidents(first: 1) {{ nodes {{ {nested} }} }} }}"
+    for variables in ({}, {"n": 200.0}):
+        result = await run(settings, document, tenant.reader, **variables)
+        assert result.errors is not None, variables
+        assert result.errors[0].extensions == {"code": "QUERY_TOO_COMPLEX"}, variables
+    assert (await run(settings, document, tenant.reader, n=20)).errors is None
