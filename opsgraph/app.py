@@ -131,6 +131,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011), and
     checking the key once."""
 
+    _init_received = False  # connection_init came (one only: a second closes with 4429)
+
     async def handle(self) -> None:
         # graphql-transport-ws closes a connection that never sends connection_init
         # (`connection_init_timeout_seconds`); Strawberry's legacy handler waits for ever.
@@ -142,14 +144,19 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
 
     async def _close_unless_initialised(self) -> None:
         await asyncio.sleep(self.context.settings.connection_init_timeout_seconds)
-        if not self.connection_acknowledged:
-            await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+        if not self._init_received:
+            with contextlib.suppress(Exception):  # closed meanwhile
+                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
     async def handle_message(self, message: OperationMessage) -> None:
         if not await _closed_for_rate(self):
             await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        if self._init_received:  # as graphql-transport-ws answers a second one
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
+        self._init_received = True
         payload = message.get("payload")
         self.context.connection_params = payload if isinstance(payload, dict) else None
         try:

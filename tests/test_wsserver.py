@@ -397,6 +397,28 @@ async def test_an_open_connection_s_key_is_rechecked_until_it_closes(
         assert hub.live_key_ids() == set()
 
 
+async def test_a_second_legacy_connection_init_closes_and_counts_nothing_twice(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """graphql-ws: a second connection_init is refused as graphql-transport-ws refuses one
+    (4429); it counted the connection's key a second time, rechecked for ever after."""
+    async with serving_app(settings, "websockets-sansio") as (app, port):
+        hub = app.state.graphql.bus.hub
+        async with connect(port, subprotocols=["graphql-ws"]) as ws:
+            await init(ws, tenant.reader)
+            again = {
+                "type": "connection_init",
+                "payload": {"Authorization": f"Bearer {tenant.admin}"},
+            }
+            await send(ws, again)
+            assert await closed_with(ws) == (4429, "Too many initialisation requests")
+        for _ in range(100):
+            if not hub.live_key_ids():
+                break
+            await asyncio.sleep(0.02)
+        assert hub.live_key_ids() == set()
+
+
 # What only the direct protocol does.
 
 
