@@ -30,6 +30,9 @@ from opsgraph.live import Hub
 log = logging.getLogger(__name__)
 
 CHANNEL = "opsgraph_timeline"
+# A note is published after its commit, in the request's path: an unanswering bus host
+# must not hold the answer (the hubs' heartbeat reads make up for a note not sent).
+PUBLISH_TIMEOUT_SECONDS = 2.0
 
 
 def channel_of(url: str) -> str:
@@ -185,15 +188,19 @@ class Bus:
         made up for by the hubs' reads every heartbeat (`Hub.heartbeat`)."""
         message = json.dumps(note, separators=(",", ":"))
         for attempt in (1, 2):
+            backend = None
             try:
-                backend = await self._publishing_backend()
-                if backend is not None:
-                    await backend.publish(self.channel, message)
+                async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                    backend = await self._publishing_backend()
+                    if backend is not None:
+                        await backend.publish(self.channel, message)
                 return
             except Exception as exc:
-                publisher, self._publisher = self._publisher, None
-                if publisher is not None:
+                # Only the connection this attempt used: another task's retry may already
+                # have opened its successor.
+                if backend is not None and self._publisher is backend:
+                    self._publisher = None
                     with contextlib.suppress(Exception):
-                        await publisher.disconnect()
+                        await backend.disconnect()
                 if attempt == 2:
-                    log.warning("could not publish a note on the bus: %s", exc)
+                    log.warning("could not publish a note on the bus: %r", exc)

@@ -22,7 +22,7 @@ from typing import Protocol
 from broadcaster._backends.base import BroadcastBackend
 
 from models.timeline import TimelineEntry
-from resolvers.timeline import current_seq, entries_after
+from resolvers.timeline import current_seq, current_seqs, entries_after
 
 log = logging.getLogger(__name__)
 
@@ -379,9 +379,22 @@ class Hub:
             if backend is not None:
                 with contextlib.suppress(Exception):
                     await backend.publish(self._channel, '{"ping":1}')
-            if self._connected.is_set():
-                for workspace_id in list(self._workspaces):
-                    self._schedule_fetch(workspace_id)
+            if self._connected.is_set() and self._workspaces:
+                with contextlib.suppress(TimeoutError):  # the next ping must not wait on it
+                    await asyncio.wait_for(self._catch_up(), timeout=self._heartbeat_seconds)
+
+    async def _catch_up(self) -> None:
+        """Read the workspaces whose `seq` moved past what was delivered (one query for
+        all; a failure here ends no subscriber: the next note or heartbeat tries again)."""
+        try:
+            seqs = await current_seqs(list(self._workspaces))
+        except Exception as exc:
+            log.warning("the heartbeat's read of committed entries failed: %r", exc)
+            return
+        for workspace_id, seq in seqs.items():
+            state = self._workspaces.get(workspace_id)
+            if state is not None and seq > state.delivered:
+                self._schedule_fetch(workspace_id)
 
     def _schedule_fetch(self, workspace_id: str) -> None:
         state = self._workspaces[workspace_id]

@@ -617,6 +617,12 @@ async def entries_after(*, workspace_id: str, after_seq: int, limit: int) -> lis
     return await _read(("after",), [workspace_id, after_seq], query, limit)
 
 
+async def current_seqs(workspace_ids: Sequence[str]) -> dict[str, int]:
+    """Each workspace's last committed entry's `seq`, in one query."""
+    rows = await Workspace.filter(id__in=list(workspace_ids)).values_list("id", "timeline_seq")
+    return {str(workspace_id): int(seq) for workspace_id, seq in rows}
+
+
 async def current_seq(*, workspace_id: str) -> int:
     """The workspace's last committed entry's `seq` (0 when it has none)."""
     workspace = await Workspace.filter(id=workspace_id).only("id", "timeline_seq").first()
