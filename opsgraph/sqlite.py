@@ -6,6 +6,9 @@ The timeline's text filter compares `upper(summary) LIKE upper(text)` (Tortoise'
 `icontains`), and a live subscription compares the same with `resolvers.timeline.fold`:
 with SQLite's own `upper`, "café" matched "CAFÉ" live but not in a query, so a subscriber
 resuming with `after` missed entries the live feed would have given it.
+
+Keep this module's name holding "sqlite": Tortoise's migrations pick their SQLite schema
+editor by `"sqlite" in connection.__class__.__module__`.
 """
 
 from __future__ import annotations

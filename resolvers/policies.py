@@ -168,6 +168,8 @@ async def create_policy(
     principal.require(Scope.ADMIN)
     try:
         async with in_transaction():
+            # Counted before the insert, without a lock: creates at the same moment may
+            # pass the limit by one each (the workspace row is locked last, see below).
             if max_policies is not None:
                 held = await Policy.filter(workspace_id=principal.workspace_id).count()
                 if held >= max_policies:
