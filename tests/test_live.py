@@ -47,6 +47,15 @@ async def quiet_bus() -> AsyncIterator[Bus]:
     await live.disconnect()
 
 
+async def subscribed(bus: Bus, count: int = 1) -> None:
+    """Until the hub holds `count` subscribers (the stream's first read registers it)."""
+    for _ in range(250):
+        if bus.hub.subscriber_count >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{bus.hub.subscriber_count} subscribers, not {count}")
+
+
 async def post(tenant: Tenant, bus: Bus, settings: Settings, name: str, **fields: Any) -> None:
     raw = {
         "name": name,
@@ -232,7 +241,7 @@ async def test_an_entry_whose_note_was_lost_arrives_by_the_heartbeat_s_read(
     try:
         stream = await subscribe(schema, settings, bus, tenant.reader)
         first = asyncio.ensure_future(next_data(stream))
-        await asyncio.sleep(0.05)
+        await subscribed(bus)
         await post(tenant, LostNotes(), settings, "stored, never announced")  # type: ignore[arg-type]
         assert (await asyncio.wait_for(first, timeout=2))["summary"] == "stored, never announced"
     finally:
@@ -250,7 +259,7 @@ async def test_resume_after_more_missed_entries_than_one_read_takes(
     monkeypatch.setattr(subscription_schema, "REPLAY_BATCH", 3)
     stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
     first = asyncio.ensure_future(next_data(stream))
-    await asyncio.sleep(0.05)
+    await subscribed(quiet_bus)
     await post(tenant, quiet_bus, settings, "seen")
     cursor = (await first)["cursor"]
     await stream.aclose()
@@ -275,7 +284,7 @@ async def test_a_backlog_larger_than_one_read_reaches_live_subscribers(
     monkeypatch.setattr(live_module, "FETCH_BATCH", 3)
     stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
     first = asyncio.ensure_future(next_data(stream))
-    await asyncio.sleep(0.05)
+    await subscribed(quiet_bus)
     for index in range(8):  # stored without a note, then one note for all
         await post(tenant, LostNotes(), settings, f"e{index}")  # type: ignore[arg-type]
     rows = TimelineEntryRow.filter(workspace_id=tenant.workspace_id)
@@ -308,7 +317,7 @@ async def test_a_note_arriving_while_the_hub_reads_is_not_lost(
 
     stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
     first = asyncio.ensure_future(next_data(stream))
-    await asyncio.sleep(0.05)
+    await subscribed(quiet_bus)
     monkeypatch.setattr(live_module, "entries_after", slow_read)
     try:
         await post(tenant, quiet_bus, settings, "one")

@@ -145,7 +145,7 @@ def test_a_stopping_server_answers_its_long_polls_at_once(tmp_path: Path) -> Non
                 headers={"X-API-Key": running.admin_key or ""},
                 timeout=60,
             )
-            time.sleep(0.5)  # the agent is waiting
+            time.sleep(1.0)  # the agent is waiting
             assert stopped_within(running, 10) < 5
             answer = waiting.result(timeout=5)
         assert answer.status_code == 200, answer.text
