@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,26 @@ class Server:
         body: dict[str, Any] = response.json()
         assert "errors" not in body, body
         return body["data"]  # type: ignore[no-any-return]
+
+    def hold_tool(self, key: str, tag: str) -> None:
+        """A policy holding every call of tool `tool_{tag}` for approval."""
+        create = "mutation($i: PolicyInput!) { createPolicy(input: $i) { id } }"
+        policy = {"name": f"hold {tag}", "action": "REQUIRE_APPROVAL", "toolName": f"tool_{tag}"}
+        self.graphql(key, create, i=policy)
+
+
+def held_call_body(tag: str, number: int | None = None) -> dict[str, Any]:
+    """A `tool.called` of run `r_{tag}` to `tool_{tag}` (which `Server.hold_tool` holds);
+    `number` tells the calls of one run apart."""
+    call = tag if number is None else f"{tag}_{number}"
+    return {
+        "eventId": f"e_{call}",
+        "runId": f"r_{tag}",
+        "agentId": "agent",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "eventType": "tool.called",
+        "metadata": {"toolCallId": f"c_{call}", "toolName": f"tool_{tag}"},
+    }
 
 
 @contextmanager

@@ -9,7 +9,6 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from tests.servers import Server, postgres_database, run_server
+from tests.servers import Server, held_call_body, postgres_database, run_server
 from tests.test_changes import SEED_EVENT
 
 pytestmark = pytest.mark.slow
@@ -260,17 +259,8 @@ async def test_a_long_poll_learns_a_decision_taken_in_another_process(
     a, b, key = await asyncio.to_thread(next, servers)
     try:
         tag = secrets.token_hex(4)
-        create = "mutation($i: PolicyInput!) { createPolicy(input: $i) { id } }"
-        policy = {"name": f"hold {tag}", "action": "REQUIRE_APPROVAL", "toolName": f"tool_{tag}"}
-        await asyncio.to_thread(a.graphql, key, create, i=policy)
-        call = {
-            "eventId": f"e_{tag}",
-            "runId": f"r_{tag}",
-            "agentId": "agent",
-            "timestamp": "2026-11-25T10:00:00Z",
-            "eventType": "tool.called",
-            "metadata": {"toolCallId": f"c_{tag}", "toolName": f"tool_{tag}"},
-        }
+        await asyncio.to_thread(a.hold_tool, key, tag)
+        call = held_call_body(tag)
         held = httpx.post(f"{a.url}/v1/events", json=call, headers={"X-API-Key": key}).json()
         assert held["toolCallStatus"] == "awaiting_approval", held
         started = time.monotonic()
@@ -311,24 +301,11 @@ async def test_two_processes_record_an_event_once_decide_once_and_expire_once(
     a, b, key = await asyncio.to_thread(next, servers)
     try:
         tag = secrets.token_hex(4)
-        create = "mutation($i: PolicyInput!) { createPolicy(input: $i) { id } }"
-        policy = {"name": f"hold {tag}", "action": "REQUIRE_APPROVAL", "toolName": f"tool_{tag}"}
-        await asyncio.to_thread(a.graphql, key, create, i=policy)
+        await asyncio.to_thread(a.hold_tool, key, tag)
         async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=30) as http:
-
-            def call(n: int) -> dict[str, Any]:
-                return {
-                    "eventId": f"e_{tag}_{n}",
-                    "runId": f"r_{tag}",
-                    "agentId": "agent",
-                    "timestamp": datetime.now(UTC).isoformat(),
-                    "eventType": "tool.called",
-                    "metadata": {"toolCallId": f"c_{tag}_{n}", "toolName": f"tool_{tag}"},
-                }
-
             held = []
             for n in range(3):
-                body = call(n)
+                body = held_call_body(tag, n)
                 answers = await asyncio.gather(
                     *(http.post(f"{server.url}/v1/events", json=body) for server in (a, b, a, b))
                 )

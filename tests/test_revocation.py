@@ -159,11 +159,40 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
             yield first, second, database
 
 
-async def open_subscription(server: Server, key: str) -> Any:
+def reader_key(server: Server, admin: str, name: str) -> dict[str, Any]:
+    """A new `read` key made on `server`: its secret (`key`) and `apiKey { id }`."""
+    document = (
+        "mutation($n: String!) { createApiKey(name: $n, scopes: [READ]) { key apiKey { id } } }"
+    )
+    created: dict[str, Any] = server.graphql(admin, document, n=name)["createApiKey"]
+    return created
+
+
+async def revoke_by_cli(workdir: Path, key_id: str, **env: str) -> None:
+    """`opsgraph keys revoke` run in `workdir` with these variables only (and PATH)."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [OPSGRAPH, "keys", "revoke", key_id],
+        cwd=workdir,
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+async def open_connection(server: Server, key: str) -> Any:
+    """A graphql-transport-ws connection, acknowledged for `key`."""
     ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])
     init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
     await ws.send(json.dumps(init))
     assert json.loads(await asyncio.wait_for(ws.recv(), timeout=5))["type"] == "connection_ack"
+    return ws
+
+
+async def open_subscription(server: Server, key: str) -> Any:
+    ws = await open_connection(server, key)
     await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": TIMELINE}}))
     await asyncio.sleep(0.3)  # registered with the hub
     return ws
@@ -195,9 +224,7 @@ async def test_revoking_on_one_process_ends_a_websocket_on_another(
     a, b, _ = servers
     admin = a.admin_key or b.admin_key
     assert admin is not None
-    created = b.graphql(
-        admin, 'mutation { createApiKey(name: "dash", scopes: [READ]) { key apiKey { id } } }'
-    )["createApiKey"]
+    created = reader_key(b, admin, "dash")
     ws = await open_subscription(a, created["key"])
     revoked = b.graphql(admin, REVOKE, id=created["apiKey"]["id"])
     assert revoked == {"revokeApiKey": True}
@@ -218,25 +245,14 @@ async def test_revoking_with_the_cli_ends_a_websocket_too(
     a, b, database = servers
     admin = a.admin_key or b.admin_key
     assert admin is not None
-    created = a.graphql(
-        admin, 'mutation { createApiKey(name: "cli", scopes: [READ]) { key apiKey { id } } }'
-    )["createApiKey"]
+    created = reader_key(a, admin, "cli")
     ws = await open_subscription(a, created["key"])
-    env = {
-        "OPSGRAPH_DATABASE_URL": database,
-        "OPSGRAPH_BROADCAST_URL": "redis://127.0.0.1:6379/0",
-        "PATH": "/usr/bin:/bin",
-    }
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [OPSGRAPH, "keys", "revoke", created["apiKey"]["id"]],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    await revoke_by_cli(
+        tmp_path,
+        created["apiKey"]["id"],
+        OPSGRAPH_DATABASE_URL=database,
+        OPSGRAPH_BROADCAST_URL="redis://127.0.0.1:6379/0",
     )
-    assert done.returncode == 0, done.stderr
     await assert_ended_as_revoked(ws)
 
 
@@ -248,22 +264,10 @@ async def test_the_cli_on_the_embedded_default_ends_a_websocket_by_the_recheck(
     of its live subscriptions (`OPSGRAPH_KEY_RECHECK_SECONDS`) ends the subscription."""
     with run_server(tmp_path, {"OPSGRAPH_KEY_RECHECK_SECONDS": "0.5"}) as server:
         assert server.admin_key is not None
-        created = server.graphql(
-            server.admin_key,
-            'mutation { createApiKey(name: "tab", scopes: [READ]) { key apiKey { id } } }',
-        )["createApiKey"]
+        created = reader_key(server, server.admin_key, "tab")
         ws = await open_subscription(server, created["key"])
         other = await open_subscription(server, server.admin_key)
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [OPSGRAPH, "keys", "revoke", created["apiKey"]["id"]],
-            cwd=tmp_path,
-            env={"PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
+        await revoke_by_cli(tmp_path, created["apiKey"]["id"])
         await assert_ended_as_revoked(ws)
         with pytest.raises(TimeoutError):  # another key's subscription goes on
             await asyncio.wait_for(other.recv(), timeout=1.5)
@@ -276,14 +280,8 @@ async def test_the_recheck_covers_a_websocket_with_no_subscription(tmp_path: Pat
     revoked its key on `memory://`, its next operation is refused."""
     with run_server(tmp_path, {"OPSGRAPH_KEY_RECHECK_SECONDS": "0.5"}) as server:
         assert server.admin_key is not None
-        created = server.graphql(
-            server.admin_key,
-            'mutation { createApiKey(name: "tab", scopes: [READ]) { key apiKey { id } } }',
-        )["createApiKey"]
-        ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])
-        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {created['key']}"}}
-        await ws.send(json.dumps(init))
-        assert json.loads(await asyncio.wait_for(ws.recv(), timeout=5))["type"] == "connection_ack"
+        created = reader_key(server, server.admin_key, "tab")
+        ws = await open_connection(server, created["key"])
 
         async def viewer(operation_id: str) -> dict[str, Any]:
             query = {"query": "{ viewer { name } }"}
@@ -293,16 +291,7 @@ async def test_the_recheck_covers_a_websocket_with_no_subscription(tmp_path: Pat
         answered = await viewer("1")
         assert answered["payload"] == {"data": {"viewer": {"name": "tab"}}}, answered
         assert json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["type"] == "complete"
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [OPSGRAPH, "keys", "revoke", created["apiKey"]["id"]],
-            cwd=tmp_path,
-            env={"PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
+        await revoke_by_cli(tmp_path, created["apiKey"]["id"])
         await asyncio.sleep(1.5)  # three rechecks
         refused = await viewer("2")
         assert refused["id"] == "2" and revoked_error(refused), refused

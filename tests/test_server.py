@@ -8,13 +8,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import OPSGRAPH, Server, run_server
+from tests.servers import OPSGRAPH, Server, held_call_body, run_server
 
 SEED_CURL = """curl -sS -X POST "http://HOST/events" \\
   -H "Authorization: Bearer $COSTORY_EVENTS_API_KEY" \\
@@ -105,19 +104,11 @@ def test_first_start_then_cli_keys_and_the_seed_curl(server: tuple[str, Path, st
 def held_call(running: Server, tag: str) -> str:
     """A tool call held for approval on `running`; its approval's id."""
     assert running.admin_key is not None
-    create = "mutation($i: PolicyInput!) { createPolicy(input: $i) { id } }"
-    policy = {"name": f"hold {tag}", "action": "REQUIRE_APPROVAL", "toolName": f"tool_{tag}"}
-    running.graphql(running.admin_key, create, i=policy)
-    call = {
-        "eventId": f"e_{tag}",
-        "runId": f"r_{tag}",
-        "agentId": "agent",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "eventType": "tool.called",
-        "metadata": {"toolCallId": f"c_{tag}", "toolName": f"tool_{tag}"},
-    }
+    running.hold_tool(running.admin_key, tag)
     held = httpx.post(
-        f"{running.url}/v1/events", json=call, headers={"X-API-Key": running.admin_key}
+        f"{running.url}/v1/events",
+        json=held_call_body(tag),
+        headers={"X-API-Key": running.admin_key},
     ).json()
     assert held["toolCallStatus"] == "awaiting_approval", held
     return str(held["approvalId"])
