@@ -211,9 +211,9 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @asynccontextmanager
-async def memory_bus(*, queue_size: int) -> AsyncIterator[Bus]:
+async def memory_bus(*, queue_size: int, heartbeat_seconds: float = 1.0) -> AsyncIterator[Bus]:
     """A connected in-process bus (its hub included), disconnected afterwards."""
-    live = Bus("memory://", queue_size=queue_size, heartbeat_seconds=1.0)
+    live = Bus("memory://", queue_size=queue_size, heartbeat_seconds=heartbeat_seconds)
     await live.connect()
     try:
         yield live

@@ -20,7 +20,7 @@ from resolvers.auth import Principal, Scope
 from resolvers.changes import record_change, validate_change
 from schema import subscription as subscription_schema
 from schema.context import Context
-from tests.conftest import Tenant
+from tests.conftest import Tenant, memory_bus
 
 SUBSCRIBE = """
 subscription($filter: TimelineFilter, $after: String) {
@@ -31,20 +31,16 @@ subscription($filter: TimelineFilter, $after: String) {
 
 @pytest.fixture
 async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    live = Bus("memory://", queue_size=5, heartbeat_seconds=1.0)
-    await live.connect()
-    yield live
-    await live.disconnect()
+    async with memory_bus(queue_size=5, heartbeat_seconds=1.0) as live:
+        yield live
 
 
 @pytest.fixture
 async def quiet_bus() -> AsyncIterator[Bus]:
     """A bus whose heartbeat (and its read of every followed workspace) never comes during
     a test: what reaches a subscriber came by a note."""
-    live = Bus("memory://", queue_size=100, heartbeat_seconds=60)
-    await live.connect()
-    yield live
-    await live.disconnect()
+    async with memory_bus(queue_size=100, heartbeat_seconds=60) as live:
+        yield live
 
 
 async def subscribed(bus: Bus, count: int = 1) -> None:
@@ -102,9 +98,7 @@ async def test_live_entries_match_the_filter(
 async def test_resume_after_a_cursor_has_no_gap_or_duplicate(
     schema: strawberry.Schema, settings: Settings, tenant: Tenant
 ) -> None:
-    bus = Bus("memory://", queue_size=1000, heartbeat_seconds=1.0)
-    await bus.connect()
-    try:
+    async with memory_bus(queue_size=1000, heartbeat_seconds=1.0) as bus:
         total = 60
 
         async def writer() -> None:
@@ -130,8 +124,6 @@ async def test_resume_after_a_cursor_has_no_gap_or_duplicate(
         await writing
         start = int(received[0][1:])
         assert received == [f"e{index}" for index in range(start, total)]
-    finally:
-        await bus.disconnect()
 
 
 async def test_a_slow_subscriber_is_ended_not_buffered(
@@ -236,16 +228,12 @@ class LostNotes:
 async def test_an_entry_whose_note_was_lost_arrives_by_the_heartbeat_s_read(
     schema: strawberry.Schema, settings: Settings, tenant: Tenant
 ) -> None:
-    bus = Bus("memory://", queue_size=5, heartbeat_seconds=0.2)
-    await bus.connect()
-    try:
+    async with memory_bus(queue_size=5, heartbeat_seconds=0.2) as bus:
         stream = await subscribe(schema, settings, bus, tenant.reader)
         first = asyncio.ensure_future(next_data(stream))
         await subscribed(bus)
         await post(tenant, LostNotes(), settings, "stored, never announced")  # type: ignore[arg-type]
         assert (await asyncio.wait_for(first, timeout=2))["summary"] == "stored, never announced"
-    finally:
-        await bus.disconnect()
 
 
 async def test_resume_after_more_missed_entries_than_one_read_takes(
