@@ -8,6 +8,7 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from models.ids import ID_COLUMN_LENGTH
 from models.workspace import Service, Workspace
 
 # The value of `Incident.open_marker` while an incident is open (NULL once resolved): the
@@ -15,7 +16,7 @@ from models.workspace import Service, Workspace
 # key, and any number of resolved ones, because NULLs never collide.
 OPEN = 1
 # Ids (ours and services') are at most this long; Tortoise refuses longer lookup values.
-ID_LENGTH = 40
+ID_LENGTH = ID_COLUMN_LENGTH
 # Who acted (a key's name, "service:" and a service's name): as long as timeline actors.
 ACTOR_LENGTH = 200
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from models.ids import could_be_stored
-from models.incident import ID_LENGTH, Incident, IncidentStatus
+from models.incident import Incident, IncidentStatus
 from models.timeline import TimelineEntry
 from models.workspace import Service
 from opsgraph.settings import Settings
@@ -73,7 +73,7 @@ async def find_service(
         service = await service_for_routing_key(routing_key=routing_key)
         if service is None or (service_id is not None and service.id != service_id):
             return None
-    elif service_id is not None and len(service_id) <= ID_LENGTH:
+    elif service_id is not None and could_be_stored(service_id):
         service = await Service.get_or_none(id=service_id)
     if service is None or service.workspace_id != workspace_id:
         return None
@@ -192,7 +192,7 @@ async def _decide(
 
 async def get_incident(*, workspace_id: str, incident_id: str) -> Incident | None:
     """One incident of the workspace, its service loaded, or None."""
-    if not could_be_stored(incident_id, ID_LENGTH):
+    if not could_be_stored(incident_id):
         return None
     found: Incident | None = (
         await Incident.filter(id=incident_id, workspace_id=workspace_id)

@@ -10,6 +10,8 @@ from typing import Any, Generic, TypeVar
 
 from tortoise.expressions import Q
 
+from models.ids import could_be_stored
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Row = TypeVar("Row")
 
@@ -32,20 +34,17 @@ class KeyCursor:
         return cls(at=at, row_id=row_id)
 
 
-# Row ids are short ASCII (`models.ids.new_id`): a cursor naming anything else is malformed,
-# not a value for the database to refuse.
-ROW_ID_MAX = 40
-
-
 def decode_position(value: str, version: str) -> tuple[datetime, str]:
     """The (time, row id) of a `version:micros:id` cursor; ValueError("Invalid cursor.") for
     anything else."""
     try:
         padded = value + "=" * (-len(value) % 4)
         found, micros, row_id = base64.urlsafe_b64decode(padded).decode().split(":", 2)
-        if found != version or not row_id or len(row_id) > ROW_ID_MAX:
+        if found != version or not row_id:
             raise ValueError(found)
-        if not (row_id.isascii() and row_id.isprintable()):
+        # Row ids are short ASCII (`models.ids.new_id`): a cursor naming anything else is
+        # malformed, not a value for the database to refuse.
+        if not (could_be_stored(row_id) and row_id.isascii() and row_id.isprintable()):
             raise ValueError(row_id)
         return EPOCH + timedelta(microseconds=int(micros)), row_id
     except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
