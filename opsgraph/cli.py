@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from tortoise.exceptions import ConfigurationError
 
 from opsgraph.db import DatabaseUrlError, close_database, open_database
-from opsgraph.settings import Settings, misspelled
+from opsgraph.settings import Settings, misspelled, port_problem
 from resolvers import auth
 from resolvers.errors import AuthError
 
@@ -358,8 +358,9 @@ WORKSPACE_HELP = "the workspace's id (default: the oldest, the one `migrate` cre
 
 def _port(text: str) -> int:
     port = int(text)
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError("must be 1 to 65535")
+    problem = port_problem(port)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return port
 
 

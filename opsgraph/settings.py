@@ -177,8 +177,9 @@ class Settings:
                 raise ValueError(
                     f"{ENV_PREFIX}{name.upper()}: must start with {allowed}; got {got}"
                 )
-        if not 1 <= settings.port <= 65535:
-            raise ValueError(f"{ENV_PREFIX}PORT: must be 1 to 65535")
+        problem = port_problem(settings.port)
+        if problem:
+            raise ValueError(f"{ENV_PREFIX}PORT: {problem}")
         if settings.page_size_default > settings.page_size_max:
             if "page_size_default" in values:
                 raise ValueError(
@@ -208,6 +209,11 @@ def misspelled(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]
         if close:
             found.append((variable, ENV_PREFIX + close[0]))
     return found
+
+
+def port_problem(port: int) -> str | None:
+    """What is wrong with a TCP port to listen on (the setting and `serve --port`)."""
+    return None if 1 <= port <= 65535 else "must be 1 to 65535"
 
 
 def _out_of_range(name: str, value: object) -> str | None:
