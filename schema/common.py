@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import strawberry
+from strawberry.utils.str_converters import to_camel_case
 
 from opsgraph.settings import Settings
 from resolvers.errors import InvalidInput
@@ -102,7 +103,7 @@ def bounded(settings: Settings, flt: Filter) -> Filter:
     the database plans for minutes (hundreds of labels to match ALL) or cannot bind at all."""
     for field in dataclasses.fields(flt):  # type: ignore[arg-type]
         value = getattr(flt, field.name)
-        name = field.name.split("_")[0] + "".join(p.title() for p in field.name.split("_")[1:])
+        name = to_camel_case(field.name)  # as the schema names it
         if isinstance(value, list) and len(value) > settings.filter_max_values:
             limit = settings.filter_max_values
             raise public_error("BAD_USER_INPUT", f"filter.{name}: at most {limit} values.")
