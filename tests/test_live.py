@@ -83,6 +83,16 @@ async def next_data(stream: Any) -> dict[str, Any]:
     return result.data["timeline"]  # type: ignore[no-any-return]
 
 
+async def listening(
+    schema: strawberry.Schema, settings: Settings, bus: Bus, key: str
+) -> tuple[Any, asyncio.Future[dict[str, Any]]]:
+    """A timeline subscription the hub holds, and its next entry to come."""
+    stream = await subscribe(schema, settings, bus, key)
+    first = asyncio.ensure_future(next_data(stream))
+    await subscribed(bus)
+    return stream, first
+
+
 async def test_live_entries_match_the_filter(
     schema: strawberry.Schema, settings: Settings, bus: Bus, tenant: Tenant
 ) -> None:
@@ -229,9 +239,7 @@ async def test_an_entry_whose_note_was_lost_arrives_by_the_heartbeat_s_read(
     schema: strawberry.Schema, settings: Settings, tenant: Tenant
 ) -> None:
     async with memory_bus(queue_size=5, heartbeat_seconds=0.2) as bus:
-        stream = await subscribe(schema, settings, bus, tenant.reader)
-        first = asyncio.ensure_future(next_data(stream))
-        await subscribed(bus)
+        stream, first = await listening(schema, settings, bus, tenant.reader)
         await post(tenant, LostNotes(), settings, "stored, never announced")  # type: ignore[arg-type]
         assert (await asyncio.wait_for(first, timeout=2))["summary"] == "stored, never announced"
 
@@ -245,9 +253,7 @@ async def test_resume_after_more_missed_entries_than_one_read_takes(
 ) -> None:
     """Resuming reads what was missed in batches (500; 3 here): every batch, not the first."""
     monkeypatch.setattr(subscription_schema, "REPLAY_BATCH", 3)
-    stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
-    first = asyncio.ensure_future(next_data(stream))
-    await subscribed(quiet_bus)
+    stream, first = await listening(schema, settings, quiet_bus, tenant.reader)
     await post(tenant, quiet_bus, settings, "seen")
     cursor = (await first)["cursor"]
     await stream.aclose()
@@ -270,9 +276,7 @@ async def test_a_backlog_larger_than_one_read_reaches_live_subscribers(
     """One note may cover more entries than the hub reads at once (500; 3 here): it reads on
     until it has them all, without waiting for another note (or the heartbeat)."""
     monkeypatch.setattr(live_module, "FETCH_BATCH", 3)
-    stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
-    first = asyncio.ensure_future(next_data(stream))
-    await subscribed(quiet_bus)
+    stream, first = await listening(schema, settings, quiet_bus, tenant.reader)
     for index in range(8):  # stored without a note, then one note for all
         await post(tenant, LostNotes(), settings, f"e{index}")  # type: ignore[arg-type]
     rows = TimelineEntryRow.filter(workspace_id=tenant.workspace_id)
@@ -303,9 +307,7 @@ async def test_a_note_arriving_while_the_hub_reads_is_not_lost(
         await release.wait()
         return rows
 
-    stream = await subscribe(schema, settings, quiet_bus, tenant.reader)
-    first = asyncio.ensure_future(next_data(stream))
-    await subscribed(quiet_bus)
+    stream, first = await listening(schema, settings, quiet_bus, tenant.reader)
     monkeypatch.setattr(live_module, "entries_after", slow_read)
     try:
         await post(tenant, quiet_bus, settings, "one")
