@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import re
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from inspect import isawaitable
@@ -252,8 +253,21 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Python converts at most this many digits to an int (its guard against quadratic time);
+# past it, its own message would reach the caller, naming `sys.set_int_max_str_digits`.
+INT_MAX_DIGITS = sys.get_int_max_str_digits()
+
+
+def _bounded_int(text: str) -> int:
+    if INT_MAX_DIGITS and len(text) - text.startswith("-") > INT_MAX_DIGITS:
+        raise ValueError(f"a number has more than {INT_MAX_DIGITS} digits")
+    return int(text)
+
+
 # Made once: `json.loads` with these options builds a new decoder (and scanner) per call.
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+_DECODER = json.JSONDecoder(
+    parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int
+)
 
 
 async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:

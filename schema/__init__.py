@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from functools import lru_cache
@@ -14,6 +15,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     parse,
@@ -112,63 +114,90 @@ class DocumentLimits(SchemaExtension):
 class BoundedValidation(ValidationCache):
     """Strawberry's validation cache, refusing first a document of more than `max_fields`
     fields: graphql-core compares a selection's fields pairwise (OverlappingFieldsCanBeMerged),
-    so 1,199 repeats of one field, under the token cap, took 1.2 s of CPU to validate."""
+    so 1,199 repeats of one field, under the token cap, took 1.2 s of CPU to validate. A
+    document whose fragments spread each other more than `max_nesting` deep is refused too:
+    the depth rule follows such a chain one Python call inside the other, and 300 links
+    ended it in a RecursionError, whose message reached the caller."""
 
-    def __init__(self, *, maxsize: int, max_fields: int) -> None:
+    def __init__(self, *, maxsize: int, max_fields: int, max_nesting: int) -> None:
         super().__init__(maxsize=maxsize)
         self.max_fields = max_fields
+        self.max_nesting = max_nesting
 
     def on_validate(self) -> Iterator[None]:
         document = self.execution_context.graphql_document
-        if document is not None and _too_many_fields(document, self.max_fields):
-            message = (
-                f"The document holds more than {self.max_fields} fields "
-                "(OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
-            )
-            error = GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
+        problem = None if document is None else self._problem(document)
+        if problem is not None:
+            error = GraphQLError(problem, extensions={"code": "QUERY_TOO_COMPLEX"})
             self.execution_context.pre_execution_errors = [error]
             yield
             return
         yield from super().on_validate()
 
+    def _problem(self, document: DocumentNode) -> str | None:
+        try:
+            fields = _field_count(document, max_nesting=self.max_nesting)
+        except _NestedTooDeeply:
+            return (
+                f"The document's fragments spread each other more than {self.max_nesting} "
+                "deep (OPSGRAPH_GRAPHQL_MAX_DEPTH): spread fewer inside each other."
+            )
+        if fields > self.max_fields:
+            return (
+                f"The document holds more than {self.max_fields} fields "
+                "(OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
+            )
+        return None
 
-def _too_many_fields(document: DocumentNode, most: int) -> bool:
-    try:
-        return _field_count(document) > most
-    except RecursionError:  # fragments spread in a chain longer than Python recurses
-        return True
+
+class _NestedTooDeeply(Exception):
+    """A chain of fragments, each spread inside the one before, past the limit."""
 
 
-def _field_count(document: DocumentNode) -> int:
+def _field_count(document: DocumentNode, *, max_nesting: int) -> int:
     """Fields the document's operations select, fragments counted where they are spread
     (a chain of fragments each spreading the next twice doubles at every link): each
-    fragment's size is worked out once. Runs before validation, so a fragment spread
-    inside itself counts nothing the second time."""
+    fragment's size, and how many fragments it spreads one inside the other, is worked out
+    once. Runs before validation, so a fragment spread inside itself counts nothing the
+    second time. `_NestedTooDeeply` past `max_nesting` fragments spread one inside the
+    other (the walk goes no deeper than that in fragments; the parser bounds how deeply
+    selections nest)."""
     fragments = {
         definition.name.value: definition.selection_set
         for definition in document.definitions
         if isinstance(definition, FragmentDefinitionNode)
     }
-    sizes: dict[str, int] = {}
+    known: dict[str, tuple[int, int]] = {}  # fragment: (its fields, its chain's length)
 
-    def size(selections: SelectionSetNode) -> int:
-        total = 0
+    def walk(selections: SelectionSetNode, nesting: int) -> tuple[int, int]:
+        total = longest = 0
         for selection in selections.selections:
             if isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
-                if name not in sizes and name in fragments:
-                    sizes[name] = 0  # while it is being counted
-                    sizes[name] = size(fragments[name])
-                total += sizes.get(name, 0)
+                if name not in fragments:
+                    continue
+                found = known.get(name)
+                if found is None:
+                    if nesting >= max_nesting:
+                        raise _NestedTooDeeply
+                    known[name] = (0, 0)  # while it is being counted
+                    fields, chain = walk(fragments[name], nesting + 1)
+                    found = known[name] = (fields, chain + 1)
+                elif nesting + found[1] > max_nesting:
+                    raise _NestedTooDeeply
+                total += found[0]
+                longest = max(longest, found[1])
                 continue
             total += isinstance(selection, FieldNode)
             nested = getattr(selection, "selection_set", None)
             if nested is not None:
-                total += size(nested)
-        return total
+                fields, chain = walk(nested, nesting)
+                total += fields
+                longest = max(longest, chain)
+        return total, longest
 
     return sum(
-        size(definition.selection_set)
+        walk(definition.selection_set, 0)[0]
         for definition in document.definitions
         if isinstance(definition, OperationDefinitionNode)
     )
@@ -183,14 +212,15 @@ TOO_COMPLEX = (
 
 
 class ExplainedValidation(SchemaExtension):
-    """Replace graphql-core's bare "Validation aborted." with what to change. List it after
+    """Replace graphql-core's bare "Validation aborted." with what to change, and Python's
+    refusal of an Int literal of too many digits with one line saying so. List it after
     ValidationCache, whose hook has validated by the time this one starts (Strawberry
     answers the errors before any hook ends)."""
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         errors = context.pre_execution_errors
-        if errors and any(isinstance(error, ValidationAbortedError) for error in errors):
+        if errors:
             context.pre_execution_errors = [_explained(error) for error in errors]
         yield
 
@@ -198,7 +228,20 @@ class ExplainedValidation(SchemaExtension):
 def _explained(error: GraphQLError) -> GraphQLError:
     if isinstance(error, ValidationAbortedError) and error.message == "Validation aborted.":
         return GraphQLError(TOO_COMPLEX, extensions={"code": "QUERY_TOO_COMPLEX"})
+    if isinstance(error.original_error, ValueError) and _too_many_digits(error):
+        # Python's refusal to convert it, naming `sys.set_int_max_str_digits`, with the
+        # literal's digits echoed after it.
+        digits = sys.get_int_max_str_digits()
+        return GraphQLError(f"A number in the document has more than {digits} digits.", error.nodes)
     return error
+
+
+def _too_many_digits(error: GraphQLError) -> bool:
+    most = sys.get_int_max_str_digits()
+    return most > 0 and any(
+        isinstance(node, IntValueNode) and len(node.value.lstrip("-")) > most
+        for node in error.nodes or ()
+    )
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -224,7 +267,11 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             rules=rules,
             rule_lists=rule_lists,
         ),
-        lambda: BoundedValidation(maxsize=size, max_fields=settings.graphql_max_fields),
+        lambda: BoundedValidation(
+            maxsize=size,
+            max_fields=settings.graphql_max_fields,
+            max_nesting=settings.graphql_max_depth,
+        ),
         ExplainedValidation,
         lambda: CostLimit(settings=settings),
         RefusedValues,

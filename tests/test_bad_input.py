@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -344,6 +345,23 @@ async def test_invalid_utf8_and_lone_surrogates(post: Poster) -> None:
     assert response.status_code in (200, 201, 202), response.text
 
 
+async def test_a_number_of_more_digits_than_python_converts_is_400_in_plain_words(
+    post: Poster,
+) -> None:
+    """Python converts at most 4,300 digits to an int; its own refusal named
+    `sys.set_int_max_str_digits()`. A negative one counts its digits, not its sign."""
+    event = json.dumps(post.target.body(post.caller))
+    most = sys.get_int_max_str_digits()
+    for number in ("9" * (most + 1), "-" + "1" * (most + 1)):
+        text = event.replace('"ci-cd"', number).replace('"host-1"', number)
+        text = text.replace('"my-agent"', number).replace('"deploy"', number)
+        body = await post.refused(text.encode())
+        assert body["error"] == {
+            "code": "INVALID_EVENT",
+            "message": f"The body is not valid JSON: a number has more than {most} digits.",
+        }
+
+
 @pytest.mark.parametrize(
     "moment",
     [
@@ -414,6 +432,34 @@ async def test_graphql_refuses_malformed_bodies(
     assert body["errors"] == [
         {"message": body["error"]["message"], "extensions": {"code": "BAD_REQUEST"}}
     ]
+
+
+async def test_graphql_refuses_numbers_of_more_digits_than_python_converts(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """In a variable, the body's JSON is refused; in the document, the literal: each in one
+    line, without Python's advice on `sys.set_int_max_str_digits` or the digits echoed."""
+    headers = {"Authorization": f"Bearer {tenant.reader}", "Content-Type": "application/json"}
+    most = sys.get_int_max_str_digits()
+    digits = "9" * (most + 1)
+    query = "query($n: Int) { timeline(first: $n) { edges { cursor } } }"
+    content = '{"query": ' + json.dumps(query) + ', "variables": {"n": '
+    response = await client.post("/graphql", content=content + digits + "}}", headers=headers)
+    assert response.status_code == 400, response.text
+    message = f"Unable to parse request body as JSON: a number has more than {most} digits"
+    assert response.json()["error"] == {"code": "BAD_REQUEST", "message": message}
+    for literal in (digits, "-" + digits):
+        document = "{ timeline(first: " + literal + ") { edges { cursor } } }"
+        response = await client.post("/graphql", json={"query": document}, headers=headers)
+        errors = response.json()["errors"]
+        assert [error["message"] for error in errors] == [
+            f"A number in the document has more than {most} digits."
+        ]
+        assert errors[0]["locations"] == [{"line": 1, "column": 19}]
+    # At the limit it converts, and is refused as Int refuses any number past 32 bits.
+    document = "{ timeline(first: " + digits[1:] + ") { edges { cursor } } }"
+    response = await client.post("/graphql", json={"query": document}, headers=headers)
+    assert "Int cannot represent non 32-bit signed integer" in response.text
 
 
 async def test_graphql_refuses_deep_variables(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -359,11 +359,43 @@ async def test_fragments_doubling_at_every_link_are_counted_once_each(
     small = await run(settings, fragment_chain(4), tenant.reader)  # 16 × 2 fields
     assert small.errors is None and small.data == {"viewer": {"name": "dashboard"}}
     started = time.process_time()
-    result = await run(settings, fragment_chain(18), tenant.reader)
+    deeper = with_settings(settings, graphql_max_depth=30)  # the chain's length allowed
+    result = await run(deeper, fragment_chain(18), tenant.reader)
     assert time.process_time() - started < 1.0  # it was minutes at 25 links
     assert messages(result) == [
         "The document holds more than 300 fields (OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
     ]
+
+
+def spread_in_turn(names: list[int], links: int) -> str:
+    """An operation spreading fragments `names` in turn, of a chain F0 … F{links} each
+    spreading the next once (the last selects a field)."""
+    chain = [f"fragment F{n} on Query {{ ...F{n + 1} }}" for n in range(links)]
+    chain.append(f"fragment F{links} on Query {{ viewer {{ name }} }}")
+    return "{ " + " ".join(f"...F{n}" for n in names) + " } " + " ".join(chain)
+
+
+async def test_fragments_spread_inside_each_other_nest_at_most_the_depth_limit(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """The depth rule follows a chain of fragments one Python call inside the other: 300
+    links answered "maximum recursion depth exceeded". Fragments nest at most
+    OPSGRAPH_GRAPHQL_MAX_DEPTH deep, however the operation reaches the chain."""
+    limits = with_settings(settings, graphql_max_depth=12)
+    refused = [
+        "The document's fragments spread each other more than 12 deep "
+        "(OPSGRAPH_GRAPHQL_MAX_DEPTH): spread fewer inside each other."
+    ]
+    twelve = await run(limits, spread_in_turn([0], 11), tenant.reader)  # F0 … F11
+    assert twelve.errors is None and twelve.data == {"viewer": {"name": "dashboard"}}
+    for names, links in (([0], 12), ([0], 300), ([5, 0], 12), ([12, 0], 12)):
+        result = await run(limits, spread_in_turn(names, links), tenant.reader)
+        assert messages(result) == refused, (names, links)
+        assert result.errors[0].extensions == {"code": "QUERY_TOO_COMPLEX"}
+    # Reached from the middle, the rest of the chain is within the limit (and validation
+    # then finds the unused head).
+    middle = await run(limits, spread_in_turn([1], 12), tenant.reader)
+    assert messages(middle) == ["Fragment 'F0' is never used."]
 
 
 async def test_variables_count_as_they_run_default_and_float_included(
