@@ -260,6 +260,9 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().run_operation(operation)
 
 
+# Where a GraphQL request's key, checked before its body was parsed, waits for its context.
+PRINCIPAL = "opsgraph.principal"
+
 # The error codes of requests refused before any endpoint or GraphQL ran.
 HTTP_ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -329,11 +332,33 @@ class GraphQLApp(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self._keyless_body_refused(request) or await self.run(request)
         except CrossWebHTTPException as exc:  # Strawberry's own refusal of the request
             response = _request_refused(exc)
         await response(scope, receive, send)
+
+    async def _keyless_body_refused(self, request: Request) -> Response | None:
+        """A 401 for a body over `graphql_keyless_max_body_bytes` without a valid key, before
+        it is parsed: with no key only `__typename` and introspection answer, and parsing
+        up to `max_body_bytes` of JSON and GraphQL (about a tenth of a second of CPU for
+        300 KB) was free to anyone. A bigger body's key is checked first, and its principal
+        goes to the operation's context (no second look-up)."""
+        most = self.settings.graphql_keyless_max_body_bytes
+        if request.method != "POST" or len(await request.body()) <= most:  # read, and kept
+            return None
+        try:
+            principal = await authenticate(secret=_bearer(request.headers.get("authorization")))
+        except AuthError as exc:
+            message = f"{exc.message} A body over {most} bytes needs one."
+            body = error_body(exc.code, message)
+            body["errors"] = [{"message": message, "extensions": {"code": exc.code}}]
+            return JSONResponse(body, status_code=401)
+        except Exception:  # the database, say: the operation meets it and reports it as ever
+            return None
+        request.scope[PRINCIPAL] = principal
+        return None
 
     def decode_json(self, data: str | bytes) -> object:
         """Request bodies and WebSocket messages: the REST endpoints' strict JSON, and an
@@ -351,7 +376,9 @@ class GraphQLApp(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         if isinstance(request, Request):
-            return self._context(secret=_bearer(request.headers.get("authorization")))
+            context = self._context(secret=_bearer(request.headers.get("authorization")))
+            context.principal = request.scope.get(PRINCIPAL)
+            return context
         return self.websocket_context()
 
     def websocket_context(self) -> Context:

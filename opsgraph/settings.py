@@ -53,6 +53,9 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     # Request and payload limits.
     max_body_bytes: int = 512 * 1024
+    # A GraphQL body past this needs a valid key before it is parsed (with none, only
+    # `__typename` and introspection answer).
+    graphql_keyless_max_body_bytes: int = 16 * 1024
     max_metadata_bytes: int = 64 * 1024
     # How deeply arrays and objects may nest in a JSON body (REST and GraphQL).
     max_json_depth: int = 64

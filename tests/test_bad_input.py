@@ -17,6 +17,7 @@ import httpx
 import pytest
 from tortoise import Tortoise
 
+from resolvers import auth
 from tests.conftest import GraphQL, Tenant
 
 NOW = datetime.now(UTC)
@@ -489,6 +490,59 @@ async def test_graphql_refuses_a_huge_body_in_both_shapes(
         body = response.json()
         assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
         assert body["errors"][0]["extensions"] == {"code": "PAYLOAD_TOO_LARGE"}
+
+
+async def test_a_graphql_body_past_the_keyless_limit_needs_a_valid_key_before_it_is_parsed(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a valid key only `__typename` and introspection answer: a body over
+    OPSGRAPH_GRAPHQL_KEYLESS_MAX_BODY_BYTES (16 KiB) is refused before it is parsed (even
+    when it is not JSON at all), and with a valid key its key is looked up once."""
+    most = 16 * 1024
+    query = "{ viewer { name } }"
+
+    def body(size: int) -> bytes:  # a document of `size` bytes, padded with spaces
+        padding = size - len(json.dumps({"query": query}))
+        return json.dumps({"query": query + " " * padding}).encode()
+
+    assert len(body(most)) == most
+    json_type = {"Content-Type": "application/json"}
+    for key, refused in (
+        (None, "A valid API key is required."),
+        ("og_" + "x" * 40, "The API key is unknown or revoked."),
+        (tenant.reader + "x", "The API key is unknown or revoked."),
+    ):
+        headers = json_type | ({"Authorization": f"Bearer {key}"} if key else {})
+        for content in (body(most + 1), b"{" * (most + 1)):
+            response = await client.post("/graphql", content=content, headers=headers)
+            assert response.status_code == 401, response.text
+            message = f"{refused} A body over {most} bytes needs one."
+            assert response.json() == {
+                "error": {"code": "UNAUTHENTICATED", "message": message},
+                "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}],
+            }
+        # Up to the limit the operation runs, and says for itself what the key lacks.
+        response = await client.post("/graphql", content=body(most), headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["errors"][0]["message"] == refused
+    keyless = await client.post(
+        "/graphql", content=body(most).replace(b"viewer { name }", b"__typename     "),
+        headers=json_type,
+    )  # fmt: skip
+    assert keyless.json() == {"data": {"__typename": "Query"}}
+
+    looked_up: list[str] = []
+    submit = auth.KEY_LOOKUP.submit
+
+    async def counted(digest: str) -> Any:
+        looked_up.append(digest)
+        return await submit(digest)
+
+    monkeypatch.setattr(auth.KEY_LOOKUP, "submit", counted)
+    headers = json_type | {"Authorization": f"Bearer {tenant.reader}"}
+    response = await client.post("/graphql", content=body(most * 4), headers=headers)
+    assert response.json() == {"data": {"viewer": {"name": "dashboard"}}}
+    assert len(looked_up) == 1
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
