@@ -27,6 +27,7 @@ AT_LEAST_ONE = frozenset({
     "max_subscriptions_per_connection", "subscriber_queue_size", "batch_max",
     "max_changes_per_call", "max_agent_events_per_call", "max_incident_events_per_call",
     "max_summary_length", "max_dedup_key_length", "workers", "agent_batches_at_once",
+    "approval_waits_per_key",
     # A bucket that holds nothing refuses everything once its limit is on; an approval
     # that expires at once can never be approved.
     "rate_limit_burst", "rate_limit_max_keys", "ws_message_burst", "approval_expiry_seconds",
@@ -97,6 +98,8 @@ class Settings:
     # Agents and approvals.
     approval_expiry_seconds: int = 15 * 60
     approval_wait_max_seconds: int = 60
+    # `?wait=` long polls one key may hold open at once in one process (429 past it).
+    approval_waits_per_key: int = 100
     # A `?wait=` long poll is woken by the bus; it re-reads the approval this often anyway.
     approval_wait_poll_seconds: float = 5.0
     # How often each process expires pending approvals past their expiry.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -199,6 +199,30 @@ async def _relay_settlement(
         hub.unsubscribe(subscriber)
 
 
+@contextlib.contextmanager
+def _counted_wait(endpoint: Endpoint, key_id: str) -> Iterator[None]:
+    """Count a long poll of `key_id` while in the block; past `approval_waits_per_key`
+    held at once in this process, 429 (each holds a task, a hub subscriber and a read every
+    `approval_wait_poll_seconds`, and without the rate limit nothing else bounds them)."""
+    most = endpoint.settings.approval_waits_per_key
+    waits = endpoint.waits
+    if waits[key_id] >= most:
+        raise RestError(
+            429,
+            "RATE_LIMITED",
+            f"This key already holds {most} approval waits in this process "
+            "(OPSGRAPH_APPROVAL_WAITS_PER_KEY); retry after 1 s.",
+            retry_after=1,
+        )
+    waits[key_id] += 1
+    try:
+        yield
+    finally:
+        waits[key_id] -= 1
+        if not waits[key_id]:
+            del waits[key_id]
+
+
 async def _client_gone(request: Request) -> None:
     """Return once the client has gone (its request's body was read before)."""
     while (await request.receive())["type"] != "http.disconnect":
@@ -233,17 +257,20 @@ async def get_approval(endpoint: Endpoint, request: Request) -> Response:
         if approval is None:
             raise RestError(404, "NOT_FOUND", f"No approval {approval_id!r} in this workspace.")
         if approval["status"] == "PENDING" and wait > 0:
-            async with _relay_settlement(endpoint.hub, principal.workspace_id, approval_id):
-                settled = approvals.wait_until_settled(
-                    workspace_id=principal.workspace_id,
-                    approval_id=approval_id,
-                    timeout=wait,
-                    poll_seconds=endpoint.settings.approval_wait_poll_seconds,
-                )
-                # Also done when the agent hangs up or the server stops (it answers what
-                # it has, and the agent asks again, of another process): either would
-                # otherwise hold the server's shutdown for the rest of the wait.
-                ended = await _first_of(settled, _client_gone(request), endpoint.draining.wait())
+            with _counted_wait(endpoint, principal.key_id):
+                async with _relay_settlement(endpoint.hub, principal.workspace_id, approval_id):
+                    settled = approvals.wait_until_settled(
+                        workspace_id=principal.workspace_id,
+                        approval_id=approval_id,
+                        timeout=wait,
+                        poll_seconds=endpoint.settings.approval_wait_poll_seconds,
+                    )
+                    # Also done when the agent hangs up or the server stops (it answers
+                    # what it has, and the agent asks again, of another process): either
+                    # would otherwise hold the server's shutdown for the rest of the wait.
+                    ended = await _first_of(
+                        settled, _client_gone(request), endpoint.draining.wait()
+                    )
             if ended == _HUNG_UP:
                 return Response(status_code=204)  # nobody is there to read it
             data = await endpoint.execute(APPROVAL, {"id": approval_id}, principal=principal)

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from inspect import isawaitable
@@ -49,13 +50,20 @@ class RestError(Exception):
     """An error answered in the documented shape, with an HTTP status."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, errors: list[str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        errors: list[str] | None = None,
+        retry_after: int | None = None,  # seconds, sent as `Retry-After`
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.errors = errors or [message]
+        self.retry_after = retry_after
 
     @classmethod
     def invalid(cls, error: InvalidInput) -> RestError:
@@ -76,7 +84,10 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 
 def render_error(error: RestError) -> JSONResponse:
-    return JSONResponse(error_body(error.code, error.message), status_code=error.status)
+    headers = None if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    return JSONResponse(
+        error_body(error.code, error.message), status_code=error.status, headers=headers
+    )
 
 
 def pagerduty_error_body(status: int, code: str, message: str, errors: list[str]) -> dict[str, Any]:
@@ -108,6 +119,8 @@ class Endpoint:
     # Set once the server stops taking requests (`opsgraph.restlane`): long polls answer
     # what they have instead of holding the shutdown for their whole wait.
     draining: asyncio.Event = field(default_factory=asyncio.Event)
+    # `?wait=` long polls each key holds open in this process (`approval_waits_per_key`).
+    waits: Counter[str] = field(default_factory=Counter)
 
     async def execute(
         self, document: str, variables: dict[str, Any], *, principal: Principal

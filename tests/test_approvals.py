@@ -341,6 +341,66 @@ async def test_the_long_poll_is_bounded(
     assert response.json()["status"] == "pending"
 
 
+async def test_one_key_holds_at_most_its_share_of_long_polls(
+    settings: Settings, gated: Tenant
+) -> None:
+    """OPSGRAPH_APPROVAL_WAITS_PER_KEY long polls of one key at once in a process; past
+    it 429 with Retry-After (each holds a task, a hub subscriber and a read every few
+    seconds). Other keys, and the key once a wait ends, are not held back."""
+    app = create_app(with_settings(settings, approval_waits_per_key=2), manage_database=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            approval_id = await held_call(http, gated)
+            other = await gated.key(Scope.EVENTS_WRITE, name="other agent")
+
+            def poll(key: str, approval: str = approval_id) -> asyncio.Task[httpx.Response]:
+                url = f"/v1/approvals/{approval}?wait=30"
+                return asyncio.create_task(http.get(url, headers=api_key(key)))
+
+            held = [poll(gated.writer), poll(gated.writer)]
+            await asyncio.sleep(0.3)
+            assert not any(task.done() for task in held)
+            refused = await asyncio.wait_for(poll(gated.writer), timeout=5)
+            assert refused.status_code == 429
+            assert refused.headers["Retry-After"] == "1"
+            message = (
+                "This key already holds 2 approval waits in this process "
+                "(OPSGRAPH_APPROVAL_WAITS_PER_KEY); retry after 1 s."
+            )
+            assert refused.json() == {"error": {"code": "RATE_LIMITED", "message": message}}
+            # Without a wait the key still reads it; another key still waits.
+            plain = await http.get(f"/v1/approvals/{approval_id}", headers=api_key(gated.writer))
+            assert plain.json()["status"] == "pending"
+            third = poll(other)
+            await asyncio.sleep(0.3)
+            assert not third.done()
+
+            approver = await gated.key(Scope.APPROVALS_DECIDE, name="dana")
+
+            async def approve(approval: str) -> None:  # on this app, whose hub wakes the waits
+                response = await http.post(
+                    "/graphql",
+                    json={"query": DECIDE, "variables": {"id": approval, "decision": "APPROVE"}},
+                    headers={"Authorization": f"Bearer {approver}"},
+                )
+                assert response.json()["data"]["decideApproval"]["status"] == "APPROVED"
+
+            await approve(approval_id)
+            for task in [*held, third]:
+                response = await asyncio.wait_for(task, timeout=5)
+                assert response.json()["status"] == "approved"
+            # Those waits ended: the key may hold two again.
+            second = await held_call(http, gated, call_id="tc_2")
+            again = [poll(gated.writer, second), poll(gated.writer, second)]
+            await asyncio.sleep(0.3)
+            assert not any(task.done() for task in again)
+            await approve(second)
+            for task in again:
+                response = await asyncio.wait_for(task, timeout=5)
+                assert response.json()["status"] == "approved"
+
+
 @pytest.mark.parametrize("how", ["blocked", "pending", "rejected", "expired"])
 async def test_completing_a_call_not_cleared_to_run_is_a_violation(
     how: str,
