@@ -61,6 +61,28 @@ async def _subscribe(
         raise public_error(exc.code, str(exc)) from None
 
 
+def _after(
+    seq: int, matches: Callable[[TimelineEntryRow], bool]
+) -> Callable[[TimelineEntryRow], bool]:
+    """`matches`, for entries committed after `seq` only. A resuming subscriber's cursor
+    may name an entry this process's hub has not delivered yet (committed by another
+    process, its note on the way): the hub then starts the subscriber before the cursor,
+    and would hand it again what the client had."""
+    return lambda entry: entry.seq > seq and matches(entry)
+
+
+async def _check_within(principal: Principal, seq: int) -> None:
+    """Refuse a cursor past the workspace's last committed entry (from another deployment,
+    or a database restored from an older backup): resuming from it would skip whatever is
+    committed up to it, without a word."""
+    if seq > await timeline.current_seq(workspace_id=principal.workspace_id):
+        raise public_error(
+            "BAD_USER_INPUT",
+            "after: the cursor is past the end of this workspace's timeline (from another "
+            "deployment, or a database restored from an older backup?); subscribe without it.",
+        )
+
+
 async def _next(subscriber: Subscriber) -> TimelineEntryRow:
     try:
         return await subscriber.next()
@@ -116,7 +138,8 @@ class Subscription:
         principal = await info.context.require(Scope.READ)
         flt = bounded(info.context.settings, filter or TimelineFilter()).to_domain()
         cursor = parse_cursor(after)
-        subscriber = await _subscribe(info, principal, flt.matches)
+        accepts = flt.matches if cursor is None else _after(cursor.seq, flt.matches)
+        subscriber = await _subscribe(info, principal, accepts)
         # Over graphql-transport-ws, live entries are rendered once for every subscriber
         # with the same document, variables and key, and sent from here.
         target, renderers = LIVE_TARGET.get(), info.context.renderers
@@ -130,6 +153,8 @@ class Subscription:
             )
         try:
             if cursor is not None:
+                if cursor.seq > subscriber.start_seq:
+                    await _check_within(principal, cursor.seq)
                 last = cursor.seq
                 while last < subscriber.start_seq:
                     rows = await timeline.entries_between(

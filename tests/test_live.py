@@ -20,7 +20,7 @@ from resolvers.auth import Principal, Scope
 from resolvers.changes import record_change, validate_change
 from schema import subscription as subscription_schema
 from schema.context import Context
-from tests.conftest import Tenant, memory_bus
+from tests.conftest import Recorder, Tenant, memory_bus
 
 SUBSCRIBE = """
 subscription($filter: TimelineFilter, $after: String) {
@@ -134,6 +134,54 @@ async def test_resume_after_a_cursor_has_no_gap_or_duplicate(
         await writing
         start = int(received[0][1:])
         assert received == [f"e{index}" for index in range(start, total)]
+
+
+async def test_resuming_from_an_entry_the_hub_has_not_delivered_repeats_nothing(
+    schema: strawberry.Schema, settings: Settings, quiet_bus: Bus, tenant: Tenant
+) -> None:
+    """A client read an entry another process committed, whose note has not reached this
+    process yet, and resumes from its cursor here: the hub starts it before that entry,
+    and handed it the entry again (a duplicate) once the next note made it read both."""
+    held, _ = await listening(schema, settings, quiet_bus, tenant.reader)  # followed
+    await post(tenant, Recorder(announced=[]), settings, "elsewhere")  # no note here
+    context = Context(settings=settings, publisher=quiet_bus, secret=tenant.reader)
+    page = await schema.execute(
+        "{ timeline(first: 1) { edges { cursor node { summary } } } }", context_value=context
+    )
+    [edge] = page.data["timeline"]["edges"]
+    assert edge["node"]["summary"] == "elsewhere"
+    stream = await subscribe(schema, settings, quiet_bus, tenant.reader, after=edge["cursor"])
+    following = asyncio.ensure_future(next_data(stream))
+    await subscribed(quiet_bus, 2)
+    await post(tenant, quiet_bus, settings, "here")  # its note: the hub reads both
+    assert (await following)["summary"] == "here"
+    await stream.aclose()
+    await held.aclose()
+
+
+async def test_a_cursor_past_the_end_of_the_timeline_is_refused(
+    schema: strawberry.Schema, settings: Settings, bus: Bus, tenant: Tenant
+) -> None:
+    """From another deployment, or a database restored from an older backup: resuming from
+    it would have skipped, without a word, whatever is committed up to it."""
+    await post(tenant, bus, settings, "only")
+    beyond = timeline_resolvers.Cursor(occurred_at=datetime.now(UTC), entry_id=10**9, seq=2)
+    stream = await subscribe(schema, settings, bus, tenant.reader, after=beyond.encode())
+    result = await asyncio.wait_for(stream.__anext__(), timeout=5)
+    assert [error.message for error in result.errors] == [
+        "after: the cursor is past the end of this workspace's timeline (from another "
+        "deployment, or a database restored from an older backup?); subscribe without it."
+    ]
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    assert bus.hub.subscriber_count == 0
+    # At the end itself it resumes, live.
+    at_end = timeline_resolvers.Cursor(occurred_at=datetime.now(UTC), entry_id=10**9, seq=1)
+    stream = await subscribe(schema, settings, bus, tenant.reader, after=at_end.encode())
+    following = asyncio.ensure_future(next_data(stream))
+    await subscribed(bus)
+    await post(tenant, bus, settings, "next")
+    assert (await following)["summary"] == "next"
+    await stream.aclose()
 
 
 async def test_a_slow_subscriber_is_ended_not_buffered(
