@@ -142,6 +142,8 @@ class BoundedValidation(ValidationCache):
                 f"The document's fragments spread each other more than {self.max_nesting} "
                 "deep (OPSGRAPH_GRAPHQL_MAX_DEPTH): spread fewer inside each other."
             )
+        except RecursionError:  # a depth limit set in the hundreds
+            return "The document's fragments spread each other too deeply to follow."
         if fields > self.max_fields:
             return (
                 f"The document holds more than {self.max_fields} fields "
