@@ -309,7 +309,7 @@ async def list_workspaces() -> list[Workspace]:
 
 async def default_workspace_id() -> str:
     """The oldest workspace, which the CLI acts on."""
-    workspace = await Workspace.all().order_by("created_at").first()
+    workspace = await Workspace.all().order_by("created_at", "id").first()  # as listed
     if workspace is None:
         raise AuthError("NOT_FOUND", "No workspace yet: run `opsgraph migrate` or `serve` first.")
     return workspace.id
