@@ -18,7 +18,7 @@ from opsgraph.bus import Bus
 from opsgraph.settings import Settings
 from resolvers.auth import Scope
 from schema.context import Context
-from tests.conftest import GraphQL, MakeTenant, Tenant
+from tests.conftest import GraphQL, MakeTenant, Tenant, memory_bus
 
 NOW = "2026-11-25T10:00:00Z"
 
@@ -225,10 +225,8 @@ async def test_rest_endpoints_keep_workspaces_apart(
 
 @pytest.fixture
 async def bus() -> AsyncIterator[Bus]:
-    live = Bus("memory://", queue_size=100, heartbeat_seconds=1.0)
-    await live.connect()
-    yield live
-    await live.disconnect()
+    async with memory_bus(queue_size=100) as live:
+        yield live
 
 
 async def test_subscriptions_of_b_never_see_a(

@@ -15,7 +15,7 @@ from opsgraph.settings import Settings
 from schema.context import Context
 from schema.live_render import SharedReads
 from tests.agent_helpers import CREATE_POLICY, DECIDE, RECORD, SEED_POLICY, tool_called
-from tests.conftest import Tenant
+from tests.conftest import Tenant, memory_bus
 
 PENDING = "subscription { pendingApprovals { kind approval { id status comment } } }"
 ONE = "subscription($id: ID!) { approval(id: $id) { id status decidedBy } }"
@@ -23,10 +23,8 @@ ONE = "subscription($id: ID!) { approval(id: $id) { id status decidedBy } }"
 
 @pytest.fixture
 async def bus() -> AsyncIterator[Bus]:
-    live = Bus("memory://", heartbeat_seconds=1.0)
-    await live.connect()
-    yield live
-    await live.disconnect()
+    async with memory_bus(queue_size=1000) as live:
+        yield live
 
 
 class Api:

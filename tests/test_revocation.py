@@ -21,7 +21,7 @@ from opsgraph.settings import Settings
 from resolvers import auth
 from resolvers.auth import Scope
 from schema.context import Context
-from tests.conftest import Tenant
+from tests.conftest import Tenant, memory_bus
 from tests.servers import OPSGRAPH, Server, postgres_database, run_server
 from tests.test_changes import SEED_EVENT, bearer
 from tests.test_live import post
@@ -33,10 +33,8 @@ REVOKE = "mutation($id: ID!) { revokeApiKey(id: $id) }"
 
 @pytest.fixture
 async def bus() -> AsyncIterator[Bus]:
-    live = Bus("memory://", queue_size=100, heartbeat_seconds=1.0)
-    await live.connect()
-    yield live
-    await live.disconnect()
+    async with memory_bus(queue_size=100) as live:
+        yield live
 
 
 async def new_key(tenant: Tenant, *scopes: Scope) -> tuple[str, str]:
