@@ -23,7 +23,7 @@ AT_LEAST_ONE = frozenset({
     "max_body_bytes", "max_metadata_bytes", "max_json_depth", "max_name_length",
     "graphql_max_depth", "graphql_max_tokens", "page_size_default", "page_size_max",
     "filter_max_values", "filter_max_text_length", "max_policies", "graphql_max_cost",
-    "graphql_max_fields",
+    "graphql_max_fields", "graphql_max_nesting",
     "max_subscriptions_per_connection", "subscriber_queue_size", "batch_max",
     "max_changes_per_call", "max_agent_events_per_call", "max_incident_events_per_call",
     "max_summary_length", "max_dedup_key_length", "workers", "agent_batches_at_once",
@@ -72,6 +72,9 @@ class Settings:
     graphql_max_aliases: int = 30
     # Fields one document may select (validation compares them pairwise).
     graphql_max_fields: int = 300
+    # How deeply a document's selection sets may nest, counted through its fragments (the
+    # depth rule and validation follow them in Python calls, one inside the other).
+    graphql_max_nesting: int = 64
     # Objects one operation could return, counted before it runs (`schema.cost`).
     graphql_max_cost: int = 20_000
     graphql_cache_size: int = 256

@@ -115,9 +115,11 @@ class BoundedValidation(ValidationCache):
     """Strawberry's validation cache, refusing first a document of more than `max_fields`
     fields: graphql-core compares a selection's fields pairwise (OverlappingFieldsCanBeMerged),
     so 1,199 repeats of one field, under the token cap, took 1.2 s of CPU to validate. A
-    document whose fragments spread each other more than `max_nesting` deep is refused too:
-    the depth rule follows such a chain one Python call inside the other, and 300 links
-    ended it in a RecursionError, whose message reached the caller."""
+    document whose selections nest more than `max_nesting` deep, counted through its
+    fragments, is refused too: the depth rule follows them one Python call inside the
+    other, and a chain of 300 fragments, or a few fragments each nesting 150 inline
+    fragments and spreading the next, ended it in a RecursionError whose message reached
+    the caller (the parser bounds the nesting of each fragment alone, not of the chain)."""
 
     def __init__(self, *, maxsize: int, max_fields: int, max_nesting: int) -> None:
         super().__init__(maxsize=maxsize)
@@ -139,11 +141,11 @@ class BoundedValidation(ValidationCache):
             fields = _field_count(document, max_nesting=self.max_nesting)
         except _NestedTooDeeply:
             return (
-                f"The document's fragments spread each other more than {self.max_nesting} "
-                "deep (OPSGRAPH_GRAPHQL_MAX_DEPTH): spread fewer inside each other."
+                f"The document's selections nest more than {self.max_nesting} deep, counted "
+                "through its fragments (OPSGRAPH_GRAPHQL_MAX_NESTING): nest fewer."
             )
-        except RecursionError:  # a depth limit set in the hundreds
-            return "The document's fragments spread each other too deeply to follow."
+        except RecursionError:  # a limit set in the hundreds
+            return "The document's selections nest too deeply to follow."
         if fields > self.max_fields:
             return (
                 f"The document holds more than {self.max_fields} fields "
@@ -153,26 +155,29 @@ class BoundedValidation(ValidationCache):
 
 
 class _NestedTooDeeply(Exception):
-    """A chain of fragments, each spread inside the one before, past the limit."""
+    """Selections nested past the limit, counted through fragments."""
 
 
 def _field_count(document: DocumentNode, *, max_nesting: int) -> int:
     """Fields the document's operations select, fragments counted where they are spread
     (a chain of fragments each spreading the next twice doubles at every link): each
-    fragment's size, and how many fragments it spreads one inside the other, is worked out
-    once. Runs before validation, so a fragment spread inside itself counts nothing the
-    second time. `_NestedTooDeeply` past `max_nesting` fragments spread one inside the
-    other (the walk goes no deeper than that in fragments; the parser bounds how deeply
-    selections nest)."""
+    fragment's size, and how deeply its selections nest, is worked out once. Runs before
+    validation, so a fragment spread inside itself counts nothing the second time.
+    `_NestedTooDeeply` where selection sets (an operation's, a field's, an inline
+    fragment's, a spread fragment's) nest more than `max_nesting` deep: the walk itself
+    goes no deeper."""
     fragments = {
         definition.name.value: definition.selection_set
         for definition in document.definitions
         if isinstance(definition, FragmentDefinitionNode)
     }
-    known: dict[str, tuple[int, int]] = {}  # fragment: (its fields, its chain's length)
+    known: dict[str, tuple[int, int]] = {}  # fragment: (its fields, how deeply it nests)
 
-    def walk(selections: SelectionSetNode, nesting: int) -> tuple[int, int]:
-        total = longest = 0
+    def walk(selections: SelectionSetNode, level: int) -> tuple[int, int]:
+        """(fields, selection sets nested from this one down, itself included)."""
+        if level > max_nesting:
+            raise _NestedTooDeeply
+        total = deepest = 0
         for selection in selections.selections:
             if isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
@@ -180,26 +185,23 @@ def _field_count(document: DocumentNode, *, max_nesting: int) -> int:
                     continue
                 found = known.get(name)
                 if found is None:
-                    if nesting >= max_nesting:
-                        raise _NestedTooDeeply
                     known[name] = (0, 0)  # while it is being counted
-                    fields, chain = walk(fragments[name], nesting + 1)
-                    found = known[name] = (fields, chain + 1)
-                elif nesting + found[1] > max_nesting:
+                    found = known[name] = walk(fragments[name], level + 1)
+                elif level + found[1] > max_nesting:
                     raise _NestedTooDeeply
                 total += found[0]
-                longest = max(longest, found[1])
+                deepest = max(deepest, found[1])
                 continue
             total += isinstance(selection, FieldNode)
             nested = getattr(selection, "selection_set", None)
             if nested is not None:
-                fields, chain = walk(nested, nesting)
+                fields, depth = walk(nested, level + 1)
                 total += fields
-                longest = max(longest, chain)
-        return total, longest
+                deepest = max(deepest, depth)
+        return total, deepest + 1
 
     return sum(
-        walk(definition.selection_set, 0)[0]
+        walk(definition.selection_set, 1)[0]
         for definition in document.definitions
         if isinstance(definition, OperationDefinitionNode)
     )
@@ -272,7 +274,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: BoundedValidation(
             maxsize=size,
             max_fields=settings.graphql_max_fields,
-            max_nesting=settings.graphql_max_depth,
+            max_nesting=settings.graphql_max_nesting,
         ),
         ExplainedValidation,
         lambda: CostLimit(settings=settings),

@@ -359,8 +359,7 @@ async def test_fragments_doubling_at_every_link_are_counted_once_each(
     small = await run(settings, fragment_chain(4), tenant.reader)  # 16 × 2 fields
     assert small.errors is None and small.data == {"viewer": {"name": "dashboard"}}
     started = time.process_time()
-    deeper = with_settings(settings, graphql_max_depth=30)  # the chain's length allowed
-    result = await run(deeper, fragment_chain(18), tenant.reader)
+    result = await run(settings, fragment_chain(18), tenant.reader)
     assert time.process_time() - started < 1.0  # it was minutes at 25 links
     assert messages(result) == [
         "The document holds more than 300 fields (OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
@@ -375,27 +374,54 @@ def spread_in_turn(names: list[int], links: int) -> str:
     return "{ " + " ".join(f"...F{n}" for n in names) + " } " + " ".join(chain)
 
 
-async def test_fragments_spread_inside_each_other_nest_at_most_the_depth_limit(
+async def test_selections_nest_at_most_the_nesting_limit_counted_through_fragments(
     settings: Settings, tenant: Tenant
 ) -> None:
-    """The depth rule follows a chain of fragments one Python call inside the other: 300
-    links answered "maximum recursion depth exceeded". Fragments nest at most
-    OPSGRAPH_GRAPHQL_MAX_DEPTH deep, however the operation reaches the chain."""
-    limits = with_settings(settings, graphql_max_depth=12)
+    """The depth rule follows fragments one Python call inside the other: a chain of 300
+    answered "maximum recursion depth exceeded". Selection sets nest at most
+    OPSGRAPH_GRAPHQL_MAX_NESTING deep, counted through fragments, however the operation
+    reaches them."""
+    limits = with_settings(settings, graphql_max_nesting=12)
     refused = [
-        "The document's fragments spread each other more than 12 deep "
-        "(OPSGRAPH_GRAPHQL_MAX_DEPTH): spread fewer inside each other."
+        "The document's selections nest more than 12 deep, counted through its fragments "
+        "(OPSGRAPH_GRAPHQL_MAX_NESTING): nest fewer."
     ]
-    twelve = await run(limits, spread_in_turn([0], 11), tenant.reader)  # F0 … F11
-    assert twelve.errors is None and twelve.data == {"viewer": {"name": "dashboard"}}
-    for names, links in (([0], 12), ([0], 300), ([5, 0], 12), ([12, 0], 12)):
+    # The operation's set, F0 … F9, then `viewer`'s: 12.
+    deepest = await run(limits, spread_in_turn([0], 9), tenant.reader)
+    assert deepest.errors is None and deepest.data == {"viewer": {"name": "dashboard"}}
+    for names, links in (([0], 10), ([0], 300), ([5, 0], 10), ([10, 0], 10)):
         result = await run(limits, spread_in_turn(names, links), tenant.reader)
         assert messages(result) == refused, (names, links)
         assert result.errors[0].extensions == {"code": "QUERY_TOO_COMPLEX"}
     # Reached from the middle, the rest of the chain is within the limit (and validation
     # then finds the unused head).
-    middle = await run(limits, spread_in_turn([1], 12), tenant.reader)
+    middle = await run(limits, spread_in_turn([1], 10), tenant.reader)
     assert messages(middle) == ["Fragment 'F0' is never used."]
+
+
+def inline_in_turn(links: int, inline: int) -> str:
+    """Fragments each nesting `inline` inline fragments and spreading the next inside."""
+
+    def nested(inside: str) -> str:
+        return "... on Query { " * inline + inside + " }" * inline
+
+    chain = [f"fragment F{n} on Query {{ {nested(f'...F{n + 1}')} }}" for n in range(links)]
+    chain.append(f"fragment F{links} on Query {{ {nested('__typename')} }}")
+    return "{ ...F0 } " + " ".join(chain)
+
+
+async def test_inline_fragments_nested_across_spreads_count_too(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """The parser bounds how deeply each fragment nests, not the chain: three fragments of
+    150 inline fragments each, spreading the next, ran the depth rule out of recursion."""
+    assert settings.graphql_max_nesting == 64
+    within = await run(settings, inline_in_turn(2, 20), tenant.reader)  # 64 sets
+    assert within.errors is None and within.data == {"__typename": "Query"}
+    for links, inline in ((2, 21), (3, 150)):
+        result = await run(settings, inline_in_turn(links, inline), tenant.reader)
+        assert [error.extensions for error in result.errors] == [{"code": "QUERY_TOO_COMPLEX"}]
+        assert "nest more than 64 deep" in messages(result)[0], (links, inline)
 
 
 async def test_variables_count_as_they_run_default_and_float_included(
