@@ -354,12 +354,21 @@ async def test_one_key_holds_at_most_its_share_of_long_polls(
             approval_id = await held_call(http, gated)
             other = await gated.key(Scope.EVENTS_WRITE, name="other agent")
 
+            hub = app.state.graphql.bus.hub  # each wait follows its approval there
+
+            async def holding(count: int) -> None:
+                for _ in range(250):
+                    if hub.subscriber_count == count:
+                        return
+                    await asyncio.sleep(0.02)
+                raise AssertionError(f"{hub.subscriber_count} waits held, not {count}")
+
             def poll(key: str, approval: str = approval_id) -> asyncio.Task[httpx.Response]:
                 url = f"/v1/approvals/{approval}?wait=30"
                 return asyncio.create_task(http.get(url, headers=api_key(key)))
 
             held = [poll(gated.writer), poll(gated.writer)]
-            await asyncio.sleep(0.3)
+            await holding(2)
             assert not any(task.done() for task in held)
             refused = await asyncio.wait_for(poll(gated.writer), timeout=5)
             assert refused.status_code == 429
@@ -373,7 +382,7 @@ async def test_one_key_holds_at_most_its_share_of_long_polls(
             plain = await http.get(f"/v1/approvals/{approval_id}", headers=api_key(gated.writer))
             assert plain.json()["status"] == "pending"
             third = poll(other)
-            await asyncio.sleep(0.3)
+            await holding(3)
             assert not third.done()
 
             approver = await gated.key(Scope.APPROVALS_DECIDE, name="dana")
@@ -393,7 +402,7 @@ async def test_one_key_holds_at_most_its_share_of_long_polls(
             # Those waits ended: the key may hold two again.
             second = await held_call(http, gated, call_id="tc_2")
             again = [poll(gated.writer, second), poll(gated.writer, second)]
-            await asyncio.sleep(0.3)
+            await holding(2)
             assert not any(task.done() for task in again)
             await approve(second)
             for task in again:
