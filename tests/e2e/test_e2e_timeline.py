@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.sync_api import Browser, Page, WebSocket, expect
+from playwright.sync_api import Browser, Page, Request, WebSocket, WebSocketRoute, expect
 
+from resolvers.timeline import Cursor
 from tests.e2e.conftest import LAPTOP, Server, now_iso, open_page, sign_in, wait_live
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -110,6 +112,66 @@ def test_after_a_network_drop_it_reconnects_and_fills_the_gap(
     assert len(sockets) > opened, "a new WebSocket was opened to resume"
     expect(page.locator(".entry")).to_have_count(1)  # filled once, no duplicate
 
+    page.context.close()
+    assert not errors.errors, errors.errors
+
+
+def test_a_resume_the_server_refuses_starts_the_timeline_over(
+    browser: Browser, server: Server
+) -> None:
+    """After a database is restored from an older backup, the cursor the UI resumes from is
+    past the end of the timeline and the server refuses it. The UI loads the first page
+    again and goes on live, instead of asking with that cursor for ever. The restore is
+    played by the browser's socket: until the UI asks for a first page again, every
+    resume it sends carries a cursor past the end (the server's refusal itself is real)."""
+    page, errors = open_page(browser, server, LAPTOP)
+    past_the_end = Cursor(occurred_at=datetime.now(UTC), entry_id=10**12, seq=10**12).encode()
+    state = {"restored": False, "refused": 0}
+    sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    def route(socket: WebSocketRoute) -> None:
+        upstream = socket.connect_to_server()
+        sockets.append((socket, upstream))
+
+        def to_server(message: str | bytes) -> None:
+            if state["restored"] and isinstance(message, str):
+                data = json.loads(message)
+                payload = data.get("payload") or {}
+                variables = payload.get("variables") or {}
+                live = "subscription TimelineLive" in payload.get("query", "")
+                if data.get("type") == "subscribe" and live and variables.get("after"):
+                    variables["after"] = past_the_end
+                    state["refused"] += 1
+                    message = json.dumps(data)
+            upstream.send(message)
+
+        socket.on_message(to_server)
+        upstream.on_message(socket.send)
+
+    def first_page_asked(request: Request) -> None:
+        if "query TimelineStart" in (request.post_data or ""):
+            state["restored"] = False
+
+    page.route_web_socket(re.compile(r"/graphql$"), route)
+    page.on("request", first_page_asked)
+    service = "restore-" + str(time.monotonic_ns())[-6:]
+    sign_in(page, server.admin, f"/timeline?service={service}")
+    wait_live(page)
+    server.post_change(server.admin, name="Before the restore", service=service)
+    expect(page.get_by_text("Before the restore")).to_be_visible()
+
+    state["restored"] = True
+    for socket, upstream in sockets:  # the connection drops: the UI resumes
+        socket.close(code=1001, reason="going away")
+        upstream.close()
+    server.post_change(server.admin, name="Committed during the restore", service=service)
+    expect(page.get_by_text("Committed during the restore")).to_be_visible(timeout=20_000)
+    assert state["refused"] >= 1, "the UI resumed with a cursor, which was refused"
+    assert not state["restored"], "the UI asked for the first page again"
+    wait_live(page)
+    server.post_change(server.admin, name="After the restore", service=service)
+    expect(page.get_by_text("After the restore")).to_be_visible()
+    expect(page.locator(".entry")).to_have_count(3)  # each once
     page.context.close()
     assert not errors.errors, errors.errors
 

@@ -27,6 +27,11 @@ export interface LiveOptions<TData, TVars> {
   onData: (data: TData) => void;
   /** Before every (re)subscription; `resumed` is false the first time. */
   onStart?: (resumed: boolean) => void;
+  /**
+   * The server answered a (re)subscription with errors: true if the caller handles them
+   * (it starts over, say), so the subscription is not asked for again as it was.
+   */
+  onRefused?: (errors: readonly GraphQLFormattedError[], resumed: boolean) => boolean;
   enabled?: boolean;
 }
 
@@ -95,8 +100,12 @@ export function useLiveSubscription<TData, TVars>(
       clearTimeout(timer);
       connection.scheduled(id, null);
       const { document, variables, onStart } = latest.current;
-      onStart?.(started++ > 0);
+      // Counted apart from the call: `onStart?.(…)` evaluates nothing without an onStart.
+      const resumed = started++ > 0;
+      onStart?.(resumed);
       let ended = false;
+      const refused = (errors: readonly GraphQLFormattedError[]): boolean =>
+        latest.current.onRefused?.(errors, resumed) ?? false;
       const end = (): void => {
         ended = true;
         unsubscribe?.();
@@ -112,12 +121,17 @@ export function useLiveSubscription<TData, TVars>(
               setProblem(null);
               latest.current.onData(result.data as TData);
             } else if (result.errors?.length) {
+              if (refused(result.errors)) {
+                end();
+                return;
+              }
               setProblem(describe(result.errors).message);
             }
           },
           error: (error) => {
             if (disposed || ended) return;
             end();
+            if (Array.isArray(error) && refused(error as GraphQLFormattedError[])) return;
             const failure = describe(error);
             if (failure.answered || failure.fatal) setProblem(failure.message);
             if (failure.fatal) {

@@ -287,6 +287,13 @@ export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
       note([data.timeline]);
       dispatch({ type: "live", entry: data.timeline });
     },
+    // A resume from a cursor past the end of the timeline (the database restored from an
+    // older backup, say) is refused: start over from the first page.
+    onRefused: (errors, resumed) => {
+      if (!resumed || !errors.some((e) => e.extensions?.code === "BAD_USER_INPUT")) return false;
+      reload();
+      return true;
+    },
   });
 
   const loadMore = useCallback(async () => {
