@@ -386,15 +386,38 @@ class Hub:
     async def _catch_up(self) -> None:
         """Read the workspaces whose `seq` moved past what was delivered (one query for
         all; a failure here ends no subscriber: the next note or heartbeat tries again)."""
+        delivered = {
+            workspace_id: state.delivered for workspace_id, state in self._workspaces.items()
+        }
         try:
-            seqs = await current_seqs(list(self._workspaces))
+            seqs = await current_seqs(list(delivered))
         except Exception as exc:
             log.warning("the heartbeat's read of committed entries failed: %r", exc)
             return
         for workspace_id, seq in seqs.items():
             state = self._workspaces.get(workspace_id)
-            if state is not None and seq > state.delivered:
+            if state is None:
+                continue
+            if seq > state.delivered:
                 self._schedule_fetch(workspace_id)
+            elif seq < delivered[workspace_id]:  # read after what it had delivered then
+                self._went_back(workspace_id, state, seq)
+
+    def _went_back(self, workspace_id: str, state: _Workspace, seq: int) -> None:
+        """The workspace's timeline ends before what this hub delivered: its database was
+        restored from an older backup. Entries committed from now on take seqs it counts
+        as delivered, and would never reach a subscriber: end them (they resume with
+        `after`, which the subscription refuses as past the end, and start over) and
+        follow the workspace afresh."""
+        log.warning(
+            "the timeline of workspace %s ends at %d, before the %d this process delivered "
+            "(a database restored?): its live subscriptions are ended",
+            workspace_id, seq, state.delivered,
+        )  # fmt: skip
+        for subscriber in list(state.subscribers):
+            subscriber.fail(lagged())
+        if self._workspaces.get(workspace_id) is state:
+            del self._workspaces[workspace_id]
 
     def _schedule_fetch(self, workspace_id: str) -> None:
         state = self._workspaces[workspace_id]

@@ -12,6 +12,8 @@ import pytest
 import strawberry
 
 from models.timeline import TimelineEntry as TimelineEntryRow
+from models.timeline import TimelineLabel
+from models.workspace import Workspace
 from opsgraph import live as live_module
 from opsgraph.bus import Bus
 from opsgraph.settings import Settings
@@ -182,6 +184,40 @@ async def test_a_cursor_past_the_end_of_the_timeline_is_refused(
     await post(tenant, bus, settings, "next")
     assert (await following)["summary"] == "next"
     await stream.aclose()
+
+
+async def test_a_timeline_restored_from_an_older_backup_ends_its_live_subscriptions(
+    schema: strawberry.Schema, settings: Settings, tenant: Tenant
+) -> None:
+    """The database goes back to an older backup under a running process: entries
+    committed from then on take seqs its hub counts as delivered, and never reached a
+    subscriber. Its heartbeat sees the timeline end before what it delivered and ends
+    the subscriptions; a resume from their cursor is refused, a fresh one is live."""
+    async with memory_bus(queue_size=100, heartbeat_seconds=0.2) as bus:
+        stream, first = await listening(schema, settings, bus, tenant.reader)
+        for name in ("one", "two", "three"):
+            await post(tenant, bus, settings, name)
+        assert (await first)["summary"] == "one"
+        received = [await next_data(stream) for _ in range(2)]
+        assert [entry["summary"] for entry in received] == ["two", "three"]
+
+        # The restore: the timeline as it stood after "one".
+        later = TimelineEntryRow.filter(workspace_id=tenant.workspace_id, seq__gt=1)
+        await TimelineLabel.filter(entry_id__in=await later.values_list("id", flat=True)).delete()
+        await later.delete()
+        await Workspace.filter(id=tenant.workspace_id).update(timeline_seq=1)
+        ended = await asyncio.wait_for(stream.__anext__(), timeout=5)
+        assert [error.extensions for error in ended.errors] == [{"code": "SUBSCRIBER_LAGGED"}]
+
+        resumed = await subscribe(
+            schema, settings, bus, tenant.reader, after=received[-1]["cursor"]
+        )
+        refused = await asyncio.wait_for(resumed.__anext__(), timeout=5)
+        assert "past the end" in refused.errors[0].message
+        fresh, following = await listening(schema, settings, bus, tenant.reader)
+        await post(tenant, bus, settings, "after the restore")
+        assert (await following)["summary"] == "after the restore"
+        await fresh.aclose()
 
 
 async def test_a_slow_subscriber_is_ended_not_buffered(
