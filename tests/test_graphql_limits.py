@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -343,11 +343,17 @@ async def test_aliases_cannot_multiply_a_call_s_events(gql: GraphQL, tenant: Ten
     assert await Change.filter(workspace_id=tenant.workspace_id).count() == 250  # none more
 
 
+def chain(links: int, link: Callable[[str], str], last: str, spread: Sequence[int] = (0,)) -> str:
+    """An operation spreading fragments `spread` in turn, of a chain F0 … F{links}: each
+    fragment selects `link` of the spread of the next, the last selects `last`."""
+    fragments = [f"fragment F{n} on Query {{ {link(f'...F{n + 1}')} }}" for n in range(links)]
+    fragments.append(f"fragment F{links} on Query {{ {last} }}")
+    return "{ " + " ".join(f"...F{n}" for n in spread) + " } " + " ".join(fragments)
+
+
 def fragment_chain(links: int) -> str:
     """Fragments each spreading the next twice: 2^links selections of one small document."""
-    chain = [f"fragment F{n} on Query {{ ...F{n + 1} ...F{n + 1} }}" for n in range(links)]
-    chain.append(f"fragment F{links} on Query {{ viewer {{ name }} }}")
-    return "{ ...F0 } " + " ".join(chain)
+    return chain(links, lambda spread: f"{spread} {spread}", "viewer { name }")
 
 
 async def test_fragments_doubling_at_every_link_are_counted_once_each(
@@ -369,9 +375,7 @@ async def test_fragments_doubling_at_every_link_are_counted_once_each(
 def spread_in_turn(names: list[int], links: int) -> str:
     """An operation spreading fragments `names` in turn, of a chain F0 … F{links} each
     spreading the next once (the last selects a field)."""
-    chain = [f"fragment F{n} on Query {{ ...F{n + 1} }}" for n in range(links)]
-    chain.append(f"fragment F{links} on Query {{ viewer {{ name }} }}")
-    return "{ " + " ".join(f"...F{n}" for n in names) + " } " + " ".join(chain)
+    return chain(links, lambda spread: spread, "viewer { name }", spread=names)
 
 
 async def test_selections_nest_at_most_the_nesting_limit_counted_through_fragments(
@@ -405,9 +409,7 @@ def inline_in_turn(links: int, inline: int) -> str:
     def nested(inside: str) -> str:
         return "... on Query { " * inline + inside + " }" * inline
 
-    chain = [f"fragment F{n} on Query {{ {nested(f'...F{n + 1}')} }}" for n in range(links)]
-    chain.append(f"fragment F{links} on Query {{ {nested('__typename')} }}")
-    return "{ ...F0 } " + " ".join(chain)
+    return chain(links, nested, nested("__typename"))
 
 
 async def test_inline_fragments_nested_across_spreads_count_too(
