@@ -119,7 +119,8 @@ class BoundedValidation(ValidationCache):
     fragments, is refused too: the depth rule follows them one Python call inside the
     other, and a chain of 300 fragments, or a few fragments each nesting 150 inline
     fragments and spreading the next, ended it in a RecursionError whose message reached
-    the caller (the parser bounds the nesting of each fragment alone, not of the chain)."""
+    the caller (the parser bounds the nesting of each fragment alone, not of the chain).
+    So are a fragment spread within itself and an unknown one (see `_field_count`)."""
 
     def __init__(self, *, maxsize: int, max_fields: int, max_nesting: int) -> None:
         super().__init__(maxsize=maxsize)
@@ -130,65 +131,81 @@ class BoundedValidation(ValidationCache):
         document = self.execution_context.graphql_document
         problem = None if document is None else self._problem(document)
         if problem is not None:
-            error = GraphQLError(problem, extensions={"code": "QUERY_TOO_COMPLEX"})
-            self.execution_context.pre_execution_errors = [error]
+            self.execution_context.pre_execution_errors = [problem]
             yield
             return
         yield from super().on_validate()
 
-    def _problem(self, document: DocumentNode) -> str | None:
+    def _problem(self, document: DocumentNode) -> GraphQLError | None:
         try:
             fields = _field_count(document, max_nesting=self.max_nesting)
-        except _NestedTooDeeply:
-            return (
-                f"The document's selections nest more than {self.max_nesting} deep, counted "
-                "through its fragments (OPSGRAPH_GRAPHQL_MAX_NESTING): nest fewer."
-            )
+        except _Refused as refused:
+            return refused.error
         except RecursionError:  # a limit set in the hundreds
-            return "The document's selections nest too deeply to follow."
+            return _too_complex("The document's selections nest too deeply to follow.")
         if fields > self.max_fields:
-            return (
+            return _too_complex(
                 f"The document holds more than {self.max_fields} fields "
                 "(OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
             )
         return None
 
 
-class _NestedTooDeeply(Exception):
-    """Selections nested past the limit, counted through fragments."""
+def _too_complex(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "QUERY_TOO_COMPLEX"})
+
+
+class _Refused(Exception):
+    """What `_field_count` found wrong with the document, as its error."""
+
+    def __init__(self, error: GraphQLError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def _field_count(document: DocumentNode, *, max_nesting: int) -> int:
     """Fields the document's operations select, fragments counted where they are spread
     (a chain of fragments each spreading the next twice doubles at every link): each
     fragment's size, and how deeply its selections nest, is worked out once. Runs before
-    validation, so a fragment spread inside itself counts nothing the second time.
-    `_NestedTooDeeply` where selection sets (an operation's, a field's, an inline
-    fragment's, a spread fragment's) nest more than `max_nesting` deep: the walk itself
-    goes no deeper."""
+    validation (whose rules, and Strawberry's depth and alias rules before them, follow
+    every spread afresh, one Python call inside the other), so it refuses, as `_Refused`:
+    selection sets (an operation's, a field's, an inline fragment's, a spread fragment's)
+    nested more than `max_nesting` deep, the walk itself going no deeper; a fragment
+    spread within itself (through a cycle the rules followed every path, doubling with
+    every link that spreads the next twice); a fragment the document does not define."""
     fragments = {
         definition.name.value: definition.selection_set
         for definition in document.definitions
         if isinstance(definition, FragmentDefinitionNode)
     }
-    known: dict[str, tuple[int, int]] = {}  # fragment: (its fields, how deeply it nests)
+    # fragment: (its fields, how deeply it nests); None while it is being counted
+    known: dict[str, tuple[int, int] | None] = {}
+    too_deep = _Refused(
+        _too_complex(
+            f"The document's selections nest more than {max_nesting} deep, counted "
+            "through its fragments (OPSGRAPH_GRAPHQL_MAX_NESTING): nest fewer."
+        )
+    )
 
     def walk(selections: SelectionSetNode, level: int) -> tuple[int, int]:
         """(fields, selection sets nested from this one down, itself included)."""
         if level > max_nesting:
-            raise _NestedTooDeeply
+            raise too_deep
         total = deepest = 0
         for selection in selections.selections:
             if isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 if name not in fragments:
-                    continue
-                found = known.get(name)
+                    raise _Refused(GraphQLError(f"Unknown fragment '{name}'.", selection))
+                if name not in known:
+                    known[name] = None  # while it is being counted
+                    known[name] = walk(fragments[name], level + 1)
+                found = known[name]
                 if found is None:
-                    known[name] = (0, 0)  # while it is being counted
-                    found = known[name] = walk(fragments[name], level + 1)
-                elif level + found[1] > max_nesting:
-                    raise _NestedTooDeeply
+                    message = f"Cannot spread fragment '{name}' within itself."
+                    raise _Refused(GraphQLError(message, selection))
+                if level + found[1] > max_nesting:
+                    raise too_deep
                 total += found[0]
                 deepest = max(deepest, found[1])
                 continue

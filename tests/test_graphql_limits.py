@@ -426,6 +426,41 @@ async def test_inline_fragments_nested_across_spreads_count_too(
         assert "nest more than 64 deep" in messages(result)[0], (links, inline)
 
 
+def in_turns(links: int, inline: int) -> str:
+    """Fragments C1 … C{links}, each nesting `inline` inline fragments around spreads of B
+    of its own and the next, and B{i} spreading C{i} (a cycle of two): the operation
+    spreads them from the last, so each C is first counted with its B cut short."""
+    fragments = []
+    for n in range(1, links + 1):
+        inside = f"...B{n}" + (f" ...B{n + 1}" if n < links else " __typename")
+        fragments.append(
+            f"fragment C{n} on Query {{ " + "... { " * inline + inside + " }" * inline + " }"
+        )
+        fragments.append(f"fragment B{n} on Query {{ ...C{n} }}")
+    spreads = " ".join(f"...C{n}" for n in range(links, 0, -1))
+    return "{ " + spreads + " } " + " ".join(fragments)
+
+
+async def test_a_fragment_spread_within_itself_or_unknown_is_refused_before_validation(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """Strawberry's depth and alias rules run before graphql-core's NoFragmentCycles and
+    follow every path: a cycle whose links each spread the next twice doubled their time
+    with every link (4 s at 20, in 170 tokens), and a cycle counted short let a chain
+    nest past the limit into a RecursionError. An unknown fragment answered 'Nope' (the
+    depth rule's KeyError)."""
+    doubling = chain(20, lambda spread: f"{spread} {spread}", "...F0")
+    started = time.process_time()
+    result = await run(settings, doubling, tenant.reader)
+    assert time.process_time() - started < 1.0
+    assert messages(result) == ["Cannot spread fragment 'F0' within itself."]
+    result = await run(settings, in_turns(25, 58), tenant.reader)
+    assert messages(result) == ["Cannot spread fragment 'C25' within itself."]
+    result = await run(settings, "{ viewer { name } ...Nope }", tenant.reader)
+    assert messages(result) == ["Unknown fragment 'Nope'."]
+    assert result.errors[0].locations is not None
+
+
 async def test_variables_count_as_they_run_default_and_float_included(
     settings: Settings, tenant: Tenant
 ) -> None:
