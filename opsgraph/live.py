@@ -237,6 +237,9 @@ def _write(subscriber: Subscriber, sink: DirectSink, share: Share) -> bool:
 class _Workspace:
     delivered: int
     subscribers: set[Subscriber] = field(default_factory=set)
+    # The id of the entry at `delivered`, once this hub delivered one: each fetch reads it
+    # again, to notice a timeline restored from an older backup (its seqs taken anew).
+    anchor: int | None = None
     dirty: bool = False
     fetching: bool = False
 
@@ -401,18 +404,18 @@ class Hub:
             if seq > state.delivered:
                 self._schedule_fetch(workspace_id)
             elif seq < delivered[workspace_id]:  # read after what it had delivered then
-                self._went_back(workspace_id, state, seq)
+                self._went_back(workspace_id, state)
 
-    def _went_back(self, workspace_id: str, state: _Workspace, seq: int) -> None:
-        """The workspace's timeline ends before what this hub delivered: its database was
-        restored from an older backup. Entries committed from now on take seqs it counts
-        as delivered, and would never reach a subscriber: end them (they resume with
-        `after`, which the subscription refuses as past the end, and start over) and
-        follow the workspace afresh."""
+    def _went_back(self, workspace_id: str, state: _Workspace) -> None:
+        """The workspace's timeline no longer holds what this hub delivered last (it ends
+        before it, or another entry took its seq): its database was restored from an older
+        backup. Entries committed since take seqs it counts as delivered, and would never
+        reach a subscriber: end them (they resume with `after`, which the subscription
+        refuses, its entry gone, and start over) and follow the workspace afresh."""
         log.warning(
-            "the timeline of workspace %s ends at %d, before the %d this process delivered "
-            "(a database restored?): its live subscriptions are ended",
-            workspace_id, seq, state.delivered,
+            "the timeline of workspace %s no longer holds the entry this process delivered "
+            "last, at %d (a database restored?): its live subscriptions are ended",
+            workspace_id, state.delivered,
         )  # fmt: skip
         for subscriber in list(state.subscribers):
             subscriber.fail(lagged())
@@ -433,26 +436,35 @@ class Hub:
         try:
             while True:
                 state.dirty = False
+                anchored = state.anchor is not None
                 rows = await entries_after(
-                    workspace_id=workspace_id, after_seq=state.delivered, limit=FETCH_BATCH
+                    workspace_id=workspace_id,
+                    after_seq=state.delivered - 1 if anchored else state.delivered,
+                    limit=FETCH_BATCH,
                 )
+                complete = len(rows) < FETCH_BATCH
+                if anchored:
+                    if not rows or (rows[0].seq, rows[0].id) != (state.delivered, state.anchor):
+                        self._went_back(workspace_id, state)
+                        return
+                    rows = rows[1:]
                 fresh = rows
                 for index, row in enumerate(rows):
                     if row.seq != state.delivered + 1 + index:
                         fresh = rows[:index]
                         break
                 if fresh:
-                    state.delivered = fresh[-1].seq
+                    state.delivered, state.anchor = fresh[-1].seq, fresh[-1].id
                     await _deliver(fresh, list(state.subscribers))
                 if len(fresh) < len(rows):
                     # seq is gapless by construction; should that ever break, end the
                     # subscribers (they resume with `after`) rather than stall or skip.
                     log.error("timeline seq gap in a workspace after %d", state.delivered)
-                    state.delivered = rows[-1].seq
+                    state.delivered, state.anchor = rows[-1].seq, rows[-1].id
                     for subscriber in list(state.subscribers):
                         subscriber.fail(lagged())
                     return
-                if not state.dirty and len(rows) < FETCH_BATCH:
+                if not state.dirty and complete:
                     return
         except Exception:
             log.exception("live fan-out read failed for a workspace")

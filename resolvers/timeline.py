@@ -623,6 +623,13 @@ async def current_seqs(workspace_ids: Sequence[str]) -> dict[str, int]:
     return {str(workspace_id): int(seq) for workspace_id, seq in rows}
 
 
+async def holds(*, workspace_id: str, seq: int, entry_id: int) -> bool:
+    """Whether the workspace's entry at `seq` is entry `entry_id` (a cursor's position is
+    still there: not past the end, not from before a restore or another workspace)."""
+    found = TimelineEntry.filter(workspace_id=workspace_id, seq=seq, id=entry_id)
+    return await found.exists()
+
+
 async def current_seq(*, workspace_id: str) -> int:
     """The workspace's last committed entry's `seq` (0 when it has none)."""
     workspace = await Workspace.filter(id=workspace_id).only("id", "timeline_seq").first()

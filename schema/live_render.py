@@ -109,8 +109,8 @@ class SharedReads:
     """Work that many subscribers do for the same live entry (rendering it for one
     document, reading the approval it is about), done once: the first subscriber to ask
     does it, the others await its answer. Keyed by what the caller names (it must hold
-    the entry's `seq`, and the workspace where the work depends on it); the last `size`
-    answers are kept."""
+    the entry's id, not its `seq`, which a database restored from an older backup hands
+    out again); the last `size` answers are kept."""
 
     def __init__(self, *, size: int) -> None:
         self._size = max(1, size)
@@ -153,7 +153,7 @@ class Renderer:
         `source` makes the subscription's event value from the entry; the first subscriber
         to ask executes, the others await the same answer.
         """
-        return await self._rendered.get(row.seq, lambda: self._render(row, source))
+        return await self._rendered.get(row.id, lambda: self._render(row, source))
 
     async def _render(
         self, row: TimelineEntryRow, source: Callable[[TimelineEntryRow], object]

@@ -71,15 +71,18 @@ def _after(
     return lambda entry: entry.seq > seq and matches(entry)
 
 
-async def _check_within(principal: Principal, seq: int) -> None:
-    """Refuse a cursor past the workspace's last committed entry (from another deployment,
-    or a database restored from an older backup): resuming from it would skip whatever is
-    committed up to it, without a word."""
-    if seq > await timeline.current_seq(workspace_id=principal.workspace_id):
+async def _check_held(principal: Principal, cursor: timeline.Cursor) -> None:
+    """Refuse a cursor whose entry the workspace's timeline does not hold at its `seq`:
+    past the end, or from another deployment or workspace, or from before the database
+    was restored from an older backup. Resuming from its `seq` would skip, without a word,
+    whatever is committed up to it, or what took that `seq` since."""
+    if not await timeline.holds(
+        workspace_id=principal.workspace_id, seq=cursor.seq, entry_id=cursor.entry_id
+    ):
         raise public_error(
             "BAD_USER_INPUT",
-            "after: the cursor is past the end of this workspace's timeline (from another "
-            "deployment, or a database restored from an older backup?); subscribe without it.",
+            "after: this workspace's timeline holds no such entry (a cursor from another "
+            "deployment, or from before a database restore?); subscribe without it.",
         )
 
 
@@ -105,7 +108,7 @@ async def _approval(
     shared = info.context.shared_reads
     if entry is None or shared is None:
         return await read()
-    return await shared.get(("approval", principal.workspace_id, entry.seq, approval_id), read)
+    return await shared.get(("approval", entry.id, approval_id), read)
 
 
 async def _pending(info: Info, principal: Principal) -> list[Approval]:
@@ -153,8 +156,7 @@ class Subscription:
             )
         try:
             if cursor is not None:
-                if cursor.seq > subscriber.start_seq:
-                    await _check_within(principal, cursor.seq)
+                await _check_held(principal, cursor)
                 last = cursor.seq
                 while last < subscriber.start_seq:
                     rows = await timeline.entries_between(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,24 +162,36 @@ async def test_resuming_from_an_entry_the_hub_has_not_delivered_repeats_nothing(
     await held.aclose()
 
 
-async def test_a_cursor_past_the_end_of_the_timeline_is_refused(
-    schema: strawberry.Schema, settings: Settings, bus: Bus, tenant: Tenant
+async def test_a_cursor_whose_entry_the_timeline_does_not_hold_is_refused(
+    schema: strawberry.Schema, settings: Settings, bus: Bus, tenant: Tenant, make_tenant: Any
 ) -> None:
-    """From another deployment, or a database restored from an older backup: resuming from
-    it would have skipped, without a word, whatever is committed up to it."""
+    """Past the end (from another deployment, or a database restored from an older
+    backup), or naming another entry than the one at its `seq` (another workspace's):
+    resuming from its `seq` would have skipped, without a word, whatever is committed up
+    to it, or what took that `seq` since."""
     await post(tenant, bus, settings, "only")
-    beyond = timeline_resolvers.Cursor(occurred_at=datetime.now(UTC), entry_id=10**9, seq=2)
-    stream = await subscribe(schema, settings, bus, tenant.reader, after=beyond.encode())
+    context = Context(settings=settings, publisher=bus, secret=tenant.reader)
+    page = await schema.execute(
+        "{ timeline(first: 1) { edges { cursor } } }", context_value=context
+    )
+    [edge] = page.data["timeline"]["edges"]
+    held = timeline_resolvers.Cursor.decode(edge["cursor"])
+    other = await make_tenant()
+    await post(other, bus, settings, "elsewhere")
+    for cursor in (
+        replace(held, seq=2),  # past the end
+        replace(held, entry_id=held.entry_id + 10**6),  # another entry at seq 1
+    ):
+        stream = await subscribe(schema, settings, bus, other.reader, after=cursor.encode())
+        result = await asyncio.wait_for(stream.__anext__(), timeout=5)
+        assert [error.message for error in result.errors] == [REFUSED_CURSOR]
+        assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    stream = await subscribe(schema, settings, bus, other.reader, after=edge["cursor"])
     result = await asyncio.wait_for(stream.__anext__(), timeout=5)
-    assert [error.message for error in result.errors] == [
-        "after: the cursor is past the end of this workspace's timeline (from another "
-        "deployment, or a database restored from an older backup?); subscribe without it."
-    ]
-    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    assert [error.message for error in result.errors] == [REFUSED_CURSOR]  # not other's
     assert bus.hub.subscriber_count == 0
-    # At the end itself it resumes, live.
-    at_end = timeline_resolvers.Cursor(occurred_at=datetime.now(UTC), entry_id=10**9, seq=1)
-    stream = await subscribe(schema, settings, bus, tenant.reader, after=at_end.encode())
+    # Its own cursor, at the end itself, resumes live.
+    stream = await subscribe(schema, settings, bus, tenant.reader, after=edge["cursor"])
     following = asyncio.ensure_future(next_data(stream))
     await subscribed(bus)
     await post(tenant, bus, settings, "next")
@@ -186,14 +199,23 @@ async def test_a_cursor_past_the_end_of_the_timeline_is_refused(
     await stream.aclose()
 
 
+REFUSED_CURSOR = (
+    "after: this workspace's timeline holds no such entry (a cursor from another "
+    "deployment, or from before a database restore?); subscribe without it."
+)
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["quiet", "busy"])
 async def test_a_timeline_restored_from_an_older_backup_ends_its_live_subscriptions(
-    schema: strawberry.Schema, settings: Settings, tenant: Tenant
+    schema: strawberry.Schema, settings: Settings, tenant: Tenant, busy: bool
 ) -> None:
     """The database goes back to an older backup under a running process: entries
     committed from then on take seqs its hub counts as delivered, and never reached a
-    subscriber. Its heartbeat sees the timeline end before what it delivered and ends
-    the subscriptions; a resume from their cursor is refused, a fresh one is live."""
-    async with memory_bus(queue_size=100, heartbeat_seconds=0.2) as bus:
+    subscriber. Quiet, the heartbeat sees the timeline end before what the hub
+    delivered; busy (more committed since than the restore took back, and no heartbeat),
+    the next fetch finds another entry where the hub's last one was. Either way the
+    subscriptions end; a resume from their cursor is refused, a fresh one is live."""
+    async with memory_bus(queue_size=100, heartbeat_seconds=60 if busy else 0.2) as bus:
         stream, first = await listening(schema, settings, bus, tenant.reader)
         for name in ("one", "two", "three"):
             await post(tenant, bus, settings, name)
@@ -206,6 +228,10 @@ async def test_a_timeline_restored_from_an_older_backup_ends_its_live_subscripti
         await TimelineLabel.filter(entry_id__in=await later.values_list("id", flat=True)).delete()
         await later.delete()
         await Workspace.filter(id=tenant.workspace_id).update(timeline_seq=1)
+        if busy:  # "a" and "b" take seqs 2 and 3 without a note; "c"'s note reads them
+            for name in ("a", "b"):
+                await post(tenant, Recorder(announced=[]), settings, name)
+            await post(tenant, bus, settings, "c")
         ended = await asyncio.wait_for(stream.__anext__(), timeout=5)
         assert [error.extensions for error in ended.errors] == [{"code": "SUBSCRIBER_LAGGED"}]
 
@@ -213,7 +239,7 @@ async def test_a_timeline_restored_from_an_older_backup_ends_its_live_subscripti
             schema, settings, bus, tenant.reader, after=received[-1]["cursor"]
         )
         refused = await asyncio.wait_for(resumed.__anext__(), timeout=5)
-        assert "past the end" in refused.errors[0].message
+        assert [error.message for error in refused.errors] == [REFUSED_CURSOR]
         fresh, following = await listening(schema, settings, bus, tenant.reader)
         await post(tenant, bus, settings, "after the restore")
         assert (await following)["summary"] == "after the restore"
