@@ -180,17 +180,19 @@ def _field_count(document: DocumentNode, *, max_nesting: int) -> int:
     }
     # fragment: (its fields, how deeply it nests); None while it is being counted
     known: dict[str, tuple[int, int] | None] = {}
-    too_deep = _Refused(
-        _too_complex(
-            f"The document's selections nest more than {max_nesting} deep, counted "
-            "through its fragments (OPSGRAPH_GRAPHQL_MAX_NESTING): nest fewer."
+
+    def too_deep() -> _Refused:
+        return _Refused(
+            _too_complex(
+                f"The document's selections nest more than {max_nesting} deep, counted "
+                "through its fragments (OPSGRAPH_GRAPHQL_MAX_NESTING): nest fewer."
+            )
         )
-    )
 
     def walk(selections: SelectionSetNode, level: int) -> tuple[int, int]:
         """(fields, selection sets nested from this one down, itself included)."""
         if level > max_nesting:
-            raise too_deep
+            raise too_deep()
         total = deepest = 0
         for selection in selections.selections:
             if isinstance(selection, FragmentSpreadNode):
@@ -205,7 +207,7 @@ def _field_count(document: DocumentNode, *, max_nesting: int) -> int:
                     message = f"Cannot spread fragment '{name}' within itself."
                     raise _Refused(GraphQLError(message, selection))
                 if level + found[1] > max_nesting:
-                    raise too_deep
+                    raise too_deep()
                 total += found[0]
                 deepest = max(deepest, found[1])
                 continue
