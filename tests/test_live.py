@@ -186,9 +186,11 @@ async def test_a_cursor_whose_entry_the_timeline_does_not_hold_is_refused(
         result = await asyncio.wait_for(stream.__anext__(), timeout=5)
         assert [error.message for error in result.errors] == [REFUSED_CURSOR]
         assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+        await stream.aclose()
     stream = await subscribe(schema, settings, bus, other.reader, after=edge["cursor"])
     result = await asyncio.wait_for(stream.__anext__(), timeout=5)
     assert [error.message for error in result.errors] == [REFUSED_CURSOR]  # not other's
+    await stream.aclose()
     assert bus.hub.subscriber_count == 0
     # Its own cursor, at the end itself, resumes live.
     stream = await subscribe(schema, settings, bus, tenant.reader, after=edge["cursor"])
@@ -234,12 +236,14 @@ async def test_a_timeline_restored_from_an_older_backup_ends_its_live_subscripti
             await post(tenant, bus, settings, "c")
         ended = await asyncio.wait_for(stream.__anext__(), timeout=5)
         assert [error.extensions for error in ended.errors] == [{"code": "SUBSCRIBER_LAGGED"}]
+        await stream.aclose()
 
         resumed = await subscribe(
             schema, settings, bus, tenant.reader, after=received[-1]["cursor"]
         )
         refused = await asyncio.wait_for(resumed.__anext__(), timeout=5)
         assert [error.message for error in refused.errors] == [REFUSED_CURSOR]
+        await resumed.aclose()
         fresh, following = await listening(schema, settings, bus, tenant.reader)
         await post(tenant, bus, settings, "after the restore")
         assert (await following)["summary"] == "after the restore"
