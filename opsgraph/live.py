@@ -237,8 +237,8 @@ def _write(subscriber: Subscriber, sink: DirectSink, share: Share) -> bool:
 class _Workspace:
     delivered: int
     subscribers: set[Subscriber] = field(default_factory=set)
-    # The id of the entry at `delivered`, once this hub delivered one: each fetch reads it
-    # again, to notice a timeline restored from an older backup (its seqs taken anew).
+    # The id of the entry at `delivered`, once a fetch read it: each fetch reads it again,
+    # to notice a timeline restored from an older backup (its seqs taken anew).
     anchor: int | None = None
     dirty: bool = False
     fetching: bool = False
@@ -387,24 +387,19 @@ class Hub:
                     await asyncio.wait_for(self._catch_up(), timeout=self._heartbeat_seconds)
 
     async def _catch_up(self) -> None:
-        """Read the workspaces whose `seq` moved past what was delivered (one query for
-        all; a failure here ends no subscriber: the next note or heartbeat tries again)."""
-        delivered = {
-            workspace_id: state.delivered for workspace_id, state in self._workspaces.items()
-        }
+        """Read the workspaces whose `seq` is not what was delivered (one query for all; a
+        failure here ends no subscriber: the next note or heartbeat tries again). Past it,
+        entries whose note never came; before it, a timeline restored from an older backup,
+        which the fetch tells apart from a fetch that delivered more meanwhile."""
         try:
-            seqs = await current_seqs(list(delivered))
+            seqs = await current_seqs(list(self._workspaces))
         except Exception as exc:
             log.warning("the heartbeat's read of committed entries failed: %r", exc)
             return
         for workspace_id, seq in seqs.items():
             state = self._workspaces.get(workspace_id)
-            if state is None:
-                continue
-            if seq > state.delivered:
+            if state is not None and seq != state.delivered:
                 self._schedule_fetch(workspace_id)
-            elif seq < delivered[workspace_id]:  # read after what it had delivered then
-                self._went_back(workspace_id, state)
 
     def _went_back(self, workspace_id: str, state: _Workspace) -> None:
         """The workspace's timeline no longer holds what this hub delivered last (it ends
@@ -436,17 +431,21 @@ class Hub:
         try:
             while True:
                 state.dirty = False
-                anchored = state.anchor is not None
+                # From the entry at `delivered` (if any), read again: gone, or another
+                # entry than the one delivered there, the timeline was restored.
+                again = state.delivered > 0
                 rows = await entries_after(
                     workspace_id=workspace_id,
-                    after_seq=state.delivered - 1 if anchored else state.delivered,
+                    after_seq=state.delivered - 1 if again else state.delivered,
                     limit=FETCH_BATCH,
                 )
                 complete = len(rows) < FETCH_BATCH
-                if anchored:
-                    if not rows or (rows[0].seq, rows[0].id) != (state.delivered, state.anchor):
+                if again:
+                    last = rows[0] if rows and rows[0].seq == state.delivered else None
+                    if last is None or state.anchor not in (None, last.id):
                         self._went_back(workspace_id, state)
                         return
+                    state.anchor = last.id
                     rows = rows[1:]
                 fresh = rows
                 for index, row in enumerate(rows):
