@@ -8,6 +8,7 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from models.columns import json_field
 from models.workspace import Workspace
 
 RUN_KEY_LENGTH = 200  # an agent's own runId
@@ -51,8 +52,8 @@ class AgentEvent(Model):
     event_id = fields.CharField(max_length=200)
     event_type = fields.CharField(max_length=32)
     body_hash = fields.CharField(max_length=64)
-    body: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
-    response: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    body: fields.Field[dict[str, Any]] = json_field(default=dict)
+    response: fields.Field[dict[str, Any]] = json_field(default=dict)
     # What the event created or moved (for the GraphQL result of a repeated event).
     run_ref = fields.CharField(max_length=40, null=True)
     tool_call_ref = fields.CharField(max_length=40, null=True)
@@ -77,7 +78,7 @@ class Run(Model):
     task = fields.TextField(null=True)
     model = fields.CharField(max_length=200, null=True)
     reason = fields.TextField(null=True)
-    agent_context: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    agent_context: fields.Field[dict[str, Any]] = json_field(default=dict)
     error = fields.TextField(null=True)
     service = fields.CharField(max_length=200, null=True)
     environment = fields.CharField(max_length=200, null=True)
@@ -107,16 +108,16 @@ class ToolCall(Model):
     agent_id = fields.CharField(max_length=200)
     tool_name = fields.CharField(max_length=200)
     action_hint = fields.CharField(max_length=200, null=True)
-    input_payload: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
-    output_payload: fields.Field[dict[str, Any] | None] = fields.JSONField(null=True)
+    input_payload: fields.Field[dict[str, Any]] = json_field(default=dict)
+    output_payload: fields.Field[dict[str, Any] | None] = json_field(null=True)
     reason = fields.TextField(null=True)
-    agent_context: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    agent_context: fields.Field[dict[str, Any]] = json_field(default=dict)
     # The service and environment the call targets, when the input or context names them.
     service = fields.CharField(max_length=200, null=True)
     environment = fields.CharField(max_length=200, null=True)
     decision = fields.CharEnumField(ToolCallDecision, max_length=24)
     decision_reason = fields.TextField()
-    matched_policies: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
+    matched_policies: fields.Field[list[dict[str, Any]]] = json_field(default=list)
     status = fields.CharEnumField(ToolCallStatus, max_length=24)
     violation = fields.TextField(null=True)
     error = fields.TextField(null=True)

@@ -8,6 +8,7 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from models.columns import json_field
 from models.workspace import Workspace
 
 
@@ -31,9 +32,9 @@ class Change(Model):
     source = fields.CharField(max_length=200)
     environment = fields.CharField(max_length=200, null=True)
     service = fields.CharField(max_length=200, null=True)
-    labels: fields.Field[list[str]] = fields.JSONField(default=list)
-    metadata: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
-    links: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
+    labels: fields.Field[list[str]] = json_field(default=list)
+    metadata: fields.Field[dict[str, Any]] = json_field(default=dict)
+    links: fields.Field[list[dict[str, Any]]] = json_field(default=list)
     actor = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 

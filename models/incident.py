@@ -8,6 +8,7 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from models.columns import json_field
 from models.ids import ID_COLUMN_LENGTH
 from models.workspace import Service, Workspace
 
@@ -64,9 +65,9 @@ class Incident(Model):
     component = fields.CharField(max_length=255, null=True)
     alert_group = fields.CharField(max_length=255, null=True)
     event_class = fields.CharField(max_length=255, null=True)
-    custom_details: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
-    images: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
-    links: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
+    custom_details: fields.Field[dict[str, Any]] = json_field(default=dict)
+    images: fields.Field[list[dict[str, Any]]] = json_field(default=list)
+    links: fields.Field[list[dict[str, Any]]] = json_field(default=list)
     client = fields.CharField(max_length=255, null=True)
     client_url = fields.CharField(max_length=2048, null=True)
 
@@ -100,9 +101,9 @@ class IncidentAlert(Model):
     component = fields.CharField(max_length=255, null=True)
     alert_group = fields.CharField(max_length=255, null=True)
     event_class = fields.CharField(max_length=255, null=True)
-    custom_details: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
-    images: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
-    links: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
+    custom_details: fields.Field[dict[str, Any]] = json_field(default=dict)
+    images: fields.Field[list[dict[str, Any]]] = json_field(default=list)
+    links: fields.Field[list[dict[str, Any]]] = json_field(default=list)
     client = fields.CharField(max_length=255, null=True)
     client_url = fields.CharField(max_length=2048, null=True)
 

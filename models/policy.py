@@ -8,6 +8,7 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from models.columns import json_field
 from models.workspace import Workspace
 
 
@@ -43,7 +44,7 @@ class Policy(Model):
     tool_name = fields.CharField(max_length=200, null=True)
     action_hint = fields.CharField(max_length=200, null=True)
     agent_id = fields.CharField(max_length=200, null=True)
-    input_matches: fields.Field[list[dict[str, Any]]] = fields.JSONField(default=list)
+    input_matches: fields.Field[list[dict[str, Any]]] = json_field(default=list)
     incident_open_on_service_from = fields.CharField(max_length=200, null=True)
     dry_run = fields.BooleanField(default=False)
     version = fields.IntField(default=1)

@@ -8,6 +8,7 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from models.columns import json_field
 from models.workspace import Workspace
 
 
@@ -49,9 +50,9 @@ class TimelineEntry(Model):
     summary = fields.TextField()
     service = fields.CharField(max_length=200, null=True)
     environment = fields.CharField(max_length=200, null=True)
-    labels: fields.Field[list[str]] = fields.JSONField(default=list)
+    labels: fields.Field[list[str]] = json_field(default=list)
     actor = fields.CharField(max_length=200, null=True)
-    details: fields.Field[dict[str, Any] | None] = fields.JSONField(null=True)
+    details: fields.Field[dict[str, Any] | None] = json_field(null=True)
     subject_type = fields.CharField(max_length=32, null=True)
     subject_id = fields.CharField(max_length=40, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
+from models.columns import json_field
+
 
 class Workspace(Model):
     """A tenant: everything else belongs to exactly one workspace."""
@@ -32,7 +34,7 @@ class ApiKey(Model):
     name = fields.CharField(max_length=200)
     prefix = fields.CharField(max_length=16)
     key_hash = fields.CharField(max_length=64, unique=True)
-    scopes: fields.Field[list[str]] = fields.JSONField(default=list)
+    scopes: fields.Field[list[str]] = json_field(default=list)
     created_at = fields.DatetimeField(auto_now_add=True)
     revoked_at = fields.DatetimeField(null=True)
 

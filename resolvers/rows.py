@@ -24,10 +24,13 @@ from enum import Enum
 from operator import attrgetter
 from typing import Any, TypeVar
 
+import orjson
 from tortoise import connections, fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.fields.data import CharEnumFieldInstance
 from tortoise.models import Model
+
+from models.columns import STORED_JSON_DUMPS
 
 Convert = Callable[[Any, datetime], Any]
 M = TypeVar("M", bound=Model)
@@ -39,8 +42,18 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def json_text(value: Any) -> str:
-    """A value as compact JSON text, for a jsonb parameter of a hand-written statement."""
-    return _ENCODER.encode(value)
+    """A value as compact JSON text, for a jsonb parameter of a hand-written statement.
+
+    orjson writes a batch's document in about a tenth of the standard library's time (14
+    against 143 µs for a 24 KB document of 32 rows, measured here). What it refuses, the
+    standard library writes as before: an integer past 64 bits, a lone surrogate (which
+    PostgreSQL then refuses, as it always did), a key that is not a string. Non-ASCII text
+    goes as UTF-8 rather than `\\u` escapes: the same value to jsonb.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError included
+        return _ENCODER.encode(value)
 
 
 def _enum(value: Any, now: datetime) -> Any:
@@ -86,7 +99,6 @@ class _Statement:
 
 
 _STATEMENTS: dict[type[Model], _Statement | None] = {}
-_DEFAULT_JSON_ENCODER = fields.JSONField().encoder  # what `json_text` writes, too
 
 
 def _column(name: str, field: fields.Field[Any]) -> _Column | None:
@@ -96,7 +108,7 @@ def _column(name: str, field: fields.Field[Any]) -> _Column | None:
     if field.has_db_default():
         return None
     if isinstance(field, fields.JSONField) and kind is fields.JSONField:
-        if field.encoder is not _DEFAULT_JSON_ENCODER:
+        if field.encoder is not STORED_JSON_DUMPS:  # what a column written as `json_text` holds
             return None
         return _Column(name, "jsonb", None)
     if kind is CharEnumFieldInstance:

@@ -13,7 +13,7 @@ from tortoise.models import Model
 
 from models.agent import AgentEvent, Run, RunStatus, ToolCall, ToolCallDecision, ToolCallStatus
 from models.approval import Approval, ApprovalStatus
-from models.change import Change
+from models.change import Change, ChangeCategory
 from models.ids import new_id
 from models.incident import Incident, IncidentAlert, IncidentStatus, Severity
 from models.timeline import TimelineEntry, TimelineKind
@@ -224,3 +224,45 @@ async def test_json_fields_take_json_text_values_and_text_of_any_kind(tenant: Te
     assert mine["created_at"] == ours.created_at  # filled in on the row, as Tortoise does
     del mine["created_at"], theirs["created_at"]
     assert {**mine, "event_id": "orms"} == theirs
+
+
+# What orjson (the batch documents' encoder) refuses or writes in its own way: integers
+# past 64 bits, exponents, non-ASCII, a key that is not a string.
+ODD_JSON = {
+    "big": 2**64, "negative": -(2**70), "huge": 10**40, "max": 2**63 - 1,
+    "floats": [1e16, 1.5e-07, 0.1, -0.0, 1e300], "text": "é ✓ 😀 \u2028", 7: "int key",
+}  # fmt: skip
+
+
+async def test_json_the_fast_encoder_refuses_is_stored_as_the_orm_stores_it(
+    tenant: Tenant,
+) -> None:
+    postgres_only()
+    service = await a_service(tenant)
+    values = {**incident_values(service, 0, "a"), "custom_details": ODD_JSON}
+    ours = new_row(Incident, id=new_id("inc"), **values)
+    orms = Incident(id=new_id("inc"), **{**values, "dedup_key": "b-0"})
+
+    await insert_rows(connections.get("default"), [ours])
+    await Incident.bulk_create([orms])
+
+    [mine], [theirs] = await stored(Incident, [ours.id]), await stored(Incident, [orms.id])
+    assert mine["custom_details"] == theirs["custom_details"]
+    assert mine["custom_details"]["big"] == 2**64 and type(mine["custom_details"]["big"]) is int
+    assert mine["custom_details"]["huge"] == 10**40
+    assert mine["custom_details"]["7"] == "int key"
+
+
+async def test_json_columns_read_back_integers_past_64_bits_exactly(tenant: Tenant) -> None:
+    """orjson is installed, and Tortoise's default JSON decoder would be orjson's, which
+    reads `2**64` as a float: the models' columns read with the standard library."""
+    metadata = {"big": 2**64, "negative": -(2**70), "huge": 10**40, "nested": [{"n": 2**65}]}
+    change = await Change.create(
+        id=new_id("chg"), workspace_id=tenant.workspace_id, name="Deploy", occurred_at=NOW,
+        category=ChangeCategory.TECHNICAL, source="ci", metadata=metadata,
+    )  # fmt: skip
+    found = await Change.get(id=change.id)
+    assert found.metadata == metadata
+    assert type(found.metadata["big"]) is int and type(found.metadata["nested"][0]["n"]) is int
+    [read] = await Change.filter(id=change.id).values_list("metadata", flat=True)
+    assert read == metadata
