@@ -19,6 +19,7 @@ from resolvers.auth import Principal, Scope, authenticate
 from resolvers.errors import AuthError, InvalidInput
 from rest_compat import batched
 from rest_compat.common import (
+    Answer,
     Endpoint,
     RestError,
     bearer_secret,
@@ -96,7 +97,7 @@ async def post_agent_event(endpoint: Endpoint, request: Request) -> JSONResponse
         result = await batched.submit(endpoint, RECORD, principal, item, validated=data)
     except RestError as exc:
         return render_error(exc)
-    return JSONResponse(render_event(result))
+    return Answer(render_event(result))
 
 
 def _answer(answer: dict[str, Any]) -> dict[str, Any] | BaseException:
@@ -277,4 +278,4 @@ async def get_approval(endpoint: Endpoint, request: Request) -> Response:
             approval = data["approval"]
     except RestError as exc:
         return render_error(exc)
-    return JSONResponse(render_approval(approval))
+    return Answer(render_approval(approval))

@@ -13,6 +13,7 @@ from resolvers.auth import Principal, Scope
 from resolvers.errors import FieldError, InvalidInput
 from rest_compat import batched
 from rest_compat.common import (
+    Answer,
     Endpoint,
     RestError,
     bearer_secret,
@@ -89,7 +90,7 @@ async def post_events(endpoint: Endpoint, request: Request) -> JSONResponse:
         result = await _record(endpoint, raw, principal)
     except RestError as exc:
         return render_error(exc)
-    return JSONResponse(
+    return Answer(
         {"id": result["change"]["id"], "entryId": result["entryId"], "status": "created"},
         status_code=201,
     )
@@ -111,7 +112,7 @@ async def post_pagerduty_change(endpoint: Endpoint, request: Request) -> JSONRes
         await _submit(endpoint, raw, principal, data)
     except RestError as exc:
         return render_pagerduty_error(exc)
-    return JSONResponse({"status": "success", "message": "Change event processed"}, status_code=202)
+    return Answer({"status": "success", "message": "Change event processed"}, status_code=202)
 
 
 _PD_FIELD_NAMES = {

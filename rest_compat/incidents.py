@@ -14,6 +14,7 @@ from resolvers.errors import InvalidInput
 from resolvers.incident_events import EventAction, IncidentEvent, new_dedup_key, validate_event
 from rest_compat import batched
 from rest_compat.common import (
+    Answer,
     Endpoint,
     RestError,
     bearer_secret,
@@ -86,7 +87,7 @@ async def _send(endpoint: Endpoint, body: dict[str, Any], principal: Principal) 
     except InvalidInput as exc:
         raise RestError.invalid(exc) from None
     result = await batched.submit(endpoint, SEND, principal, _input(event), validated=event)
-    return JSONResponse(
+    return Answer(
         {
             "status": "success",
             "message": "Event processed",
