@@ -10,9 +10,9 @@ from tortoise import fields
 
 # What a JSON column is written and read with: the standard library's `json`, always.
 # Tortoise's own default switches to orjson whenever orjson is importable, and orjson
-# reads an integer past 64 bits as a float (`2**64` came back as 1.8446744073709552e19):
-# a stored `metadata` number would come back changed. These are the functions the
-# migrations were written with.
+# refuses to write an integer past 64 bits ("Integer exceeds 64-bit range") and reads one
+# as a float (`2**64` came back as 1.8446744073709552e19): a stored `metadata` number would
+# be refused or come back changed. These are the functions the migrations were written with.
 STORED_JSON_DUMPS = functools.partial(json.dumps, separators=(",", ":"))
 STORED_JSON_LOADS = json.loads
 

@@ -5,7 +5,7 @@ jsonb_array_elements($1)`: the rows go in as one JSON document, an array per row
 value converted as Tortoise would store it (an enum as its value, a time as ISO text, JSON
 as itself, `auto_now_add` filled in). One document rather than an array per column:
 asyncpg encodes an array element by element (two ABC checks each), which cost more than
-encoding the whole document, JSON columns included, in one `json.dumps`. Tortoise's
+encoding the whole document, JSON columns included, in one call (`json_text`). Tortoise's
 `bulk_create` converts and checks every field of every row in Python, which cost a tool
 call more than deciding it. What the checks guarded (lengths, NOT NULL, unique keys) the
 database refuses, and the batch is then stored item by item
@@ -39,6 +39,8 @@ M = TypeVar("M", bound=Model)
 # Made once (`json.dumps` makes one per call); what it encodes is built here or parsed from
 # JSON, a tree: no cycle to look for (one would end in a RecursionError).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+# What orjson would write but the standard library refuses: left to the standard library.
+_REFUSED_BY_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def json_text(value: Any) -> str:
@@ -47,11 +49,16 @@ def json_text(value: Any) -> str:
     orjson writes a batch's document in about a tenth of the standard library's time (14
     against 143 µs for a 24 KB document of 32 rows, measured here). What it refuses, the
     standard library writes as before: an integer past 64 bits, a lone surrogate (which
-    PostgreSQL then refuses, as it always did), a key that is not a string. Non-ASCII text
-    goes as UTF-8 rather than `\\u` escapes: the same value to jsonb.
+    PostgreSQL then refuses, as it always did), a key that is not a string, and (told to
+    pass them through) a datetime or a dataclass, which the standard library refuses too.
+    Non-ASCII text goes as UTF-8 rather than `\\u` escapes, and exponents in orjson's
+    spelling (`1.5e-7`): the same values to jsonb. Unlike the standard library, orjson
+    writes NaN and infinities as null, a UUID as its text and an Enum as its value; none
+    reaches a document (bodies refuse NaN when parsed, JSON values are size-checked with
+    `allow_nan=False`, and the rows' own values are converted first).
     """
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value, option=_REFUSED_BY_JSON).decode()
     except TypeError:  # orjson.JSONEncodeError included
         return _ENCODER.encode(value)
 

@@ -81,15 +81,22 @@ class RestError(Exception):
 
 
 class Answer(JSONResponse):
-    """A JSON answer written by orjson: the same bytes as Starlette's `JSONResponse` for what
-    the endpoints answer (compact, UTF-8), in 0.1 µs instead of 2.5 for a small object.
-    What orjson refuses (an integer past 64 bits, say) Starlette writes as before."""
+    """A JSON answer written by orjson, in 0.1 µs instead of 2.5 for a small object: the
+    same bytes as Starlette's `JSONResponse` (compact, UTF-8) for what the endpoints answer,
+    strings, booleans, null and integers. What orjson refuses (an integer past 64 bits, a
+    datetime or a dataclass, passed through) Starlette writes, or refuses, as before.
+    orjson spells some floats its own way (`1.5e-7` for `1.5e-07`) and writes NaN as null
+    where Starlette raises; no answer holds a float."""
 
     def render(self, content: Any) -> bytes:
         try:
-            return orjson.dumps(content)
+            return orjson.dumps(content, option=_REFUSED_BY_JSON)
         except TypeError:  # orjson.JSONEncodeError included
             return super().render(content)
+
+
+# What orjson would write but the standard library refuses: left to the standard library.
+_REFUSED_BY_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

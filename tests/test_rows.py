@@ -4,22 +4,27 @@ the group commits build rows of, whatever values are given and left out; `insert
 
 from __future__ import annotations
 
+import importlib
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tortoise import connections
+from tortoise import connections, fields
 from tortoise.models import Model
 
+from models import MODEL_MODULES
 from models.agent import AgentEvent, Run, RunStatus, ToolCall, ToolCallDecision, ToolCallStatus
 from models.approval import Approval, ApprovalStatus
 from models.change import Change, ChangeCategory
+from models.columns import STORED_JSON_DUMPS
 from models.ids import new_id
 from models.incident import Incident, IncidentAlert, IncidentStatus, Severity
 from models.timeline import TimelineEntry, TimelineKind
 from models.workspace import Service, Workspace
 from resolvers import auth
-from resolvers.rows import construct, insert_rows, new_row, update_rows
+from resolvers.rows import construct, insert_rows, json_text, new_row, update_rows
 from tests.conftest import Tenant
 
 NOW = datetime(2026, 3, 4, 14, 25, tzinfo=UTC)
@@ -226,20 +231,23 @@ async def test_json_fields_take_json_text_values_and_text_of_any_kind(tenant: Te
     assert {**mine, "event_id": "orms"} == theirs
 
 
-# What orjson (the batch documents' encoder) refuses or writes in its own way: integers
-# past 64 bits, exponents, non-ASCII, a key that is not a string.
-ODD_JSON = {
-    "big": 2**64, "negative": -(2**70), "huge": 10**40, "max": 2**63 - 1,
-    "floats": [1e16, 1.5e-07, 0.1, -0.0, 1e300], "text": "é ✓ 😀 \u2028", 7: "int key",
+# Values orjson (the batch documents' encoder) writes in its own way: exponents, non-ASCII,
+# the 64-bit extremes; and values it refuses, written by the standard library instead:
+# integers past 64 bits, a key that is not a string.
+OWN_WAY = {
+    "floats": [1e16, 1.5e-07, 1e-05, 0.1, -0.0, 1e22, 2.5], "text": "é ✓ 😀 \u2028 \"q\" \\",
+    "max": 2**64 - 1, "min": -(2**63), "empty": [{}, []], "nothing": None,
 }  # fmt: skip
+REFUSED = {"big": 2**64, "negative": -(2**70), "huge": 10**40, 7: "int key"}
 
 
-async def test_json_the_fast_encoder_refuses_is_stored_as_the_orm_stores_it(
-    tenant: Tenant,
+@pytest.mark.parametrize("details", [OWN_WAY, REFUSED], ids=["orjson's own way", "refused"])
+async def test_json_of_every_kind_is_stored_as_the_orm_stores_it(
+    tenant: Tenant, details: dict[Any, Any]
 ) -> None:
     postgres_only()
     service = await a_service(tenant)
-    values = {**incident_values(service, 0, "a"), "custom_details": ODD_JSON}
+    values = {**incident_values(service, 0, "a"), "custom_details": details}
     ours = new_row(Incident, id=new_id("inc"), **values)
     orms = Incident(id=new_id("inc"), **{**values, "dedup_key": "b-0"})
 
@@ -248,9 +256,38 @@ async def test_json_the_fast_encoder_refuses_is_stored_as_the_orm_stores_it(
 
     [mine], [theirs] = await stored(Incident, [ours.id]), await stored(Incident, [orms.id])
     assert mine["custom_details"] == theirs["custom_details"]
-    assert mine["custom_details"]["big"] == 2**64 and type(mine["custom_details"]["big"]) is int
-    assert mine["custom_details"]["huge"] == 10**40
-    assert mine["custom_details"]["7"] == "int key"
+    assert mine["custom_details"] == {str(key): value for key, value in details.items()}
+    for key in ("max", "min", "big", "negative", "huge"):
+        if key in details:
+            assert type(mine["custom_details"][key]) is int
+
+
+@dataclass
+class _Row:
+    name: str
+
+
+def test_what_json_refuses_json_text_refuses() -> None:
+    """orjson would write these (a time, a dataclass); the standard library, as before, does not."""
+    for value in ({"at": NOW}, [_Row("x")]):
+        with pytest.raises(TypeError):
+            json_text(value)
+
+
+def test_every_json_column_reads_and_writes_with_the_standard_library() -> None:
+    """A plain `fields.JSONField` would take orjson, installed here (see models/columns.py)."""
+    json_fields = [
+        (model, name, field)
+        for module in MODEL_MODULES
+        for model in vars(importlib.import_module(module)).values()
+        if isinstance(model, type) and issubclass(model, Model) and model is not Model
+        for name, field in model._meta.fields_map.items()
+        if isinstance(field, fields.JSONField)
+    ]
+    assert len(json_fields) >= 20
+    for model, name, field in json_fields:
+        assert field.encoder is STORED_JSON_DUMPS, (model.__name__, name)
+        assert field.decoder is json.loads, (model.__name__, name)
 
 
 async def test_json_columns_read_back_integers_past_64_bits_exactly(tenant: Tenant) -> None:
