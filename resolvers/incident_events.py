@@ -88,7 +88,9 @@ def validate_event(raw: Mapping[str, Any], *, settings: Settings) -> IncidentEve
         check.error("routing_key", "is required (or service_id)")
     action = check.choice("event_action", ACTIONS, required=True)
     dedup_key = check.text("dedup_key", required=True, max_length=settings.max_dedup_key_length)
-    alert = _alert(check, settings) if action == EventAction.TRIGGER else None
+    # An acknowledge or resolve needs no payload, but what it sends is checked all the same:
+    # a malformed event is refused, not applied.
+    alert = _alert(check, settings, trigger=action == EventAction.TRIGGER)
     check.raise_if_invalid()
     assert action is not None and dedup_key is not None
     return IncidentEvent(
@@ -100,23 +102,25 @@ def validate_event(raw: Mapping[str, Any], *, settings: Settings) -> IncidentEve
     )
 
 
-def _alert(check: Checker, settings: Settings) -> AlertData | None:
-    payload = check.nested("payload", required=True)
+def _alert(check: Checker, settings: Settings, *, trigger: bool) -> AlertData | None:
+    """A trigger's alert; for other actions None, once what they send is checked (the
+    payload's fields optional)."""
+    payload = check.nested("payload", required=trigger)
     images = _images(check, "images", max_items=settings.max_labels)
     links = check.links("links", max_items=settings.max_labels)
     client = check.text("client", max_length=MAX_SOURCE_LENGTH)
     client_url = check.text("client_url", max_length=MAX_URL_LENGTH)
     if payload is None:
         return None
-    summary = payload.text("summary", required=True, max_length=settings.max_summary_length)
-    source = payload.text("source", required=True, max_length=MAX_SOURCE_LENGTH)
-    severity = payload.choice("severity", SEVERITIES, required=True)
+    summary = payload.text("summary", required=trigger, max_length=settings.max_summary_length)
+    source = payload.text("source", required=trigger, max_length=MAX_SOURCE_LENGTH)
+    severity = payload.choice("severity", SEVERITIES, required=trigger)
     sent_at = payload.timestamp("timestamp", window=TimeWindow.of(settings))
     component = payload.text("component", max_length=MAX_SOURCE_LENGTH)
     group = payload.text("group", max_length=MAX_SOURCE_LENGTH)
     event_class = payload.text("class", max_length=MAX_SOURCE_LENGTH)
     details = payload.json_object("custom_details", max_bytes=settings.max_metadata_bytes)
-    if summary is None or source is None or severity is None:
+    if not trigger or summary is None or source is None or severity is None:
         return None
     return AlertData(
         summary=summary,

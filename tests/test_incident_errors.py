@@ -10,7 +10,7 @@ import httpx
 
 from resolvers.auth import Scope
 from tests.conftest import GraphQL, Tenant
-from tests.test_incidents import SEED_ACK, SEED_TRIGGER, bearer, event, incidents_of
+from tests.test_incidents import SEED_ACK, SEED_RESOLVE, SEED_TRIGGER, bearer, event, incidents_of
 
 
 async def test_invalid_events_name_each_bad_field(
@@ -68,6 +68,41 @@ async def test_invalid_events_name_each_bad_field(
     )
     assert (await client.post("/api/events", headers=headers, json=summary_ok)).status_code == 202
     assert len(await incidents_of(gql, tenant.reader)) == 1
+
+
+async def test_a_malformed_acknowledge_or_resolve_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """An acknowledge or resolve needs no payload, but a malformed one is bad input: a 400
+    naming the field, and the incident stays as it was; a well-formed payload is accepted."""
+    routing_key = await tenant.service("api")
+    headers = bearer(tenant.writer)
+    trigger = event(SEED_TRIGGER, routing_key)
+    assert (await client.post("/api/events", headers=headers, json=trigger)).status_code == 202
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        ({"payload": "nope"}, ["payload: must be an object"]),
+        ({"payload": []}, ["payload: must be an object"]),
+        (
+            {"payload": {"severity": "bogus"}},
+            ["payload.severity: must be one of critical, error, warning, info; got 'bogus'"],
+        ),
+        ({"payload": {"summary": 5}}, ["payload.summary: must be a string"]),
+        ({"links": "x"}, ["links: must be a list of at most 50 links"]),
+        ({"client": 5}, ["client: must be a string"]),
+    ]
+    for template in (SEED_ACK, SEED_RESOLVE):
+        for changes, errors in cases:
+            body = event(template, routing_key, **changes)
+            response = await client.post("/api/events", headers=headers, json=body)
+            assert response.status_code == 400, body
+            assert response.json()["errors"] == errors, body
+            [incident] = await incidents_of(gql, tenant.reader)
+            assert incident["status"] == "TRIGGERED" and incident["acknowledgedBy"] is None
+
+    acknowledge = event(SEED_ACK, routing_key, payload={"summary": "looking", "severity": "info"})
+    assert (await client.post("/api/events", headers=headers, json=acknowledge)).status_code == 202
+    [incident] = await incidents_of(gql, tenant.reader)
+    assert incident["status"] == "ACKNOWLEDGED" and incident["summary"] == "CPU usage above 90%"
 
 
 async def test_unknown_routing_key_or_service(
