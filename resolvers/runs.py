@@ -101,8 +101,14 @@ def new_run(*, workspace_id: str, data: AgentEventData) -> Run:
 
 
 async def start_run(*, workspace_id: str, data: AgentEventData) -> Step:
-    """`run.started`: create the run, or fill in what an earlier event left out."""
+    """`run.started`: create the run, or fill in what an earlier event (a `tool.called` that
+    arrived first) left out; a run that has started is a conflict, as ending one twice is."""
     run = await _run_for(workspace_id, data)
+    started = TimelineEntry.filter(
+        subject_type="Run", subject_id=run.id, kind=TimelineKind.RUN_STARTED
+    )
+    if await started.exists():
+        raise EventConflict(f"Run {data.run_key} has already started; it cannot start twice.")
     run.task = data.task or run.task
     run.model = data.model or run.model
     run.reason = data.reason or run.reason

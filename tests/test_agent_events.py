@@ -322,6 +322,53 @@ async def test_a_different_body_under_a_used_event_id_is_a_conflict(
     assert "Tool call tc_001 of run run_001 was already recorded" in response.text
 
 
+async def runs_of(gql: GraphQL, key: str) -> list[dict[str, Any]]:
+    result = await gql("{ runs { edges { node { runId agentId task status } } } }", key)
+    assert result.errors is None, result.errors
+    return [edge["node"] for edge in result.data["runs"]["edges"]]
+
+
+async def test_a_run_that_has_started_cannot_start_again(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """A second `run.started` (a new eventId) would rewrite the run's task: a 409, as ending a
+    run twice is, and the run stays as it was. A run a `tool.called` announced first is
+    still filled in by its `run.started`."""
+    started = event("evt_s1", "run.started", run="run_s", task="Deploy hotfix")
+    assert (await post(client, tenant.writer, started)).status_code == 200
+    assert (
+        await post(client, tenant.writer, event("evt_s2", "run.completed", run="run_s"))
+    ).status_code == 200
+    for again in (
+        event("evt_s3", "run.started", run="run_s", agent="agent-b", task="OVERWRITTEN"),
+        event("evt_s4", "run.started", run="run_s", task="Deploy hotfix"),
+    ):
+        response = await post(client, tenant.writer, again)
+        assert response.status_code == 409, response.text
+        assert response.json() == {
+            "error": {
+                "code": "CONFLICT",
+                "message": "Run run_s has already started; it cannot start twice.",
+            }
+        }
+    result = await gql(RECORD, tenant.writer, input=event("evt_s5", "run.started", run="run_s"))
+    assert result.data["recordAgentEvent"]["__typename"] == "AgentEventConflict"
+    assert await kinds(gql, tenant.reader) == ["RUN_STARTED", "RUN_COMPLETED"]
+    [run] = await runs_of(gql, tenant.reader)
+    assert run["task"] == "Deploy hotfix" and run["status"] == "COMPLETED"
+
+    assert (
+        await post(client, tenant.writer, tool_called("evt_t1", "tc_1", run="run_t"))
+    ).status_code == 200
+    late = event("evt_t0", "run.started", run="run_t", task="Late start")
+    assert (await post(client, tenant.writer, late)).status_code == 200
+    assert (await post(client, tenant.writer, {**late, "eventId": "evt_t2"})).status_code == 409
+    assert {run["runId"]: run["task"] for run in await runs_of(gql, tenant.reader)} == {
+        "run_s": "Deploy hotfix",
+        "run_t": "Late start",
+    }
+
+
 async def test_event_ids_are_per_workspace(
     client: httpx.AsyncClient, tenant: Tenant, make_tenant: Any, gql: GraphQL
 ) -> None:
