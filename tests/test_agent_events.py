@@ -363,9 +363,14 @@ async def test_a_run_that_has_started_cannot_start_again(
     late = event("evt_t0", "run.started", run="run_t", task="Late start")
     assert (await post(client, tenant.writer, late)).status_code == 200
     assert (await post(client, tenant.writer, {**late, "eventId": "evt_t2"})).status_code == 409
+
+    together = [event(f"evt_c{n}", "run.started", run="run_c", task=f"task {n}") for n in range(4)]
+    responses = await asyncio.gather(*(post(client, tenant.writer, body) for body in together))
+    assert sorted(response.status_code for response in responses) == [200, 409, 409, 409]
     assert {run["runId"]: run["task"] for run in await runs_of(gql, tenant.reader)} == {
         "run_s": "Deploy hotfix",
         "run_t": "Late start",
+        "run_c": together[[r.status_code for r in responses].index(200)]["metadata"]["task"],
     }
 
 
