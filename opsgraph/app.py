@@ -601,6 +601,9 @@ def create_app(
         Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
         WebSocketRoute(GRAPHQL_PATH, graphql),
         *(Route(path, route, methods=["POST"]) for path, route in posts.items()),
+        # Another method is a 405 naming POST, also where the UI's mount below would
+        # otherwise answer it (Starlette takes a full match over a method mismatch).
+        *(Route(path, _post_only, methods=_NOT_POST, include_in_schema=False) for path in posts),
         Route("/v1/approvals/{approval_id}", _rest(endpoint, rest_agents.get_approval)),
         Route("/healthz", health),
         Route("/openapi.json", openapi_route(settings)),
@@ -658,8 +661,20 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("INTERNAL", "Internal server error."), status_code=500)
 
 
+_NOT_POST = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def _post_only(request: Request) -> Response:
+    raise HTTPException(405, headers={"Allow": "POST"})
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Unknown paths and methods answer in the documented error shape too."""
+    """Unknown paths and methods answer in the documented error shape too (with
+    PagerDuty's fields beside it on PagerDuty's paths, as their other errors)."""
     assert isinstance(exc, HTTPException)
-    body = error_body(HTTP_ERROR_CODES.get(exc.status_code, "HTTP_ERROR"), exc.detail)
+    code = HTTP_ERROR_CODES.get(exc.status_code, "HTTP_ERROR")
+    if request.url.path in PAGERDUTY_PATHS:
+        body = pagerduty_error_body(exc.status_code, code, exc.detail, [exc.detail])
+    else:
+        body = error_body(code, exc.detail)
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

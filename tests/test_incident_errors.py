@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from resolvers.auth import Scope
 from tests.conftest import GraphQL, Tenant
@@ -209,6 +210,19 @@ async def test_bodies_over_512_kb_are_413_in_both_shapes(
             "errors": [message],
         }
     assert await incidents_of(gql, tenant.reader) == []
+
+
+@pytest.mark.parametrize("path", ["/api/events", "/v2/enqueue"])
+async def test_a_wrong_method_is_405_in_both_shapes(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 405 and "POST" in response.headers["allow"]
+    message = "Method Not Allowed"
+    assert response.json() == {
+        "error": {"code": "METHOD_NOT_ALLOWED", "message": message},
+        "status": "error",
+        "message": message,
+        "errors": [message],
+    }
 
 
 async def test_bad_json_bodies(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -24,7 +24,8 @@ NOT_REST = {"/graphql", "/", "/openapi.json"}
 def rest_routes(app: Starlette) -> set[tuple[str, str]]:
     routes = set()
     for route in app.routes:
-        if isinstance(route, Route) and route.path not in NOT_REST:
+        # Left out of the schema: the routes answering 405 to other methods.
+        if isinstance(route, Route) and route.include_in_schema and route.path not in NOT_REST:
             for method in route.methods or ():
                 if method != "HEAD":
                     routes.add((route.path, method.lower()))

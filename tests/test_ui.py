@@ -83,3 +83,14 @@ async def test_api_paths_are_not_swallowed_by_the_ui(ui_client: httpx.AsyncClien
         "/events", json={"name": "x", "timestamp": "2026-03-04T14:25:00Z"}
     )
     assert unauthenticated.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/events", "/v1/events", "/api/events", "/v2/enqueue"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_another_method_on_a_post_endpoint_is_405_not_the_ui(
+    ui_client: httpx.AsyncClient, path: str, method: str
+) -> None:
+    response = await ui_client.request(method, path)
+    assert response.status_code == 405, (method, path)
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
