@@ -132,7 +132,14 @@ async def transition(
     return fresh, entry
 
 
-async def annotate(*, incident: Incident, actor: str, note: str) -> TimelineEntry:
-    """Add a person's note to the incident's timeline (its service must be loaded)."""
+async def annotate(*, incident: Incident, actor: str, note: str) -> tuple[Incident, TimelineEntry]:
+    """Add a person's note to the incident's timeline (its service must be loaded): the
+    incident as it is when the note is written, and the note's entry. The row is read again
+    under lock, so an acknowledge or resolve committed meanwhile comes before the note on
+    the timeline and the note records the status it left."""
     async with in_transaction():
-        return await _entry(incident, TimelineKind.INCIDENT_ANNOTATED, note, actor=actor, note=note)
+        fresh = await Incident.filter(id=incident.id).select_for_update().first()
+        assert fresh is not None  # incidents are never deleted but with their workspace
+        fresh.service = incident.service
+        entry = await _entry(fresh, TimelineKind.INCIDENT_ANNOTATED, note, actor=actor, note=note)
+    return fresh, entry

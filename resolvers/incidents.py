@@ -140,14 +140,15 @@ async def send_events(
 async def acknowledge_incident(
     *, principal: Principal, incident_id: str, note: str | None, publisher: Publisher
 ) -> Incident:
-    """A person acknowledges; already acknowledged is a no-op, resolved is a conflict."""
+    """A person acknowledges; already acknowledged keeps only the note (see `_decide`),
+    resolved is a conflict."""
     return await _decide(principal, incident_id, Step.ACKNOWLEDGE, note, publisher)
 
 
 async def resolve_incident(
     *, principal: Principal, incident_id: str, note: str | None, publisher: Publisher
 ) -> Incident:
-    """A person resolves; already resolved is a no-op."""
+    """A person resolves; already resolved keeps only the note (see `_decide`)."""
     return await _decide(principal, incident_id, Step.RESOLVE, note, publisher)
 
 
@@ -159,7 +160,7 @@ async def annotate_incident(
     incident = await get_incident(workspace_id=principal.workspace_id, incident_id=incident_id)
     if incident is None:
         raise IncidentNotFound("No incident with that id in this workspace.")
-    entry = await rows.annotate(incident=incident, actor=principal.name, note=note)
+    incident, entry = await rows.annotate(incident=incident, actor=principal.name, note=note)
     await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=entry.id)
     return incident, entry
 
@@ -177,7 +178,13 @@ async def _decide(
         wanted = (
             IncidentStatus.ACKNOWLEDGED if step is Step.ACKNOWLEDGE else IncidentStatus.RESOLVED
         )
-        if incident.status is wanted:
+        if incident.status is wanted:  # nothing to move; a note is kept as a note
+            if not note:
+                return incident
+            incident, entry = await rows.annotate(
+                incident=incident, actor=principal.name, note=note
+            )
+            await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=entry.id)
             return incident
         moved = await rows.transition(
             incident=incident, step=step, actor=principal.name, note=note, service=incident.service

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from models.incident import IncidentStatus
 from models.timeline import TimelineKind
 from opsgraph.settings import Settings
+from resolvers import incident_rows, incidents
 from resolvers.auth import Scope
 from resolvers.timeline import record_entry
 from schema import build_schema
@@ -229,6 +231,52 @@ async def test_people_acknowledge_and_resolve_with_a_note(
     assert timeline[0]["details"]["note"] == "freed 20 GB"
     assert timeline[1]["details"]["note"] == "looking"
     assert all(e["subject"] == {"__typename": "Incident", "id": incident_id} for e in timeline)
+
+
+async def test_acknowledging_or_resolving_again_keeps_the_note(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    """Nothing moves, but a person's note is not thrown away: it goes on the timeline as a
+    note; without one, nothing is recorded."""
+    routing_key = await tenant.service("db")
+    incident_id = (await send(gql, tenant.writer, trigger(routing_key)))["incidentKey"]
+    alice = await tenant.key(Scope.EVENTS_WRITE, name="alice")
+    await gql(ACK, alice, id=incident_id, note="looking")
+    again = await gql(ACK, alice, id=incident_id, note="still looking")
+    assert again.data["acknowledgeIncident"] == {
+        "status": "ACKNOWLEDGED",
+        "acknowledgedBy": "alice",
+    }
+    await gql(ACK, alice, id=incident_id)
+    await gql(RESOLVE, alice, id=incident_id, note="fixed")
+    again = await gql(RESOLVE, alice, id=incident_id, note="for good")
+    assert again.data["resolveIncident"] == {"status": "RESOLVED", "resolvedBy": "alice"}
+    await gql(RESOLVE, alice, id=incident_id)
+
+    timeline = (await gql(INCIDENT, tenant.reader, id=incident_id)).data["incident"]["timeline"]
+    assert [(e["kind"], e["details"].get("note"), e["details"]["status"]) for e in timeline] == [
+        ("INCIDENT_ANNOTATED", "for good", "resolved"),
+        ("INCIDENT_RESOLVED", "fixed", "resolved"),
+        ("INCIDENT_ANNOTATED", "still looking", "acknowledged"),
+        ("INCIDENT_ACKNOWLEDGED", "looking", "acknowledged"),
+        ("INCIDENT_TRIGGERED", None, "triggered"),
+    ]
+
+
+async def test_a_note_records_the_status_it_was_written_under(gql: GraphQL, tenant: Tenant) -> None:
+    """A note whose incident was read before a resolve committed (a race of the two) records
+    the incident as the resolve left it, and answers it so."""
+    routing_key = await tenant.service("db")
+    incident_id = (await send(gql, tenant.writer, trigger(routing_key)))["incidentKey"]
+    stale = await incidents.get_incident(workspace_id=tenant.workspace_id, incident_id=incident_id)
+    assert stale is not None and stale.status is IncidentStatus.TRIGGERED
+    await gql(RESOLVE, tenant.writer, id=incident_id)
+
+    fresh, entry = await incident_rows.annotate(incident=stale, actor="bob", note="late note")
+    assert fresh.status is IncidentStatus.RESOLVED and fresh.resolved_at is not None
+    assert entry.details is not None and entry.details["status"] == "resolved"
+    timeline = (await gql(INCIDENT, tenant.reader, id=incident_id)).data["incident"]["timeline"]
+    assert [e["kind"] for e in timeline][:2] == ["INCIDENT_ANNOTATED", "INCIDENT_RESOLVED"]
 
 
 async def test_people_annotate_an_incident_open_or_resolved(
