@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Protocol, TypedDict, cast
 
 import strawberry
+from cross_web import AsyncHTTPRequestAdapter
 from cross_web import HTTPException as CrossWebHTTPException
-from graphql import GraphQLFormattedError
+from graphql import GraphQLError, GraphQLFormattedError, parse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -49,7 +51,10 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
     OperationMessage,
     StartMessage,
 )
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
+from strawberry.utils.operation import get_operation_type
 
 from opsgraph.bus import Bus
 from opsgraph.db import close_database, database_unavailable, open_database
@@ -297,6 +302,25 @@ def _bearer(value: object) -> str | None:
     return secret.strip() or None if scheme.lower() == "bearer" else None
 
 
+SUBSCRIPTIONS_OVER_WEBSOCKET = (
+    "Subscriptions are served over WebSocket at /graphql (graphql-transport-ws, or the "
+    "legacy graphql-ws), not over HTTP."
+)
+
+
+def _subscribes(data: GraphQLRequestData, *, max_tokens: int) -> bool:
+    """Whether the request's operation is a subscription. Parsed only when the text says
+    `subscription` at all; a document that does not parse is left to Strawberry."""
+    query = data.query
+    if not isinstance(query, str) or "subscription" not in query:
+        return False
+    try:
+        document = parse(query, max_tokens=max_tokens)
+        return get_operation_type(document, data.operation_name) is OperationType.SUBSCRIPTION
+    except (GraphQLError, RuntimeError):  # no such operation: Strawberry says so
+        return False
+
+
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app with our context: the bearer key is checked lazily over HTTP,
     and in `connection_init` over WebSocket (no `read` scope, no connection)."""
@@ -371,6 +395,24 @@ class GraphQLApp(GraphQL[Context, None]):
         if not isinstance(parsed, dict | list):
             raise json.JSONDecodeError("not a JSON object", "", 0)
         return parsed
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """One operation over HTTP; a subscription is a 400 saying where subscriptions are
+        served (Strawberry allows them over POST for its multipart transport, and without
+        that transport ran one as a query, which failed as an unexpected error)."""
+        if _subscribes(request_data, max_tokens=self.settings.graphql_max_tokens):
+            raise CrossWebHTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET)
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

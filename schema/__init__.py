@@ -18,6 +18,7 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValidationContext,
     parse,
 )
 from graphql.validation.validate import ValidationAbortedError
@@ -30,6 +31,7 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext as StrawberryExecutionContext
 
 from opsgraph.settings import Settings
 from schema.agent import RunQuery
@@ -37,7 +39,14 @@ from schema.agent_events import AgentMutation
 from schema.approval import ApprovalMutation, ApprovalQuery
 from schema.change import ChangeMutation
 from schema.cost import CostLimit
-from schema.errors import OpsgraphSchema, RefusedValues, unexpected
+from schema.errors import (
+    PARSE_FAILED,
+    VALIDATION_FAILED,
+    OpsgraphSchema,
+    RefusedValues,
+    coded,
+    unexpected,
+)
 from schema.execution import ExecutionContext
 from schema.incident import IncidentQuery
 from schema.incident_events import IncidentMutation
@@ -100,6 +109,8 @@ class DocumentLimits(SchemaExtension):
             with suppress(GraphQLError):  # Strawberry's parse reports it
                 context.graphql_document = self.parse(context.query, **context.parse_options)
         yield
+        for error in context.pre_execution_errors or ():  # the document did not parse
+            coded(error, PARSE_FAILED)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -130,6 +141,8 @@ class BoundedValidation(ValidationCache):
     def on_validate(self) -> Iterator[None]:
         document = self.execution_context.graphql_document
         problem = None if document is None else self._problem(document)
+        if problem is None and document is not None and _unnamed_choice(self.execution_context):
+            problem = coded(GraphQLError(MULTIPLE_OPERATIONS), VALIDATION_FAILED)
         if problem is not None:
             self.execution_context.pre_execution_errors = [problem]
             yield
@@ -149,6 +162,37 @@ class BoundedValidation(ValidationCache):
                 "(OPSGRAPH_GRAPHQL_MAX_FIELDS): send fewer."
             )
         return None
+
+
+MULTIPLE_OPERATIONS = "Must provide operation name if query contains multiple operations."
+
+
+def _unnamed_choice(context: StrawberryExecutionContext) -> bool:
+    """Whether the document holds several operations and the request names none of them.
+    graphql-core refuses that, but Strawberry names the first operation for it when the
+    request gives no name, so the first one would run. (`_provided_operation_name` is the
+    name as the request gave it; Strawberry keeps it there, behind `operation_name`.)"""
+    document = context.graphql_document
+    assert document is not None
+    operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+    return operations > 1 and getattr(context, "_provided_operation_name", None) is None
+
+
+def _coded_rule(rule: type[ASTValidationRule], code: str) -> type[ASTValidationRule]:
+    """`rule`, with `code` on the errors it reports (Strawberry's depth and alias rules
+    report from their constructor, through the context's `on_error`)."""
+
+    class Coded(rule):  # type: ignore[valid-type,misc]
+        def __init__(self, context: ValidationContext) -> None:
+            on_error = context.on_error
+            context.on_error = lambda error: on_error(coded(error, code))  # type: ignore[method-assign]
+            try:
+                super().__init__(context)
+            finally:
+                context.on_error = on_error  # type: ignore[method-assign]
+
+    Coded.__name__ = Coded.__qualname__ = rule.__name__
+    return Coded
 
 
 def _too_complex(message: str) -> GraphQLError:
@@ -236,15 +280,18 @@ TOO_COMPLEX = (
 
 class ExplainedValidation(SchemaExtension):
     """Replace graphql-core's bare "Validation aborted." with what to change, and Python's
-    refusal of an Int literal of too many digits with one line saying so. List it after
-    ValidationCache, whose hook has validated by the time this one starts (Strawberry
-    answers the errors before any hook ends)."""
+    refusal of an Int literal of too many digits with one line saying so; an error without
+    a code gets GRAPHQL_VALIDATION_FAILED. List it after ValidationCache, whose hook has
+    validated by the time this one starts (Strawberry answers the errors before any hook
+    ends)."""
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         errors = context.pre_execution_errors
         if errors:
-            context.pre_execution_errors = [_explained(error) for error in errors]
+            context.pre_execution_errors = [
+                coded(_explained(error), VALIDATION_FAILED) for error in errors
+            ]
         yield
 
 
@@ -267,6 +314,14 @@ def _too_many_digits(error: GraphQLError) -> bool:
     )
 
 
+class CodedMaskErrors(MaskErrors):
+    """Strawberry's masking of unexpected errors, the masked error coded `INTERNAL` (the
+    REST endpoints' code for a 500)."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return coded(super().anonymise_error(error), "INTERNAL")
+
+
 def _should_mask(error: GraphQLError) -> bool:
     """Mask unexpected exceptions only; errors raised as GraphQLError are meant for callers."""
     return unexpected(error)
@@ -278,8 +333,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     # The limit rules are built once: QueryDepthLimiter and MaxAliasesLimiter build a new
     # rule class per request, which made every request a ValidationCache miss.
     rules: RuleSet = (
-        depth_rule(settings.graphql_max_depth, None),
-        aliases_rule(settings.graphql_max_aliases),
+        _coded_rule(depth_rule(settings.graphql_max_depth, None), "QUERY_TOO_COMPLEX"),
+        _coded_rule(aliases_rule(settings.graphql_max_aliases), "QUERY_TOO_COMPLEX"),
     )
     cached_parse = lru_cache(maxsize=size)(parse)
     rule_lists: dict[RuleSet, RuleSet] = {}
@@ -300,7 +355,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         RefusedValues,
     ]
     if settings.mask_errors:
-        extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
+        extensions.append(lambda: CodedMaskErrors(should_mask_error=_should_mask))
     if not settings.graphql_introspection:
         extensions.append(DisableIntrospection)
     return OpsgraphSchema(

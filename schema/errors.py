@@ -29,6 +29,20 @@ log = logging.getLogger("opsgraph.graphql")
 _FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): ")
 
 
+# The codes of errors in the request itself, as Apollo Server names them: a clear code for
+# clients that branch on `extensions.code`, beside the codes the resolvers give.
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+
+
+def coded(error: GraphQLError, code: str) -> GraphQLError:
+    """`error` with `extensions.code` set to `code` unless it has one (changed in place: the
+    same error object may already be in a result being built)."""
+    if not (error.extensions or {}).get("code"):
+        error.extensions = {**(error.extensions or {}), "code": code}
+    return error
+
+
 def refused(exc: BaseException | None) -> bool:
     """Input the database or its driver refuses (`resolvers.batching.bad_value`). Only the
     caller's input gets here: ours is always valid."""

@@ -45,6 +45,8 @@ from graphql.execution.values import VariableValues, VariableValuesOrErrors, Var
 from graphql.pyutils import Undefined
 from graphql.utilities.coerce_input_value import coerce_default_value
 
+from schema.errors import coded
+
 # The coerced value, or Undefined: not settled here (graphql-core's path decides).
 Coerce = Callable[[Any], Any]
 
@@ -89,9 +91,13 @@ def get_variable_values(
         coerced[name] = settled
     else:
         return VariableValues(sources, coerced)
-    return _GRAPHQL_GET_VARIABLE_VALUES(
+    result = _GRAPHQL_GET_VARIABLE_VALUES(
         schema, var_def_nodes, inputs, max_errors=max_errors, hide_suggestions=hide_suggestions
     )
+    if isinstance(result, list):  # a variable's value cannot be used: the caller's input
+        for error in result:
+            coded(error, "BAD_USER_INPUT")
+    return result
 
 
 def install() -> None:

@@ -207,6 +207,7 @@ async def test_unexpected_errors_are_masked_and_logged_not_shown(
             "message": "Unexpected error.",
             "locations": [{"line": 1, "column": 3}],
             "path": ["timeline"],
+            "extensions": {"code": "INTERNAL"},
         }
     ]
     assert "NOT_A_KIND" not in response.text and "Traceback" not in response.text
