@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +17,8 @@ from typing import Protocol, TypedDict, cast
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter
 from cross_web import HTTPException as CrossWebHTTPException
-from graphql import GraphQLError, GraphQLFormattedError, parse
+from graphql import DocumentNode, GraphQLError, GraphQLFormattedError
+from graphql import parse as graphql_parse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -308,11 +310,18 @@ SUBSCRIPTIONS_OVER_WEBSOCKET = (
 )
 
 
-def _subscribes(data: GraphQLRequestData, *, max_tokens: int) -> bool:
-    """Whether the request's operation is a subscription. Parsed only when the text says
-    `subscription` at all; a document that does not parse is left to Strawberry."""
+_SUBSCRIPTION = re.compile(r"\bsubscription\b")
+
+
+def _subscribes(
+    data: GraphQLRequestData, *, parse: Callable[..., DocumentNode], max_tokens: int
+) -> bool:
+    """Whether the request's operation is a subscription. Parsed only when the text holds
+    the word `subscription` (not introspection's `subscriptionType`), with the schema's
+    cached parse and its options, so the execution that follows parses nothing again; a
+    document that does not parse is left to Strawberry."""
     query = data.query
-    if not isinstance(query, str) or "subscription" not in query:
+    if not isinstance(query, str) or not _SUBSCRIPTION.search(query):
         return False
     try:
         document = parse(query, max_tokens=max_tokens)
@@ -408,7 +417,8 @@ class GraphQLApp(GraphQL[Context, None]):
         """One operation over HTTP; a subscription is a 400 saying where subscriptions are
         served (Strawberry allows them over POST for its multipart transport, and without
         that transport ran one as a query, which failed as an unexpected error)."""
-        if _subscribes(request_data, max_tokens=self.settings.graphql_max_tokens):
+        parse = getattr(self.schema, "parse_document", graphql_parse)
+        if _subscribes(request_data, parse=parse, max_tokens=self.settings.graphql_max_tokens):
             raise CrossWebHTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET)
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data

@@ -89,8 +89,14 @@ def validate_event(raw: Mapping[str, Any], *, settings: Settings) -> IncidentEve
     action = check.choice("event_action", ACTIONS, required=True)
     dedup_key = check.text("dedup_key", required=True, max_length=settings.max_dedup_key_length)
     # An acknowledge or resolve needs no payload, but what it sends is checked all the same:
-    # a malformed event is refused, not applied.
-    alert = _alert(check, settings, trigger=action == EventAction.TRIGGER)
+    # a malformed event is refused, not applied. Its empty strings count as absent (a
+    # sender's template that renders nothing on a resolve must not keep the incident open).
+    trigger = action == EventAction.TRIGGER
+    alert_check = check
+    if not trigger:
+        alert_check = Checker(_without_empty(raw))
+        alert_check.errors = check.errors  # its errors are this event's
+    alert = _alert(alert_check, settings, trigger=trigger)
     check.raise_if_invalid()
     assert action is not None and dedup_key is not None
     return IncidentEvent(
@@ -100,6 +106,15 @@ def validate_event(raw: Mapping[str, Any], *, settings: Settings) -> IncidentEve
         service_id=service_id,
         alert=alert,
     )
+
+
+def _without_empty(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """`raw` without its empty strings, at the top and in its payload."""
+    kept = {name: value for name, value in raw.items() if value != ""}
+    payload = kept.get("payload")
+    if isinstance(payload, Mapping):
+        kept["payload"] = {name: value for name, value in payload.items() if value != ""}
+    return kept
 
 
 def _alert(check: Checker, settings: Settings, *, trigger: bool) -> AlertData | None:

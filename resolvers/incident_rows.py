@@ -132,14 +132,19 @@ async def transition(
     return fresh, entry
 
 
-async def annotate(*, incident: Incident, actor: str, note: str) -> tuple[Incident, TimelineEntry]:
+async def annotate(
+    *, incident: Incident, actor: str, note: str, expect: IncidentStatus | None = None
+) -> tuple[Incident, TimelineEntry] | None:
     """Add a person's note to the incident's timeline (its service must be loaded): the
     incident as it is when the note is written, and the note's entry. The row is read again
     under lock, so an acknowledge or resolve committed meanwhile comes before the note on
-    the timeline and the note records the status it left."""
+    the timeline and the note records the status it left. With `expect`, None (nothing
+    written) if the incident's status is another by then."""
     async with in_transaction():
         fresh = await Incident.filter(id=incident.id).select_for_update().first()
         assert fresh is not None  # incidents are never deleted but with their workspace
+        if expect is not None and fresh.status is not expect:
+            return None
         fresh.service = incident.service
         entry = await _entry(fresh, TimelineKind.INCIDENT_ANNOTATED, note, actor=actor, note=note)
     return fresh, entry

@@ -160,9 +160,10 @@ async def annotate_incident(
     incident = await get_incident(workspace_id=principal.workspace_id, incident_id=incident_id)
     if incident is None:
         raise IncidentNotFound("No incident with that id in this workspace.")
-    incident, entry = await rows.annotate(incident=incident, actor=principal.name, note=note)
-    await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=entry.id)
-    return incident, entry
+    noted = await rows.annotate(incident=incident, actor=principal.name, note=note)
+    assert noted is not None  # no status expected
+    await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=noted[1].id)
+    return noted
 
 
 async def _decide(
@@ -181,11 +182,15 @@ async def _decide(
         if incident.status is wanted:  # nothing to move; a note is kept as a note
             if not note:
                 return incident
-            incident, entry = await rows.annotate(
-                incident=incident, actor=principal.name, note=note
+            noted = await rows.annotate(
+                incident=incident, actor=principal.name, note=note, expect=wanted
             )
-            await publisher.entry_committed(workspace_id=principal.workspace_id, entry_id=entry.id)
-            return incident
+            if noted is None:  # moved meanwhile (resolved while acknowledged): decide again
+                continue
+            await publisher.entry_committed(
+                workspace_id=principal.workspace_id, entry_id=noted[1].id
+            )
+            return noted[0]
         moved = await rows.transition(
             incident=incident, step=step, actor=principal.name, note=note, service=incident.service
         )

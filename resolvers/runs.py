@@ -104,6 +104,9 @@ async def start_run(*, workspace_id: str, data: AgentEventData) -> Step:
     """`run.started`: create the run, or fill in what an earlier event (a `tool.called` that
     arrived first) left out; a run that has started is a conflict, as ending one twice is."""
     run = await _run_for(workspace_id, data)
+    # The run's row first, to the transaction's end: a concurrent `run.started` (another
+    # process's) waits here, then finds this one's entry.
+    await Run.filter(id=run.id).select_for_update(no_key=True).only("id")
     started = TimelineEntry.filter(
         subject_type="Run", subject_id=run.id, kind=TimelineKind.RUN_STARTED
     )

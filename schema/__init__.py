@@ -171,11 +171,18 @@ def _unnamed_choice(context: StrawberryExecutionContext) -> bool:
     """Whether the document holds several operations and the request names none of them.
     graphql-core refuses that, but Strawberry names the first operation for it when the
     request gives no name, so the first one would run. (`_provided_operation_name` is the
-    name as the request gave it; Strawberry keeps it there, behind `operation_name`.)"""
+    name as the request gave it; Strawberry keeps it there, behind `operation_name`. Should
+    a later Strawberry keep it elsewhere, the check is skipped rather than refusing every
+    document of several operations.)"""
     document = context.graphql_document
     assert document is not None
-    operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
-    return operations > 1 and getattr(context, "_provided_operation_name", None) is None
+    provided = getattr(context, "_provided_operation_name", _UNKNOWN)
+    if provided is not None:
+        return False
+    return sum(isinstance(d, OperationDefinitionNode) for d in document.definitions) > 1
+
+
+_UNKNOWN = object()
 
 
 def _coded_rule(rule: type[ASTValidationRule], code: str) -> type[ASTValidationRule]:
@@ -358,7 +365,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions.append(lambda: CodedMaskErrors(should_mask_error=_should_mask))
     if not settings.graphql_introspection:
         extensions.append(DisableIntrospection)
-    return OpsgraphSchema(
+    schema = OpsgraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -366,3 +373,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         execution_context_class=ExecutionContext,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
+    schema.parse_document = cached_parse  # what `DocumentLimits` parses with
+    return schema

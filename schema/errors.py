@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import strawberry
 from asyncpg.exceptions import DataError  # type: ignore[import-untyped]
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import StreamExecutionResult
@@ -62,7 +62,10 @@ def unexpected(error: GraphQLError) -> bool:
 
 
 class OpsgraphSchema(strawberry.Schema):
-    """A Strawberry schema that logs unexpected errors only."""
+    """A Strawberry schema that logs unexpected errors only, with the parse (and cache) its
+    operations are parsed with, for a look at a request's document before execution."""
+
+    parse_document: Callable[..., DocumentNode] = staticmethod(parse)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

@@ -374,6 +374,22 @@ async def test_a_run_that_has_started_cannot_start_again(
     }
 
 
+async def test_run_started_at_once_from_several_processes_starts_the_run_once(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """Each `recordAgentEvent` runs alone, as in separate server processes (one process
+    runs a run's events in order): on a run a `tool.called` created, only one of three
+    concurrent `run.started` fills it in; the others are conflicts."""
+    assert (
+        await post(client, tenant.writer, tool_called("evt_t", "tc_1", run="run_p"))
+    ).status_code == 200
+    starts = [event(f"evt_p{n}", "run.started", run="run_p", task=f"task {n}") for n in range(3)]
+    results = await asyncio.gather(*(gql(RECORD, tenant.writer, input=s) for s in starts))
+    typenames = sorted(result.data["recordAgentEvent"]["__typename"] for result in results)
+    assert typenames == ["AgentEventConflict", "AgentEventConflict", "AgentEventProcessed"]
+    assert await kinds(gql, tenant.reader) == ["TOOL_CALLED", "RUN_STARTED"]
+
+
 async def test_event_ids_are_per_workspace(
     client: httpx.AsyncClient, tenant: Tenant, make_tenant: Any, gql: GraphQL
 ) -> None:

@@ -100,10 +100,24 @@ async def test_a_malformed_acknowledge_or_resolve_is_refused_and_changes_nothing
             [incident] = await incidents_of(gql, tenant.reader)
             assert incident["status"] == "TRIGGERED" and incident["acknowledgedBy"] is None
 
-    acknowledge = event(SEED_ACK, routing_key, payload={"summary": "looking", "severity": "info"})
+    # A well-formed payload is accepted and changes nothing of the incident; so is an empty
+    # string, as absent (a sender's template that renders nothing on a resolve).
+    acknowledge = event(SEED_ACK, routing_key, payload={"summary": "looking", "severity": ""})
     assert (await client.post("/api/events", headers=headers, json=acknowledge)).status_code == 202
     [incident] = await incidents_of(gql, tenant.reader)
     assert incident["status"] == "ACKNOWLEDGED" and incident["summary"] == "CPU usage above 90%"
+    resolve = event(  # Alertmanager sends its resolves with the whole alert
+        SEED_RESOLVE,
+        routing_key,
+        payload={**SEED_TRIGGER["payload"], "severity": "info", "custom_details": {"n": 1}},
+        client="Alertmanager",
+        client_url="https://alertmanager.example.com",
+        links=[{"href": "https://runbooks.example.com/cpu", "text": "runbook"}],
+        images=[],
+    )
+    assert (await client.post("/api/events", headers=headers, json=resolve)).status_code == 202
+    [incident] = await incidents_of(gql, tenant.reader)
+    assert incident["status"] == "RESOLVED" and incident["severity"] == "CRITICAL"
 
 
 async def test_unknown_routing_key_or_service(

@@ -272,11 +272,22 @@ async def test_a_note_records_the_status_it_was_written_under(gql: GraphQL, tena
     assert stale is not None and stale.status is IncidentStatus.TRIGGERED
     await gql(RESOLVE, tenant.writer, id=incident_id)
 
-    fresh, entry = await incident_rows.annotate(incident=stale, actor="bob", note="late note")
+    noted = await incident_rows.annotate(incident=stale, actor="bob", note="late note")
+    assert noted is not None
+    fresh, entry = noted
     assert fresh.status is IncidentStatus.RESOLVED and fresh.resolved_at is not None
     assert entry.details is not None and entry.details["status"] == "resolved"
     timeline = (await gql(INCIDENT, tenant.reader, id=incident_id)).data["incident"]["timeline"]
     assert [e["kind"] for e in timeline][:2] == ["INCIDENT_ANNOTATED", "INCIDENT_RESOLVED"]
+
+    # A second acknowledge's note, its incident resolved meanwhile: nothing is written (the
+    # acknowledge is decided again, and is then a conflict).
+    expected = await incident_rows.annotate(
+        incident=stale, actor="bob", note="ack note", expect=IncidentStatus.ACKNOWLEDGED
+    )
+    assert expected is None
+    after = (await gql(INCIDENT, tenant.reader, id=incident_id)).data["incident"]["timeline"]
+    assert after == timeline
 
 
 async def test_people_annotate_an_incident_open_or_resolved(
