@@ -52,6 +52,10 @@ class PolicyNotFound(Exception):
     """No policy with that id in the workspace."""
 
 
+class PolicyChanged(Exception):
+    """The policy is no longer at the version the update was made from."""
+
+
 class DuplicatePolicyName(Exception):
     """Another policy of the workspace already has that name."""
 
@@ -189,12 +193,18 @@ async def create_policy(
         raise DuplicatePolicyName(f"A policy named {data.name!r} already exists.") from None
 
 
-async def update_policy(*, principal: Principal, policy_id: str, data: PolicyData) -> Policy:
-    """Replace a policy's definition and bump its version (admin only)."""
+async def update_policy(
+    *, principal: Principal, policy_id: str, data: PolicyData, expected_version: int | None = None
+) -> Policy:
+    """Replace a policy's definition and bump its version (admin only). With
+    `expected_version` (the version the new definition was made from), a policy changed
+    meanwhile is left as it is: PolicyChanged, rather than another person's edit undone."""
     principal.require(Scope.ADMIN)
+    rows = Policy.filter(id=policy_id, workspace_id=principal.workspace_id)
     try:
         async with in_transaction():
-            updated = await Policy.filter(id=policy_id, workspace_id=principal.workspace_id).update(
+            matching = rows if expected_version is None else rows.filter(version=expected_version)
+            updated = await matching.update(
                 version=F("version") + 1,
                 updated_by=principal.name,
                 updated_at=datetime.now(UTC),
@@ -205,7 +215,14 @@ async def update_policy(*, principal: Principal, policy_id: str, data: PolicyDat
     except IntegrityError:
         raise DuplicatePolicyName(f"A policy named {data.name!r} already exists.") from None
     if not updated:
-        raise PolicyNotFound(f"No policy {policy_id!r} in this workspace.")
+        current = await rows.first()
+        if current is None:
+            raise PolicyNotFound(f"No policy {policy_id!r} in this workspace.")
+        raise PolicyChanged(
+            f"Policy {current.name!r} has changed since version {expected_version} (it is at "
+            f"version {current.version}, by {current.updated_by or 'someone'}): reload it and "
+            "edit again."
+        )
     return await Policy.get(id=policy_id)
 
 

@@ -148,13 +148,28 @@ class PolicyMutation:
             raise public_error("CONFLICT", str(exc)) from None
         return Policy.from_row(row)
 
-    @strawberry.mutation(description="Replace a policy's definition; its version grows (admin).")
-    async def update_policy(self, info: Info, id: strawberry.ID, input: PolicyInput) -> Policy:
+    @strawberry.mutation(
+        description="Replace a policy's definition; its version grows (admin). With "
+        "`expectedVersion`, the version the definition was edited from, a policy changed since "
+        "is left as it is and the answer is CONFLICT (no one's edit undone unseen)."
+    )
+    async def update_policy(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        input: PolicyInput,
+        expected_version: int | None = None,
+    ) -> Policy:
         principal = await info.context.require(Scope.ADMIN)
         data = _validated(input, info)
         try:
-            row = await policies.update_policy(principal=principal, policy_id=str(id), data=data)
-        except policies.DuplicatePolicyName as exc:
+            row = await policies.update_policy(
+                principal=principal,
+                policy_id=str(id),
+                data=data,
+                expected_version=expected_version,
+            )
+        except (policies.DuplicatePolicyName, policies.PolicyChanged) as exc:
             raise public_error("CONFLICT", str(exc)) from None
         except policies.PolicyNotFound as exc:
             raise public_error("NOT_FOUND", str(exc)) from None

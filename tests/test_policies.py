@@ -70,6 +70,47 @@ async def test_admins_create_update_and_delete_policies(gql: GraphQL, tenant: Te
     assert result.errors[0].extensions == {"code": "NOT_FOUND"}
 
 
+UPDATE_FROM = """
+mutation($id: ID!, $input: PolicyInput!, $v: Int) {
+  updatePolicy(id: $id, input: $input, expectedVersion: $v) { version action dryRun } }
+"""
+
+
+async def test_an_update_made_from_an_old_version_undoes_no_one_s_edit(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    """Two admins edit one policy: the second, still looking at version 1, toggles dry run
+    by sending the definition it shows. Named, that version makes it a CONFLICT, and the
+    first admin's edit stands; from the current version it goes through."""
+    policy = await create_policy(gql, tenant.admin, **SEED_POLICY)
+    first = await gql(
+        UPDATE_FROM, tenant.admin, id=policy["id"], input={**SEED_POLICY, "action": "BLOCK"}, v=1
+    )
+    assert first.data["updatePolicy"] == {"version": 2, "action": "BLOCK", "dryRun": False}
+
+    stale = await gql(
+        UPDATE_FROM, tenant.admin, id=policy["id"], input={**SEED_POLICY, "dryRun": True}, v=1
+    )
+    assert stale.errors[0].extensions == {"code": "CONFLICT"}
+    assert stale.errors[0].message == (
+        "Policy 'Require approval for production deploys' has changed since version 1 (it is "
+        "at version 2, by admin): reload it and edit again."
+    )
+    [listed] = (await gql(POLICIES, tenant.reader)).data["policies"]
+    assert (listed["action"], listed["version"], listed["dryRun"]) == ("BLOCK", 2, False)
+
+    current = await gql(
+        UPDATE_FROM,
+        tenant.admin,
+        id=policy["id"],
+        input={**SEED_POLICY, "action": "BLOCK", "dryRun": True},
+        v=2,
+    )
+    assert current.data["updatePolicy"] == {"version": 3, "action": "BLOCK", "dryRun": True}
+    missing = await gql(UPDATE_FROM, tenant.admin, id="pol_missing", input=SEED_POLICY, v=1)
+    assert missing.errors[0].extensions == {"code": "NOT_FOUND"}
+
+
 async def test_bad_policies_name_each_field(gql: GraphQL, tenant: Tenant) -> None:
     bad = {
         "name": " ",

@@ -66,3 +66,39 @@ def test_create_edit_dry_run_and_delete_a_policy(page: Page, server: Server) -> 
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(row).to_have_count(0)
     assert stored(server, name) is None
+
+
+UPDATE = """
+mutation($id: ID!, $input: PolicyInput!) { updatePolicy(id: $id, input: $input) { version } }
+"""
+
+
+def test_a_stale_page_undoes_no_one_s_edit(page: Page, server: Server) -> None:
+    """Another admin tightens a policy while this page shows the old one: switching dry run
+    here is refused with what happened, the page shows the new version, and the other
+    admin's change stands. Switched again, from the version shown, it goes through."""
+    name = f"Block rm {secrets.token_hex(2)}"
+    created = server.graphql(
+        "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }",
+        p={"name": name, "action": "BLOCK", "toolName": "rm*"},
+    )["createPolicy"]
+    sign_in(page, server.admin, "/policies")
+    row = page.locator(".policy", has_text=name)
+    expect(row).to_contain_text("v1")
+
+    server.graphql(
+        UPDATE, id=created["id"], input={"name": name, "action": "BLOCK", "toolName": "*"}
+    )
+    switch = row.get_by_role("switch", name=f"Dry run for {name}")
+    switch.click()
+    expect(page.get_by_role("alert")).to_contain_text("has changed since version 1")
+    expect(row).to_contain_text("v2")
+    expect(row).to_contain_text("When tool is *")
+    after = stored(server, name) or {}
+    assert after["toolName"] == "*" and after["dryRun"] is False and after["version"] == 2
+
+    switch.click()
+    expect(switch).to_be_checked()
+    expect(row).to_contain_text("v3")
+    after = stored(server, name) or {}
+    assert after["toolName"] == "*" and after["dryRun"] is True

@@ -18,6 +18,7 @@ export function Dialog({
   footer?: ReactNode;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
+  const pressedOnBackdrop = useRef(false);
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
@@ -36,8 +37,14 @@ export function Dialog({
         event.preventDefault();
         onClose();
       }}
+      // A click on the backdrop closes; one that only ends there (a text selection dragged
+      // out of a field) must not, or what was typed is lost.
+      onMouseDown={(event) => {
+        pressedOnBackdrop.current = event.target === ref.current;
+      }}
       onClick={(event) => {
-        if (event.target === ref.current) onClose();
+        if (event.target === ref.current && pressedOnBackdrop.current) onClose();
+        pressedOnBackdrop.current = false;
       }}
       aria-labelledby="dialog-title"
     >

@@ -95,6 +95,14 @@ const WINDOWS: { seconds: number | null; label: string }[] = [
   { seconds: 7 * 24 * 3600, label: "7 days" },
 ];
 
+/** The menu's windows, and the link's own window where the menu has none (`?window=7200`),
+ * so that the menu shows the window the list covers. */
+function windowOptions(window: number | null): { seconds: number | null; label: string }[] {
+  if (window === null || WINDOWS.some((w) => w.seconds === window)) return WINDOWS;
+  const own = { seconds: window, label: duration(window * 1000) };
+  return [...WINDOWS, own].sort((a, b) => (a.seconds ?? 7200) - (b.seconds ?? 7200));
+}
+
 type Action = "acknowledge" | "resolve" | "annotate";
 
 const DIALOG: Record<Action, { title: string; description: string; confirm: string; placeholder: string }> = {
@@ -266,7 +274,7 @@ export function IncidentPage() {
                     setParams(next, { replace: true });
                   }}
                 >
-                  {WINDOWS.map((w) => (
+                  {windowOptions(window).map((w) => (
                     <option key={w.label} value={w.seconds ?? ""}>
                       {w.label}
                     </option>

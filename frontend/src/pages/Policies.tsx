@@ -1,6 +1,7 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { useLocation } from "react-router";
 import { useMutation, useQuery, type CombinedError } from "urql";
+import { errorCodes } from "../api/client";
 import { ActionBadge } from "../components/Agent";
 import { Dialog } from "../components/Dialog";
 import { Empty, ErrorNote, Loading, errorMessage } from "../components/States";
@@ -50,8 +51,8 @@ const CreateDocument = graphql(`
 `);
 
 const UpdateDocument = graphql(`
-  mutation UpdatePolicy($id: ID!, $input: PolicyInput!) {
-    updatePolicy(id: $id, input: $input) {
+  mutation UpdatePolicy($id: ID!, $input: PolicyInput!, $expectedVersion: Int) {
+    updatePolicy(id: $id, input: $input, expectedVersion: $expectedVersion) {
       ...PolicyFields
     }
   }
@@ -382,20 +383,29 @@ export function PoliciesPage() {
 
   const reload = (): void => refetch({ requestPolicy: "network-only" });
 
+  // An update names the version it was made from: a policy someone changed meanwhile is
+  // not overwritten (CONFLICT, saying so), and the list is reloaded to show the change.
   const save = async (draft: Draft): Promise<void> => {
     const input = toInput(draft);
-    const result = editing?.policy ? await update({ id: editing.policy.id, input }) : await create({ input });
+    const policy = editing?.policy;
+    const result = policy
+      ? await update({ id: policy.id, input, expectedVersion: policy.version })
+      : await create({ input });
     setFormError(result.error);
     if (!result.error) {
       setEditing(null);
       reload();
-    }
+    } else if (errorCodes(result.error).includes("CONFLICT")) reload();
   };
 
   const toggleDryRun = async (policy: Policy): Promise<void> => {
     setToggleError(null);
-    const result = await update({ id: policy.id, input: policyInput(policy, { dryRun: !policy.dryRun }) });
-    if (result.error) setToggleError(`${policy.name}: ${errorMessage(result.error)}`);
+    const input = policyInput(policy, { dryRun: !policy.dryRun });
+    const result = await update({ id: policy.id, input, expectedVersion: policy.version });
+    if (result.error) {
+      setToggleError(`${policy.name}: ${errorMessage(result.error)}`);
+      if (errorCodes(result.error).includes("CONFLICT")) reload();
+    }
   };
 
   const confirmDelete = async (): Promise<void> => {
