@@ -1,4 +1,4 @@
-import { useCallback, useState } from "react";
+import { useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useClient, useQuery, type CombinedError } from "urql";
 import { INCIDENT_KINDS, useRefreshOn } from "../api/refresh";
@@ -32,7 +32,10 @@ graphql(`
 
 const IncidentsDocument = graphql(`
   query Incidents($first: Int!, $services: [String!], $severities: [Severity!]) {
-    open: incidents(filter: { statuses: [TRIGGERED], services: $services, severities: $severities }, first: $first) {
+    open: incidents(
+      filter: { statuses: [TRIGGERED], services: $services, severities: $severities }
+      first: $first
+    ) {
       nodes {
         ...IncidentRow
       }
@@ -41,7 +44,10 @@ const IncidentsDocument = graphql(`
         endCursor
       }
     }
-    acknowledged: incidents(filter: { statuses: [ACKNOWLEDGED], services: $services, severities: $severities }, first: $first) {
+    acknowledged: incidents(
+      filter: { statuses: [ACKNOWLEDGED], services: $services, severities: $severities }
+      first: $first
+    ) {
       nodes {
         ...IncidentRow
       }
@@ -50,7 +56,10 @@ const IncidentsDocument = graphql(`
         endCursor
       }
     }
-    resolved: incidents(filter: { statuses: [RESOLVED], services: $services, severities: $severities }, first: $first) {
+    resolved: incidents(
+      filter: { statuses: [RESOLVED], services: $services, severities: $severities }
+      first: $first
+    ) {
       nodes {
         ...IncidentRow
       }
@@ -136,14 +145,19 @@ export function IncidentsPage() {
   const service = params.get("service")?.trim() ?? "";
   const [serviceDraft, setServiceDraft] = useState(service);
   const severity = SEVERITIES.find((s) => s === params.get("severity")?.toUpperCase()) ?? null;
+  const filter = { services: service ? [service] : null, severities: severity ? [severity] : null };
   const [{ data, error, fetching }, refetch] = useQuery({
     query: IncidentsDocument,
-    variables: { first: PAGE, services: service ? [service] : null, severities: severity ? [severity] : null },
+    variables: { first: PAGE, ...filter },
   });
-  const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   const client = useClient();
   // Pages after the first, for the tab shown; a new tab or filter starts again.
-  const [older, setOlder] = useState<{ key: string; nodes: IncidentRowFragment[]; cursor: string | null; more: boolean }>({
+  const [older, setOlder] = useState<{
+    key: string;
+    nodes: IncidentRowFragment[];
+    cursor: string | null;
+    more: boolean;
+  }>({
     key: "",
     nodes: [],
     cursor: null,
@@ -151,7 +165,44 @@ export function IncidentsPage() {
   });
   const [loadingOlder, setLoadingOlder] = useState(false);
   const [olderError, setOlderError] = useState<CombinedError | null>(null);
-  useRefreshOn({ kinds: [...INCIDENT_KINDS] }, refresh);
+  const pagesKey = `${tab.key}|${service}|${severity ?? ""}`;
+  const shownOlder = older.key === pagesKey ? older.nodes.length : 0;
+
+  // With older pages shown, they are fetched again after the new first page, as many rows
+  // as were shown: incidents new at the top push the first page's last rows into them,
+  // where the rows kept from before would leave a gap.
+  const refresh = async (): Promise<void> => {
+    if (!shownOlder) {
+      refetch({ requestPolicy: "network-only" });
+      return;
+    }
+    const fresh = await client
+      .query(IncidentsDocument, { first: PAGE, ...filter }, { requestPolicy: "network-only" })
+      .toPromise();
+    const firstPage = fresh.data?.[tab.key];
+    if (!firstPage) return;
+    let cursor = firstPage.pageInfo.endCursor ?? null;
+    let more = firstPage.pageInfo.hasNextPage;
+    const nodes: IncidentRowFragment[] = [];
+    while (more && cursor && nodes.length < shownOlder) {
+      const next = await client
+        .query(
+          OlderIncidentsDocument,
+          { status: tab.status, first: PAGE, after: cursor, ...filter },
+          {
+            requestPolicy: "network-only",
+          },
+        )
+        .toPromise();
+      const page = next.data?.incidents;
+      if (!page) return;
+      nodes.push(...page.nodes);
+      cursor = page.pageInfo.endCursor ?? null;
+      more = page.pageInfo.hasNextPage;
+    }
+    setOlder({ key: pagesKey, nodes, cursor, more });
+  };
+  useRefreshOn({ kinds: [...INCIDENT_KINDS] }, () => void refresh());
   const now = useNow(10_000);
 
   const select = (key: string): void => {
@@ -160,7 +211,6 @@ export function IncidentsPage() {
     setParams(next, { replace: true });
   };
   const first = data?.[tab.key];
-  const pagesKey = `${tab.key}|${service}|${severity ?? ""}`;
   const extra = older.key === pagesKey ? older : null;
   const list = first && {
     nodes: [
@@ -180,8 +230,7 @@ export function IncidentsPage() {
           status: tab.status,
           first: PAGE,
           after,
-          services: service ? [service] : null,
-          severities: severity ? [severity] : null,
+          ...filter,
         },
         { requestPolicy: "network-only" },
       )
@@ -275,7 +324,7 @@ export function IncidentsPage() {
       </div>
       <section id="incident-panel" role="tabpanel" aria-labelledby={`tab-${tab.key}`}>
         {error && !data ? (
-          <ErrorNote error={error} retry={refresh} />
+          <ErrorNote error={error} retry={() => void refresh()} />
         ) : !list ? (
           fetching ? (
             <Loading what="Loading incidents" />
