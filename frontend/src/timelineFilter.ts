@@ -82,7 +82,7 @@ export function writeFilter(filter: FilterState, keep?: URLSearchParams): URLSea
   for (const service of filter.services) params.append(PARAMS.services, service);
   for (const env of filter.environments) params.append(PARAMS.environments, env);
   for (const label of filter.labels) params.append(PARAMS.labels, label);
-  if (filter.matchAll && filter.labels.length) params.set("match", "all");
+  if (filter.matchAll) params.set("match", "all"); // kept without labels: ticked before typing them
   if (filter.text) params.set("q", filter.text);
   if (filter.since) params.set("since", filter.since);
   if (filter.until) params.set("until", filter.until);

@@ -206,6 +206,23 @@ def test_a_time_range_filters_the_timeline_and_lives_in_the_url(page: Page, serv
     expect(page).not_to_have_url(re.compile(r"until="))
 
 
+def test_all_labels_can_be_ticked_before_the_labels_are_typed(page: Page, server: Server) -> None:
+    service = "labels-" + str(time.monotonic_ns())[-6:]
+    server.post_change(server.admin, name="Both labels", service=service, labels=["a", "b"])
+    server.post_change(server.admin, name="One label", service=service, labels=["a"])
+    sign_in(page, server.admin, f"/timeline?service={service}")
+    expect(page.locator(".entry")).to_have_count(2)
+    all_labels = page.get_by_label("All labels")
+    all_labels.check()
+    expect(all_labels).to_be_checked()
+    expect(page).to_have_url(re.compile(r"match=all"))
+    labels = page.get_by_role("textbox", name="Labels")
+    labels.fill("a, b")
+    labels.press("Enter")
+    expect(page.locator(".entry")).to_have_count(1)
+    expect(page.get_by_text("Both labels")).to_be_visible()
+
+
 def test_a_timeline_opened_while_the_server_is_unreachable_loads_once_it_is_back(
     browser: Browser, server: Server
 ) -> None:

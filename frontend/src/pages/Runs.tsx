@@ -48,7 +48,9 @@ const PAGE = 50;
 
 export function RunsPage() {
   const [params, setParams] = useSearchParams();
-  const status = (STATUSES.find((s) => s.value === params.get("status"))?.value ?? "") as RunStatus | "";
+  // Read in either case, written in lower case, as the incidents' links are.
+  const wanted = params.get("status")?.toUpperCase();
+  const status = (STATUSES.find((s) => s.value === wanted)?.value ?? "") as RunStatus | "";
   const agent = params.get("agent")?.trim() ?? "";
   const [{ data, error, fetching }, refetch] = useQuery({
     query: RunsDocument,
@@ -86,7 +88,7 @@ export function RunsPage() {
               role="tab"
               className="tab"
               aria-selected={s.value === status}
-              onClick={() => set("status", s.value)}
+              onClick={() => set("status", s.value.toLowerCase())}
             >
               {s.label}
             </button>

@@ -232,7 +232,11 @@ function FilterBar({ filter, setFilter }: { filter: FilterState; setFilter: (nex
         <TimeBound label="From" name="since" filter={filter} setFilter={setFilter} />
         <TimeBound label="Until" name="until" filter={filter} setFilter={setFilter} />
         {count ? (
-          <button type="button" className="button button-small button-quiet" onClick={() => setFilter(NO_FILTER)}>
+          <button
+            type="button"
+            className="button button-small button-quiet"
+            onClick={() => setFilter(NO_FILTER)}
+          >
             Clear filters
           </button>
         ) : null}
@@ -262,7 +266,9 @@ export function TimelinePage() {
       ) : timeline.entries.length === 0 ? (
         <Empty title={filtered ? "Nothing matches these filters yet." : "Nothing has happened yet."}>
           {filtered ? (
-            <p>New entries that match appear here as they happen.</p>
+            filter.until && Date.parse(filter.until) < Date.now() ? null : (
+              <p>New entries that match appear here as they happen.</p>
+            )
           ) : (
             <p>
               Post a change with <code>POST /events</code>, an alert with <code>POST /api/events</code> or an
