@@ -170,8 +170,12 @@ class Run:
             ended_at=row.ended_at,
         )
 
-    @strawberry.field(description="The run's tool calls in the order they were called.")
+    @strawberry.field(
+        description="The run's tool calls in the order they were called (scope `read`: a key "
+        "that only posts events sees what its own event stored, not the run's history)."
+    )
     async def tool_calls(self, info: Info) -> list[ToolCall]:
+        await info.context.require(Scope.READ)
         rows = await loaders.tool_calls_of_run(info.context, self.instance.id)
         return [ToolCall.from_row(row) for row in rows]
 

@@ -131,15 +131,21 @@ class Incident:
             **_alert_fields(row),
         )
 
-    @strawberry.field(description="The alert history, one per trigger, newest first.")
+    # The incident's history (scope `read`): a key that only sends events sees the incident
+    # its event touched, not what else happened to it or on its service.
+    @strawberry.field(description="The alert history, one per trigger, newest first (`read`).")
     async def alerts(self, info: Info, first: int | None = None) -> list[IncidentAlert]:
+        await info.context.require(Scope.READ)
         rows = await incident_queries.list_alerts(
             incident_id=self.instance.id, first=_page(info, first)
         )
         return [IncidentAlert.from_row(row) for row in rows]
 
-    @strawberry.field(description="Its timeline entries (transitions and drops), newest first.")
+    @strawberry.field(
+        description="Its timeline entries (transitions and drops), newest first (`read`)."
+    )
     async def timeline(self, info: Info, first: int | None = None) -> list[TimelineEntry]:
+        await info.context.require(Scope.READ)
         rows = await incident_queries.incident_entries(
             workspace_id=self.instance.workspace_id,
             incident_id=self.instance.id,
@@ -149,11 +155,12 @@ class Incident:
 
     @strawberry.field(
         description="What changed before it: changes and agent tool calls on its service in "
-        "the `window` seconds before it opened, newest first."
+        "the `window` seconds before it opened, newest first (`read`)."
     )
     async def suspect_changes(
         self, info: Info, window: int | None = None, first: int | None = None
     ) -> list[TimelineEntry]:
+        await info.context.require(Scope.READ)
         settings = info.context.settings
         span = timedelta(seconds=settings.suspect_window_seconds if window is None else window)
         if not timedelta(0) < span <= MAX_SUSPECT_WINDOW:

@@ -464,3 +464,53 @@ async def test_rest_scopes(
         else:
             assert response.status_code == 403, (path, scope, response.text)
             assert response.json()["error"]["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    ("field", "document", "variables"),
+    [
+        (
+            "toolCalls",
+            """mutation($i: AgentEventInput!) { recordAgentEvent(input: $i) {
+              ... on AgentEventProcessed { runId run { runId toolCalls { inputPayload } } } } }""",
+            {"i": agent_event("a-3", "tool.called", {"toolCallId": "tc-b", "toolName": "ls"})},
+        ),
+        (
+            "timeline",
+            """mutation($i: IncidentEventInput!) { sendIncidentEvent(input: $i) {
+              ... on IncidentEventAccepted { incident { id timeline { summary } } } } }""",
+            None,
+        ),
+        (
+            "suspectChanges",
+            """mutation($i: IncidentEventInput!) { sendIncidentEvent(input: $i) {
+              ... on IncidentEventAccepted { incident { id suspectChanges { summary } } } } }""",
+            None,
+        ),
+        (
+            "alerts",
+            """mutation($i: IncidentEventInput!) { sendIncidentEvent(input: $i) {
+              ... on IncidentEventAccepted { incident { id alerts { summary } } } } }""",
+            None,
+        ),
+    ],
+)
+async def test_a_key_that_only_posts_events_reads_no_history_through_its_answers(
+    gql: GraphQL, world: World, field: str, document: str, variables: dict[str, Any] | None
+) -> None:
+    """An `events:write` key (an agent's, a monitor's) sees what its own event stored, not
+    the run's other tool calls or the incident's history: those need `read`."""
+    if variables is None:
+        trigger = {
+            "eventAction": "TRIGGER",
+            "routingKey": world.routing_key,
+            "dedupKey": "a-disk",
+            "payload": {"summary": "A disk full again", "source": "host", "severity": "ERROR"},
+        }
+        variables = {"i": trigger}
+    writer = await gql(document, world.a.writer, **variables)
+    assert writer.errors and code(writer) == "FORBIDDEN", writer
+    assert writer.errors[0].path[-1] == field
+    reader_and_writer = await world.a.key(Scope.READ, Scope.EVENTS_WRITE, name=f"both-{field}")
+    again = await gql(document, reader_and_writer, **variables)
+    assert again.errors is None, again.errors
