@@ -274,6 +274,8 @@ async def get_approval(endpoint: Endpoint, request: Request) -> Response:
                     )
             if ended == _HUNG_UP:
                 return Response(status_code=204)  # nobody is there to read it
+            # The key again: one revoked during the wait gets a 401, not the decision.
+            principal = await _caller(request)
             data = await endpoint.execute(APPROVAL, {"id": approval_id}, principal=principal)
             approval = data["approval"]
     except RestError as exc:

@@ -319,6 +319,30 @@ async def test_the_long_poll_returns_as_soon_as_a_decision_lands(
     assert response.json()["status"] == "approved" and response.json()["decidedBy"] == "dana"
 
 
+async def test_a_key_revoked_during_the_long_poll_gets_no_answer(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    """The key is checked again once the wait ends: revoked meanwhile, it gets a 401, not
+    the decision (as an open `approval` subscription of that key is ended)."""
+    agent = await gated.key(Scope.EVENTS_WRITE, name="short-lived")
+    body = tool_called("evt_rv", "tc_rv", environment="production", service="api")
+    response = await post(client, agent, body)
+    approval_id = response.json()["approvalId"]
+    poll = asyncio.create_task(
+        client.get(f"/v1/approvals/{approval_id}?wait=30", headers=api_key(agent))
+    )
+    await asyncio.sleep(0.3)
+    keys = (await gql("{ apiKeys { id name } }", gated.admin)).data["apiKeys"]
+    key_id = next(key["id"] for key in keys if key["name"] == "short-lived")
+    revoked = await gql("mutation($id: ID!) { revokeApiKey(id: $id) }", gated.admin, id=key_id)
+    assert revoked.data == {"revokeApiKey": True}
+    approver = await gated.key(Scope.APPROVALS_DECIDE, name="erin")
+    await gql(DECIDE, approver, id=approval_id, decision="APPROVE")
+    answer = await asyncio.wait_for(poll, timeout=5)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
+
+
 @pytest.fixture
 async def short_wait_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(with_settings(settings, approval_wait_max_seconds=1), manage_database=False)
