@@ -130,23 +130,29 @@ def test_older_incidents_page_in_past_the_first_hundred(page: Page, server: Serv
     expect(page.get_by_role("button", name="Load older incidents")).to_have_count(0)
 
 
-def test_older_incidents_stay_listed_when_new_ones_arrive(page: Page, server: Server) -> None:
-    """Past the first page of 100: with the older ones loaded, two new incidents push the
-    first page's last two down into them; every open incident stays listed."""
+@pytest.mark.parametrize("older", [2, 100])
+def test_older_incidents_stay_listed_when_new_ones_arrive(
+    page: Page, server: Server, older: int
+) -> None:
+    """Past the first page of 100: with the older ones loaded (a few, or a whole page), two
+    new incidents push the first page's last two down into them; every open incident stays
+    listed, and there is nothing older to load."""
     service, routing_key = server.service("bulk")
-    for n in range(102):
+    total = 100 + older
+    for n in range(total):
         trigger(server, routing_key, f"bulk-{n:03}", f"Bulk alert {n:03}", "warning")
     sign_in(page, server.admin, f"/incidents?service={service}")
     wait_live(page)
     rows = page.locator(".incident-row")
     expect(rows).to_have_count(100)
     page.get_by_role("button", name="Load older incidents").click()
-    expect(rows).to_have_count(102)
+    expect(rows).to_have_count(total)
     expect(page.get_by_role("button", name="Load older incidents")).to_have_count(0)
 
     trigger(server, routing_key, "new-a", "Newest alert A", "critical")
     trigger(server, routing_key, "new-b", "Newest alert B", "critical")
     expect(page.locator(".incident-row", has_text="Newest alert B")).to_be_visible()
-    expect(rows).to_have_count(104)
-    for n in (0, 1, 2, 101):  # the oldest, which the new ones pushed past the first page
+    expect(rows).to_have_count(total + 2)
+    for n in (0, 1, 2, total - 1):  # the oldest, which the new ones pushed further down
         expect(page.locator(".incident-row", has_text=f"Bulk alert {n:03}")).to_have_count(1)
+    expect(page.get_by_role("button", name="Load older incidents")).to_have_count(0)

@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useClient, useQuery, type CombinedError } from "urql";
 import { INCIDENT_KINDS, useRefreshOn } from "../api/refresh";
@@ -166,43 +166,70 @@ export function IncidentsPage() {
   const [loadingOlder, setLoadingOlder] = useState(false);
   const [olderError, setOlderError] = useState<CombinedError | null>(null);
   const pagesKey = `${tab.key}|${service}|${severity ?? ""}`;
-  const shownOlder = older.key === pagesKey ? older.nodes.length : 0;
-
-  // With older pages shown, they are fetched again after the new first page, as many rows
-  // as were shown: incidents new at the top push the first page's last rows into them,
-  // where the rows kept from before would leave a gap.
-  const refresh = async (): Promise<void> => {
-    if (!shownOlder) {
-      refetch({ requestPolicy: "network-only" });
-      return;
-    }
-    const fresh = await client
-      .query(IncidentsDocument, { first: PAGE, ...filter }, { requestPolicy: "network-only" })
-      .toPromise();
-    const firstPage = fresh.data?.[tab.key];
-    if (!firstPage) return;
-    let cursor = firstPage.pageInfo.endCursor ?? null;
-    let more = firstPage.pageInfo.hasNextPage;
-    const nodes: IncidentRowFragment[] = [];
-    while (more && cursor && nodes.length < shownOlder) {
-      const next = await client
-        .query(
-          OlderIncidentsDocument,
-          { status: tab.status, first: PAGE, after: cursor, ...filter },
-          {
-            requestPolicy: "network-only",
-          },
-        )
-        .toPromise();
-      const page = next.data?.incidents;
-      if (!page) return;
-      nodes.push(...page.nodes);
-      cursor = page.pageInfo.endCursor ?? null;
-      more = page.pageInfo.hasNextPage;
-    }
-    setOlder({ key: pagesKey, nodes, cursor, more });
+  // What the queued work reads: the state as the last task left it, not as last rendered.
+  const olderRef = useRef(older);
+  const keyRef = useRef(pagesKey);
+  keyRef.current = pagesKey;
+  const keep = (next: typeof older): void => {
+    olderRef.current = next;
+    setOlder(next);
   };
-  useRefreshOn({ kinds: [...INCIDENT_KINDS] }, () => void refresh());
+  // Refreshes and "Load older" run one at a time, each from what the one before left.
+  const queue = useRef<Promise<void>>(Promise.resolve());
+  const refreshWaiting = useRef(false);
+  const enqueue = (task: () => Promise<void>): void => {
+    queue.current = queue.current.then(task).catch(() => undefined);
+  };
+  const olderPage = async (status: IncidentStatus, after: string) =>
+    await client
+      .query(
+        OlderIncidentsDocument,
+        { status, first: PAGE, after, ...filter },
+        { requestPolicy: "network-only" },
+      )
+      .toPromise();
+  const firstPages = async () =>
+    (
+      await client
+        .query(IncidentsDocument, { first: PAGE, ...filter }, { requestPolicy: "network-only" })
+        .toPromise()
+    ).data;
+
+  // With older pages shown, they are fetched again after the new first page, down to the
+  // last row shown (or as many rows and a page more, if it left the list): incidents new at
+  // the top push the first page's last rows into them, where the rows kept from before
+  // would leave a gap. One waiting refresh covers every event before it starts.
+  const refresh = (): void => {
+    if (refreshWaiting.current) return;
+    refreshWaiting.current = true;
+    const key = pagesKey;
+    const status = tab.status;
+    const tabKey = tab.key;
+    enqueue(async () => {
+      refreshWaiting.current = false;
+      const shown = olderRef.current.key === key ? olderRef.current.nodes : [];
+      if (keyRef.current !== key || shown.length === 0) {
+        refetch({ requestPolicy: "network-only" });
+        return;
+      }
+      const firstPage = (await firstPages())?.[tabKey];
+      if (!firstPage) return;
+      const lastShown = shown[shown.length - 1]!.id;
+      const limit = shown.length + PAGE;
+      let cursor = firstPage.pageInfo.endCursor ?? null;
+      let more = firstPage.pageInfo.hasNextPage;
+      const nodes: IncidentRowFragment[] = [];
+      while (more && cursor && nodes.length < limit && !nodes.some((row) => row.id === lastShown)) {
+        const page = (await olderPage(status, cursor)).data?.incidents;
+        if (!page) return;
+        nodes.push(...page.nodes);
+        cursor = page.pageInfo.endCursor ?? null;
+        more = page.pageInfo.hasNextPage;
+      }
+      if (keyRef.current === key) keep({ key, nodes, cursor, more });
+    });
+  };
+  useRefreshOn({ kinds: [...INCIDENT_KINDS] }, refresh);
   const now = useNow(10_000);
 
   const select = (key: string): void => {
@@ -219,31 +246,32 @@ export function IncidentsPage() {
     ],
     hasNextPage: extra ? extra.more : first.pageInfo.hasNextPage,
   };
-  const loadOlder = async (): Promise<void> => {
-    const after = extra ? extra.cursor : (first?.pageInfo.endCursor ?? null);
-    if (!after || loadingOlder) return;
+  const loadOlder = (): void => {
+    if (loadingOlder) return;
     setLoadingOlder(true);
-    const result = await client
-      .query(
-        OlderIncidentsDocument,
-        {
-          status: tab.status,
-          first: PAGE,
-          after,
-          ...filter,
-        },
-        { requestPolicy: "network-only" },
-      )
-      .toPromise();
-    setLoadingOlder(false);
-    setOlderError(result.error ?? null);
-    const page = result.data?.incidents;
-    if (!page) return;
-    setOlder({
-      key: pagesKey,
-      nodes: [...(extra?.nodes ?? []), ...page.nodes],
-      cursor: page.pageInfo.endCursor ?? null,
-      more: page.pageInfo.hasNextPage,
+    const key = pagesKey;
+    const status = tab.status;
+    const tabKey = tab.key;
+    enqueue(async () => {
+      try {
+        if (keyRef.current !== key) return;
+        const shown = olderRef.current.key === key ? olderRef.current : null;
+        // The first older page starts after the first page as it is now, fetched again.
+        const after = shown ? shown.cursor : ((await firstPages())?.[tabKey].pageInfo.endCursor ?? null);
+        if (!after) return;
+        const result = await olderPage(status, after);
+        setOlderError(result.error ?? null);
+        const page = result.data?.incidents;
+        if (!page || keyRef.current !== key) return;
+        keep({
+          key,
+          nodes: [...(shown?.nodes ?? []), ...page.nodes],
+          cursor: page.pageInfo.endCursor ?? null,
+          more: page.pageInfo.hasNextPage,
+        });
+      } finally {
+        setLoadingOlder(false);
+      }
     });
   };
 
@@ -324,7 +352,7 @@ export function IncidentsPage() {
       </div>
       <section id="incident-panel" role="tabpanel" aria-labelledby={`tab-${tab.key}`}>
         {error && !data ? (
-          <ErrorNote error={error} retry={() => void refresh()} />
+          <ErrorNote error={error} retry={refresh} />
         ) : !list ? (
           fetching ? (
             <Loading what="Loading incidents" />
@@ -356,7 +384,7 @@ export function IncidentsPage() {
         {olderError ? <ErrorNote error={olderError} /> : null}
         {list?.hasNextPage ? (
           <div className="more">
-            <button type="button" className="button" onClick={() => void loadOlder()} disabled={loadingOlder}>
+            <button type="button" className="button" onClick={loadOlder} disabled={loadingOlder}>
               {loadingOlder ? "Loading…" : "Load older incidents"}
             </button>
           </div>
