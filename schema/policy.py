@@ -161,6 +161,8 @@ class PolicyMutation:
         expected_version: int | None = None,
     ) -> Policy:
         principal = await info.context.require(Scope.ADMIN)
+        if expected_version is not None and expected_version < 1:
+            raise public_error("BAD_USER_INPUT", "expectedVersion: must be 1 or more.")
         data = _validated(input, info)
         try:
             row = await policies.update_policy(

@@ -109,6 +109,9 @@ async def test_an_update_made_from_an_old_version_undoes_no_one_s_edit(
     assert current.data["updatePolicy"] == {"version": 3, "action": "BLOCK", "dryRun": True}
     missing = await gql(UPDATE_FROM, tenant.admin, id="pol_missing", input=SEED_POLICY, v=1)
     assert missing.errors[0].extensions == {"code": "NOT_FOUND"}
+    zero = await gql(UPDATE_FROM, tenant.admin, id=policy["id"], input=SEED_POLICY, v=0)
+    assert zero.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    assert zero.errors[0].message == "expectedVersion: must be 1 or more."
 
 
 async def test_bad_policies_name_each_field(gql: GraphQL, tenant: Tenant) -> None:

@@ -102,3 +102,56 @@ def test_a_stale_page_undoes_no_one_s_edit(page: Page, server: Server) -> None:
     expect(row).to_contain_text("v3")
     after = stored(server, name) or {}
     assert after["toolName"] == "*" and after["dryRun"] is True
+
+
+def test_an_edit_opened_before_another_admin_s_change_says_so_then_saves(
+    page: Page, server: Server
+) -> None:
+    name = f"Gate deploys {secrets.token_hex(2)}"
+    created = server.graphql(
+        "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }",
+        p={"name": name, "action": "REQUIRE_APPROVAL", "toolName": "deploy"},
+    )["createPolicy"]
+    sign_in(page, server.admin, "/policies")
+    row = page.locator(".policy", has_text=name)
+    row.get_by_role("button", name="Edit").click()
+    form = page.get_by_role("dialog")
+    form.get_by_label("Tool name (glob)").fill("deploy_*")
+
+    changed = {"name": name, "action": "BLOCK", "toolName": "deploy"}
+    server.graphql(UPDATE, id=created["id"], input=changed)
+    form.get_by_role("button", name="Save policy").click()
+    alert = form.get_by_role("alert")
+    expect(alert).to_contain_text("has changed since version 1")
+    expect(alert).to_contain_text("Saving again replaces version 2 with this form.")
+    assert (stored(server, name) or {})["action"] == "BLOCK"  # the other change stands
+
+    form.get_by_role("button", name="Save policy").click()  # knowing it
+    expect(form).to_be_hidden()
+    expect(row).to_contain_text("v3")
+    after = stored(server, name) or {}
+    assert after["toolName"] == "deploy_*" and after["action"] == "REQUIRE_APPROVAL"
+
+
+def test_a_selection_dragged_across_the_backdrop_keeps_the_dialog(
+    page: Page, server: Server
+) -> None:
+    """Only a click that starts and ends on the backdrop closes a dialog: a text selection
+    dragged out of a field (or in from the backdrop) keeps what was typed."""
+    sign_in(page, server.admin, "/policies")
+    page.get_by_role("button", name="New policy").click()
+    form = page.get_by_role("dialog")
+    name = form.get_by_label("Name", exact=True)
+    name.fill("Half typed")
+    box = name.bounding_box()
+    assert box is not None
+    inside = (box["x"] + 5, box["y"] + box["height"] / 2)
+    for start, end in ((inside, (3, 3)), ((3, 3), inside)):
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(*end, steps=5)
+        page.mouse.up()
+        expect(form).to_be_visible()
+        expect(name).to_have_value("Half typed")
+    page.mouse.click(3, 3)  # a click on the backdrop still closes it
+    expect(form).to_be_hidden()

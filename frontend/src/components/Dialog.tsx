@@ -19,6 +19,7 @@ export function Dialog({
 }) {
   const ref = useRef<HTMLDialogElement>(null);
   const pressedOnBackdrop = useRef(false);
+  const releasedOnBackdrop = useRef(false);
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
@@ -37,14 +38,18 @@ export function Dialog({
         event.preventDefault();
         onClose();
       }}
-      // A click on the backdrop closes; one that only ends there (a text selection dragged
-      // out of a field) must not, or what was typed is lost.
+      // A click on the backdrop closes; one that only starts or ends there (a text
+      // selection dragged out of a field, or into one) must not, or what was typed is lost.
       onMouseDown={(event) => {
         pressedOnBackdrop.current = event.target === ref.current;
       }}
+      onMouseUp={(event) => {
+        releasedOnBackdrop.current = event.target === ref.current;
+      }}
       onClick={(event) => {
-        if (event.target === ref.current && pressedOnBackdrop.current) onClose();
-        pressedOnBackdrop.current = false;
+        if (event.target === ref.current && pressedOnBackdrop.current && releasedOnBackdrop.current)
+          onClose();
+        pressedOnBackdrop.current = releasedOnBackdrop.current = false;
       }}
       aria-labelledby="dialog-title"
     >

@@ -1,6 +1,6 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { useLocation } from "react-router";
-import { useMutation, useQuery, type CombinedError } from "urql";
+import { useClient, useMutation, useQuery, type CombinedError } from "urql";
 import { errorCodes } from "../api/client";
 import { ActionBadge } from "../components/Agent";
 import { Dialog } from "../components/Dialog";
@@ -195,6 +195,7 @@ function PolicyForm({
   editing,
   busy,
   error,
+  notice,
   onSubmit,
   onCancel,
 }: {
@@ -202,6 +203,7 @@ function PolicyForm({
   editing: boolean;
   busy: boolean;
   error: CombinedError | undefined;
+  notice?: string | null;
   onSubmit: (draft: Draft) => void;
   onCancel: () => void;
 }) {
@@ -348,6 +350,7 @@ function PolicyForm({
       {error ? (
         <p className="field-error" role="alert">
           {errorMessage(error)}
+          {notice ? ` ${notice}` : null}
         </p>
       ) : null}
       <div className="form-actions">
@@ -375,6 +378,8 @@ export function PoliciesPage() {
   const [deleted, remove] = useMutation(DeleteDocument);
   const [toggleError, setToggleError] = useState<string | null>(null);
   const [formError, setFormError] = useState<CombinedError | undefined>(undefined);
+  const [stale, setStale] = useState<string | null>(null);
+  const client = useClient();
   const focusId = hash.startsWith("#") ? hash.slice(1) : null;
 
   useEffect(() => {
@@ -392,10 +397,20 @@ export function PoliciesPage() {
       ? await update({ id: policy.id, input, expectedVersion: policy.version })
       : await create({ input });
     setFormError(result.error);
+    setStale(null);
     if (!result.error) {
       setEditing(null);
       reload();
-    } else if (errorCodes(result.error).includes("CONFLICT")) reload();
+    } else if (policy && errorCodes(result.error).includes("CONFLICT")) {
+      // Changed by someone else since the form opened: the form now edits that version, so
+      // saving again is a choice made knowing it (a name taken is the other CONFLICT).
+      const fresh = await client.query(PoliciesDocument, {}, { requestPolicy: "network-only" }).toPromise();
+      const current = fresh.data?.policies.find((p) => p.id === policy.id);
+      if (current && current.version !== policy.version) {
+        setEditing({ policy: current, draft });
+        setStale(`Saving again replaces version ${current.version} with this form.`);
+      }
+    }
   };
 
   const toggleDryRun = async (policy: Policy): Promise<void> => {
@@ -522,6 +537,7 @@ export function PoliciesPage() {
             editing={editing.policy !== null}
             busy={created.fetching || updated.fetching}
             error={formError}
+            notice={stale}
             onSubmit={(draft) => void save(draft)}
             onCancel={() => setEditing(null)}
           />
