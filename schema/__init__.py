@@ -52,6 +52,7 @@ from schema.incident import IncidentQuery
 from schema.incident_events import IncidentMutation
 from schema.policy import PolicyMutation, PolicyQuery
 from schema.scalars import SCALAR_MAP
+from schema.scopes import ReadScopedAnswers
 from schema.subscription import Subscription
 from schema.timeline import TimelineQuery
 from schema.workspace import WorkspaceMutation, WorkspaceQuery
@@ -359,6 +360,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         ),
         ExplainedValidation,
         lambda: CostLimit(settings=settings),
+        ReadScopedAnswers,
         RefusedValues,
     ]
     if settings.mask_errors:

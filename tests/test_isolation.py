@@ -499,7 +499,9 @@ async def test_a_key_that_only_posts_events_reads_no_history_through_its_answers
     gql: GraphQL, world: World, field: str, document: str, variables: dict[str, Any] | None
 ) -> None:
     """An `events:write` key (an agent's, a monitor's) sees what its own event stored, not
-    the run's other tool calls or the incident's history: those need `read`."""
+    the run's other tool calls or the incident's history: those need `read`. Selected in a
+    mutation's answer, the mutation is refused before it runs (stores nothing), rather than
+    committed and then answered with an error and no data."""
     if variables is None:
         trigger = {
             "eventAction": "TRIGGER",
@@ -508,9 +510,28 @@ async def test_a_key_that_only_posts_events_reads_no_history_through_its_answers
             "payload": {"summary": "A disk full again", "source": "host", "severity": "ERROR"},
         }
         variables = {"i": trigger}
+    before = await a_state(gql, world)
     writer = await gql(document, world.a.writer, **variables)
     assert writer.errors and code(writer) == "FORBIDDEN", writer
-    assert writer.errors[0].path[-1] == field
+    assert writer.data is None
+    assert await a_state(gql, world) == before  # nothing stored
     reader_and_writer = await world.a.key(Scope.READ, Scope.EVENTS_WRITE, name=f"both-{field}")
     again = await gql(document, reader_and_writer, **variables)
     assert again.errors is None, again.errors
+
+
+async def test_the_waiting_agent_reads_its_approval_not_its_run_s_history(
+    gql: GraphQL, world: World
+) -> None:
+    """`approval(id)` answers an `events:write` key (the agent waiting on it), down to the
+    call and its run, but the run's tool calls need `read`."""
+    own = "query($id: ID!) { approval(id: $id) { status toolCall { toolName run { runId } } } }"
+    answer = await gql(own, world.a.writer, id=world.approval_id)
+    assert answer.errors is None and answer.data["approval"]["toolCall"]["run"]["runId"]
+    history = (
+        "query($id: ID!) { approval(id: $id) { status "
+        "toolCall { run { toolCalls { toolName } } } } }"
+    )
+    refused = await gql(history, world.a.writer, id=world.approval_id)
+    assert code(refused) == "FORBIDDEN" and refused.errors[0].path[-1] == "toolCalls"
+    assert (await gql(history, world.a.reader, id=world.approval_id)).errors is None
