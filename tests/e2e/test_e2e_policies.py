@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import Server, sign_in
 
@@ -73,22 +73,25 @@ mutation($id: ID!, $input: PolicyInput!) { updatePolicy(id: $id, input: $input) 
 """
 
 
+def shown_policy(page: Page, server: Server, **definition: str) -> tuple[str, Locator]:
+    """A policy created by another admin, then the Policies page showing it: its id and row."""
+    created = server.graphql(
+        "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }", p=definition
+    )["createPolicy"]
+    sign_in(page, server.admin, "/policies")
+    row = page.locator(".policy", has_text=definition["name"])
+    expect(row).to_contain_text("v1")
+    return created["id"], row
+
+
 def test_a_stale_page_undoes_no_one_s_edit(page: Page, server: Server) -> None:
     """Another admin tightens a policy while this page shows the old one: switching dry run
     here is refused with what happened, the page shows the new version, and the other
     admin's change stands. Switched again, from the version shown, it goes through."""
     name = f"Block rm {secrets.token_hex(2)}"
-    created = server.graphql(
-        "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }",
-        p={"name": name, "action": "BLOCK", "toolName": "rm*"},
-    )["createPolicy"]
-    sign_in(page, server.admin, "/policies")
-    row = page.locator(".policy", has_text=name)
-    expect(row).to_contain_text("v1")
+    policy_id, row = shown_policy(page, server, name=name, action="BLOCK", toolName="rm*")
 
-    server.graphql(
-        UPDATE, id=created["id"], input={"name": name, "action": "BLOCK", "toolName": "*"}
-    )
+    server.graphql(UPDATE, id=policy_id, input={"name": name, "action": "BLOCK", "toolName": "*"})
     switch = row.get_by_role("switch", name=f"Dry run for {name}")
     switch.click()
     expect(page.get_by_role("alert")).to_contain_text("has changed since version 1")
@@ -108,18 +111,15 @@ def test_an_edit_opened_before_another_admin_s_change_says_so_then_saves(
     page: Page, server: Server
 ) -> None:
     name = f"Gate deploys {secrets.token_hex(2)}"
-    created = server.graphql(
-        "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }",
-        p={"name": name, "action": "REQUIRE_APPROVAL", "toolName": "deploy"},
-    )["createPolicy"]
-    sign_in(page, server.admin, "/policies")
-    row = page.locator(".policy", has_text=name)
+    policy_id, row = shown_policy(
+        page, server, name=name, action="REQUIRE_APPROVAL", toolName="deploy"
+    )
     row.get_by_role("button", name="Edit").click()
     form = page.get_by_role("dialog")
     form.get_by_label("Tool name (glob)").fill("deploy_*")
 
     changed = {"name": name, "action": "BLOCK", "toolName": "deploy"}
-    server.graphql(UPDATE, id=created["id"], input=changed)
+    server.graphql(UPDATE, id=policy_id, input=changed)
     form.get_by_role("button", name="Save policy").click()
     alert = form.get_by_role("alert")
     expect(alert).to_contain_text("has changed since version 1")
