@@ -216,6 +216,10 @@ def test_all_labels_can_be_ticked_before_the_labels_are_typed(page: Page, server
     all_labels.check()
     expect(all_labels).to_be_checked()
     expect(page).to_have_url(re.compile(r"match=all"))
+    page.get_by_role("button", name="Clear filters").click()  # offered for it alone too
+    expect(all_labels).not_to_be_checked()
+    page.goto(f"{server.url}/timeline?service={service}&match=all")
+    expect(all_labels).to_be_checked()
     labels = page.get_by_role("textbox", name="Labels")
     labels.fill("a, b")
     labels.press("Enter")

@@ -231,7 +231,7 @@ function FilterBar({ filter, setFilter }: { filter: FilterState; setFilter: (nex
         </label>
         <TimeBound label="From" name="since" filter={filter} setFilter={setFilter} />
         <TimeBound label="Until" name="until" filter={filter} setFilter={setFilter} />
-        {count ? (
+        {count || filter.matchAll ? (
           <button
             type="button"
             className="button button-small button-quiet"
