@@ -125,6 +125,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"\n    {issued.secret}\n", flush=True)
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
+    if args.workers is not None and args.workers < 1:
+        print("opsgraph: --workers must be at least 1", file=sys.stderr)
+        return 2
     workers = args.workers or settings.workers
     if workers > 1 and settings.broadcast_url.startswith("memory://"):
         print(

@@ -38,11 +38,17 @@ ABOVE_ZERO = frozenset({
     "connection_init_timeout_seconds",
 })  # fmt: skip
 # Every other number is at least 0: none of them means anything below.
+# Spans of time have a ceiling too: far past it, a date computed from one is out of range
+# (`OPSGRAPH_TIMESTAMP_MAX_AGE_DAYS=1000000` made every event a 500).
+MOST_DAYS = 36_500  # a hundred years
+MOST_SECONDS = 10 * 365 * 86_400  # ten years
 # What each URL may point at (the schemes the database layer and the bus can open).
 URL_SCHEMES = {
     "database_url": ("sqlite", "postgres", "postgresql"),
     "broadcast_url": ("memory", "redis", "rediss", "postgres", "postgresql"),
 }
+# URLs that may also be left empty (the feature then off, or taken from another setting).
+OPTIONAL_URL_SCHEMES = {"rate_limit_redis_url": ("redis", "rediss", "memory")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,13 @@ class Settings:
                 raise ValueError(
                     f"{ENV_PREFIX}{name.upper()}: must start with {allowed}; got {got}"
                 )
+        for name, schemes in OPTIONAL_URL_SCHEMES.items():
+            value = getattr(settings, name)
+            if value and urlsplit(value).scheme not in schemes:
+                allowed = ", ".join(f"{known}://" for known in schemes)
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()}: must be empty or start with {allowed}"
+                )
         problem = port_problem(settings.port)
         if problem:
             raise ValueError(f"{ENV_PREFIX}PORT: {problem}")
@@ -237,6 +250,10 @@ def _out_of_range(name: str, value: object) -> str | None:
         return "must be above 0"
     if value < 0:
         return "must be at least 0"
+    if name.endswith("_days") and value > MOST_DAYS:
+        return f"must be at most {MOST_DAYS} (a hundred years)"
+    if name.endswith("_seconds") and value > MOST_SECONDS:
+        return f"must be at most {MOST_SECONDS} (ten years)"
     return None
 
 

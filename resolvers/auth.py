@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,10 +166,13 @@ NAME_LENGTH = 200  # a key's or a service's name (the columns' size)
 
 def clean_name(value: str) -> str:
     """A key's or a service's name as it is stored: trimmed, 1 to NAME_LENGTH characters,
-    no NUL (a key's name is the actor recorded on what it does); ValueError otherwise."""
+    no control character (a key's name is the actor recorded on what it does, and a line
+    of `keys list`: a newline in it would print as another row); ValueError otherwise."""
     name = value.strip()
-    if not name or len(name) > NAME_LENGTH or "\x00" in name:
+    if not name or len(name) > NAME_LENGTH:
         raise ValueError(f"name must be 1 to {NAME_LENGTH} characters.")
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        raise ValueError("name must not contain control characters (a newline, a tab, NUL).")
     return name
 
 

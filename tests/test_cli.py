@@ -100,6 +100,11 @@ def test_serve_names_an_unreachable_bus_before_it_creates_anything(tmp_path: Pat
         ({}, ["serve", "--port", "70000"], "--port: must be 1 to 65535"),
         ({}, ["keys", "create", "--name", " ", "--scopes", "read"], "name must be 1 to"),
         ({}, ["services", "create", ""], "name must be 1 to"),
+        # A newline in a name would print as another row of `keys list`.
+        ({}, ["keys", "create", "--name", "a\nb", "--scopes", "read"], "control characters"),
+        ({}, ["services", "create", "tab\there"], "control characters"),
+        ({}, ["serve", "--workers", "0"], "--workers must be at least 1"),
+        ({"OPSGRAPH_RATE_LIMIT_REDIS_URL": "http://x"}, ["serve"], "must be empty or start"),
     ],
 )
 def test_values_nothing_could_use_stop_the_command(

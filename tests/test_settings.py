@@ -43,6 +43,11 @@ def test_a_limit_nothing_could_pass_is_refused(name: str) -> None:
         Settings.from_env({name: "0"})
 
 
+CENTURY = r"\(a hundred years\)"
+TEN_YEARS = r"must be at most 315360000 \(ten years\)"
+STORES = "must be empty or start with redis://, rediss://, memory://"
+
+
 @pytest.mark.parametrize(
     ("name", "value", "problem"),
     [
@@ -53,10 +58,17 @@ def test_a_limit_nothing_could_pass_is_refused(name: str) -> None:
         ("OPSGRAPH_BUS_HEARTBEAT_SECONDS", "inf", "must be a finite number"),
         ("OPSGRAPH_RATE_LIMIT_BURST", "0", "must be at least 1"),
         ("OPSGRAPH_APPROVAL_EXPIRY_SECONDS", "0", "must be at least 1"),
+        # Spans so long that the dates computed from them are out of range (a 500 each).
+        ("OPSGRAPH_TIMESTAMP_MAX_AGE_DAYS", "1000000", rf"must be at most 36500 {CENTURY}"),
+        ("OPSGRAPH_TIMESTAMP_MAX_AHEAD_SECONDS", "99999999999999", rf"{TEN_YEARS}"),
+        ("OPSGRAPH_APPROVAL_EXPIRY_SECONDS", "99999999999999", rf"{TEN_YEARS}"),
+        ("OPSGRAPH_RATE_LIMIT_REDIS_URL", "redis//127.0.0.1:6379/7", STORES),
+        ("OPSGRAPH_RATE_LIMIT_REDIS_URL", "http://x", STORES),
     ],
-)
+)  # fmt: skip
 def test_a_number_nothing_could_work_with_is_refused(name: str, value: str, problem: str) -> None:
-    """-1 aliases would refuse every aliased query, a sweep every 0 s would spin."""
+    """-1 aliases would refuse every aliased query, a sweep every 0 s would spin, and a rate
+    limit store named without its scheme would quietly limit per process."""
     with pytest.raises(ValueError, match=f"^{name}: {problem}$"):
         Settings.from_env({name: value})
 
