@@ -57,6 +57,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 from strawberry.utils.operation import get_operation_type
+from tortoise import connections
 
 from opsgraph.bus import Bus
 from opsgraph.db import close_database, database_unavailable, open_database
@@ -640,7 +641,15 @@ def create_app(
                 await close_database()
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        """200 while this process can store and tell (the database answers, the bus is
+        connected), 503 otherwise, naming which: what a load balancer should route by."""
+        parts = {
+            "database": await _database_answers(settings.health_timeout_seconds),
+            "bus": bus.hub.connected,
+        }
+        body: dict[str, str] = {"status": "ok" if all(parts.values()) else "unavailable"}
+        body |= {name: "ok" if up else "unavailable" for name, up in parts.items()}
+        return JSONResponse(body, status_code=200 if all(parts.values()) else 503)
 
     posts = {
         "/events": _rest(endpoint, rest_changes.post_events),
@@ -711,6 +720,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("INTERNAL", "Internal server error."), status_code=500)
+
+
+async def _database_answers(timeout: float) -> bool:
+    """Whether the database answers a `SELECT 1` within `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            await connections.get("default").execute_query("SELECT 1")
+    except Exception:  # unreachable, refused, timed out: all the same to a health check
+        return False
+    return True
 
 
 _NOT_POST = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -474,6 +474,11 @@ class Hub:
             if not state.subscribers and self._workspaces.get(workspace_id) is state:
                 del self._workspaces[workspace_id]
 
+    @property
+    def connected(self) -> bool:
+        """Whether the bus is connected (subscriptions can start and hear of new entries)."""
+        return self._connected.is_set()
+
     async def subscribe(
         self,
         *,

@@ -35,7 +35,7 @@ AT_LEAST_ONE = frozenset({
 # Waits between the turns of a loop, or before giving up: 0 would spin or never wait.
 ABOVE_ZERO = frozenset({
     "bus_heartbeat_seconds", "approval_wait_poll_seconds", "approval_sweep_seconds",
-    "connection_init_timeout_seconds",
+    "connection_init_timeout_seconds", "health_timeout_seconds",
 })  # fmt: skip
 # Every other number is at least 0: none of them means anything below.
 # Spans of time have a ceiling too: far past it, a date computed from one is out of range
@@ -113,6 +113,7 @@ class Settings:
     approval_wait_poll_seconds: float = 5.0
     # How often each process expires pending approvals past their expiry.
     approval_sweep_seconds: float = 5.0
+    health_timeout_seconds: float = 2.0  # how long /healthz waits for the database
     # Policies one workspace may hold: every tool call is evaluated against them.
     max_policies: int = 500
     # Workspaces whose compiled policies each process keeps (checked against policy_version).

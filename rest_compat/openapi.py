@@ -228,15 +228,22 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
             ["approvalId", "status", "runId", "agentId", "toolCallId", "toolName"],
         ),
-        "Health": _object({"status": {"type": "string", "enum": ["ok"]}}, ["status"]),
+        "Health": _object(
+            {
+                "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                "database": {"type": "string", "enum": ["ok", "unavailable"]},
+                "bus": {"type": "string", "enum": ["ok", "unavailable"]},
+            },
+            ["status", "database", "bus"],
+        ),
     }
 
 
 def _incident_event(
     settings: Settings, timestamp: dict[str, Any], details: dict[str, Any], *, routing_only: bool
 ) -> dict[str, Any]:
-    """A trigger carries the alert (checked); acknowledge and resolve need only the key
-    (the server ignores anything else they carry, as PagerDuty does)."""
+    """A trigger carries the alert (checked); acknowledge and resolve need only the key, and
+    what else they carry is checked the same way, nothing required (then ignored)."""
     image = _object(
         {
             "src": _text(MAX_URL_LENGTH, required=True),
@@ -251,20 +258,18 @@ def _incident_event(
     }
     if not routing_only:
         keys["service_id"] = _text(64, required=True, description="Instead of routing_key.")
+    payload = {
+        "summary": _text(settings.max_summary_length, required=True),
+        "source": _text(MAX_SOURCE_LENGTH, required=True),
+        "severity": {"type": "string", "enum": ["critical", "error", "warning", "info"]},
+        "timestamp": timestamp,
+        "component": _text(MAX_SOURCE_LENGTH),
+        "group": _text(MAX_SOURCE_LENGTH),
+        "class": _text(MAX_SOURCE_LENGTH),
+        "custom_details": details,
+    }
     alert = {
-        "payload": _object(
-            {
-                "summary": _text(settings.max_summary_length, required=True),
-                "source": _text(MAX_SOURCE_LENGTH, required=True),
-                "severity": {"type": "string", "enum": ["critical", "error", "warning", "info"]},
-                "timestamp": timestamp,
-                "component": _text(MAX_SOURCE_LENGTH),
-                "group": _text(MAX_SOURCE_LENGTH),
-                "class": _text(MAX_SOURCE_LENGTH),
-                "custom_details": details,
-            },
-            ["summary", "source", "severity"],
-        ),
+        "payload": _object(payload, ["summary", "source", "severity"]),
         "images": {"type": "array", "maxItems": settings.max_labels, "items": image},
         "links": _links(settings),
         "client": _text(MAX_SOURCE_LENGTH),
@@ -276,7 +281,12 @@ def _incident_event(
         [first, "event_action", "payload"],
     )
     change = _object(
-        {**keys, "event_action": {"type": "string", "enum": ["acknowledge", "resolve"]}},
+        {
+            **keys,
+            "event_action": {"type": "string", "enum": ["acknowledge", "resolve"]},
+            **alert,
+            "payload": _object(payload, []),
+        },
         sorted({first, "event_action", "dedup_key"}),
     )
     description = (
@@ -446,13 +456,17 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
             "/healthz": {
                 "get": {
-                    "summary": "Liveness.",
+                    "summary": "Health: the database answers and the bus is connected.",
                     "security": [],
                     "responses": {
                         "200": {
                             "description": "Up.",
                             "content": {JSON: {"schema": _ref("Health")}},
-                        }
+                        },
+                        "503": {
+                            "description": "The database or the bus is unavailable (named).",
+                            "content": {JSON: {"schema": _ref("Health")}},
+                        },
                     },
                 }
             },

@@ -112,6 +112,14 @@ def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay
             ).json()
             assert answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE", answer
             assert "retry" in answer["errors"][0]["message"]
+            # A load balancer sees it too.
+            health = httpx.get(f"{server.url}/healthz", timeout=30)
+            assert health.status_code == 503
+            assert health.json() == {
+                "status": "unavailable",
+                "database": "unavailable",
+                "bus": "ok",
+            }
 
             relay.open()
             deadline = time.monotonic() + 20
@@ -124,4 +132,39 @@ def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay
                 time.sleep(0.5)
             assert statuses[-1] == 201, statuses
             assert set(statuses) <= {201, 503}, statuses
+            health = httpx.get(f"{server.url}/healthz", timeout=30)
+            assert health.status_code == 200
+            assert health.json() == {"status": "ok", "database": "ok", "bus": "ok"}
             assert server.process.poll() is None  # the same process, never restarted
+
+
+def health_until(url: str, status: int, seconds: float = 20) -> dict[str, str]:
+    """/healthz's body once it answers `status` (failing after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        response = httpx.get(f"{url}/healthz", timeout=30)
+        if response.status_code == status:
+            body: dict[str, str] = response.json()
+            return body
+        assert time.monotonic() < deadline, (response.status_code, response.text)
+        time.sleep(0.2)
+
+
+def test_healthz_says_when_the_bus_is_lost_and_back(tmp_path: Path) -> None:
+    """Live updates need the bus: its loss is a 503 naming it, and its return a 200."""
+    relay = Relay(free_port(), target=("127.0.0.1", 6379))
+    relay.open()
+    try:
+        env = {
+            "OPSGRAPH_BROADCAST_URL": f"redis://127.0.0.1:{relay.port}/0",
+            "OPSGRAPH_BUS_HEARTBEAT_SECONDS": "0.3",
+        }
+        with run_server(tmp_path, env) as server:
+            assert health_until(server.url, 200)["bus"] == "ok"
+            relay.cut()
+            lost = health_until(server.url, 503)
+            assert lost == {"status": "unavailable", "database": "ok", "bus": "unavailable"}
+            relay.open()
+            assert health_until(server.url, 200) == {"status": "ok", "database": "ok", "bus": "ok"}
+    finally:
+        relay.close()

@@ -74,7 +74,7 @@ async def test_api_paths_are_not_swallowed_by_the_ui(ui_client: httpx.AsyncClien
     assert (await ui_client.get("/api/nothing-here")).status_code == 404
 
     health = await ui_client.get("/healthz")
-    assert health.json() == {"status": "ok"}
+    assert health.json() == {"status": "ok", "database": "ok", "bus": "ok"}
 
     graphql = await ui_client.post("/graphql", json={"query": "{ __typename }"})
     assert graphql.json() == {"data": {"__typename": "Query"}}
