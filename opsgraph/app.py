@@ -560,7 +560,13 @@ def _rest(
     endpoint: Endpoint, handler: Callable[[Endpoint, Request], Awaitable[Response]]
 ) -> RestRoute:
     async def route(request: Request) -> Response:
-        return await handler(endpoint, request)
+        # Answered here, not re-raised through Starlette's error layer (which logs each a
+        # second time, as "Exception in ASGI application" with its traceback: one per
+        # request while the database is down, for what is a documented 503).
+        try:
+            return await handler(endpoint, request)
+        except Exception as exc:
+            return await _server_error(request, exc)
 
     return route
 

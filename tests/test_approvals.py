@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tortoise import connections
 
 from models.approval import Approval, ApprovalStatus
 from opsgraph.app import create_app
@@ -479,3 +481,28 @@ async def test_completing_a_call_not_cleared_to_run_is_a_violation(
         "violation": expected,
     }
     assert entry["details"]["statusBefore"] == how.upper().replace("PENDING", "AWAITING_APPROVAL")
+
+
+async def test_an_unexpected_failure_of_the_approval_endpoint_is_answered_and_logged_once(
+    client: httpx.AsyncClient, gated: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored approval the code cannot read (a real fault, no mock): the documented 500,
+    logged once by Opsgraph, not raised again through Starlette's error layer (which logs
+    it a second time as "Exception in ASGI application")."""
+    approval_id = await held_call(client, gated)
+    connection = connections.get("default")
+    placeholder = "$1" if connection.capabilities.dialect == "postgres" else "?"
+    update = f"UPDATE agent_approval SET status = '{{}}' WHERE id = {placeholder}"
+    await connection.execute_query(update.format("NOT_A_STATUS"), [approval_id])
+    try:
+        with caplog.at_level(logging.ERROR):
+            response = await client.get(
+                f"/v1/approvals/{approval_id}", headers=api_key(gated.writer)
+            )
+    finally:
+        await connection.execute_query(update.format("PENDING"), [approval_id])
+    assert response.status_code == 500
+    assert response.json() == {"error": {"code": "INTERNAL", "message": "Internal server error."}}
+    assert [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
+    ] == [f"unhandled error on GET /v1/approvals/{approval_id}"]
