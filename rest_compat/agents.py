@@ -143,7 +143,9 @@ def _wait_seconds(request: Request, maximum: float) -> float:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds < 0:
         raise RestError(
-            400, "INVALID_REQUEST", f"wait: must be a number of seconds from 0 to {maximum:g}."
+            400,
+            "INVALID_REQUEST",
+            f"wait: must be a number of seconds, 0 or more (a longer wait is cut to {maximum:g}).",
         )
     return min(seconds, maximum)
 

@@ -301,7 +301,9 @@ async def test_the_agent_reads_its_approval_over_rest_and_graphql(
             f"/v1/approvals/{approval_id}?wait={bad}", headers=api_key(gated.writer)
         )
         assert response.status_code == 400
-        assert response.json()["error"]["message"].startswith("wait: must be a number")
+        assert response.json()["error"]["message"] == (
+            "wait: must be a number of seconds, 0 or more (a longer wait is cut to 60)."
+        )
 
 
 async def test_the_long_poll_returns_as_soon_as_a_decision_lands(
