@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from tortoise.exceptions import ConfigurationError
 
 from opsgraph.db import DatabaseUrlError, close_database, open_database
+from opsgraph.logs import log_config
 from opsgraph.settings import Settings, misspelled, port_problem
 from resolvers import auth
 from resolvers.errors import AuthError
@@ -147,6 +148,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=host,
         port=port,
         log_level="info",
+        log_config=log_config(),
         access_log=settings.access_log,
         factory=workers > 1,
         workers=workers,

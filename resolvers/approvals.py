@@ -19,6 +19,7 @@ from models.agent import ToolCall, ToolCallStatus
 from models.approval import Approval, ApprovalStatus
 from models.ids import could_be_stored, new_id
 from models.timeline import TimelineEntry, TimelineKind
+from opsgraph.db import database_unavailable
 from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
 from resolvers.keyset import KeyCursor, KeyPage, page
@@ -316,10 +317,28 @@ async def wait_until_settled(
 
 
 async def sweep_forever(*, publisher: Publisher, interval_seconds: float) -> None:
-    """Expire due approvals every `interval_seconds` until cancelled (the app's lifespan)."""
+    """Expire due approvals every `interval_seconds` until cancelled (the app's lifespan).
+
+    Nothing ends it. An unreachable database is told once when the sweep first fails and
+    once when it works again, not at every try in between."""
+    unreachable = False
     while True:
         await asyncio.sleep(interval_seconds)
         try:
             await expire_due_approvals(publisher=publisher)
-        except Exception:  # a database hiccup must not end the sweeper
-            log.exception("expiring due approvals failed; retrying in %ss", interval_seconds)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                log.exception("expiring due approvals failed; retrying in %ss", interval_seconds)
+            elif not unreachable:
+                unreachable = True
+                log.warning(
+                    "expiring due approvals: the database is unreachable (%s: %s);"
+                    " retrying every %ss",
+                    type(exc).__name__,
+                    exc,
+                    interval_seconds,
+                )
+            continue
+        if unreachable:
+            unreachable = False
+            log.info("expiring due approvals: the database is reachable again")

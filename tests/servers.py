@@ -101,7 +101,9 @@ def held_call_body(tag: str, number: int | None = None) -> dict[str, Any]:
 
 @contextmanager
 def run_server(workdir: Path, env: dict[str, str], *, timeout: float = 30) -> Iterator[Server]:
-    """Start `opsgraph serve` on a free port and wait until it answers; stop it after."""
+    """Start `opsgraph serve` on a free port and wait until it answers; stop it after.
+
+    The server's output up to then is in `output`, and the rest joins it once it stops."""
     port = free_port()
     clean = {key: value for key, value in os.environ.items() if not key.startswith("OPSGRAPH_")}
     process = subprocess.Popen(
@@ -135,6 +137,7 @@ def run_server(workdir: Path, env: dict[str, str], *, timeout: float = 30) -> It
             process.kill()
             process.wait()
         if process.stdout is not None:
+            output.append(process.stdout.read())  # the rest, for tests that read the log
             process.stdout.close()
 
 

@@ -8,6 +8,7 @@ the relay is shut (every open connection cut, new ones refused), then reopened.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -168,3 +169,34 @@ def test_healthz_says_when_the_bus_is_lost_and_back(tmp_path: Path) -> None:
             assert health_until(server.url, 200) == {"status": "ok", "database": "ok", "bus": "ok"}
     finally:
         relay.close()
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR): ")
+
+
+def test_an_outage_is_logged_in_lines_not_tracebacks(tmp_path: Path, relay: Relay) -> None:
+    """Through an outage the log says what is wrong in a line or two, each with its time and
+    level: no traceback per retry of the approval sweep or of the pool's reconnection."""
+    with postgres_database() as direct_url:
+        through_relay = direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
+        env = {"OPSGRAPH_DATABASE_URL": through_relay, "OPSGRAPH_APPROVAL_SWEEP_SECONDS": "0.2"}
+        with run_server(tmp_path, env) as server:
+            relay.cut()
+            health_until(server.url, 503)
+            time.sleep(1.5)  # the sweep fails several times meanwhile
+            relay.open()
+            health_until(server.url, 200)
+            time.sleep(1)  # and works again
+        log = "".join(server.output)
+    assert "Traceback" not in log, log
+    logged = [line for line in log.splitlines() if re.search(r"(INFO|WARNING|ERROR):", line)]
+    assert logged and all(LOG_LINE.match(line) for line in logged), log
+    sweep = [line for line in logged if "expiring due approvals" in line]
+    assert len(sweep) == 2, log
+    assert (
+        "WARNING:  resolvers.approvals: expiring due approvals: the database is unreachable ("
+        in sweep[0]
+    )
+    assert sweep[1].endswith(
+        "INFO:     resolvers.approvals: expiring due approvals: the database is reachable again"
+    )

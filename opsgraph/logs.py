@@ -1,0 +1,95 @@
+"""How `opsgraph serve` logs: every line stamped with its UTC time and level, uvicorn's and
+the app's alike, and an unreachable database told in one line rather than a traceback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from uvicorn.logging import AccessFormatter, DefaultFormatter
+
+from opsgraph.db import database_unavailable
+
+# The packages whose loggers are this app's (`logging.getLogger(__name__)` in each).
+APP_PACKAGES = ("opsgraph", "resolvers", "schema", "rest_compat", "models")
+
+
+class _UtcTime(logging.Formatter):
+    converter = staticmethod(time.gmtime)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+
+class Formatter(_UtcTime, DefaultFormatter):
+    """uvicorn's level prefix (`INFO:     `), after the time."""
+
+
+class AccessLineFormatter(_UtcTime, AccessFormatter):
+    """uvicorn's access line, after the time."""
+
+
+class OutageInOneLine(logging.Filter):
+    """A record whose exception means the database is unreachable loses its traceback and
+    names the exception instead: an outage would otherwise print one per retry (asyncpg's
+    pool restoring its floor of connections, for one), and the traceback says nothing the
+    exception's name and message do not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and database_unavailable(exc):
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's `log_config` for `opsgraph serve`: its own loggers as uvicorn sets them up,
+    with the time in front; the app's loggers (and any other library's warnings, asyncio's
+    included) through one handler that also names the logger."""
+    line = "%(asctime)s %(levelprefix)s %(message)s"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"outage": {"()": "opsgraph.logs.OutageInOneLine"}},
+        "formatters": {
+            "default": {"()": "opsgraph.logs.Formatter", "fmt": line, "use_colors": None},
+            "named": {
+                "()": "opsgraph.logs.Formatter",
+                "fmt": "%(asctime)s %(levelprefix)s %(name)s: %(message)s",
+                "use_colors": None,
+            },
+            "access": {
+                "()": "opsgraph.logs.AccessLineFormatter",
+                "fmt": '%(asctime)s %(levelprefix)s %(client_addr)s - "%(request_line)s"'
+                " %(status_code)s",
+            },
+        },
+        "handlers": {
+            "default": {
+                "formatter": "default",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+            },
+            "named": {
+                "formatter": "named",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "filters": ["outage"],
+            },
+            "access": {
+                "formatter": "access",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            **{name: {"level": "INFO"} for name in APP_PACKAGES},
+        },
+        "root": {"handlers": ["named"], "level": "WARNING"},
+    }
