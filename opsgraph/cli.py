@@ -335,7 +335,11 @@ def cmd_services_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_workspaces_create(settings: Settings, args: argparse.Namespace) -> int:
     if _refused_name(args.name):
         return 2
-    issued = _with_database(settings, lambda: auth.open_workspace(name=args.name))
+    try:
+        issued = _with_database(settings, lambda: auth.open_workspace(name=args.name))
+    except auth.DuplicateName as exc:
+        print(f"opsgraph: {exc}", file=sys.stderr)
+        return 1
     print(
         f"created workspace {issued.key.workspace_id} ({args.name.strip()}). "
         "Its admin API key, shown this once:",

@@ -236,7 +236,8 @@ async def list_api_keys(*, workspace_id: str) -> list[ApiKey]:
 
 
 class DuplicateName(Exception):
-    """A service of that name already exists in the workspace."""
+    """A service of that name already exists in the workspace, or a workspace of that
+    name."""
 
 
 async def create_service(*, workspace_id: str, name: str) -> IssuedService:
@@ -298,9 +299,15 @@ async def bootstrap(*, workspace_name: str = "default") -> IssuedKey | None:
 
 async def open_workspace(*, name: str) -> IssuedKey:
     """A new workspace (a tenant: nothing of another is ever seen from it) with a key
-    named admin holding every scope, in one transaction."""
+    named admin holding every scope, in one transaction. DuplicateName if a workspace of
+    that name exists (each is named by its id in commands; a second of one name would
+    only be a mistake, most often the same command run twice)."""
+    name = clean_name(name)
     async with in_transaction():
-        workspace = await create_workspace(name=clean_name(name))
+        same = await Workspace.filter(name=name).first()
+        if same is not None:
+            raise DuplicateName(f"A workspace named {name!r} already exists ({same.id}).")
+        workspace = await create_workspace(name=name)
         return await create_api_key(
             workspace_id=workspace.id, name="admin", scopes=frozenset(Scope)
         )

@@ -182,3 +182,8 @@ def test_a_workspace_is_created_with_its_own_admin_key(workdir: Path) -> None:
         line.split("\t")[2] for line in run_cli(workdir, "keys", "list").stdout.splitlines()
     ] == ["admin"]
     assert run_cli(workdir, "workspaces", "create", "").returncode == 2
+    # The same name again (the command run twice) is refused, and creates nothing.
+    again = run_cli(workdir, "workspaces", "create", "team b")
+    assert again.returncode == 1 and again.stdout == ""
+    assert again.stderr == f"opsgraph: A workspace named 'team b' already exists ({new_id}).\n"
+    assert len(run_cli(workdir, "workspaces", "list").stdout.splitlines()) == 2
