@@ -623,10 +623,18 @@ async def current_seqs(workspace_ids: Sequence[str]) -> dict[str, int]:
     return {str(workspace_id): int(seq) for workspace_id, seq in rows}
 
 
-async def holds(*, workspace_id: str, seq: int, entry_id: int) -> bool:
-    """Whether the workspace's entry at `seq` is entry `entry_id` (a cursor's position is
-    still there: not past the end, not from before a restore or another workspace)."""
-    found = TimelineEntry.filter(workspace_id=workspace_id, seq=seq, id=entry_id)
+async def holds(cursor: Cursor, *, workspace_id: str) -> bool:
+    """Whether the workspace's entry at the cursor's `seq` is the cursor's entry, its id
+    and its time both (the position is still there: not past the end, not from before a
+    restore or another deployment or workspace). In a deployment of one workspace an
+    entry's id is its `seq`, so a restored database soon holds the pair again; its time
+    tells the entry apart."""
+    found = TimelineEntry.filter(
+        workspace_id=workspace_id,
+        seq=cursor.seq,
+        id=cursor.entry_id,
+        occurred_at=cursor.occurred_at,
+    )
     return await found.exists()
 
 

@@ -76,9 +76,7 @@ async def _check_held(principal: Principal, cursor: timeline.Cursor) -> None:
     past the end, or from another deployment or workspace, or from before the database
     was restored from an older backup. Resuming from its `seq` would skip, without a word,
     whatever is committed up to it, or what took that `seq` since."""
-    if not await timeline.holds(
-        workspace_id=principal.workspace_id, seq=cursor.seq, entry_id=cursor.entry_id
-    ):
+    if not await timeline.holds(cursor, workspace_id=principal.workspace_id):
         raise public_error(
             "BAD_USER_INPUT",
             "after: this workspace's timeline holds no such entry (a cursor from another "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -190,6 +190,13 @@ async def test_a_cursor_whose_entry_the_timeline_does_not_hold_is_refused(
     stream = await subscribe(schema, settings, bus, other.reader, after=edge["cursor"])
     result = await asyncio.wait_for(stream.__anext__(), timeout=5)
     assert [error.message for error in result.errors] == [REFUSED_CURSOR]  # not other's
+    await stream.aclose()
+    # The entry's id at its seq, but another time: what a restored database (or another
+    # deployment of one workspace, where ids and seqs run together) holds at that place.
+    elsewhere = replace(held, occurred_at=held.occurred_at + timedelta(microseconds=1))
+    stream = await subscribe(schema, settings, bus, tenant.reader, after=elsewhere.encode())
+    result = await asyncio.wait_for(stream.__anext__(), timeout=5)
+    assert [error.message for error in result.errors] == [REFUSED_CURSOR]
     await stream.aclose()
     assert bus.hub.subscriber_count == 0
     # Its own cursor, at the end itself, resumes live.
