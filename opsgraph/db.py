@@ -112,6 +112,12 @@ _UNAVAILABLE_NAMES = {
     "CrashShutdownError",
     "TooManyConnectionsError",
     "InterfaceError",
+    # asyncpg, reconnecting: the database is gone (dropped, renamed) or the server refuses
+    # the role or its password (credentials rotated): no request can be served until an
+    # operator acts, which is what 503 and /healthz say.
+    "InvalidCatalogNameError",
+    "InvalidAuthorizationSpecificationError",
+    "InvalidPasswordError",
     # Tortoise's wrapper for failures to connect.
     "DBConnectionError",
 }

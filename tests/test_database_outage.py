@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import free_port, postgres_database, run_server
+from tests.servers import POSTGRES_ADMIN_URL, free_port, postgres_database, run_server
 from tests.test_changes import SEED_EVENT
 
 pytestmark = pytest.mark.slow
@@ -137,6 +138,34 @@ def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay
             assert health.status_code == 200
             assert health.json() == {"status": "ok", "database": "ok", "bus": "ok"}
             assert server.process.poll() is None  # the same process, never restarted
+
+
+def test_a_database_dropped_under_the_server_is_unavailable_not_an_internal_error(
+    tmp_path: Path,
+) -> None:
+    """A database dropped (or a role refused) is an outage: 503 and `UNAVAILABLE` for
+    requests, as `/healthz` says, rather than a 500 and a traceback per request."""
+    with postgres_database() as url, run_server(tmp_path, {"OPSGRAPH_DATABASE_URL": url}) as server:
+        assert server.admin_key and post(server.url, server.admin_key).status_code == 201
+        name = url.rsplit("/", 1)[1]
+        subprocess.run(
+            ["psql", POSTGRES_ADMIN_URL, "-q", "-c", f'DROP DATABASE "{name}" WITH (FORCE)'],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        refused = post(server.url, server.admin_key)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "UNAVAILABLE"
+        answer = httpx.post(
+            f"{server.url}/graphql",
+            json={"query": "{ viewer { name } }"},
+            headers={"Authorization": f"Bearer {server.admin_key}"},
+            timeout=30,
+        ).json()
+        assert answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE", answer
+        assert health_until(server.url, 503)["database"] == "unavailable"
+    assert "Traceback" not in "".join(server.output)
 
 
 def health_until(url: str, status: int, seconds: float = 20) -> dict[str, str]:
