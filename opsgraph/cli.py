@@ -1,4 +1,4 @@
-"""The `opsgraph` command: serve, migrate, keys, services and workspaces.
+"""The `opsgraph` command: the server, its database, keys, services and workspaces.
 
 Commands that create a secret print it alone on stdout, so scripts can capture it.
 """
