@@ -51,6 +51,11 @@ class ConnectionLost(Exception):
     """The bus connection dropped."""
 
 
+# How long closing the bus waits for its listener to end once cancelled (it ends at once;
+# this only bounds a shutdown should a library ever hold on to the cancellation).
+LISTENER_END_SECONDS = 5
+
+
 class WatchedRedisBackend(RedisBackend):
     """Redis pub/sub that never reconnects silently (a silent reconnect loses notes) and
     reports a dead listener instead of waiting forever."""
@@ -59,6 +64,31 @@ class WatchedRedisBackend(RedisBackend):
         super().__init__(url)
         self._conn = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
         self._pubsub = self._conn.pubsub()
+
+    async def connect(self) -> None:
+        # broadcaster starts its listener task before connecting: a failed connect would
+        # leave it waiting for ever for a subscription ("Task was destroyed but it is
+        # pending!" once the backend is collected).
+        try:
+            await super().connect()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.disconnect()
+            raise
+
+    async def disconnect(self) -> None:
+        # broadcaster cancels its listener without waiting for it: a listener still pending
+        # when the loop stops (uvicorn's exit after a failed bind) ends with the closed
+        # connection's error, reported with its traceback by asyncio.run. End it first,
+        # and take its error (a lost connection's: `next_published` reported it).
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.wait({listener}, timeout=LISTENER_END_SECONDS)
+            if listener.done() and not listener.cancelled():
+                listener.exception()
+        await self._pubsub.aclose()
+        await self._conn.aclose()
 
     async def subscribe(self, channel: str) -> None:
         # broadcaster wakes its listener before subscribing: the listener then finds no
@@ -79,7 +109,9 @@ class WatchedRedisBackend(RedisBackend):
                 get.cancel()
         if get in done:
             return get.result()
-        raise ConnectionLost("the Redis pub/sub listener stopped")
+        assert listener is not None
+        error = None if listener.cancelled() else listener.exception()  # retrieved, not logged
+        raise ConnectionLost("the Redis pub/sub listener stopped") from error
 
 
 class WatchedPostgresBackend(PostgresBackend):

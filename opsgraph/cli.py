@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -52,6 +53,8 @@ async def _reached(what: str, setting: str, url: str, opening: Awaitable[object]
     except CANNOT_CONNECT as exc:  # anything else (a migration's own error) keeps its traceback
         text = str(exc).strip()
         first = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+        if isinstance(exc, TimeoutError) and not text:
+            first = "no answer within OPSGRAPH_CONNECT_TIMEOUT_SECONDS"
         raise CommandError(
             f"cannot open {what} at OPSGRAPH_{setting}={_shown(url)}: {first}"
         ) from None
@@ -72,7 +75,6 @@ CANNOT_CONNECT = (
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
-CONNECT_TIMEOUT_SECONDS = 10
 
 
 def _shown(url: str) -> str:
@@ -83,18 +85,34 @@ def _shown(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
-async def _check_bus(url: str) -> None:
+async def _check_bus(url: str, timeout: float) -> None:
     """Connect to the broadcast URL once and let go (memory:// has nothing to reach)."""
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss"):
-        client = Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        client = Redis.from_url(url, socket_connect_timeout=timeout)
         try:
             await client.ping()
         finally:
             await client.aclose()
     elif scheme in ("postgres", "postgresql"):
-        connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+        connection = await asyncpg.connect(url, timeout=timeout)
         await connection.close()
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Bind each address uvicorn will listen on (as asyncio's `create_server` does) and let
+    go: a port in use or an address this host lacks is one line here, not uvicorn's log
+    line after the app's start-up, then its shutdown and exit code 3."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 class CommandError(Exception):
@@ -118,14 +136,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from opsgraph.app import create_app
 
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    _check_listen(host, port)  # before anything is opened or created
     url = settings.broadcast_url  # first: a failure after bootstrap would lose the admin key
-    asyncio.run(_reached("the bus", "BROADCAST_URL", url, _check_bus(url)))
+    checking = _check_bus(url, settings.connect_timeout_seconds)
+    asyncio.run(_reached("the bus", "BROADCAST_URL", url, checking))
     issued = _with_database(settings, auth.bootstrap)
     if issued is not None:
         print("Created the default workspace. Its admin API key, shown this once:")
         print(f"\n    {issued.secret}\n", flush=True)
-    host = args.host or settings.host
-    port = args.port if args.port is not None else settings.port
     if args.workers is not None and args.workers < 1:
         print("opsgraph: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -270,7 +290,8 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     print(f"revoked {args.id}", file=sys.stderr)
     url = settings.broadcast_url
     try:
-        asyncio.run(_reached("the bus", "BROADCAST_URL", url, _check_bus(url)))
+        checking = _check_bus(url, settings.connect_timeout_seconds)
+        asyncio.run(_reached("the bus", "BROADCAST_URL", url, checking))
     except CommandError as exc:  # revoked all the same: the servers find out by themselves
         print(
             f"opsgraph: {exc}; running servers end the key's live connections within "

@@ -12,15 +12,17 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as _migrate
 
 from models import MODEL_MODULES
-from opsgraph.settings import Settings
+from opsgraph.settings import CONNECT_TIMEOUT_SECONDS, Settings
 
 APP_LABEL = "models"
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+def tortoise_config(
+    database_url: str, *, connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+) -> dict[str, Any]:
     """The Tortoise config for one database URL (`sqlite://…` or `postgres://…`)."""
     return {
-        "connections": {"default": _connection(database_url)},
+        "connections": {"default": _connection(database_url, connect_timeout)},
         "apps": {
             APP_LABEL: {
                 "models": MODEL_MODULES,
@@ -33,8 +35,13 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     }
 
 
-def _connection(database_url: str) -> dict[str, Any]:
+def _connection(database_url: str, connect_timeout: float) -> dict[str, Any]:
     """Tortoise's connection config for the URL, with our PostgreSQL session settings.
+
+    Each new PostgreSQL connection gives up after `connect_timeout` seconds (asyncpg's
+    `timeout`, passed through Tortoise's pool; a `?timeout=` in the URL wins): without it,
+    a host that accepts the connection and never answers (another service's port) held
+    every command for asyncpg's 60 s, twice (Tortoise's migration recorder tries again).
 
     Parallel query is off: starting its workers costs more (about 15 ms) than the indexed
     pages this app reads take in one process (1,000,000 timeline entries: 20 ms vs 5 ms).
@@ -53,6 +60,7 @@ def _connection(database_url: str) -> dict[str, Any]:
         settings = config["credentials"].setdefault("server_settings", {})
         settings.setdefault("max_parallel_workers_per_gather", "0")
         config["credentials"]["connection_class"] = PooledConnection
+        config["credentials"].setdefault("timeout", connect_timeout)
     return config
 
 
@@ -80,7 +88,7 @@ def normalise_url(url: str) -> str:
 async def migrate(settings: Settings) -> None:
     """Apply every pending migration to the configured database."""
     try:
-        await _migrate(config=tortoise_config(settings.database_url))
+        await _migrate(config=_config(settings))
     finally:
         await Tortoise.close_connections()
 
@@ -89,7 +97,11 @@ async def open_database(settings: Settings, *, run_migrations: bool = True) -> N
     """Migrate, then open connections visible to every task of the process."""
     if run_migrations:
         await migrate(settings)
-    await Tortoise.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
+    await Tortoise.init(config=_config(settings), _enable_global_fallback=True)
+
+
+def _config(settings: Settings) -> dict[str, Any]:
+    return tortoise_config(settings.database_url, connect_timeout=settings.connect_timeout_seconds)
 
 
 async def close_database() -> None:

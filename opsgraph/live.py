@@ -290,8 +290,13 @@ class Hub:
 
     async def _connect(self) -> None:
         backend = self._factory()
-        await backend.connect()
-        await backend.subscribe(self._channel)
+        try:
+            await backend.connect()
+            await backend.subscribe(self._channel)
+        except BaseException:  # what it opened goes with it, not to the garbage collector
+            with contextlib.suppress(Exception):
+                await backend.disconnect()
+            raise
         self._backend = backend
         self._connected.set()
 

@@ -32,10 +32,12 @@ AT_LEAST_ONE = frozenset({
     # that expires at once can never be approved.
     "rate_limit_burst", "rate_limit_max_keys", "ws_message_burst", "approval_expiry_seconds",
 })  # fmt: skip
+CONNECT_TIMEOUT_SECONDS = 10.0  # `Settings.connect_timeout_seconds`' default
+
 # Waits between the turns of a loop, or before giving up: 0 would spin or never wait.
 ABOVE_ZERO = frozenset({
     "bus_heartbeat_seconds", "approval_wait_poll_seconds", "approval_sweep_seconds",
-    "connection_init_timeout_seconds", "health_timeout_seconds",
+    "connection_init_timeout_seconds", "health_timeout_seconds", "connect_timeout_seconds",
 })  # fmt: skip
 # Every other number is at least 0: none of them means anything below.
 # Spans of time have a ceiling too: far past it, a date computed from one is out of range
@@ -57,6 +59,9 @@ class Settings:
 
     database_url: str = f"sqlite://{Path.cwd() / 'opsgraph.sqlite3'}"
     broadcast_url: str = "memory://"
+    # How long opening a connection to PostgreSQL (the database, the CLI's bus check) may
+    # take before it counts as unreachable (asyncpg's own default is 60 s).
+    connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS
     public_url: str = "http://127.0.0.1:8000"
     # Request and payload limits.
     max_body_bytes: int = 512 * 1024

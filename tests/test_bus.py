@@ -4,7 +4,9 @@ entries announced apart get one each; a call recording many changes sends one.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +20,9 @@ from opsgraph.bus import CHANNEL, Bus, WatchedPostgresBackend, WatchedRedisBacke
 from opsgraph.settings import Settings
 from schema.context import Context
 from tests.conftest import POSTGRES_ADMIN_URL, Tenant
+from tests.servers import free_port
 from tests.test_changes import SEED_EVENT
+from tests.test_database_outage import Relay
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -167,3 +171,58 @@ async def test_redis_database_numbers_keep_deployments_apart() -> None:
     finally:
         for bus in buses:
             await bus.disconnect()
+
+
+async def test_a_bus_lost_then_refused_leaves_no_listener_task_behind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hub's reconnects to a bus that refuses them, and the listener of the connection
+    that was lost, leave no task for asyncio to report ("Task was destroyed but it is
+    pending!", "Task exception was never retrieved") once they are collected."""
+    # A captured "live bus lost" record holds its exception, whose traceback holds the
+    # backend that failed: it would never be collected here.
+    caplog.set_level(logging.ERROR, logger="opsgraph.live")
+    reported: list[str] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "_pubsub_listener" in repr(context.get("task") or context.get("future")):
+            reported.append(context["message"])
+
+    relay = Relay(free_port(), target=("127.0.0.1", 6379))
+    relay.open()
+    bus = Bus(f"redis://127.0.0.1:{relay.port}/0", heartbeat_seconds=0.2)
+    made = []
+    factory = bus.hub._factory
+    bus.hub._factory = lambda: made.append(1) or factory()
+    loop.set_exception_handler(report)
+    try:
+        await bus.connect()
+        relay.cut()  # the connection lost, then each reconnect refused
+        async with asyncio.timeout(30):
+            while len(made) < 4:
+                await asyncio.sleep(0.1)
+            relay.open()
+            while not bus.hub.connected:
+                await asyncio.sleep(0.1)
+        await bus.disconnect()
+        gc.collect()
+        await asyncio.sleep(0)
+        assert reported == []
+    finally:
+        loop.set_exception_handler(previous)
+        relay.close()
+
+
+async def test_disconnecting_ends_the_listener_before_it_returns() -> None:
+    """uvicorn exits at once after a failed bind, right after the app's shutdown: a listener
+    still pending then ended with the closed connection's error, printed with its traceback
+    by asyncio.run (exit 3 after `serve` on a port in use, with a Redis bus)."""
+    backend = WatchedRedisBackend(REDIS)
+    await backend.connect()
+    await backend.subscribe("opsgraph-test-" + secrets.token_hex(4))
+    listener = backend._listener
+    assert listener is not None
+    await backend.disconnect()
+    assert listener.done()

@@ -4,12 +4,15 @@ traceback, and change nothing."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+from opsgraph.db import tortoise_config
 from tests.servers import OPSGRAPH
 from tests.test_server import run_cli
 
@@ -187,3 +190,51 @@ def test_a_workspace_is_created_with_its_own_admin_key(workdir: Path) -> None:
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr == f"opsgraph: A workspace named 'team b' already exists ({new_id}).\n"
     assert len(run_cli(workdir, "workspaces", "list").stdout.splitlines()) == 2
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_anything_opens(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for bus in ("memory://", "redis://127.0.0.1:6379/0"):
+            env = {"OPSGRAPH_BROADCAST_URL": bus, "OPSGRAPH_PORT": str(port)}
+            done = run_with(tmp_path, env, "serve")
+            assert (done.returncode, done.stdout) == (1, ""), done.stderr
+            assert done.stderr == (
+                f"opsgraph: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+            )
+    assert not (tmp_path / "opsgraph.sqlite3").exists()  # no admin key made and never shown
+
+
+def test_a_database_port_that_never_answers_is_given_up_on_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    """A port that accepts and never answers (another service's, as Redis's did) held every
+    command for asyncpg's 60 s connect timeout, twice: 2 minutes before its one line."""
+    with socket.socket() as silent:  # the kernel completes the handshake; nothing answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgres://postgres@127.0.0.1:{silent.getsockname()[1]}/x"
+        env = {"OPSGRAPH_DATABASE_URL": url, "OPSGRAPH_CONNECT_TIMEOUT_SECONDS": "1"}
+        started = time.monotonic()
+        done = run_with(tmp_path, env, "migrate")
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"opsgraph: cannot open the database at OPSGRAPH_DATABASE_URL={url}: "
+        "no answer within OPSGRAPH_CONNECT_TIMEOUT_SECONDS\n"
+    )
+    assert elapsed < 30, elapsed  # a hang would be 60 s or more (run_with's own limit)
+
+
+def test_the_connect_timeout_reaches_asyncpg_and_leaves_sqlite_alone() -> None:
+    def credentials(url: str) -> dict[str, object]:
+        config = tortoise_config(url, connect_timeout=3.5)
+        return config["connections"]["default"]["credentials"]  # type: ignore[no-any-return]
+
+    assert credentials("postgres://u@127.0.0.1:5432/db")["timeout"] == 3.5
+    assert credentials("postgres://u@127.0.0.1:5432/db?timeout=7")["timeout"] == 7  # the URL's
+    assert "timeout" not in credentials("sqlite://:memory:")  # sqlite3's is its busy timeout
