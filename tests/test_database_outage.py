@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -92,6 +93,14 @@ def post(url: str, key: str) -> httpx.Response:
     )
 
 
+def graphql(url: str, key: str, document: str) -> dict[str, Any]:
+    """A GraphQL answer over HTTP, whatever its status."""
+    headers = {"Authorization": f"Bearer {key}"}
+    answer = httpx.post(f"{url}/graphql", json={"query": document}, headers=headers, timeout=30)
+    body: dict[str, Any] = answer.json()
+    return body
+
+
 def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay) -> None:
     with postgres_database() as direct_url:
         through_relay = direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
@@ -106,12 +115,9 @@ def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay
             assert during[0].headers["Retry-After"] == "1"
             assert "Traceback" not in during[0].text
             # GraphQL says so too, in its own shape, rather than a masked "Unexpected error."
-            answer = httpx.post(
-                f"{server.url}/graphql",
-                json={"query": "{ timeline(first: 1) { edges { node { id } } } }"},
-                headers={"Authorization": f"Bearer {server.admin_key}"},
-                timeout=30,
-            ).json()
+            answer = graphql(
+                server.url, server.admin_key, "{ timeline(first: 1) { edges { node { id } } } }"
+            )
             assert answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE", answer
             assert "retry" in answer["errors"][0]["message"]
             # A load balancer sees it too.
@@ -157,12 +163,7 @@ def test_a_database_dropped_under_the_server_is_unavailable_not_an_internal_erro
         refused = post(server.url, server.admin_key)
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "UNAVAILABLE"
-        answer = httpx.post(
-            f"{server.url}/graphql",
-            json={"query": "{ viewer { name } }"},
-            headers={"Authorization": f"Bearer {server.admin_key}"},
-            timeout=30,
-        ).json()
+        answer = graphql(server.url, server.admin_key, "{ viewer { name } }")
         assert answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE", answer
         assert health_until(server.url, 503)["database"] == "unavailable"
     assert "Traceback" not in "".join(server.output)
