@@ -24,6 +24,7 @@ from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
 from resolvers.keyset import KeyCursor, KeyPage, page
 from resolvers.timeline import Publisher, record_entry
+from resolvers.validation import text_problem
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,8 @@ async def decide_approval(
         raise InvalidDecision("comment: is required to reject; say why.")
     if comment and len(comment) > MAX_COMMENT:
         raise InvalidDecision(f"comment: must be at most {MAX_COMMENT} characters.")
+    if comment and (problem := text_problem(comment)) is not None:
+        raise InvalidDecision(f"comment: {problem}.")
     approval = await get_approval(
         workspace_id=principal.workspace_id, approval_id=approval_id, publisher=publisher
     )

@@ -29,7 +29,7 @@ from resolvers.policy_eval import (
     evaluate,
 )
 from resolvers.policy_eval import services_to_check as _services_to_check
-from resolvers.validation import Checker
+from resolvers.validation import Checker, text_problem
 
 ACTIONS = [action.value for action in PolicyAction]
 OPS = [op.value for op in MatchOp]
@@ -105,6 +105,11 @@ def _check_match(check: Checker, index: int, item: object) -> dict[str, Any] | N
     if not isinstance(path, str) or not path or len(path) > 200 or not _path_ok(path):
         check.error(f"{name}.path", "must be a dotted path such as environment or target.env")
         return None
+    for field_name, part in (("path", path), ("value", value)):
+        problem = text_problem(part)
+        if problem is not None:
+            check.error(f"{name}.{field_name}", problem)
+            return None
     if op not in OPS:
         check.error(f"{name}.op", f"must be one of {', '.join(OPS)}")
         return None
@@ -120,15 +125,27 @@ def _check_match(check: Checker, index: int, item: object) -> dict[str, Any] | N
     return None
 
 
+def _condition(check: Checker, name: str) -> str | None:
+    """A condition's text, or None when it is left out (or null): it then holds for any
+    call. An empty one is refused rather than read as left out, which would turn a policy
+    meant for one tool (an admin who cleared the field, a script sending "") into one for
+    every call."""
+    value = check.text(name)
+    if value is not None and not value.strip():
+        check.error(name, "must not be empty: leave it out (or null) to match any")
+        return None
+    return value
+
+
 def validate_policy(raw: Mapping[str, Any], *, settings: Settings) -> PolicyData:
     """Check a policy input field by field; raises InvalidPolicy naming every bad field."""
     check = Checker(raw)
     name = check.text("name", required=True)
     action = check.choice("action", ACTIONS, required=True)
-    tool_name = check.text("toolName") or None
-    action_hint = check.text("actionHint") or None
-    agent_id = check.text("agentId") or None
-    service_from = check.text("incidentOpenOnServiceFrom") or None
+    tool_name = _condition(check, "toolName")
+    action_hint = _condition(check, "actionHint")
+    agent_id = _condition(check, "agentId")
+    service_from = _condition(check, "incidentOpenOnServiceFrom")
     if service_from is not None and not _path_ok(service_from):
         check.error("incidentOpenOnServiceFrom", "must be a dotted path such as service")
     description = check.text("description", max_length=2000) or None

@@ -85,6 +85,22 @@ def is_unicode(value: str) -> bool:
 
 # What a JSON object's size is measured as (made once; parsed JSON holds no cycle).
 _SIZED = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False)
+# A NUL as JSON writes it (`\u0000`), not a string's own backslash before `u0000`.
+_ENCODED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def text_problem(value: Any) -> str | None:
+    """Why a JSON value cannot be stored as it is (a NUL, which PostgreSQL refuses and
+    SQLite would keep, or a lone surrogate, anywhere in its strings or keys), or None."""
+    try:
+        encoded = _SIZED.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return "must be valid JSON"
+    if "\x00" in encoded or _ENCODED_NUL.search(encoded):
+        return "must not contain NUL characters"
+    if not is_unicode(encoded):
+        return "must be valid Unicode text (no lone surrogates)"
+    return None
 
 
 class Checker:
@@ -198,7 +214,7 @@ class Checker:
         except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
             self.error(name, "must be valid JSON")
             return {}
-        if "\\u0000" in encoded or "\x00" in encoded:
+        if "\x00" in encoded or _ENCODED_NUL.search(encoded):
             self.error(name, "must not contain NUL characters")
             return {}
         if size > max_bytes:

@@ -107,6 +107,10 @@ async def test_rejection_needs_a_comment_and_decisions_are_final(
     assert result.errors[0].message == "comment: is required to reject; say why."
     result = await gql(DECIDE, approver, id=approval_id, decision="REJECT", comment="  ")
     assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    # Refused on every database alike, naming the field (PostgreSQL alone refused a NUL).
+    result = await gql(DECIDE, approver, id=approval_id, decision="REJECT", comment="no\x00pe")
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    assert result.errors[0].message == "comment: must not contain NUL characters."
 
     result = await gql(DECIDE, approver, id=approval_id, decision="REJECT", comment="not today")
     assert result.data["decideApproval"]["status"] == "REJECTED"

@@ -328,6 +328,10 @@ async def test_nul_bytes(post: Poster) -> None:
     }.get(post.target.path, ("payload", "summary"))
     body = await post.refused(json.dumps(with_value(event, text_field, "a\u0000b")).encode())
     assert ".".join(text_field) in body["error"]["message"]
+    # A backslash before `u0000` is six characters of text, not a NUL: kept.
+    kept = with_value(event, post.target.details, {"note": "\\u0000 and \\\\u0000"})
+    response = await post.raw(json.dumps(kept).encode())
+    assert response.status_code in (200, 201, 202), response.text
 
 
 async def test_invalid_utf8_and_lone_surrogates(post: Poster) -> None:

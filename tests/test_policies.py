@@ -143,6 +143,40 @@ async def test_bad_policies_name_each_field(gql: GraphQL, tenant: Tenant) -> Non
     assert result.errors[0].extensions == {"code": "CONFLICT"}
 
 
+async def test_an_empty_condition_is_refused_not_read_as_any(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    """`toolName: ""` read as left out made a block meant for one tool block every call;
+    a NUL in a predicate was refused by PostgreSQL alone, naming no field."""
+    bad = {
+        "name": "Block one tool",
+        "action": "BLOCK",
+        "toolName": "",
+        "actionHint": " ",
+        "agentId": "",
+        "incidentOpenOnServiceFrom": "",
+        "inputMatches": [
+            {"path": "env\u0000", "op": "EQ", "value": "prod"},
+            {"path": "env", "op": "IN", "value": ["prod", {"k": "a\u0000b"}]},
+            {"path": "env", "op": "EQ", "value": "\\u0000 is six characters"},
+        ],
+    }
+    result = await gql(CREATE_POLICY, tenant.admin, input=bad)
+    [error] = result.errors
+    assert error.extensions["code"] == "BAD_USER_INPUT"
+    assert [(f["field"], f["message"]) for f in error.extensions["fields"]] == [
+        *[
+            (name, "must not be empty: leave it out (or null) to match any")
+            for name in ("toolName", "actionHint", "agentId", "incidentOpenOnServiceFrom")
+        ],
+        ("inputMatches[0].path", "must not contain NUL characters"),
+        ("inputMatches[1].value", "must not contain NUL characters"),
+    ]
+    assert (await gql(POLICIES, tenant.admin)).data["policies"] == []
+    # Left out, each holds for any call, as documented.
+    await create_policy(gql, tenant.admin, name="Block all", action="BLOCK", toolName=None)
+
+
 async def test_each_decision_records_the_policy_versions(
     client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
 ) -> None:
