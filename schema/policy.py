@@ -27,7 +27,10 @@ class InputMatch:
     value: JSON
 
 
-@strawberry.input(description="A policy; empty conditions match every tool call.")
+@strawberry.input(
+    description="A policy; a condition left out (or null) holds for every tool call, and an "
+    "empty one is refused."
+)
 class PolicyInput:
     name: str
     action: PolicyAction  # type: ignore[valid-type]
