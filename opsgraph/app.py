@@ -612,6 +612,7 @@ def create_app(
         settings.broadcast_url,
         queue_size=settings.subscriber_queue_size,
         heartbeat_seconds=settings.bus_heartbeat_seconds,
+        connect_timeout_seconds=settings.connect_timeout_seconds,
     )
     schema = build_schema(settings)
     change_resolvers.WRITER.max_items = settings.batch_max

@@ -25,7 +25,8 @@ from redis import asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from opsgraph.live import Hub
+from opsgraph.live import Hub, close_backend
+from opsgraph.settings import CONNECT_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,14 @@ def make_backend(url: str) -> BroadcastBackend:
 class Bus:
     """Publishes committed entries and owns the process's live hub."""
 
-    def __init__(self, url: str, *, queue_size: int = 1000, heartbeat_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_size: int = 1000,
+        heartbeat_seconds: float = 5.0,
+        connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
+    ) -> None:
         self.url = url
         self._memory = urlparse(url).scheme == "memory"
         make_backend(url)  # fail fast on a bad URL
@@ -155,6 +163,7 @@ class Bus:
             channel=self.channel,
             queue_size=queue_size,
             heartbeat_seconds=heartbeat_seconds,
+            connect_timeout_seconds=connect_timeout_seconds,
         )
         self._publisher: BroadcastBackend | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -180,8 +189,7 @@ class Bus:
         await self.hub.stop()
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
-            with contextlib.suppress(Exception):
-                await publisher.disconnect()
+            await close_backend(publisher)
 
     async def _publishing_backend(self) -> BroadcastBackend | None:
         if self._memory:
@@ -232,7 +240,6 @@ class Bus:
                 # have opened its successor.
                 if backend is not None and self._publisher is backend:
                     self._publisher = None
-                    with contextlib.suppress(Exception):
-                        await backend.disconnect()
+                    await close_backend(backend)
                 if attempt == 2:
                     log.warning("could not publish a note on the bus: %r", exc)

@@ -307,7 +307,7 @@ async def _announce_revoked(settings: Settings, key_id: str) -> None:
     """Tell running servers (over a shared broadcast URL) to end the key's live connections."""
     from opsgraph.bus import Bus
 
-    bus = Bus(settings.broadcast_url)
+    bus = Bus(settings.broadcast_url, connect_timeout_seconds=settings.connect_timeout_seconds)
     try:
         await bus.key_revoked(key_id=key_id)
     finally:

@@ -22,6 +22,7 @@ from typing import Protocol
 from broadcaster._backends.base import BroadcastBackend
 
 from models.timeline import TimelineEntry
+from opsgraph.settings import CONNECT_TIMEOUT_SECONDS
 from resolvers.timeline import current_seq, current_seqs, entries_after
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,20 @@ class _Workspace:
     fetching: bool = False
 
 
+# How long closing a bus connection may take. A host gone silent (a stopped server, a
+# network dropping packets) never answers a close: waiting on it held the request that
+# published a note, and the hub's reconnection, until TCP gave up.
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+async def close_backend(backend: BroadcastBackend) -> None:
+    """Close a bus connection, abandoning it after CLOSE_TIMEOUT_SECONDS (asyncpg aborts
+    its transport when its close is cancelled); a failure to close is no one's concern."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await backend.disconnect()
+
+
 class Hub:
     """The process's single bus listener and its per-workspace subscriber sets."""
 
@@ -254,8 +269,10 @@ class Hub:
         channel: str,
         queue_size: int,
         heartbeat_seconds: float,
+        connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self._factory = backend_factory
+        self._connect_timeout = connect_timeout_seconds
         self._channel = channel
         self._queue_size = queue_size
         self._heartbeat_seconds = heartbeat_seconds
@@ -291,11 +308,11 @@ class Hub:
     async def _connect(self) -> None:
         backend = self._factory()
         try:
-            await backend.connect()
-            await backend.subscribe(self._channel)
+            async with asyncio.timeout(self._connect_timeout):
+                await backend.connect()
+                await backend.subscribe(self._channel)
         except BaseException:  # what it opened goes with it, not to the garbage collector
-            with contextlib.suppress(Exception):
-                await backend.disconnect()
+            await close_backend(backend)
             raise
         self._backend = backend
         self._connected.set()
@@ -304,8 +321,7 @@ class Hub:
         backend, self._backend = self._backend, None
         self._connected.clear()
         if backend is not None:
-            with contextlib.suppress(Exception):
-                await backend.disconnect()
+            await close_backend(backend)
 
     async def _run(self) -> None:
         delay = 0.2

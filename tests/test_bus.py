@@ -226,3 +226,34 @@ async def test_disconnecting_ends_the_listener_before_it_returns() -> None:
     assert listener is not None
     await backend.disconnect()
     assert listener.done()
+
+
+async def test_a_silent_postgres_bus_holds_no_answer_and_the_hub_connects_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bus host that stops answering (its connections neither answer nor close) made a
+    note's publisher wait on closing the connection it had given up on, holding the
+    request whose entry was already committed, and held the hub's reconnection the same
+    way, until TCP gave up: minutes."""
+    caplog.set_level(logging.ERROR, logger="opsgraph.live")
+    relay = Relay(free_port(), target=("127.0.0.1", 5432))
+    relay.open()
+    bus = Bus(
+        POSTGRES_ADMIN_URL.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}"),
+        heartbeat_seconds=0.2,
+    )
+    made = []
+    factory = bus.hub._factory
+    bus.hub._factory = lambda: made.append(1) or factory()
+    try:
+        await bus.connect()
+        await bus.entry_committed(workspace_id="ws_silent", entry_id=1)  # the publisher opens
+        relay.silence()
+        async with asyncio.timeout(15):  # publishing gives up after 2 s, closing after 2 more
+            await bus.entry_committed(workspace_id="ws_silent", entry_id=2)
+            while len(made) < 2 or not bus.hub.connected:  # lost, closed, made anew
+                await asyncio.sleep(0.1)
+    finally:
+        async with asyncio.timeout(15):
+            await bus.disconnect()
+        relay.close()

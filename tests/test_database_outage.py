@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 class Relay:
-    """A TCP relay to PostgreSQL that can be cut and restored, on a fixed port."""
+    """A TCP relay to PostgreSQL that can be cut and restored, on a fixed port; or whose
+    open connections can be silenced (`silence`), as a stopped server's or a network
+    dropping packets are, while new ones pass."""
 
     def __init__(self, port: int, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
         self.port = port
@@ -35,6 +37,7 @@ class Relay:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.base_events.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.silenced: set[asyncio.StreamWriter] = set()  # what reaches these is dropped
         self.thread.start()
 
     def _call(self, coro: object) -> None:
@@ -43,6 +46,8 @@ class Relay:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if writer in self.silenced:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -66,8 +71,14 @@ class Relay:
             writer.transport.abort()
         self.writers.clear()
 
+    async def _silence(self) -> None:
+        self.silenced |= self.writers
+
     def open(self) -> None:
         self._call(self._open())
+
+    def silence(self) -> None:
+        self._call(self._silence())
 
     def cut(self) -> None:
         self._call(self._cut())

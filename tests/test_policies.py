@@ -143,9 +143,7 @@ async def test_bad_policies_name_each_field(gql: GraphQL, tenant: Tenant) -> Non
     assert result.errors[0].extensions == {"code": "CONFLICT"}
 
 
-async def test_an_empty_condition_is_refused_not_read_as_any(
-    gql: GraphQL, tenant: Tenant
-) -> None:
+async def test_an_empty_condition_is_refused_not_read_as_any(gql: GraphQL, tenant: Tenant) -> None:
     """`toolName: ""` read as left out made a block meant for one tool block every call;
     a NUL in a predicate was refused by PostgreSQL alone, naming no field."""
     bad = {
