@@ -54,7 +54,7 @@ class ConnectionLost(Exception):
 
 # How long closing the bus waits for its listener to end once cancelled (it ends at once;
 # this only bounds a shutdown should a library ever hold on to the cancellation).
-LISTENER_END_SECONDS = 5
+LISTENER_END_SECONDS = 1.0  # within `live.CLOSE_TIMEOUT_SECONDS`, which bounds the whole close
 
 
 class WatchedRedisBackend(RedisBackend):
