@@ -83,13 +83,15 @@ class WatchedRedisBackend(RedisBackend):
         # connection's error, reported with its traceback by asyncio.run. End it first,
         # and take its error (a lost connection's: `next_published` reported it).
         listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            await asyncio.wait({listener}, timeout=LISTENER_END_SECONDS)
-            if listener.done() and not listener.cancelled():
-                listener.exception()
-        await self._pubsub.aclose()
-        await self._conn.aclose()
+        try:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.wait({listener}, timeout=LISTENER_END_SECONDS)
+                if listener.done() and not listener.cancelled():
+                    listener.exception()
+        finally:  # closed even if this close is itself cancelled (`live.close_backend`)
+            await self._pubsub.aclose()
+            await self._conn.aclose()
 
     async def subscribe(self, channel: str) -> None:
         # broadcaster wakes its listener before subscribing: the listener then finds no

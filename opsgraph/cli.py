@@ -99,11 +99,19 @@ async def _check_bus(url: str, timeout: float) -> None:
         await connection.close()
 
 
-def _check_listen(host: str, port: int) -> None:
-    """Bind each address uvicorn will listen on (as asyncio's `create_server` does) and let
-    go: a port in use or an address this host lacks is one line here, not uvicorn's log
-    line after the app's start-up, then its shutdown and exit code 3."""
+def _check_listen(host: str, port: int, *, workers: int) -> None:
+    """Bind what uvicorn will listen on and let go: a port in use or an address this host
+    lacks is one line here, not uvicorn's log line after the app's start-up, then its
+    shutdown and exit code 3. One worker listens as asyncio's `create_server` does (each
+    address the host resolves to, IPv6 ones for IPv6 alone); several share one socket made
+    as uvicorn's `Config.bind_socket` makes it (IPv6 for a host with a colon, dual-stack)."""
     try:
+        if workers > 1:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+            return
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         for family, kind, proto, _, address in dict.fromkeys(found):
             with socket.socket(family, kind, proto) as sock:
@@ -112,7 +120,8 @@ def _check_listen(host: str, port: int) -> None:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)
     except OSError as exc:
-        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}") from None
 
 
 class CommandError(Exception):
@@ -136,16 +145,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from opsgraph.app import create_app
 
-    host = args.host or settings.host
-    port = args.port if args.port is not None else settings.port
-    _check_listen(host, port)  # before anything is opened or created
-    url = settings.broadcast_url  # first: a failure after bootstrap would lose the admin key
-    checking = _check_bus(url, settings.connect_timeout_seconds)
-    asyncio.run(_reached("the bus", "BROADCAST_URL", url, checking))
-    issued = _with_database(settings, auth.bootstrap)
-    if issued is not None:
-        print("Created the default workspace. Its admin API key, shown this once:")
-        print(f"\n    {issued.secret}\n", flush=True)
+    # Everything that can refuse to serve comes before the database is bootstrapped: a
+    # failure after it would lose the admin key it prints.
     if args.workers is not None and args.workers < 1:
         print("opsgraph: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -157,6 +158,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    _check_listen(host, port, workers=workers)
+    url = settings.broadcast_url
+    checking = _check_bus(url, settings.connect_timeout_seconds)
+    asyncio.run(_reached("the bus", "BROADCAST_URL", url, checking))
+    issued = _with_database(settings, auth.bootstrap)
+    if issued is not None:
+        print("Created the default workspace. Its admin API key, shown this once:")
+        print(f"\n    {issued.secret}\n", flush=True)
     print(f"Opsgraph on http://{host}:{port}  (GraphQL at /graphql)", flush=True)
     if workers > 1:  # each worker builds the app itself, from the same environment
         app: str | Starlette = "opsgraph.cli:app_from_env"

@@ -30,18 +30,24 @@ class AccessLineFormatter(_UtcTime, AccessFormatter):
 
 
 class OutageInOneLine(logging.Filter):
-    """A record whose exception means the database is unreachable loses its traceback and
-    names the exception instead: an outage would otherwise print one per retry (asyncpg's
-    pool restoring its floor of connections, for one), and the traceback says nothing the
-    exception's name and message do not."""
+    """A record of the database driver's whose exception means the database is unreachable
+    loses its traceback and names the exception instead: asyncpg's pool, restoring its
+    floor of connections through an outage, printed a traceback per retry that said
+    nothing the exception's name and message do not. The app's own records keep theirs
+    (an error met while handling a timeout is still a bug to read in full)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and database_unavailable(exc):
-            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
+        if exc is None or not record.name.startswith("asyncpg"):
+            return True
+        try:
+            if database_unavailable(exc):
+                record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+                record.args = None
+                record.exc_info = None
+                record.exc_text = None
+        except Exception:  # a record that cannot be read is logging's to report, as ever
+            pass
         return True
 
 

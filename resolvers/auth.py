@@ -297,13 +297,20 @@ async def bootstrap(*, workspace_name: str = "default") -> IssuedKey | None:
         return await open_workspace(name=workspace_name)
 
 
+# The PostgreSQL advisory lock that creating a workspace holds while it checks its name.
+NAME_LOCK = 0x6F70_7367_7261_7068  # "opsgraph"
+
+
 async def open_workspace(*, name: str) -> IssuedKey:
     """A new workspace (a tenant: nothing of another is ever seen from it) with a key
     named admin holding every scope, in one transaction. DuplicateName if a workspace of
     that name exists (each is named by its id in commands; a second of one name would
     only be a mistake, most often the same command run twice)."""
     name = clean_name(name)
-    async with in_transaction():
+    async with in_transaction() as connection:
+        if connection.capabilities.dialect == "postgres":  # SQLite runs one at a time
+            # Two creations of one name at once would each find none: one waits here.
+            await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [NAME_LOCK])
         same = await Workspace.filter(name=name).first()
         if same is not None:
             raise DuplicateName(f"A workspace named {name!r} already exists ({same.id}).")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
+import asyncio
+import secrets
 
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+import pytest
+
+from resolvers import auth
 from tests.conftest import GraphQL, MakeTenant, Tenant
 from tests.test_changes import SEED_EVENT, bearer, timeline_of
 
@@ -99,3 +105,38 @@ async def test_graphql_over_http_takes_the_bearer_header(
 
     response = await client.get("/graphql", headers={"Accept": "text/html"})
     assert response.status_code == 200 and "graphiql" in response.text.lower()
+
+
+async def test_a_workspace_name_is_taken_once_even_by_two_at_once(
+    tenant: Tenant, database_url: str
+) -> None:
+    name = "team-" + secrets.token_hex(3)
+    made = await asyncio.gather(
+        *(auth.open_workspace(name=name) for _ in range(3)), return_exceptions=True
+    )
+    assert sorted(type(result).__name__ for result in made) == [
+        "DuplicateName",
+        "DuplicateName",
+        "IssuedKey",
+    ], made
+    if not database_url.startswith("postgres"):
+        return  # SQLite runs one transaction at a time
+    # Another process creating the same name, its transaction not yet committed: this one
+    # waits for it, then finds the name taken (each read none, and both inserted).
+    other = await asyncpg.connect(database_url)
+    try:
+        async with other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock($1)", auth.NAME_LOCK)
+            await other.execute(
+                "INSERT INTO workspace (id, name, timeline_seq, policy_version, created_at)"
+                " VALUES ($1, $2, 0, 0, now())",
+                "ws_other_" + secrets.token_hex(4),
+                "late-" + name,
+            )
+            creating = asyncio.ensure_future(auth.open_workspace(name="late-" + name))
+            await asyncio.sleep(0.3)
+            assert not creating.done()
+        with pytest.raises(auth.DuplicateName):
+            await asyncio.wait_for(creating, timeout=10)
+    finally:
+        await other.close()

@@ -206,6 +206,19 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_before_anything_opens(
             assert done.stderr == (
                 f"opsgraph: cannot listen on 127.0.0.1:{port}: Address already in use\n"
             )
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Several workers share one dual-stack socket: `::` then needs IPv4's port too.
+        env = {"OPSGRAPH_BROADCAST_URL": "redis://127.0.0.1:6379/0"}
+        done = run_with(
+            tmp_path, env, "serve", "--host", "::", "--port", str(port), "--workers", "2"
+        )
+        assert (done.returncode, done.stdout) == (1, ""), done.stderr
+        assert done.stderr == f"opsgraph: cannot listen on [::]:{port}: Address already in use\n"
+    refused = run_with(tmp_path, {}, "serve", "--workers", "0")
+    assert refused.returncode == 2, refused.stderr
     assert not (tmp_path / "opsgraph.sqlite3").exists()  # no admin key made and never shown
 
 

@@ -1,5 +1,6 @@
 """The nesting limit of request bodies (`OPSGRAPH_MAX_JSON_DEPTH`) reads the depth from the
-text; it must agree with the parsed value's depth for every JSON text."""
+text; it must agree with the parsed value's depth for every JSON text whose keys are unique
+(of a key given twice the text's deeper value counts, though the parse keeps the last)."""
 
 from __future__ import annotations
 
