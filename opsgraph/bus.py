@@ -90,8 +90,10 @@ class WatchedRedisBackend(RedisBackend):
                 if listener.done() and not listener.cancelled():
                     listener.exception()
         finally:  # closed even if this close is itself cancelled (`live.close_backend`)
-            await self._pubsub.aclose()
-            await self._conn.aclose()
+            try:
+                await self._pubsub.aclose()
+            finally:
+                await self._conn.aclose()
 
     async def subscribe(self, channel: str) -> None:
         # broadcaster wakes its listener before subscribing: the listener then finds no

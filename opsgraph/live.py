@@ -334,7 +334,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the bus is gone: end everyone, then reconnect
-                log.warning("live bus lost (%s): ending %d subscribers", exc, self.subscriber_count)
+                log.warning("live bus lost (%r): ending %d subscribers", exc, self.subscriber_count)
                 self._fail_all(bus_lost())
                 await self._disconnect()
                 await asyncio.sleep(delay)

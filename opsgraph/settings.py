@@ -59,8 +59,9 @@ class Settings:
 
     database_url: str = f"sqlite://{Path.cwd() / 'opsgraph.sqlite3'}"
     broadcast_url: str = "memory://"
-    # How long opening a connection to PostgreSQL (the database, the CLI's bus check) may
-    # take before it counts as unreachable (asyncpg's own default is 60 s).
+    # How long opening a connection may take before it counts as unreachable: to PostgreSQL
+    # as the database (asyncpg's own default is 60 s), and to the bus (the hub's
+    # reconnections, the CLI's check).
     connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS
     public_url: str = "http://127.0.0.1:8000"
     # Request and payload limits.

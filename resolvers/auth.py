@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -290,8 +291,10 @@ async def service_for_routing_key(*, routing_key: str) -> Service | None:
 
 
 async def bootstrap(*, workspace_name: str = "default") -> IssuedKey | None:
-    """On an empty database create a workspace and an admin key; otherwise do nothing."""
-    async with in_transaction():
+    """On an empty database create a workspace and an admin key; otherwise do nothing
+    (also when another process, starting at the same time, created it first)."""
+    async with in_transaction() as connection:
+        await _lock_workspace_names(connection)
         if await Workspace.exists():
             return None
         return await open_workspace(name=workspace_name)
@@ -301,6 +304,14 @@ async def bootstrap(*, workspace_name: str = "default") -> IssuedKey | None:
 NAME_LOCK = 0x6F70_7367_7261_7068  # "opsgraph"
 
 
+async def _lock_workspace_names(connection: BaseDBAsyncClient) -> None:
+    """Hold NAME_LOCK until the transaction ends: two creations that would each find a
+    name free (or the database empty) follow each other. SQLite runs one transaction at
+    a time already. Taken again in a nested transaction, it is simply held."""
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [NAME_LOCK])
+
+
 async def open_workspace(*, name: str) -> IssuedKey:
     """A new workspace (a tenant: nothing of another is ever seen from it) with a key
     named admin holding every scope, in one transaction. DuplicateName if a workspace of
@@ -308,9 +319,7 @@ async def open_workspace(*, name: str) -> IssuedKey:
     only be a mistake, most often the same command run twice)."""
     name = clean_name(name)
     async with in_transaction() as connection:
-        if connection.capabilities.dialect == "postgres":  # SQLite runs one at a time
-            # Two creations of one name at once would each find none: one waits here.
-            await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [NAME_LOCK])
+        await _lock_workspace_names(connection)
         same = await Workspace.filter(name=name).first()
         if same is not None:
             raise DuplicateName(f"A workspace named {name!r} already exists ({same.id}).")

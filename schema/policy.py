@@ -29,7 +29,7 @@ class InputMatch:
 
 @strawberry.input(
     description="A policy; a condition left out (or null) holds for every tool call, and an "
-    "empty one is refused."
+    "empty text condition is refused."
 )
 class PolicyInput:
     name: str

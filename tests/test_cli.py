@@ -3,6 +3,7 @@ traceback, and change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -10,10 +11,12 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from opsgraph.db import tortoise_config
-from tests.servers import OPSGRAPH
+from resolvers.auth import NAME_LOCK
+from tests.servers import OPSGRAPH, postgres_database
 from tests.test_server import run_cli
 
 
@@ -251,3 +254,34 @@ def test_the_connect_timeout_reaches_asyncpg_and_leaves_sqlite_alone() -> None:
     assert credentials("postgres://u@127.0.0.1:5432/db")["timeout"] == 3.5
     assert credentials("postgres://u@127.0.0.1:5432/db?timeout=7")["timeout"] == 7  # the URL's
     assert "timeout" not in credentials("sqlite://:memory:")  # sqlite3's is its busy timeout
+
+
+def test_two_servers_bootstrapping_one_empty_database_make_one_workspace(tmp_path: Path) -> None:
+    """A process finding the database empty while another is creating its workspace waits
+    for it, then finds the workspace there: it creates none, prints no key, and starts
+    (it had made a second "default", then, once workspace names were checked, failed)."""
+    with postgres_database() as url:
+        env = {"OPSGRAPH_DATABASE_URL": url}
+        assert run_with(tmp_path, env, "migrate").returncode == 0
+
+        async def race() -> subprocess.CompletedProcess[str]:
+            other = await asyncpg.connect(url)
+            try:
+                await other.execute("DELETE FROM api_key; DELETE FROM workspace")  # empty again
+                async with other.transaction():  # the other process, creating its workspace
+                    await other.execute("SELECT pg_advisory_xact_lock($1)", NAME_LOCK)
+                    await other.execute(
+                        "INSERT INTO workspace (id, name, timeline_seq, policy_version,"
+                        " created_at) VALUES ('ws_other', 'default', 0, 0, now())"
+                    )
+                    migrating = asyncio.create_task(
+                        asyncio.to_thread(run_with, tmp_path, env, "migrate")
+                    )
+                    await asyncio.sleep(3)  # started, migrated, and waiting for the lock
+                    assert not migrating.done()
+                return await migrating
+            finally:
+                await other.close()
+
+        done = asyncio.run(race())
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
