@@ -1,5 +1,6 @@
 """How `opsgraph serve` logs: every line stamped with its UTC time and level, uvicorn's and
-the app's alike, and an unreachable database told in one line rather than a traceback."""
+the app's alike, and the database driver's retries through an outage in a line each rather
+than a traceback each."""
 
 from __future__ import annotations
 
