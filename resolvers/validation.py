@@ -89,6 +89,14 @@ _SIZED = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=Fa
 _ENCODED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+def _has_nul(encoded: str) -> bool:
+    """Whether JSON text written by `_SIZED` holds a NUL. The regex, tried at every
+    position, costs about 100 µs on 2 KB (every event's metadata); it runs only on text
+    that holds an escaped NUL's six characters at all, which a substring search finds in
+    about 1 µs."""
+    return "\x00" in encoded or ("\\u0000" in encoded and bool(_ENCODED_NUL.search(encoded)))
+
+
 def text_problem(value: Any) -> str | None:
     """Why a JSON value cannot be stored as it is (a NUL, which PostgreSQL refuses and
     SQLite would keep, or a lone surrogate, anywhere in its strings or keys), or None."""
@@ -96,7 +104,7 @@ def text_problem(value: Any) -> str | None:
         encoded = _SIZED.encode(value)
     except (TypeError, ValueError, RecursionError):
         return "must be valid JSON"
-    if "\x00" in encoded or _ENCODED_NUL.search(encoded):
+    if _has_nul(encoded):
         return "must not contain NUL characters"
     if not is_unicode(encoded):
         return "must be valid Unicode text (no lone surrogates)"
@@ -214,7 +222,7 @@ class Checker:
         except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
             self.error(name, "must be valid JSON")
             return {}
-        if "\x00" in encoded or _ENCODED_NUL.search(encoded):
+        if _has_nul(encoded):
             self.error(name, "must not contain NUL characters")
             return {}
         if size > max_bytes:
