@@ -66,17 +66,6 @@ class WatchedRedisBackend(RedisBackend):
         self._conn = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
         self._pubsub = self._conn.pubsub()
 
-    async def connect(self) -> None:
-        # broadcaster starts its listener task before connecting: a failed connect would
-        # leave it waiting for ever for a subscription ("Task was destroyed but it is
-        # pending!" once the backend is collected).
-        try:
-            await super().connect()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self.disconnect()
-            raise
-
     async def disconnect(self) -> None:
         # broadcaster cancels its listener without waiting for it: a listener still pending
         # when the loop stops (uvicorn's exit after a failed bind) ends with the closed
@@ -201,7 +190,11 @@ class Bus:
         async with self._connecting:  # concurrent first notes must not open two
             if self._publisher is None:
                 publisher = make_backend(self.url)
-                await publisher.connect()
+                try:
+                    await publisher.connect()
+                except BaseException:  # closed, as `Hub._connect` closes its own
+                    await close_backend(publisher)
+                    raise
                 self._publisher = publisher
         return self._publisher
 

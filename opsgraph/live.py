@@ -312,6 +312,8 @@ class Hub:
                 await backend.connect()
                 await backend.subscribe(self._channel)
         except BaseException:  # what it opened goes with it, not to the garbage collector
+            # (broadcaster's Redis backend starts its listener task before it connects: left
+            # to the collector, it is reported as "Task was destroyed but it is pending!")
             await close_backend(backend)
             raise
         self._backend = backend
