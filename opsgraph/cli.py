@@ -85,6 +85,12 @@ def _shown(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
+def _reach_bus(settings: Settings) -> None:
+    """Connect to the broadcast URL once and let go; CommandError if it cannot be reached."""
+    url, timeout = settings.broadcast_url, settings.connect_timeout_seconds
+    asyncio.run(_reached("the bus", "BROADCAST_URL", url, _check_bus(url, timeout)))
+
+
 async def _check_bus(url: str, timeout: float) -> None:
     """Connect to the broadcast URL once and let go (memory:// has nothing to reach)."""
     scheme = urlsplit(url).scheme
@@ -161,9 +167,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     _check_listen(host, port, workers=workers)
-    url = settings.broadcast_url
-    checking = _check_bus(url, settings.connect_timeout_seconds)
-    asyncio.run(_reached("the bus", "BROADCAST_URL", url, checking))
+    _reach_bus(settings)
     issued = _with_database(settings, auth.bootstrap)
     if issued is not None:
         print("Created the default workspace. Its admin API key, shown this once:")
@@ -299,10 +303,8 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
         print(f"opsgraph: no live key {args.id}", file=sys.stderr)
         return 1
     print(f"revoked {args.id}", file=sys.stderr)
-    url = settings.broadcast_url
     try:
-        checking = _check_bus(url, settings.connect_timeout_seconds)
-        asyncio.run(_reached("the bus", "BROADCAST_URL", url, checking))
+        _reach_bus(settings)
     except CommandError as exc:  # revoked all the same: the servers find out by themselves
         print(
             f"opsgraph: {exc}; running servers end the key's live connections within "
