@@ -14,8 +14,9 @@ import contextlib
 import json
 import logging
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
+import asyncpg  # type: ignore[import-untyped]
 from broadcaster._backends.base import BroadcastBackend
 from broadcaster._backends.memory import MemoryBackend
 from broadcaster._backends.postgres import PostgresBackend
@@ -108,13 +109,21 @@ class WatchedRedisBackend(RedisBackend):
         raise ConnectionLost("the Redis pub/sub listener stopped") from error
 
 
+# What the bus's PostgreSQL connections call themselves in `pg_stat_activity` (the
+# database's pool is `db.APPLICATION_NAME`); an `application_name` in the URL wins.
+BUS_APPLICATION_NAME = "opsgraph bus"
+
+
 class WatchedPostgresBackend(PostgresBackend):
     """LISTEN/NOTIFY that reports a terminated connection instead of waiting forever."""
 
     _LOST = Event(channel="", message="")
 
     async def connect(self) -> None:
-        await super().connect()
+        named = "application_name" in parse_qs(urlparse(self._url).query)
+        settings = {} if named else {"application_name": BUS_APPLICATION_NAME}
+        self._conn = await asyncpg.connect(self._url, server_settings=settings)
+        self._listen_queue: asyncio.Queue[Event] = asyncio.Queue()
         self._conn.add_termination_listener(lambda _conn: self._listen_queue.put_nowait(self._LOST))
 
     async def next_published(self) -> Event:

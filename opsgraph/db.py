@@ -15,6 +15,9 @@ from models import MODEL_MODULES
 from opsgraph.settings import CONNECT_TIMEOUT_SECONDS, Settings
 
 APP_LABEL = "models"
+# What the database pool's connections call themselves in `pg_stat_activity`, so an operator
+# can tell them apart; an `application_name` in the URL wins.
+APPLICATION_NAME = "opsgraph"
 
 
 def tortoise_config(
@@ -61,6 +64,7 @@ def _connection(database_url: str, connect_timeout: float) -> dict[str, Any]:
         settings.setdefault("max_parallel_workers_per_gather", "0")
         config["credentials"]["connection_class"] = PooledConnection
         config["credentials"].setdefault("timeout", connect_timeout)
+        config["credentials"].setdefault("application_name", APPLICATION_NAME)
     return config
 
 

@@ -9,9 +9,11 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import httpx
 import pytest
 import strawberry
 from redis import asyncio as redis
@@ -20,8 +22,8 @@ from opsgraph.bus import CHANNEL, Bus, WatchedPostgresBackend, WatchedRedisBacke
 from opsgraph.settings import Settings
 from schema.context import Context
 from tests.conftest import POSTGRES_ADMIN_URL, Tenant
-from tests.servers import free_port
-from tests.test_changes import SEED_EVENT
+from tests.servers import free_port, postgres_database, run_server
+from tests.test_changes import SEED_EVENT, bearer
 from tests.test_database_outage import Relay
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -257,3 +259,31 @@ async def test_a_silent_postgres_bus_holds_no_answer_and_the_hub_connects_again(
         async with asyncio.timeout(15):
             await bus.disconnect()
         relay.close()
+
+
+def test_an_operator_tells_the_server_s_postgres_connections_apart(tmp_path: Path) -> None:
+    """In `pg_stat_activity` the database pool's connections are `opsgraph` and the bus's
+    (its LISTEN and its publishing connection) `opsgraph bus`; they had no name at all.
+    An `application_name` in either URL wins."""
+
+    async def names(url: str) -> list[str]:
+        connection = await asyncpg.connect(url)
+        try:
+            rows = await connection.fetch(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await connection.close()
+        return sorted({row["application_name"] for row in rows})
+
+    with postgres_database() as url:
+        key = ""
+        for query, expected in (("", ["opsgraph", "opsgraph bus"]), ("?application_name=x", ["x"])):
+            env = {"OPSGRAPH_DATABASE_URL": url + query, "OPSGRAPH_BROADCAST_URL": url + query}
+            with run_server(tmp_path, env) as server:
+                key = server.admin_key or key
+                # a change posted: its note opens the bus's publishing connection
+                posted = httpx.post(f"{server.url}/events", json=SEED_EVENT, headers=bearer(key))
+                assert posted.status_code == 201, posted.text
+                assert asyncio.run(names(url)) == expected
