@@ -12,6 +12,7 @@ from models.agent import RunStatus as RunStatusModel
 from models.agent import ToolCall as ToolCallRow
 from models.agent import ToolCallDecision as ToolCallDecisionModel
 from models.agent import ToolCallStatus as ToolCallStatusModel
+from models.approval import ApprovalStatus as ApprovalStatusModel
 from models.policy import PolicyAction as PolicyActionModel
 from resolvers import agent_queries, approvals
 from resolvers.auth import Scope
@@ -80,7 +81,7 @@ class ToolCall:
     decision: ToolCallDecision  # type: ignore[valid-type]
     decision_reason: str
     matched_policies: list[MatchedPolicy]
-    status: ToolCallStatus  # type: ignore[valid-type]
+    stored_status: strawberry.Private[ToolCallStatusModel]
     violation: str | None = strawberry.field(
         description="Why completing this call broke policy (blocked, rejected, expired or "
         "still pending), or null."
@@ -107,12 +108,24 @@ class ToolCall:
             decision=row.decision,
             decision_reason=row.decision_reason,
             matched_policies=[MatchedPolicy.from_json(m) for m in row.matched_policies],
-            status=row.status,
+            stored_status=row.status,
             violation=row.violation,
             error=row.error,
             called_at=row.called_at,
             ended_at=row.ended_at,
         )
+
+    @strawberry.field
+    async def status(self, info: Info) -> ToolCallStatus:  # type: ignore[valid-type]
+        """A call awaiting an approval whose time is up is expired first (as the approval
+        is on read), so that the two never disagree in one answer."""
+        if self.stored_status is ToolCallStatusModel.AWAITING_APPROVAL:
+            row = await loaders.approval_of_tool_call(info.context, self.instance.id)
+            if row is not None:
+                await approvals.expire_if_due(row, publisher=info.context.publisher)
+                if row.status is ApprovalStatusModel.EXPIRED:
+                    return ToolCallStatusModel.EXPIRED
+        return self.stored_status
 
     @strawberry.field
     async def run(self, info: Info) -> Run:

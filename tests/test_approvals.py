@@ -48,6 +48,11 @@ query($status: ApprovalStatus, $first: Int, $after: String) {
     edges { cursor node { id status toolCall { toolCallId } } } pageInfo { hasNextPage endCursor } }
 }
 """
+# Records an event without reading its call back (a read expires a due approval).
+RECORD_UNREAD = """
+mutation($input: AgentEventInput!) {
+  recordAgentEvent(input: $input) { ... on AgentEventProcessed { approvalId } } }
+"""
 VIOLATIONS = """
 query { timeline(filter: {kinds: [POLICY_VIOLATION]}) { edges { node { summary service actor
   details subject { __typename ... on ToolCall { toolCallId status violation } } } } } }
@@ -188,6 +193,22 @@ async def test_expiry_never_approves_and_is_recorded_once(
     assert [edge["node"]["id"] for edge in expired] == [approval_id]
 
 
+async def test_a_call_read_beside_its_due_approval_is_expired_in_the_same_answer(
+    gated: Tenant, settings: Settings, recorder: Recorder, gql: GraphQL
+) -> None:
+    """A run's tool call whose approval fell due, read before its approval in one query,
+    said AWAITING_APPROVAL beside an EXPIRED approval (the approval's lazy expiry came
+    after the call's status was read); the next read said EXPIRED for both."""
+    run = expiring_gql(settings, recorder)
+    await run(RECORD, gated.writer, input=tool_called("evt_1", "tc_1", environment="production"))
+    document = "{ runs(first: 1) { edges { node { toolCalls { status approval { status } } } } } }"
+    for _ in range(2):
+        [edge] = (await gql(document, gated.reader)).data["runs"]["edges"]
+        assert edge["node"]["toolCalls"] == [
+            {"status": "EXPIRED", "approval": {"status": "EXPIRED"}}
+        ]
+
+
 async def test_a_decision_the_clock_overtakes_after_the_read_does_not_approve(
     client: httpx.AsyncClient, gated: Tenant, gql: GraphQL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,7 +241,7 @@ async def test_the_sweeper_expires_approvals_nobody_reads(
     approval nobody looks at is expired and announced (what live approval screens hear)."""
     run = expiring_gql(settings, recorder)
     result = await run(
-        RECORD, gated.writer, input=tool_called("evt_1", "tc_1", environment="production")
+        RECORD_UNREAD, gated.writer, input=tool_called("evt_1", "tc_1", environment="production")
     )
     approval_id = result.data["recordAgentEvent"]["approvalId"]
     announced = len(recorder.announced)
@@ -247,7 +268,7 @@ async def test_the_sweep_expires_due_approvals(
     run = expiring_gql(settings, recorder)
     for i in range(3):
         body = tool_called(f"evt_{i}", f"tc_{i}", environment="production")
-        await run(RECORD, gated.writer, input=body)
+        await run(RECORD_UNREAD, gated.writer, input=body)
     assert (
         await approvals.expire_due_approvals(publisher=recorder, workspace_id=gated.workspace_id)
         == 3
