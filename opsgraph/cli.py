@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tortoise.exceptions import ConfigurationError
 
-from opsgraph.db import DatabaseUrlError, close_database, open_database
+from opsgraph.db import DatabaseUrlError, SchemaMismatch, close_database, open_database
 from opsgraph.logs import log_config
 from opsgraph.settings import Settings, misspelled, port_problem
 from resolvers import auth
@@ -50,6 +50,10 @@ async def _reached(what: str, setting: str, url: str, opening: Awaitable[object]
     and the reason in one line, not the driver's traceback."""
     try:
         await opening
+    except SchemaMismatch as exc:
+        raise CommandError(
+            f"cannot use {what} at OPSGRAPH_{setting}={_shown(url)}: {exc}"
+        ) from None
     except CANNOT_CONNECT as exc:  # anything else (a migration's own error) keeps its traceback
         text = str(exc).strip()
         first = text.splitlines()[0].rstrip(".") if text else type(exc).__name__

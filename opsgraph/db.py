@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import pkgutil
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as _migrate
 
 from models import MODEL_MODULES
+from models import migrations as migrations_package
 from opsgraph.settings import CONNECT_TIMEOUT_SECONDS, Settings
 
 APP_LABEL = "models"
@@ -98,10 +100,77 @@ async def migrate(settings: Settings) -> None:
 
 
 async def open_database(settings: Settings, *, run_migrations: bool = True) -> None:
-    """Migrate, then open connections visible to every task of the process."""
+    """Migrate, then open connections visible to every task of the process; refuse a
+    database whose tables are not what its recorded migrations make (`SchemaMismatch`)."""
     if run_migrations:
         await migrate(settings)
     await Tortoise.init(config=_config(settings), _enable_global_fallback=True)
+    try:
+        await check_schema()
+    except BaseException:
+        await close_database()
+        raise
+
+
+class SchemaMismatch(Exception):
+    """The database's tables are not those this version's migrations make: it was made by
+    another version (a newer one, or a development one whose migrations were rewritten),
+    or changed by hand. It is not served (its pending migrations of ours are applied
+    first, as they must be before its tables can be compared)."""
+
+
+_MIGRATION_TABLE = "tortoise_migrations"
+
+
+async def check_schema() -> None:
+    """Compare the open database with this version: every migration it records must be one
+    of ours, and every table and column of the models must exist. Migrations are trusted
+    by name, so a database whose recorded migrations were rewritten afterwards (the first
+    day's development versions) looked migrated and failed on every write."""
+    connection = connections.get("default")
+    postgres = connection.capabilities.dialect == "postgres"
+    _, rows = await connection.execute_query(
+        f'SELECT name FROM "{_MIGRATION_TABLE}" WHERE app = {"$1" if postgres else "?"}',
+        [APP_LABEL],
+    )
+    ours = {module.name for module in pkgutil.iter_modules(migrations_package.__path__)}
+    unknown = sorted({str(row["name"]) for row in rows} - ours)
+    if unknown:
+        raise SchemaMismatch(
+            f"the database records migrations this version does not have ({', '.join(unknown)}):"
+            " a newer version of Opsgraph migrated it; run that version"
+        )
+    if postgres:
+        query = (
+            "SELECT table_name AS t, column_name AS c FROM information_schema.columns"
+            " WHERE table_schema = current_schema()"
+        )
+    else:
+        query = (
+            "SELECT m.name AS t, p.name AS c FROM sqlite_master AS m"
+            " JOIN pragma_table_info(m.name) AS p WHERE m.type = 'table'"
+        )
+    _, rows = await connection.execute_query(query)
+    present: dict[str, set[str]] = {}
+    for row in rows:
+        present.setdefault(str(row["t"]), set()).add(str(row["c"]))
+    missing: list[str] = []
+    for model in Tortoise.apps[APP_LABEL].values():
+        table = model._meta.db_table
+        if table not in present:
+            missing.append(f"table {table}")
+            continue
+        columns = sorted(set(model._meta.fields_db_projection.values()) - present[table])
+        missing.extend(f"{table}.{column}" for column in columns)
+    if missing:
+        shown = ", ".join(missing[:6]) + (
+            f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        )
+        raise SchemaMismatch(
+            f"the database lacks what its recorded migrations make ({shown}): it was made by"
+            " another version of Opsgraph (a development one before its migrations were"
+            " final) or changed by hand; Opsgraph will not use it"
+        )
 
 
 def _config(settings: Settings) -> dict[str, Any]:

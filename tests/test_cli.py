@@ -4,8 +4,10 @@ traceback, and change nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 from importlib.metadata import version
@@ -16,7 +18,7 @@ import pytest
 
 from opsgraph.db import tortoise_config
 from resolvers.auth import NAME_LOCK
-from tests.servers import OPSGRAPH, postgres_database
+from tests.servers import OPSGRAPH, free_port, postgres_database
 from tests.test_server import run_cli
 
 
@@ -285,3 +287,71 @@ def test_two_servers_bootstrapping_one_empty_database_make_one_workspace(tmp_pat
 
         done = asyncio.run(race())
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def _execute(url: str | None, workdir: Path, sql: str) -> None:
+    """Run SQL on the PostgreSQL database at `url`, or on the working directory's SQLite."""
+    if url is None:
+        with sqlite3.connect(workdir / "opsgraph.sqlite3") as connection:
+            connection.executescript(sql)
+        return
+
+    async def run() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_database_unlike_its_recorded_migrations_is_refused_in_one_line(
+    tmp_path: Path, backend: str
+) -> None:
+    """A database whose recorded migrations were rewritten after it applied them (the first
+    day's development versions: a column added to 0001, 0002 and 0003 empty at first)
+    looked migrated; the server started, said healthy, and failed every write with a 500.
+    `migrate` and `serve` now refuse it, naming what is missing, and print no key."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if backend == "postgres" else None
+        env = {"OPSGRAPH_DATABASE_URL": url} if url else {}
+        assert run_with(tmp_path, env, "migrate").returncode == 0
+        _execute(
+            url,
+            tmp_path,
+            "ALTER TABLE workspace RENAME COLUMN timeline_seq TO old_seq;"
+            " ALTER TABLE timeline_entry RENAME COLUMN seq TO old_seq;"
+            " ALTER TABLE incident_alert RENAME TO old_alert;",
+        )
+        for command in ("migrate", "serve"):
+            port = ["--port", str(free_port())] if command == "serve" else []
+            done = run_with(tmp_path, env, command, *port)
+            assert (done.returncode, done.stdout) == (1, ""), done.stderr
+            assert done.stderr.startswith(
+                "opsgraph: cannot use the database at OPSGRAPH_DATABASE_URL="
+            )
+            assert done.stderr.count("\n") == 1, done.stderr
+            for missing in ("workspace.timeline_seq", "timeline_entry.seq", "table incident_alert"):
+                assert missing in done.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_database_a_newer_version_migrated_is_refused(tmp_path: Path, backend: str) -> None:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if backend == "postgres" else None
+        env = {"OPSGRAPH_DATABASE_URL": url} if url else {}
+        assert run_with(tmp_path, env, "migrate").returncode == 0
+        _execute(
+            url,
+            tmp_path,
+            "INSERT INTO tortoise_migrations (app, name, applied_at)"
+            " VALUES ('models', '0099_from_the_future', CURRENT_TIMESTAMP);",
+        )
+        done = run_with(tmp_path, env, "keys", "list")
+        assert (done.returncode, done.stdout) == (1, ""), done.stderr
+        assert "records migrations this version does not have (0099_from_the_future)" in (
+            done.stderr
+        )
+        assert done.stderr.count("\n") == 1, done.stderr
