@@ -8,11 +8,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol, TypedDict, cast
+from typing import Any, Protocol, TypedDict, cast
 
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter
@@ -134,6 +134,42 @@ async def _closed_for_rate(handler: LegacyWSHandler | TransportWSHandler) -> boo
     return True
 
 
+def operation_problem(message: Mapping[str, Any]) -> str | None:
+    """What makes a `subscribe` (graphql-transport-ws) or `start` (graphql-ws) message
+    unusable, or None. Strawberry reads these fields unchecked: a payload that was not an
+    object ended the whole connection, its other operations with it (1011, or no close
+    frame on graphql-ws) and logged a traceback; a query that was not a string ended the
+    operation with nothing said."""
+    if not isinstance(message.get("id"), str) or not message["id"]:
+        return "id: must be a non-empty string"
+    payload = message.get("payload")
+    if not isinstance(payload, dict):
+        return "payload: must be an object"
+    if not isinstance(payload.get("query"), str):
+        return "payload.query: must be a string"
+    if payload.get("variables") is not None and not isinstance(payload["variables"], dict):
+        return "payload.variables: must be an object or null"
+    name = payload.get("operationName")
+    if name is not None and not isinstance(name, str):
+        return "payload.operationName: must be a string or null"
+    return None
+
+
+def _connection_error(message: str) -> Any:
+    """graphql-ws's answer to a message it cannot use that names no operation."""
+    return {"type": "connection_error", "payload": {"message": message}}
+
+
+def _operations_limit(settings: Settings) -> GraphQLFormattedError:
+    """The error of an operation over the connection's limit (Strawberry's has no code)."""
+    most = settings.max_subscriptions_per_connection
+    return {
+        "message": f"Subscription limit reached: at most {most} operations at once on one "
+        "connection (OPSGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION).",
+        "extensions": {"code": "TOO_MANY_OPERATIONS"},
+    }
+
+
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy `graphql-ws` protocol, refusing a bad key with close code 4403 as the
     `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011), and
@@ -157,8 +193,16 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
     async def handle_message(self, message: OperationMessage) -> None:
-        if not await _closed_for_rate(self):
-            await super().handle_message(message)
+        if await _closed_for_rate(self):
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if not isinstance(kind, str):  # Strawberry's handler ended the connection (KeyError)
+            await self.send_message(_connection_error("a message must be an object with a type"))
+            return
+        if kind == "stop" and not isinstance(message.get("id"), str):
+            await self.send_message(_connection_error("stop: id must be a string"))
+            return
+        await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         if self._init_received:  # as graphql-transport-ws answers a second one
@@ -183,6 +227,23 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
 
     async def handle_start(self, message: StartMessage) -> None:
+        problem = operation_problem(message)
+        if problem is not None:  # that operation alone is refused; the connection stays
+            if isinstance(message.get("id"), str):
+                refused = ErrorMessage(
+                    type="error",
+                    id=message["id"],
+                    payload={"message": problem, "extensions": {"code": "BAD_REQUEST"}},
+                )
+                await self.send_message(refused)
+            else:
+                await self.send_message(_connection_error(f"start: {problem}"))
+            return
+        if self.connection_acknowledged and message["id"] not in self.tasks:
+            if len(self.tasks) >= self.context.settings.max_subscriptions_per_connection:
+                limit = _operations_limit(self.context.settings)
+                await self.send_message(ErrorMessage(type="error", id=message["id"], payload=limit))
+                return
         if self.connection_acknowledged:
             error = await cast(GraphQLApp, self.view).rate_refusal(self.context)
             if error is not None:
@@ -221,8 +282,21 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     `schema.live_render`)."""
 
     async def handle_message(self, message: TransportMessage) -> None:
-        if not await _closed_for_rate(self):
-            await super().handle_message(message)
+        if await _closed_for_rate(self):
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "subscribe":
+            problem = operation_problem(message)
+            if problem is not None:  # the protocol's answer to a malformed message
+                await self.handle_invalid_message(f"Invalid subscribe message: {problem}")
+                return
+        elif kind == "complete" and not isinstance(message.get("id"), str):
+            await self.handle_invalid_message("Invalid complete message: id: must be a string")
+            return
+        elif not isinstance(kind, str):  # Strawberry's handler ended the connection with 1011
+            await self.handle_invalid_message("Failed to parse message")
+            return
+        await super().handle_message(message)
 
     async def handle_connection_init(self, message: TransportInitMessage) -> None:
         await super().handle_connection_init(message)
@@ -238,6 +312,11 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def handle_subscribe(self, message: TransportSubscribeMessage) -> None:
         if self.connection_acknowledged and message["id"] not in self.operations:
+            if len(self.operations) >= self.context.settings.max_subscriptions_per_connection:
+                limit = _operations_limit(self.context.settings)
+                refused = TransportErrorMessage(id=message["id"], type="error", payload=[limit])
+                await self.send_message(refused)
+                return
             error = await cast(GraphQLApp, self.view).rate_refusal(self.context)
             if error is not None:  # this operation alone; the connection stays
                 refused = TransportErrorMessage(id=message["id"], type="error", payload=[error])

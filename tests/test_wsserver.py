@@ -178,6 +178,32 @@ REFUSALS = {
     "a message without a type": ([{"id": "1"}], (4400, "Failed to parse message")),
     "invalid JSON": (["{not json"], (4400, "WebSocket message must be valid JSON")),
     "a binary message": ([b"\x00\x01"], (4400, "WebSocket message type must be text")),
+    # Strawberry read these unchecked: the connection ended with 1011 and a traceback.
+    "a message that is not an object": (["[1, 2]"], (4400, "Failed to parse message")),
+    "a subscribe payload that is not an object": (
+        [{"id": "1", "type": "subscribe", "payload": "x"}],
+        (4400, "Invalid subscribe message: payload: must be an object"),
+    ),
+    "a subscribe without a payload": (
+        [{"id": "1", "type": "subscribe", "payload": None}],
+        (4400, "Invalid subscribe message: payload: must be an object"),
+    ),
+    "a query that is not a string": (  # it ended the operation with nothing said
+        [{"id": "1", "type": "subscribe", "payload": {"query": 5}}],
+        (4400, "Invalid subscribe message: payload.query: must be a string"),
+    ),
+    "variables that are not an object": (
+        [{"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE, "variables": [1]}}],
+        (4400, "Invalid subscribe message: payload.variables: must be an object or null"),
+    ),
+    "an operation id that is not a string": (
+        [{"id": ["1"], "type": "subscribe", "payload": {"query": SUBSCRIBE}}],
+        (4400, "Invalid subscribe message: id: must be a non-empty string"),
+    ),
+    "a complete whose id is not a string": (
+        [{"id": {"a": 1}, "type": "complete"}],
+        (4400, "Invalid complete message: id: must be a string"),
+    ),
     "an operation id in use": (
         [
             {"id": "x", "type": "subscribe", "payload": {"query": SUBSCRIBE}},
@@ -740,3 +766,55 @@ async def test_an_agents_key_connects_to_follow_its_approval_only(
             ws, {"type": "connection_init", "payload": {"Authorization": f"Bearer {decider}"}}
         )
         assert await closed_with(ws) == (4403, "Forbidden")
+
+
+async def test_a_malformed_legacy_start_is_refused_alone(port: int, tenant: Tenant) -> None:
+    """graphql-ws: a `start` whose payload is not an object, or a message without a type,
+    ended the connection without a close frame, and its other subscriptions with it. Now
+    that operation alone gets an error naming what is wrong; the subscription goes on."""
+    async with connect(port, subprotocols=["graphql-ws"]) as ws:
+        auth = {"Authorization": f"Bearer {tenant.reader}"}
+        await send(ws, {"type": "connection_init", "payload": auth})
+        assert (await receive(ws))["type"] == "connection_ack"
+        await send(ws, {"id": "good", "type": "start", "payload": {"query": SUBSCRIBE}})
+        for bad in ("x", None, {"query": 5}):
+            await send(ws, {"id": "bad", "type": "start", "payload": bad})
+            refused = await receive(ws)
+            assert (refused["type"], refused["id"]) == ("error", "bad")
+            assert refused["payload"]["extensions"] == {"code": "BAD_REQUEST"}
+        await send(ws, {"id": 7, "type": "start", "payload": {"query": SUBSCRIBE}})
+        refused = await receive(ws)
+        assert refused == {
+            "type": "connection_error",
+            "payload": {"message": "start: id: must be a non-empty string"},
+        }
+        await send(ws, {"payload": {}})
+        assert (await receive(ws))["type"] == "connection_error"
+        await post(port, tenant.writer, "still live")
+        while (message := await receive(ws))["type"] == "ka":
+            pass
+        assert message["id"] == "good" and message["type"] == "data"
+        assert message["payload"]["data"]["timeline"]["summary"] == "still live"
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_an_operation_over_the_connection_s_limit_gets_a_coded_error(
+    settings: Settings, tenant: Tenant, protocol: str
+) -> None:
+    """Strawberry's "Subscription limit reached" carried no code and no number."""
+    limited = with_settings(settings, max_subscriptions_per_connection=1)
+    start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    async with serving(limited, GraphQLWebSocket) as port:
+        async with connect(port, subprotocols=[protocol]) as ws:
+            auth = {"Authorization": f"Bearer {tenant.reader}"}
+            await send(ws, {"type": "connection_init", "payload": auth})
+            assert (await receive(ws))["type"] == "connection_ack"
+            for n in range(2):
+                await send(ws, {"id": f"s{n}", "type": start, "payload": {"query": SUBSCRIBE}})
+            refused = await receive(ws)
+            assert (refused["type"], refused["id"]) == ("error", "s1")
+            [error] = (
+                refused["payload"] if protocol == "graphql-transport-ws" else [refused["payload"]]
+            )
+            assert error["extensions"] == {"code": "TOO_MANY_OPERATIONS"}
+            assert "at most 1 operations" in error["message"]
