@@ -80,7 +80,13 @@ from resolvers.errors import AuthError
 from rest_compat import agents as rest_agents
 from rest_compat import changes as rest_changes
 from rest_compat import incidents as rest_incidents
-from rest_compat.common import Endpoint, error_body, pagerduty_error_body, strict_json
+from rest_compat.common import (
+    Endpoint,
+    error_body,
+    json_media,
+    pagerduty_error_body,
+    strict_json,
+)
 from rest_compat.openapi import openapi_route
 from schema import build_schema
 from schema.context import Context
@@ -410,6 +416,19 @@ def _subscribes(
         return False
 
 
+class _SentAsJson:
+    """A request adapter whose body is JSON by its Content-Type, told to Strawberry in the
+    spelling it understands."""
+
+    content_type = "application/json"
+
+    def __init__(self, request: AsyncHTTPRequestAdapter) -> None:
+        self._request = request
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
 class GraphQLApp(GraphQL[Context, None]):
     """Strawberry's ASGI app with our context: the bearer key is checked lazily over HTTP,
     and in `connection_init` over WebSocket (no `read` scope, no connection)."""
@@ -484,6 +503,16 @@ class GraphQLApp(GraphQL[Context, None]):
         if not isinstance(parsed, dict | list):
             raise json.JSONDecodeError("not a JSON object", "", 0)
         return parsed
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry reads a body as JSON only for a Content-Type holding the lower-case
+        `application/json`: `Application/JSON` or `application/vnd.api+json` were a 415
+        here and accepted by the REST endpoints. Both now follow `json_media`."""
+        if request.method == "POST" and json_media(request.content_type or ""):
+            request = cast(AsyncHTTPRequestAdapter, _SentAsJson(request))
+        return await super().parse_http_body(request)
 
     async def execute_single(
         self,

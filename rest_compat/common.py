@@ -224,8 +224,12 @@ def error_outcome(error: GraphQLError) -> Exception:
 
 def _content_type_ok(request: Request) -> bool:
     content_type = request.headers.get("content-type")
-    if content_type is None:
-        return True
+    return content_type is None or json_media(content_type)
+
+
+def json_media(content_type: str) -> bool:
+    """Whether a Content-Type names JSON: `application/json` or a `+json` type, in any case
+    (media types are case-insensitive), with any parameters."""
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
 

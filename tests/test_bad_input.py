@@ -19,6 +19,7 @@ from tortoise import Tortoise
 
 from resolvers import auth
 from tests.conftest import GraphQL, Tenant
+from tests.test_changes import SEED_EVENT
 
 NOW = datetime.now(UTC)
 
@@ -560,6 +561,25 @@ async def test_graphql_refuses_a_body_not_sent_as_json_with_415(
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
     assert response.json()["errors"][0]["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE"}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["APPLICATION/JSON", "Application/Json; charset=UTF-8", "application/vnd.api+json"],
+)
+async def test_graphql_reads_json_by_its_media_type_in_any_case_as_rest_does(
+    client: httpx.AsyncClient, tenant: Tenant, content_type: str
+) -> None:
+    """Media types are case-insensitive: these were a 415 on /graphql and a 201 on /events."""
+    headers = {"Authorization": f"Bearer {tenant.reader}", "Content-Type": content_type}
+    response = await client.post(
+        "/graphql", content=b'{"query": "{ viewer { name } }"}', headers=headers
+    )
+    assert response.json() == {"data": {"viewer": {"name": "dashboard"}}}
+    event = {**SEED_EVENT, "name": f"sent as {content_type}"}
+    headers["Authorization"] = f"Bearer {tenant.writer}"
+    posted = await client.post("/events", content=json.dumps(event).encode(), headers=headers)
+    assert posted.status_code == 201, posted.text
 
 
 async def test_graphql_text_no_database_can_store_is_bad_user_input(
