@@ -15,7 +15,7 @@ from strawberry.types.base import get_object_definition
 
 from models.incident import Incident as IncidentRow
 from models.workspace import Service
-from resolvers import incidents
+from resolvers import incidents, validation
 from resolvers.auth import Scope
 from resolvers.errors import InvalidInput
 from resolvers.incident_events import EventAction, IncidentEvent, validate_event
@@ -150,8 +150,11 @@ IncidentEventResult = Annotated[
 
 def _note(info: Info, note: str | None) -> str | None:
     limit = info.context.settings.max_summary_length
-    if note is not None and (len(note) > limit or "\x00" in note):
+    if note is not None and len(note) > limit:
         raise public_error("BAD_USER_INPUT", f"note must be at most {limit} characters.")
+    problem = None if note is None else validation.text_problem(note)
+    if problem is not None:  # a NUL was refused as over the length
+        raise public_error("BAD_USER_INPUT", f"note {problem}.")
     return note or None
 
 

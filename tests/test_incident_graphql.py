@@ -233,6 +233,21 @@ async def test_people_acknowledge_and_resolve_with_a_note(
     assert all(e["subject"] == {"__typename": "Incident", "id": incident_id} for e in timeline)
 
 
+async def test_a_note_no_database_can_store_is_refused_by_what_is_wrong(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    """A NUL in a note was refused as if the note were too long."""
+    incident_id = (await send(gql, tenant.writer, trigger(await tenant.service("db"))))[
+        "incidentKey"
+    ]
+    for document in (ACK, RESOLVE, ANNOTATE):
+        for note, says in (("\x00abc", "note must not contain NUL"), ("a\ud800", "surrogate")):
+            [error] = (await gql(document, tenant.writer, id=incident_id, note=note)).errors
+            assert error.extensions == {"code": "BAD_USER_INPUT"} and says in error.message
+    incident = (await gql(INCIDENT, tenant.reader, id=incident_id)).data["incident"]
+    assert [entry["kind"] for entry in incident["timeline"]] == ["INCIDENT_TRIGGERED"]
+
+
 async def test_acknowledging_or_resolving_again_keeps_the_note(
     gql: GraphQL, tenant: Tenant
 ) -> None:
