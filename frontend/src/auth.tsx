@@ -73,6 +73,14 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   const signIn = useCallback(async (raw: string) => {
     const key = raw.trim();
     if (!key) throw new Error("Paste an API key.");
+    // A key is printable ASCII. Anything else (a zero-width space picked up with a copy from
+    // a chat, a look-alike letter) cannot go in a header: fetch threw, read as "cannot reach".
+    if (/[^\x21-\x7e]/.test(key)) {
+      throw new Error(
+        "That API key holds a character no key has (an invisible or non-Latin one, often " +
+          "picked up when copying). Paste it again, or type it.",
+      );
+    }
     await checkKey(key);
     window.localStorage.removeItem(REASON_KEY);
     window.localStorage.setItem(STORAGE_KEY, key);

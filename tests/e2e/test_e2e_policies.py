@@ -107,6 +107,38 @@ def test_a_stale_page_undoes_no_one_s_edit(page: Page, server: Server) -> None:
     assert after["toolName"] == "*" and after["dryRun"] is True
 
 
+def test_a_policy_deleted_elsewhere_leaves_the_page_when_acted_on(
+    page: Page, server: Server
+) -> None:
+    """Switching dry run, or saving an edit, of a policy another admin deleted said so and
+    left its row on the page; now the row goes with the message."""
+    create = "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }"
+    names = {act: f"Gone {act} {secrets.token_hex(2)}" for act in ("switch", "edit")}
+    ids = {
+        act: server.graphql(create, p={"name": name, "action": "BLOCK", "toolName": "rm*"})[
+            "createPolicy"
+        ]["id"]
+        for act, name in names.items()
+    }
+    sign_in(page, server.admin, "/policies")
+    for act, name in names.items():
+        row = page.locator(".policy", has_text=name)
+        expect(row).to_contain_text("v1")
+        server.graphql("mutation($id: ID!) { deletePolicy(id: $id) }", id=ids[act])
+        if act == "switch":
+            row.get_by_role("switch", name=f"Dry run for {name}").click()
+            expect(page.get_by_role("alert")).to_contain_text("No policy")
+        else:
+            row.get_by_role("button", name="Edit").click()
+            form = page.get_by_role("dialog")
+            form.get_by_label("Tool name (glob)").fill("rm -rf*")
+            form.get_by_role("button", name="Save policy").click()
+            expect(form.get_by_role("alert")).to_contain_text("No policy")
+            page.keyboard.press("Escape")
+        expect(row).to_have_count(0)
+        assert stored(server, name) is None
+
+
 def test_an_edit_opened_before_another_admin_s_change_says_so_then_saves(
     page: Page, server: Server
 ) -> None:

@@ -5,6 +5,7 @@ The screenshots land in tests/e2e/screenshots/ (gitignored).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
@@ -44,6 +45,17 @@ def seed(server: Server) -> dict[str, str]:
             metadata={"commit": secrets.token_hex(4), "by": "ci"},
             timestamp=now_iso(-timedelta(minutes=minutes)),
         )
+    # Long values, as pipelines send them: an image digest as a label (71 characters), a
+    # generated service and environment name. They widened every page they were on.
+    long_service = "svc-" + "s" * 120
+    server.post_change(
+        server.admin,
+        name="Deploy image shop@sha256",
+        service=long_service,
+        environment="env-" + "e" * 120,
+        labels=["sha256:" + hashlib.sha256(b"shop").hexdigest(), "ok"],
+        timestamp=now_iso(-timedelta(minutes=5)),
+    )
     incident = trigger(server, routing_key, "latency", "p99 latency above 2s on shop", "error")
     trigger(server, routing_key, "latency", "p99 latency above 3s on shop", "critical")
     trigger(server, routing_key, "disk", "Disk 85% full on db-2", "warning")
@@ -98,6 +110,7 @@ def seed(server: Server) -> dict[str, str]:
         "approval": approval["approvalId"],
         "run": run_id,
         "service": service,
+        "long_service": long_service,
     }
 
 
@@ -149,6 +162,25 @@ def test_every_page_at_laptop_and_phone_width(browser: Browser, server: Server) 
         page.locator(".entry", has_text="Deploy shop 3.1.0").click()
         expect(page.get_by_role("dialog")).to_be_visible()
         screenshot(page, f"timeline-details-{width}", full_page=False)
+        page.keyboard.press("Escape")
+
+        # Long values are cut in the list (whole in the title) and wrap in the details.
+        page.goto(f"/timeline?service={ids['long_service']}")
+        entry = page.locator(".entry", has_text="Deploy image shop@sha256")
+        expect(entry).to_be_visible()
+        no_sideways_scroll(page)
+        digest = "sha256:" + hashlib.sha256(b"shop").hexdigest()
+        expect(entry.locator(".chip-label").first).to_have_attribute("title", digest)
+        entry.click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog).to_contain_text(digest)
+        expect(dialog).to_contain_text(ids["long_service"])
+        overflow = dialog.evaluate(
+            "d => Math.max(...[d, ...d.querySelectorAll('*')].map("
+            "e => e.getBoundingClientRect().right)) - d.getBoundingClientRect().right"
+        )
+        assert overflow <= 1, f"the details run {overflow}px past the dialog's edge"
+        no_sideways_scroll(page)
         page.keyboard.press("Escape")
 
         page.goto("/policies")

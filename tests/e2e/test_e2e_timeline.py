@@ -21,6 +21,10 @@ def test_sign_in_keeps_the_key_and_the_link_and_signs_out(page: Page, server: Se
     page.get_by_label("API key").fill("og_not-a-real-key")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("unknown or revoked")
+    # A zero-width space copied along with the key: it said the server could not be reached.
+    page.get_by_label("API key").fill(server.admin + "\u200b")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("holds a character no key has")
 
     page.get_by_label("API key").fill(server.admin)
     page.get_by_role("button", name="Sign in").click()

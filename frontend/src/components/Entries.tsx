@@ -42,10 +42,10 @@ export function EntryList({
                   <span className="entry-summary">{entry.summary}</span>
                 </span>
                 <span className="entry-meta">
-                  {entry.service ? <span className="chip chip-service">{entry.service}</span> : null}
-                  {entry.environment ? <span className="chip chip-env">{entry.environment}</span> : null}
+                  {entry.service ? <span className="chip chip-service" title={entry.service}>{entry.service}</span> : null}
+                  {entry.environment ? <span className="chip chip-env" title={entry.environment}>{entry.environment}</span> : null}
                   {entry.labels.map((label) => (
-                    <span key={label} className="chip chip-label">
+                    <span key={label} className="chip chip-label" title={label}>
                       {label}
                     </span>
                   ))}
@@ -119,7 +119,7 @@ export function EntryDetails({ entry, onClose }: { entry: Entry | null; onClose:
             <dd>
               {entry.labels.length ? (
                 entry.labels.map((label) => (
-                  <span key={label} className="chip chip-label">
+                  <span key={label} className="chip chip-label" title={label}>
                     {label}
                   </span>
                 ))

@@ -401,6 +401,8 @@ export function PoliciesPage() {
     if (!result.error) {
       setEditing(null);
       reload();
+    } else if (policy && errorCodes(result.error).includes("NOT_FOUND")) {
+      reload(); // deleted meanwhile: its row goes; the form keeps the draft and says so
     } else if (policy && errorCodes(result.error).includes("CONFLICT")) {
       // Changed by someone else since the form opened: the form now edits that version, so
       // saving again is a choice made knowing it (a name taken is the other CONFLICT).
@@ -419,7 +421,8 @@ export function PoliciesPage() {
     const result = await update({ id: policy.id, input, expectedVersion: policy.version });
     if (result.error) {
       setToggleError(`${policy.name}: ${errorMessage(result.error)}`);
-      if (errorCodes(result.error).includes("CONFLICT")) reload();
+      const codes = errorCodes(result.error);
+      if (codes.includes("CONFLICT") || codes.includes("NOT_FOUND")) reload(); // changed or deleted meanwhile
     }
   };
 
