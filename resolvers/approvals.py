@@ -212,15 +212,20 @@ async def list_approvals(
     return await page(query, time_field="requested_at", first=first, after=after)
 
 
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _settled_message(approval: Approval) -> str:
-    """Read by a person who just lost a race to decide: the time to the second, in UTC."""
-    when = (
-        approval.decided_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if approval.decided_at
-        else "earlier"
-    )
+    """Read by a person who just lost a race to decide: the time to the second, in UTC.
+    An expired approval's time is its expiry, not when the expiry was noticed and recorded
+    (by a read or the sweep, seconds later; later still if no server ran then)."""
     if approval.status is ApprovalStatus.EXPIRED:
-        return f"Approval {approval.id} expired at {when} without a decision; it cannot be decided."
+        return (
+            f"Approval {approval.id} expired at {_utc(approval.expires_at)} without a "
+            "decision; it cannot be decided."
+        )
+    when = _utc(approval.decided_at) if approval.decided_at else "earlier"
     verb = approval.status.value.lower()
     return (
         f"Approval {approval.id} was already {verb} by {approval.decided_by} at {when}; "

@@ -9,7 +9,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -191,6 +191,23 @@ async def test_expiry_never_approves_and_is_recorded_once(
     assert (await kinds(gql, gated.reader)).count("APPROVAL_EXPIRED") == 1
     expired = (await gql(APPROVALS, gated.reader, status="EXPIRED")).data["approvals"]["edges"]
     assert [edge["node"]["id"] for edge in expired] == [approval_id]
+
+
+async def test_an_approval_noticed_late_says_it_expired_at_its_expiry(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    """An approval whose time ran out while no server ran (or between sweeps) is recorded
+    expired when noticed; the refusal quoted that moment, not when it expired."""
+    approval_id = await held_call(client, gated)
+    expired_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    await Approval.filter(id=approval_id).update(expires_at=expired_at)
+    approver = await gated.key(Scope.APPROVALS_DECIDE, name="late")
+    [error] = (await gql(DECIDE, approver, id=approval_id, decision="APPROVE")).errors
+    assert error.extensions == {"code": "CONFLICT"}
+    assert error.message == (
+        f"Approval {approval_id} expired at 2026-01-02 03:04:05 UTC without a decision; "
+        "it cannot be decided."
+    )
 
 
 async def test_a_call_read_beside_its_due_approval_is_expired_in_the_same_answer(
