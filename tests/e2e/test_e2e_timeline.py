@@ -256,6 +256,26 @@ def test_a_timeline_opened_while_the_server_is_unreachable_loads_once_it_is_back
     assert errors.errors == offline, errors.errors
 
 
+def test_a_filter_the_server_refuses_is_asked_once_and_said_why(page: Page, server: Server) -> None:
+    """A search over the server's length limit was sent again every 2 to 15 s, for ever:
+    the same question gets the same refusal. It is asked once; Retry is the person's."""
+    sign_in(page, server.admin, "/runs")
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(request.post_data or "")
+            if request.url.endswith("/graphql") and "Timeline" in (request.post_data or "")
+            else None
+        ),
+    )
+    page.goto(f"{server.url}/timeline?q={'x' * 250}")
+    expect(page.get_by_role("alert")).to_contain_text("at most 200 characters")
+    page.wait_for_timeout(4_500)  # a retry would have come after 2 s
+    assert len(asked) == 1, asked
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+
+
 def test_old_entries_page_in_and_new_ones_stay_on_top(page: Page, server: Server) -> None:
     service = "paging-" + str(time.monotonic_ns())[-6:]
     for minutes in range(55, 0, -1):

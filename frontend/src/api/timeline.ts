@@ -4,7 +4,11 @@ import { useCallback, useEffect, useReducer, useRef } from "react";
 import { useClient, type CombinedError } from "urql";
 import { graphql } from "../gql";
 import type { TimelineEntryFieldsFragment, TimelineFilter } from "../gql/graphql";
+import { errorCodes } from "./client";
 import { useLiveSubscription } from "./live";
+
+/** Errors about the question itself, which asking again cannot change. */
+const ASKED_WRONG = new Set(["BAD_USER_INPUT", "FORBIDDEN", "QUERY_TOO_COMPLEX", "GRAPHQL_VALIDATION_FAILED"]);
 
 export type Entry = TimelineEntryFieldsFragment;
 
@@ -270,8 +274,11 @@ export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
   }, [client, restartKey, pageSize, note, reloads]);
 
   // A first page that failed (the server down, say) is asked for again, 2 s later, then
-  // waiting longer each time up to 15 s, until it loads: the page recovers by itself.
-  const waitingForFirst = !state.ready && state.error !== null;
+  // waiting longer each time up to 15 s, until it loads: the page recovers by itself. Not
+  // one the server refused for what was asked (a filter over its limits, say): the same
+  // question gets the same answer, so it waits for the person (the error offers Retry).
+  const refusedAsAsked = errorCodes(state.error ?? undefined).some((code) => ASKED_WRONG.has(code));
+  const waitingForFirst = !state.ready && state.error !== null && !refusedAsAsked;
   useEffect(() => {
     if (!waitingForFirst) return;
     const wait = Math.min(2_000 * 2 ** failures.current++, 15_000);
