@@ -49,13 +49,23 @@ BIGINT_MAX = 2**63 - 1  # the largest entry id or seq a column holds
 
 def fold(text: str) -> str:
     """`text` in capitals letter by letter, as SQL's `upper` makes it (PostgreSQL's, and
-    SQLite's as `opsgraph.sqlite` sets it): a letter whose capital is several letters
-    ("ß", "ﬁ") stays as it is, so "straße" matches "STRAßE" and not "STRASSE". What the
-    text filter compares, in queries and live alike."""
+    SQLite's as `opsgraph.sqlite` sets it): Unicode's one-letter (simple) capital. A letter
+    whose full capital is several letters ("ß", "ﬁ") stays as it is, so "straße" matches
+    "STRAßE" and not "STRASSE", but for the Greek letters with a iota below ("ᾀ"), whose
+    one-letter capital is their title case ("ᾈ"). What the text filter compares, in
+    queries and live alike (a test holds it to PostgreSQL's `upper` over all of Unicode)."""
     upper = text.upper()
     if len(upper) == len(text):  # no letter became several
         return upper
-    return "".join(capital if len(capital := letter.upper()) == 1 else letter for letter in text)
+    return "".join(_simple_capital(letter) for letter in text)
+
+
+def _simple_capital(letter: str) -> str:
+    capital = letter.upper()
+    if len(capital) == 1:
+        return capital
+    title = letter.title()  # "ᾀ": "ᾈ"; "ß": "Ss", so "ß" stays
+    return title if len(title) == 1 else letter
 
 
 class Publisher(Protocol):

@@ -7,6 +7,8 @@ import logging
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from models.timeline import TimelineEntry
@@ -281,7 +283,7 @@ async def test_entries_read_as_the_orm_reads_them(
     assert read[0].labels == ["release", "backend"] and read[0].kind is timeline.TimelineKind.CHANGE
 
 
-UNICODE = ("", " Café straße", " ΣΊΣΥΦΟΣ CAFÉ")
+UNICODE = ("", " Café straße", " ΣΊΣΥΦΟΣ CAFÉ ᾀ")
 
 
 async def test_each_filter_shape_reads_by_its_own_statement(
@@ -327,6 +329,8 @@ async def test_each_filter_shape_reads_by_its_own_statement(
         # Letter by letter over all of Unicode, on SQLite too ("ß" has no one-letter capital).
         (Filter(text="cafÉ"), Filter(text="STRAßE")),
         (Filter(text="σίσυφος"), Filter(text="STRASSE")),
+        # A iota below: PostgreSQL's one-letter capital of "ᾀ" is its title case, "ᾈ".
+        (Filter(text="ᾈ"), Filter(text="ᾀ")),
         (
             Filter(
                 kinds=kinds[:2], services=["s0", "s2"], environments=["prod"],
@@ -389,3 +393,26 @@ async def test_each_filter_shape_reads_by_its_own_statement(
     )
     assert [entry.seq for entry in first] == [entry.seq for entry in stored[:7]]
     assert [entry.seq for entry in later] == [entry.seq for entry in stored[50:57]]
+
+
+async def test_fold_is_postgresql_s_upper_for_every_letter_with_a_longer_capital(
+    tenant: Tenant,
+) -> None:
+    """Live filters compare with `fold`, queries with the database's `upper`; they must
+    agree on every letter whose full capital is several letters (27 Greek letters with a
+    iota below did not: a live subscriber missed what the same query found)."""
+    connection = connections.get("default")
+    if connection.capabilities.dialect != "postgres":
+        pytest.skip("SQLite's upper is `fold` itself (opsgraph.sqlite)")
+    letters = [
+        chr(code)
+        for code in range(1, 0x30000)
+        if not 0xD800 <= code <= 0xDFFF and len(chr(code).upper()) != 1
+    ]
+    _, rows = await connection.execute_query(
+        "SELECT x, upper(x) AS u FROM unnest($1::text[]) AS x", [letters]
+    )
+    assert len(rows) == len(letters) > 100
+    assert {row["x"]: timeline.fold(row["x"]) for row in rows} == {
+        row["x"]: row["u"] for row in rows
+    }
