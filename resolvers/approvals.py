@@ -147,6 +147,26 @@ async def _expire(approval_id: str, publisher: Publisher) -> bool:
     return True
 
 
+async def close_unanswered(call: ToolCall, *, ended: str) -> dict[str, Any] | None:
+    """A call that ended (`ended`: "completed" or "failed") while its approval was pending:
+    the approval is closed now, expired without a decision. Nothing can clear a call that
+    already ran; it stayed in every approval screen's queue, and could be approved, until
+    its time ran out. Runs in the caller's transaction before the call's own update (the
+    order a decision and an expiry take: approval, then call). Its entry, for the caller
+    to record; None if it was decided or expired meanwhile."""
+    now = _now()
+    moved = await Approval.filter(tool_call_id=call.id, status=ApprovalStatus.PENDING).update(
+        status=ApprovalStatus.EXPIRED, decided_at=now
+    )
+    if not moved:
+        return None
+    approval = await Approval.get(tool_call_id=call.id)
+    summary = f"Approval for {call.tool_name} closed without a decision: the call {ended} first"
+    return _entry(
+        approval, call, TimelineKind.APPROVAL_EXPIRED, summary, occurred_at=now, actor=None
+    )
+
+
 async def expire_due_approvals(
     *, publisher: Publisher, workspace_id: str | None = None, limit: int = 500
 ) -> int:
@@ -221,6 +241,11 @@ def _settled_message(approval: Approval) -> str:
     An expired approval's time is its expiry, not when the expiry was noticed and recorded
     (by a read or the sweep, seconds later; later still if no server ran then)."""
     if approval.status is ApprovalStatus.EXPIRED:
+        if approval.decided_at and approval.decided_at < approval.expires_at:  # closed early
+            return (
+                f"Approval {approval.id} was closed without a decision at "
+                f"{_utc(approval.decided_at)}: its tool call ended first; it cannot be decided."
+            )
         return (
             f"Approval {approval.id} expired at {_utc(approval.expires_at)} without a "
             "decision; it cannot be decided."

@@ -263,12 +263,16 @@ async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: b
     if run is None or call is None:
         message = f"no tool.called was recorded for {data.call_key} in run {data.run_key}"
         raise InvalidInput([FieldError("metadata.toolCallId", message)])
+    verb = "failed" if failed else "completed"
+    closed: dict[str, Any] | None = None  # the entry of its approval, closed unanswered
     while True:  # retry if an approval decision moves the call between read and update
         before = call.status
         if before not in OPEN_CALL_STATUSES:
-            verb = "completed" if before is ToolCallStatus.COMPLETED else "failed"
-            raise EventConflict(f"Tool call {data.call_key} of run {data.run_key} already {verb}.")
+            done = "completed" if before is ToolCallStatus.COMPLETED else "failed"
+            raise EventConflict(f"Tool call {data.call_key} of run {data.run_key} already {done}.")
         violation = None if failed else await _violation(call)
+        if before is ToolCallStatus.AWAITING_APPROVAL:
+            closed = await approvals.close_unanswered(call, ended=verb)
         moved = await ToolCall.filter(id=call.id, status=before).update(
             status=ToolCallStatus.FAILED if failed else ToolCallStatus.COMPLETED,
             ended_at=data.occurred_at,
@@ -280,7 +284,6 @@ async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: b
         if moved:
             break
     step = Step(run_id=run.id, tool_call=call)
-    verb = "failed" if failed else "completed"
     kind = TimelineKind.TOOL_FAILED if failed else TimelineKind.TOOL_COMPLETED
     summary = f"{data.agent_id}'s {call.tool_name} call {verb}"
     step.add_entry(**_call_entry(call, kind, data, summary, error=data.error))
@@ -296,6 +299,8 @@ async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: b
                 matchedPolicies=call.matched_policies,
             )
         )
+    if closed is not None:
+        step.add_entry(**closed)
     return step
 
 

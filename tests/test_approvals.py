@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from tortoise import connections
@@ -525,6 +526,77 @@ async def test_completing_a_call_not_cleared_to_run_is_a_violation(
         "violation": expected,
     }
     assert entry["details"]["statusBefore"] == how.upper().replace("PENDING", "AWAITING_APPROVAL")
+
+
+@pytest.mark.parametrize("ended", ["completed", "failed"])
+async def test_a_call_that_ends_while_awaiting_closes_its_approval(
+    ended: str, client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    """The agent went ahead (or gave up) without waiting: its pending approval stayed in
+    every approval screen's queue, and could still be approved, until its time ran out.
+    It is closed with the call's end, without a decision, and says so to a late decider."""
+    approval_id = await held_call(client, gated)
+    fields = {"outputPayload": {"done": True}} if ended == "completed" else {"error": "gave up"}
+    response = await post(
+        client, gated.writer, event("evt_end", f"tool.{ended}", toolCallId="tc_1", **fields)
+    )
+    assert response.status_code == 200, response.text
+
+    approval = (await gql(APPROVAL, gated.reader, id=approval_id)).data["approval"]
+    assert approval["status"] == "EXPIRED" and approval["decidedBy"] is None
+    assert approval["decidedAt"] < approval["expiresAt"]
+    assert approval["toolCall"]["status"] == ended.upper()
+    pending = (await gql(APPROVALS, gated.reader, status="PENDING")).data["approvals"]["edges"]
+    assert approval_id not in [edge["node"]["id"] for edge in pending]
+    expired = await gql(
+        "{ timeline(filter: {kinds: [APPROVAL_EXPIRED]}) { edges { node { summary } } } }",
+        gated.reader,
+    )
+    assert [edge["node"]["summary"] for edge in expired.data["timeline"]["edges"]] == [
+        f"Approval for deploy closed without a decision: the call {ended} first"
+    ]
+    [error] = (await gql(DECIDE, gated.admin, id=approval_id, decision="APPROVE")).errors
+    assert error.extensions == {"code": "CONFLICT"}
+    assert error.message.startswith(f"Approval {approval_id} was closed without a decision at ")
+    assert error.message.endswith(": its tool call ended first; it cannot be decided.")
+
+
+async def test_a_call_s_end_takes_its_approval_before_the_call_as_a_decision_does(
+    client: httpx.AsyncClient, gated: Tenant, database_url: str
+) -> None:
+    """A decision (and an expiry) updates the approval, then the call. The call's end, now
+    closing the approval, must take them in the same order: the other order deadlocks
+    against a decision on PostgreSQL. A decision's transaction holding the approval is
+    held open here: the end waits for it without having taken the call."""
+    if connections.get("default").capabilities.dialect != "postgres":
+        pytest.skip("SQLite runs one transaction at a time")
+    approval_id = await held_call(client, gated)
+    decider = await asyncpg.connect(database_url)
+    try:
+        deciding = decider.transaction()
+        await deciding.start()
+        await decider.execute(
+            "UPDATE agent_approval SET comment = 'deciding' WHERE id = $1", approval_id
+        )
+        body = event("evt_end", "tool.completed", toolCallId="tc_1", outputPayload={})
+        ending = asyncio.create_task(post(client, gated.writer, body))
+        for _ in range(100):  # until the end waits for a lock
+            waiting = await decider.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting, "the call's end never waited for the approval"
+        await decider.execute("SET lock_timeout = '300ms'")
+        call = "SELECT 1 FROM agent_tool_call WHERE call_key = 'tc_1' AND workspace_id = $1"
+        await decider.execute(call + " FOR UPDATE", gated.workspace_id)  # free: no deadlock
+        await deciding.rollback()
+        response = await asyncio.wait_for(ending, timeout=10)
+        assert response.status_code == 200, response.text
+    finally:
+        await decider.close()
 
 
 async def test_an_unexpected_failure_of_the_approval_endpoint_is_answered_and_logged_once(
