@@ -69,18 +69,6 @@ function Header() {
   );
 }
 
-/** A key without `read` signs in, but the pages cannot show it anything. */
-function ScopeNotice() {
-  const viewer = useViewer();
-  if (viewer.can("READ")) return null;
-  return (
-    <p className="notice scope-notice" role="status">
-      This key ({viewer.scopes.join(", ").toLowerCase().replace(/_/g, ":")}) lacks the <code>read</code>{" "}
-      scope, so the pages stay empty. Sign in with a key that has it.
-    </p>
-  );
-}
-
 function NotFound() {
   return (
     <main className="page" id="main">
@@ -99,7 +87,6 @@ export function App() {
       <ViewerProvider>
         <ApprovalsProvider>
           <Header />
-          <ScopeNotice />
           <Routes>
             <Route path="/" element={<Navigate to="/timeline" replace />} />
             <Route path="/timeline" element={<TimelinePage />} />

@@ -25,6 +25,11 @@ def test_sign_in_keeps_the_key_and_the_link_and_signs_out(page: Page, server: Se
     page.get_by_label("API key").fill(server.admin + "\u200b")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("holds a character no key has")
+    # A pipeline's key (no `read`) is refused at the door, saying why: no page could show
+    # it anything.
+    page.get_by_label("API key").fill(server.key("pipeline", "events:write"))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("lacks the 'read' scope")
 
     page.get_by_label("API key").fill(server.admin)
     page.get_by_role("button", name="Sign in").click()
