@@ -54,6 +54,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def is_due(approval: Approval) -> bool:
+    """Whether the approval's time is up (recorded as expired or not yet)."""
+    return approval.expires_at <= _now()
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -161,7 +166,10 @@ async def close_unanswered(call: ToolCall, *, ended: str) -> dict[str, Any] | No
     if not moved:
         return None
     approval = await Approval.get(tool_call_id=call.id)
-    summary = f"Approval for {call.tool_name} closed without a decision: the call {ended} first"
+    if is_due(approval):  # its time ran out first, as the sweep would have said
+        summary = f"Approval for {call.tool_name} expired without a decision"
+    else:
+        summary = f"Approval for {call.tool_name} closed without a decision: the call {ended} first"
     return _entry(
         approval, call, TimelineKind.APPROVAL_EXPIRED, summary, occurred_at=now, actor=None
     )

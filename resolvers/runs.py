@@ -320,6 +320,8 @@ async def _violation(call: ToolCall) -> str | None:
         return None
     approval = await Approval.filter(tool_call_id=call.id).first()
     ref = f"approval {approval.id}" if approval else "approval"
+    if status is ToolCallStatus.AWAITING_APPROVAL and approval and approvals.is_due(approval):
+        status = ToolCallStatus.EXPIRED  # due; its expiry is recorded with this end
     if status is ToolCallStatus.AWAITING_APPROVAL:
         return f"Tool call {name} completed while its {ref} was still pending."
     if status is ToolCallStatus.REJECTED:

@@ -218,7 +218,8 @@ async def test_a_call_read_beside_its_due_approval_is_expired_in_the_same_answer
     said AWAITING_APPROVAL beside an EXPIRED approval (the approval's lazy expiry came
     after the call's status was read); the next read said EXPIRED for both."""
     run = expiring_gql(settings, recorder)
-    await run(RECORD, gated.writer, input=tool_called("evt_1", "tc_1", environment="production"))
+    body = tool_called("evt_1", "tc_1", environment="production")
+    await run(RECORD_UNREAD, gated.writer, input=body)
     document = "{ runs(first: 1) { edges { node { toolCalls { status approval { status } } } } } }"
     for _ in range(2):
         [edge] = (await gql(document, gated.reader)).data["runs"]["edges"]
@@ -559,6 +560,35 @@ async def test_a_call_that_ends_while_awaiting_closes_its_approval(
     assert error.extensions == {"code": "CONFLICT"}
     assert error.message.startswith(f"Approval {approval_id} was closed without a decision at ")
     assert error.message.endswith(": its tool call ended first; it cannot be decided.")
+
+
+async def test_a_call_ending_after_its_approval_fell_due_says_it_expired(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval fell due after the end's own expiry check and before its update (that
+    check is skipped here to hold the moment): the record says it expired, not that it was
+    closed early by the call or that it was still pending."""
+    approval_id = await held_call(client, gated)
+    await Approval.filter(id=approval_id).update(expires_at=datetime(2026, 1, 2, tzinfo=UTC))
+
+    async def not_yet(**_: Any) -> None:
+        return None
+
+    monkeypatch.setattr(approvals, "expire_due_for_call", not_yet)
+    done = event("evt_done", "tool.completed", toolCallId="tc_1", outputPayload={})
+    assert (await post(client, gated.writer, done)).status_code == 200
+    [edge] = (await gql(VIOLATIONS, gated.reader)).data["timeline"]["edges"]
+    assert edge["node"]["summary"] == (
+        f"Tool call deploy completed although its approval {approval_id} expired without a "
+        "decision."
+    )
+    expired = await gql(
+        "{ timeline(filter: {kinds: [APPROVAL_EXPIRED]}) { edges { node { summary } } } }",
+        gated.reader,
+    )
+    assert [edge["node"]["summary"] for edge in expired.data["timeline"]["edges"]] == [
+        "Approval for deploy expired without a decision"
+    ]
 
 
 async def test_a_call_s_end_takes_its_approval_before_the_call_as_a_decision_does(
