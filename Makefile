@@ -41,14 +41,16 @@ e2e-deps: ui chromium
 run: install ui
 	$(VENV)/bin/opsgraph serve
 
-lint: install
+lint: install $(UI_DEPS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd $(UI) && npm run --silent format:check
 
-format: install
+format: install $(UI_DEPS)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+	cd $(UI) && npm run --silent format
 
 schema: install
 	$(VENV)/bin/opsgraph print-schema > schema.graphql

@@ -8,7 +8,12 @@ import { errorCodes } from "./client";
 import { useLiveSubscription } from "./live";
 
 /** Errors about the question itself, which asking again cannot change. */
-const ASKED_WRONG = new Set(["BAD_USER_INPUT", "FORBIDDEN", "QUERY_TOO_COMPLEX", "GRAPHQL_VALIDATION_FAILED"]);
+const ASKED_WRONG = new Set([
+  "BAD_USER_INPUT",
+  "FORBIDDEN",
+  "QUERY_TOO_COMPLEX",
+  "GRAPHQL_VALIDATION_FAILED",
+]);
 
 export type Entry = TimelineEntryFieldsFragment;
 

@@ -42,8 +42,16 @@ export function EntryList({
                   <span className="entry-summary">{entry.summary}</span>
                 </span>
                 <span className="entry-meta">
-                  {entry.service ? <span className="chip chip-service" title={entry.service}>{entry.service}</span> : null}
-                  {entry.environment ? <span className="chip chip-env" title={entry.environment}>{entry.environment}</span> : null}
+                  {entry.service ? (
+                    <span className="chip chip-service" title={entry.service}>
+                      {entry.service}
+                    </span>
+                  ) : null}
+                  {entry.environment ? (
+                    <span className="chip chip-env" title={entry.environment}>
+                      {entry.environment}
+                    </span>
+                  ) : null}
                   {entry.labels.map((label) => (
                     <span key={label} className="chip chip-label" title={label}>
                       {label}

@@ -83,7 +83,11 @@ function ApprovalCard({
           {focused ? <span className="tag tag-focus">Linked approval</span> : null}
           <h2 id={titleId}>
             <code>{call.toolName}</code>
-            {call.actionHint ? <span className="chip" title={call.actionHint}>{call.actionHint}</span> : null}
+            {call.actionHint ? (
+              <span className="chip" title={call.actionHint}>
+                {call.actionHint}
+              </span>
+            ) : null}
           </h2>
           <p className="muted approval-who">
             Agent <strong>{call.agentId}</strong>

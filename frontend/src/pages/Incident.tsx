@@ -228,7 +228,9 @@ export function IncidentPage() {
           <div className="badges">
             <Severity severity={incident.severity} />
             <Status status={incident.status} />
-            <span className="chip chip-service" title={incident.service.name}>{incident.service.name}</span>
+            <span className="chip chip-service" title={incident.service.name}>
+              {incident.service.name}
+            </span>
           </div>
           <h1>{incident.summary}</h1>
           <p className="muted">

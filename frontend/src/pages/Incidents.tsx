@@ -118,7 +118,9 @@ function IncidentItem({ incident, now }: { incident: IncidentRowFragment; now: n
           <span className="incident-summary">{incident.summary}</span>
         </span>
         <span className="incident-row-meta">
-          <span className="chip chip-service" title={incident.service.name}>{incident.service.name}</span>
+          <span className="chip chip-service" title={incident.service.name}>
+            {incident.service.name}
+          </span>
           <span title="Alerts deduplicated into this incident">
             {incident.alertCount} {incident.alertCount === 1 ? "alert" : "alerts"}
           </span>

@@ -79,7 +79,11 @@ function ToolCallCard({ call, index, now }: { call: ToolCall; index: number; now
       <header className="call-head">
         <span className="call-index">#{index + 1}</span>
         <code className="call-name">{call.toolName}</code>
-        {call.actionHint ? <span className="chip" title={call.actionHint}>{call.actionHint}</span> : null}
+        {call.actionHint ? (
+          <span className="chip" title={call.actionHint}>
+            {call.actionHint}
+          </span>
+        ) : null}
         <Status status={call.status} />
         <span className="muted call-time" title={fullDate(call.calledAt)}>
           {clock(call.calledAt, now)}
@@ -179,8 +183,16 @@ export function RunPage() {
               {violations} policy {violations === 1 ? "violation" : "violations"}
             </span>
           ) : null}
-          {run.service ? <span className="chip chip-service" title={run.service}>{run.service}</span> : null}
-          {run.environment ? <span className="chip chip-env" title={run.environment}>{run.environment}</span> : null}
+          {run.service ? (
+            <span className="chip chip-service" title={run.service}>
+              {run.service}
+            </span>
+          ) : null}
+          {run.environment ? (
+            <span className="chip chip-env" title={run.environment}>
+              {run.environment}
+            </span>
+          ) : null}
         </div>
         <h1>{run.task ?? run.runId}</h1>
         <p className="muted">

@@ -150,8 +150,16 @@ export function RunsPage() {
                     <span title={fullDate(run.startedAt)}>started {ago(run.startedAt, now)}</span>
                     <span>{run.endedAt ? `took ${duration(took)}` : `running ${duration(took)}`}</span>
                     {run.model ? <span>{run.model}</span> : null}
-                    {run.service ? <span className="chip chip-service" title={run.service}>{run.service}</span> : null}
-                    {run.environment ? <span className="chip chip-env" title={run.environment}>{run.environment}</span> : null}
+                    {run.service ? (
+                      <span className="chip chip-service" title={run.service}>
+                        {run.service}
+                      </span>
+                    ) : null}
+                    {run.environment ? (
+                      <span className="chip chip-env" title={run.environment}>
+                        {run.environment}
+                      </span>
+                    ) : null}
                     <span className="muted incident-key">{run.runId}</span>
                   </span>
                   {run.toolCalls.length ? (
