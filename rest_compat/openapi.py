@@ -148,7 +148,10 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 "incident_key": {
                     "type": "string",
                     "nullable": True,
-                    "description": "Null when an acknowledge or resolve changed nothing.",
+                    "description": "The incident the event acted on; for an acknowledge "
+                    "or resolve of a key with no open incident (recorded as dropped), the "
+                    "incident the key last opened, now resolved, or null for a key never "
+                    "triggered.",
                 },
             },
             ["status", "message", "dedup_key", "incident_key"],
@@ -308,15 +311,20 @@ def _incident_event(
 
 
 def _responses(
-    success: tuple[int, str, str], errors: list[int], error_schema: str
+    success: tuple[int, str, str],
+    errors: list[int],
+    error_schema: str,
+    described: dict[int, str] | None = None,
 ) -> dict[str, Any]:
+    """The responses of an operation: each error described as `ERROR_DESCRIPTIONS` says,
+    or as `described` says for this operation."""
     status, description, schema = success
     responses: dict[str, Any] = {
         str(status): {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
     }
     for code in errors:
         response: dict[str, Any] = {
-            "description": ERROR_DESCRIPTIONS[code],
+            "description": (described or {}).get(code, ERROR_DESCRIPTIONS[code]),
             "content": {JSON: {"schema": _ref(error_schema)}},
         }
         if code == 429:
@@ -450,7 +458,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         },
                     ],
                     "responses": _responses(
-                        (200, "The approval.", "Approval"), [400, 401, 403, 404, 429, 503], "Error"
+                        (200, "The approval.", "Approval"),
+                        [400, 401, 403, 404, 429, 503],
+                        "Error",
+                        {
+                            400: "`wait` is not a number of seconds, 0 or more "
+                            "(`INVALID_REQUEST`).",
+                            403: "The key has neither `read` nor `events:write` (`FORBIDDEN`).",
+                        },
                     ),
                 }
             },

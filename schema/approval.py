@@ -87,7 +87,16 @@ async def reader_or_agent(info: Info) -> Principal:
     except GraphQLError as exc:
         if (exc.extensions or {}).get("code") != "FORBIDDEN":
             raise
+    try:
         return await info.context.require(Scope.EVENTS_WRITE)
+    except GraphQLError as exc:
+        if (exc.extensions or {}).get("code") != "FORBIDDEN":
+            raise
+    # Named both: "lacks the 'events:write' scope" sent a person with a key that lacks
+    # only `read` to look for the wrong scope.
+    raise public_error(
+        "FORBIDDEN", "This API key has neither the 'read' nor the 'events:write' scope."
+    )
 
 
 @strawberry.type

@@ -340,6 +340,10 @@ async def test_the_agent_reads_its_approval_over_rest_and_graphql(
     only_decide = await gated.key(Scope.APPROVALS_DECIDE)
     response = await client.get(f"/v1/approvals/{approval_id}", headers=api_key(only_decide))
     assert response.status_code == 403
+    assert response.json()["error"] == {
+        "code": "FORBIDDEN",
+        "message": "This API key has neither the 'read' nor the 'events:write' scope.",
+    }
     for bad in ("soon", "-1", "nan"):
         response = await client.get(
             f"/v1/approvals/{approval_id}?wait={bad}", headers=api_key(gated.writer)

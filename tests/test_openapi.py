@@ -12,6 +12,7 @@ from starlette.routing import Route
 from opsgraph.app import create_app
 from opsgraph.settings import Settings
 from resolvers import auth
+from resolvers.auth import Scope
 from rest_compat import common
 from rest_compat.openapi import openapi_document
 from tests.conftest import Tenant
@@ -133,3 +134,21 @@ async def test_behind_a_root_path_each_post_reaches_its_own_endpoint(
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "created"
     assert response.json()["id"].startswith("chg_")
+
+
+async def test_the_approval_endpoint_s_errors_are_described_as_answered(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Its 400 is `INVALID_REQUEST` (the document said `INVALID_EVENT` or
+    `INVALID_ROUTING_KEY`), and its 403 is about either of two scopes."""
+    document = openapi_document(Settings())
+    responses = document["paths"]["/v1/approvals/{approval_id}"]["get"]["responses"]
+    answered = await client.get(
+        "/v1/approvals/ap_x?wait=soon", headers={"X-API-Key": tenant.reader}
+    )
+    assert answered.status_code == 400
+    assert f"`{answered.json()['error']['code']}`" in responses["400"]["description"]
+    decider = await tenant.key(Scope.APPROVALS_DECIDE)
+    refused = await client.get("/v1/approvals/ap_x", headers={"X-API-Key": decider})
+    assert refused.status_code == 403
+    assert "`read` nor `events:write`" in responses["403"]["description"]
