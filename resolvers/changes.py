@@ -42,6 +42,12 @@ class RecordedChange:
     entry: TimelineEntry
 
 
+def _given(value: str | None) -> str | None:
+    """An optional text left blank is left out, as on the incident endpoints: a pipeline's
+    unset variable (`"service": "${SERVICE}"`) stored a service named "" (or " ")."""
+    return value if value and value.strip() else None
+
+
 def validate_change(raw: Mapping[str, Any], *, settings: Settings) -> ChangeData:
     """Check a change event field by field; raises InvalidInput naming every bad field."""
     check = Checker(raw)
@@ -49,8 +55,8 @@ def validate_change(raw: Mapping[str, Any], *, settings: Settings) -> ChangeData
     occurred_at = check.timestamp("timestamp", required=True, window=TimeWindow.of(settings))
     category = check.choice("category", CATEGORIES, required=True)
     source = check.text("source", required=True)
-    environment = check.text("environment")
-    service = check.text("service")
+    environment = _given(check.text("environment"))
+    service = _given(check.text("service"))
     labels = check.string_list(
         "labels", max_items=settings.max_labels, max_length=settings.max_label_length
     )

@@ -73,6 +73,18 @@ async def test_seed_event_is_stored_and_shows_on_the_timeline(
     }
 
 
+async def test_a_blank_service_or_environment_is_left_out(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """A pipeline's unset variable sends "": it was stored as a service named "" (or " "),
+    which no filter picks; the incident endpoints already read it as left out."""
+    body = {**SEED_EVENT, "service": "", "environment": "  "}
+    response = await client.post("/events", headers=bearer(tenant.writer), json=body)
+    assert response.status_code == 201, response.text
+    [entry] = await timeline_of(gql, tenant.reader)
+    assert (entry["service"], entry["environment"]) == (None, None)
+
+
 async def test_missing_fields_are_each_named(
     client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
 ) -> None:
