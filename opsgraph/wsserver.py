@@ -563,7 +563,7 @@ class GraphQLWebSocket(asyncio.Protocol):
 
     def live_channel(self) -> tuple[Callable[[str], Awaitable[None]], FrameWriter | None]:
         """Where live messages of this connection's operations go: here (see
-        `opsgraph.app.LiveChannel`)."""
+        `opsgraph.wsprotocols.LiveChannel`)."""
         return self.send_text, self
 
     async def send_json(self, message: Mapping[str, object]) -> None:
