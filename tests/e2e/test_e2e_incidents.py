@@ -130,6 +130,22 @@ def test_older_incidents_page_in_past_the_first_hundred(page: Page, server: Serv
     expect(page.get_by_role("button", name="Load older incidents")).to_have_count(0)
 
 
+def test_an_incident_with_a_long_history_says_its_timeline_is_cut(
+    page: Page, server: Server
+) -> None:
+    """51 alerts of one key: its timeline shows the newest 50 entries; it dropped the
+    oldest ("Incident triggered") without a word."""
+    service, routing_key = server.service("noisy")
+    for n in range(51):
+        incident_id = trigger(server, routing_key, "flapping", f"Flap {n}", "warning")
+    sign_in(page, server.admin, f"/incidents/{incident_id}")
+    section = page.get_by_role("region", name="Timeline")
+    expect(section.locator(".entry")).to_have_count(50)
+    expect(section).to_contain_text("The newest 50 are shown; older ones are on the timeline.")
+    section.get_by_role("link", name="timeline").click()
+    expect(page).to_have_url(re.compile(rf"/timeline\?service={service}$"))
+
+
 @pytest.mark.parametrize("older", [2, 100])
 def test_older_incidents_stay_listed_when_new_ones_arrive(
     page: Page, server: Server, older: int

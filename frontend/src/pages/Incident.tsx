@@ -12,6 +12,9 @@ import { ago, clock, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import { useViewer } from "../viewer";
 
+/** How many alerts, timeline entries and suspect changes the query asks for (`first: 50`). */
+const PAGE = 50;
+
 const IncidentDocument = graphql(`
   query Incident($id: ID!, $window: Int) {
     incident(id: $id) {
@@ -293,6 +296,9 @@ export function IncidentPage() {
             ) : (
               <Empty title="Nothing changed on this service in that window." />
             )}
+            {incident.suspectChanges.length >= PAGE ? (
+              <p className="muted">The newest {incident.suspectChanges.length} are shown.</p>
+            ) : null}
           </section>
           <section className="section" aria-labelledby="incident-timeline-title">
             <h2 id="incident-timeline-title">Timeline</h2>
@@ -301,6 +307,12 @@ export function IncidentPage() {
             ) : (
               <Empty title="No entries yet." />
             )}
+            {incident.timeline.length >= PAGE ? (
+              <p className="muted">
+                The newest {incident.timeline.length} are shown; older ones are on the{" "}
+                <Link to={`/timeline?service=${encodeURIComponent(incident.service.name)}`}>timeline</Link>.
+              </p>
+            ) : null}
           </section>
         </div>
         <aside className="column-side">
