@@ -124,10 +124,13 @@ def test_older_incidents_page_in_past_the_first_hundred(page: Page, server: Serv
     rows = page.locator(".incident-row")
     expect(rows).to_have_count(100)
     expect(page.get_by_text("Alert number 0", exact=True)).to_have_count(0)  # the oldest
+    tab = page.get_by_role("tab", name=re.compile("Open"))
+    expect(tab.locator(".tab-count")).to_have_text("100+")
     page.get_by_role("button", name="Load older incidents").click()
     expect(rows).to_have_count(101)
     expect(page.get_by_text("Alert number 0", exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Load older incidents")).to_have_count(0)
+    expect(tab.locator(".tab-count")).to_have_text("101")  # it said "100+" with all listed
 
 
 def test_an_incident_with_a_long_history_says_its_timeline_is_cut(

@@ -327,7 +327,12 @@ export function IncidentsPage() {
       </div>
       <div className="tabs" role="tablist" aria-label="Incident status">
         {TABS.map((t) => {
-          const count = data?.[t.key];
+          const page = data?.[t.key];
+          // The tab shown counts what is listed, older pages loaded included.
+          const count =
+            t.key === tab.key && list
+              ? { shown: list.nodes.length, more: list.hasNextPage }
+              : page && { shown: page.nodes.length, more: page.pageInfo.hasNextPage };
           return (
             <button
               key={t.key}
@@ -341,11 +346,9 @@ export function IncidentsPage() {
             >
               {t.label}
               {count ? (
-                <span
-                  className={`tab-count${t.key === "open" && count.nodes.length ? " tab-count-hot" : ""}`}
-                >
-                  {count.nodes.length}
-                  {count.pageInfo.hasNextPage ? "+" : ""}
+                <span className={`tab-count${t.key === "open" && count.shown ? " tab-count-hot" : ""}`}>
+                  {count.shown}
+                  {count.more ? "+" : ""}
                 </span>
               ) : null}
             </button>
