@@ -14,6 +14,8 @@ import { useViewer } from "../viewer";
 
 /** How many alerts, timeline entries and suspect changes the query asks for (`first: 50`). */
 const PAGE = 50;
+/** The longest suspect-changes window the server takes, in seconds (`MAX_SUSPECT_WINDOW`). */
+const MAX_WINDOW = 30 * 24 * 3600;
 
 const IncidentDocument = graphql(`
   query Incident($id: ID!, $window: Int) {
@@ -158,8 +160,11 @@ function ActionButton({
 export function IncidentPage() {
   const { id = "" } = useParams();
   const [params, setParams] = useSearchParams();
+  // A link's own window, if it is one the server takes (whole seconds up to MAX_WINDOW); any
+  // other value is the default, not the raw GraphQL error it drew.
   const windowParam = Number(params.get("window"));
-  const window = Number.isFinite(windowParam) && windowParam > 0 ? windowParam : null;
+  const window =
+    Number.isInteger(windowParam) && windowParam > 0 && windowParam <= MAX_WINDOW ? windowParam : null;
   const viewer = useViewer();
   const now = useNow(5_000);
   const [{ data, error, fetching }, refetch] = useQuery({
