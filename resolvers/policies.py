@@ -96,7 +96,9 @@ def _path_ok(path: str) -> bool:
     return all(segment.strip() for segment in path.split("."))
 
 
-def _check_match(check: Checker, index: int, item: object) -> dict[str, Any] | None:
+def _check_match(
+    check: Checker, index: int, item: object, *, glob_max_length: int
+) -> dict[str, Any] | None:
     name = f"inputMatches[{index}]"
     if not isinstance(item, Mapping):
         check.error(name, "must be an object with path, op and value")
@@ -118,6 +120,8 @@ def _check_match(check: Checker, index: int, item: object) -> dict[str, Any] | N
         check.error(f"{name}.value", "must be a list for IN")
     elif match_op is MatchOp.GLOB and not isinstance(value, str):
         check.error(f"{name}.value", "must be a string pattern for GLOB")
+    elif match_op is MatchOp.GLOB and len(value) > glob_max_length:
+        check.error(f"{name}.value", f"must be at most {glob_max_length} characters for GLOB")
     elif match_op in _NUMERIC and (isinstance(value, bool) or not isinstance(value, int | float)):
         check.error(f"{name}.value", f"must be a number for {op}")
     else:
@@ -159,7 +163,9 @@ def validate_policy(raw: Mapping[str, Any], *, settings: Settings) -> PolicyData
             check.error("inputMatches", f"must be at most {settings.max_metadata_bytes} bytes")
         else:
             for index, item in enumerate(raw_matches):
-                checked = _check_match(check, index, item)
+                checked = _check_match(
+                    check, index, item, glob_max_length=settings.policy_glob_max_length
+                )
                 if checked is not None:
                     matches.append(checked)
     dry_run = raw.get("dryRun")

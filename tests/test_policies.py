@@ -175,6 +175,30 @@ async def test_an_empty_condition_is_refused_not_read_as_any(gql: GraphQL, tenan
     await create_policy(gql, tenant.admin, name="Block all", action="BLOCK", toolName=None)
 
 
+async def test_a_glob_pattern_is_bounded_by_its_setting(gql: GraphQL, tenant: Tenant) -> None:
+    """Each GLOB is compiled on the server's loop: a 60 KB pattern held every workspace's
+    requests for half a second, ten of them for four (the body limit was its only bound)."""
+    most = Settings().policy_glob_max_length
+    for size, refused in ((most, False), (most + 1, True)):
+        pattern = ("*a" * most)[:size]
+        policy = {
+            "name": f"Glob of {size}",
+            "action": "BLOCK",
+            "inputMatches": [{"path": "target", "op": "GLOB", "value": pattern}],
+        }
+        result = await gql(CREATE_POLICY, tenant.admin, input=policy)
+        if not refused:
+            assert result.errors is None, result.errors
+            continue
+        [error] = result.errors
+        assert error.extensions["fields"] == [
+            {
+                "field": "inputMatches[0].value",
+                "message": f"must be at most {most} characters for GLOB",
+            }
+        ]
+
+
 async def test_each_decision_records_the_policy_versions(
     client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
 ) -> None:
