@@ -184,13 +184,20 @@ class Run:
         )
 
     @strawberry.field(
-        description="The run's tool calls in the order they were called (scope `read`: a key "
-        "that only posts events sees what its own event stored, not the run's history)."
+        description="The run's first `first` tool calls in the order they were called (a page, "
+        "as elsewhere: 1 to the page size's maximum; scope `read`: a key that only posts "
+        "events sees what its own event stored, not the run's history)."
     )
-    async def tool_calls(self, info: Info) -> list[ToolCall]:
+    async def tool_calls(self, info: Info, first: int | None = None) -> list[ToolCall]:
+        # Bounded like every other list that grows with what is stored: without `first`, a
+        # run's calls were counted as 10 by the cost limit whatever their number, and
+        # `toolCalls { run { toolCalls { run { toolCalls { id } } } } }` returned 1,000,000
+        # objects from a run of 100 calls, holding the server for seconds.
         await info.context.require(Scope.READ)
+        settings = info.context.settings
+        size = page_size(first, default=settings.page_size_default, maximum=settings.page_size_max)
         rows = await loaders.tool_calls_of_run(info.context, self.instance.id)
-        return [ToolCall.from_row(row) for row in rows]
+        return [ToolCall.from_row(row) for row in rows[:size]]
 
 
 @strawberry.input(description="Empty fields match every run; times bound `startedAt`.")

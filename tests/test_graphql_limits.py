@@ -19,6 +19,7 @@ from opsgraph.app import create_app
 from opsgraph.settings import Settings
 from schema import TOO_COMPLEX, build_schema
 from schema.context import Context
+from tests.agent_helpers import tool_called
 from tests.conftest import GraphQL, Recorder, Tenant, with_settings
 from tests.test_changes import SEED_EVENT, bearer
 
@@ -306,6 +307,30 @@ async def test_nested_lists_are_counted_before_they_run(gql: GraphQL, tenant: Te
     assert (await gql(suspects, tenant.reader)).errors[0].extensions == {
         "code": "QUERY_TOO_COMPLEX"
     }
+
+
+async def test_a_run_s_tool_calls_are_a_page_counted_by_the_cost_limit(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    """`toolCalls` had no `first`: the cost limit counted any run's calls as 10, and a
+    read key's `toolCalls { run { toolCalls { run { toolCalls { id } } } } }` on a run of
+    100 calls returned 1,000,000 objects (33 MB, 8 s with every tenant waiting). It is a
+    page now, counted as one."""
+    record = (
+        "mutation($inputs: [AgentEventInput!]!) { recordAgentEvents(inputs: $inputs) "
+        "{ __typename } }"
+    )
+    inputs = [tool_called(f"e{n}", f"tc{n}", run="long") for n in range(60)]
+    assert (await gql(record, tenant.writer, inputs=inputs)).errors is None
+    calls = 'query($f: Int) { run(id: "long") { toolCalls(first: $f) { toolCallId } } }'
+    listed = (await gql(calls, tenant.reader)).data["run"]["toolCalls"]
+    assert len(listed) == 50  # the default page
+    listed = (await gql(calls, tenant.reader, f=60)).data["run"]["toolCalls"]
+    assert len(listed) == 60
+    assert (await gql(calls, tenant.reader, f=0)).errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    nested = '{ run(id: "long") { toolCalls { run { toolCalls { run { toolCalls { id } } } } } } }'
+    [error] = (await gql(nested, tenant.reader)).errors
+    assert error.extensions == {"code": "QUERY_TOO_COMPLEX"}
 
 
 async def test_the_cost_limit_is_a_setting_and_covers_subscriptions(

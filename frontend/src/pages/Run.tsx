@@ -10,6 +10,9 @@ import { ago, clock, duration, fullDate, humanize, useNow } from "../format";
 import { graphql } from "../gql";
 import type { RunQuery } from "../gql/graphql";
 
+/** The calls the query asks for (`toolCalls(first: 200)`, the largest page). */
+const CALLS = 200;
+
 const RunDocument = graphql(`
   query Run($id: ID!) {
     run(id: $id) {
@@ -26,7 +29,7 @@ const RunDocument = graphql(`
       environment
       startedAt
       endedAt
-      toolCalls {
+      toolCalls(first: 200) {
         id
         toolCallId
         toolName
@@ -207,7 +210,10 @@ export function RunPage() {
         ) : null}
       </header>
       <section className="section" aria-labelledby="calls-title">
-        <h2 id="calls-title">Tool calls ({run.toolCalls.length})</h2>
+        <h2 id="calls-title">
+          Tool calls ({run.toolCalls.length}
+          {run.toolCalls.length >= CALLS ? "+" : ""})
+        </h2>
         {run.toolCalls.length ? (
           <ol className="calls">
             {run.toolCalls.map((call, index) => (
@@ -217,6 +223,7 @@ export function RunPage() {
         ) : (
           <Empty title="No tool calls yet." />
         )}
+        {run.toolCalls.length >= CALLS ? <p className="muted">The first {CALLS} calls are shown.</p> : null}
       </section>
     </main>
   );

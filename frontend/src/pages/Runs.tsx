@@ -23,7 +23,7 @@ const RunsDocument = graphql(`
         environment
         startedAt
         endedAt
-        toolCalls {
+        toolCalls(first: 200) {
           id
           toolName
           status
