@@ -3,6 +3,7 @@ many at once, for the schema's batch loaders."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,13 +82,33 @@ async def tool_calls_by_ids(*, tool_call_ids: Sequence[str]) -> dict[str, ToolCa
     return {call.id: call for call in await ToolCall.filter(id__in=list(set(tool_call_ids)))}
 
 
-async def tool_calls_by_runs(*, run_ids: Sequence[str]) -> dict[str, list[ToolCall]]:
-    """Each run's tool calls in the order they were called, in one query."""
+async def tool_calls_by_runs(*, run_ids: Sequence[str], last: int) -> dict[str, list[ToolCall]]:
+    """Each run's `last` latest tool calls, in the order they were called, in one query
+    that the database limits per run (a run's calls grow without bound: all of them were
+    read to answer a page)."""
     found: dict[str, list[ToolCall]] = {run_id: [] for run_id in run_ids}
-    calls = ToolCall.filter(run_id__in=list(set(run_ids)))
-    for call in await calls.order_by("called_at", "created_at", "id"):
+    ids = sorted(set(run_ids))
+    if not ids:
+        return found
+    # Our own ids, which `new_id` makes of [0-9a-z_] alone: written into the statement
+    # (`raw` takes no parameters), each checked first all the same.
+    if not all(_OWN_ID.fullmatch(run_id) for run_id in ids):
+        raise ValueError("not a run id of ours")
+    listed = ", ".join(f"'{run_id}'" for run_id in ids)
+    table = ToolCall._meta.db_table
+    statement = (
+        f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY run_id"  # nosec B608
+        f' ORDER BY called_at DESC, created_at DESC, id DESC) AS latest FROM "{table}"'
+        f" WHERE run_id IN ({listed})) AS ranked WHERE latest <= {int(last)}"
+        " ORDER BY run_id, called_at, created_at, id"
+    )
+    calls: list[ToolCall] = await ToolCall.raw(statement)
+    for call in calls:
         found[call.run_id].append(call)
     return found
+
+
+_OWN_ID = re.compile(r"[0-9a-z_]{1,64}")
 
 
 async def approvals_by_tool_calls(*, tool_call_ids: Sequence[str]) -> dict[str, Approval]:

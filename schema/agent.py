@@ -184,9 +184,9 @@ class Run:
         )
 
     @strawberry.field(
-        description="The run's first `first` tool calls in the order they were called (a page, "
-        "as elsewhere: 1 to the page size's maximum; scope `read`: a key that only posts "
-        "events sees what its own event stored, not the run's history)."
+        description="The run's latest `first` tool calls, in the order they were called (a "
+        "page, as elsewhere: 1 to the page size's maximum; scope `read`: a key that only "
+        "posts events sees what its own event stored, not the run's history)."
     )
     async def tool_calls(self, info: Info, first: int | None = None) -> list[ToolCall]:
         # Bounded like every other list that grows with what is stored: without `first`, a
@@ -196,8 +196,8 @@ class Run:
         await info.context.require(Scope.READ)
         settings = info.context.settings
         size = page_size(first, default=settings.page_size_default, maximum=settings.page_size_max)
-        rows = await loaders.tool_calls_of_run(info.context, self.instance.id)
-        return [ToolCall.from_row(row) for row in rows[:size]]
+        rows = await loaders.tool_calls_of_run(info.context, self.instance.id, last=size)
+        return [ToolCall.from_row(row) for row in rows]
 
 
 @strawberry.input(description="Empty fields match every run; times bound `startedAt`.")

@@ -41,9 +41,12 @@ async def _tool_calls(ids: list[str]) -> list[ToolCall | None]:
     return [found.get(key) for key in ids]
 
 
-async def _tool_calls_of_runs(ids: list[str]) -> list[list[ToolCall]]:
-    found = await agent_queries.tool_calls_by_runs(run_ids=ids)
-    return [found.get(key, []) for key in ids]
+def _tool_calls_of_runs(last: int) -> Load[str, list[ToolCall]]:
+    async def load(ids: list[str]) -> list[list[ToolCall]]:
+        found = await agent_queries.tool_calls_by_runs(run_ids=ids, last=last)
+        return [found.get(key, []) for key in ids]
+
+    return load
 
 
 async def _approvals_of_tool_calls(ids: list[str]) -> list[Approval | None]:
@@ -61,9 +64,10 @@ async def tool_call(context: Context, tool_call_id: str) -> ToolCall | None:
     return await context_loader(context, "tool_calls", _tool_calls).load(tool_call_id)
 
 
-async def tool_calls_of_run(context: Context, run_id: str) -> list[ToolCall]:
-    """A run's tool calls in the order they were called."""
-    return await context_loader(context, "tool_calls_of_run", _tool_calls_of_runs).load(run_id)
+async def tool_calls_of_run(context: Context, run_id: str, *, last: int) -> list[ToolCall]:
+    """A run's `last` latest tool calls, in the order they were called."""
+    name = f"tool_calls_of_run:{last}"  # one loader per page size asked
+    return await context_loader(context, name, _tool_calls_of_runs(last)).load(run_id)
 
 
 async def approval_of_tool_call(context: Context, tool_call_id: str) -> Approval | None:

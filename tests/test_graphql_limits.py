@@ -315,7 +315,7 @@ async def test_a_run_s_tool_calls_are_a_page_counted_by_the_cost_limit(
     """`toolCalls` had no `first`: the cost limit counted any run's calls as 10, and a
     read key's `toolCalls { run { toolCalls { run { toolCalls { id } } } } }` on a run of
     100 calls returned 1,000,000 objects (33 MB, 8 s with every tenant waiting). It is a
-    page now, counted as one."""
+    page now, counted as one: the run's latest calls, in the order they were called."""
     record = (
         "mutation($inputs: [AgentEventInput!]!) { recordAgentEvents(inputs: $inputs) "
         "{ __typename } }"
@@ -328,6 +328,11 @@ async def test_a_run_s_tool_calls_are_a_page_counted_by_the_cost_limit(
     listed = (await gql(calls, tenant.reader, f=60)).data["run"]["toolCalls"]
     assert len(listed) == 60
     assert (await gql(calls, tenant.reader, f=0)).errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    # The latest: a long run's new calls (one awaiting approval, say) are on its page.
+    newest = [tool_called("e_last", "tc_last", run="long")]
+    assert (await gql(record, tenant.writer, inputs=newest)).errors is None
+    latest = (await gql(calls, tenant.reader, f=2)).data["run"]["toolCalls"]
+    assert latest[-1] == {"toolCallId": "tc_last"} and len(latest) == 2
     nested = '{ run(id: "long") { toolCalls { run { toolCalls { run { toolCalls { id } } } } } } }'
     [error] = (await gql(nested, tenant.reader)).errors
     assert error.extensions == {"code": "QUERY_TOO_COMPLEX"}

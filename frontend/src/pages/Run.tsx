@@ -10,7 +10,7 @@ import { ago, clock, duration, fullDate, humanize, useNow } from "../format";
 import { graphql } from "../gql";
 import type { RunQuery } from "../gql/graphql";
 
-/** The calls the query asks for (`toolCalls(first: 200)`, the largest page). */
+/** The calls the query asks for (`toolCalls(first: 200)`: the run's latest, the largest page). */
 const CALLS = 200;
 
 const RunDocument = graphql(`
@@ -210,10 +210,7 @@ export function RunPage() {
         ) : null}
       </header>
       <section className="section" aria-labelledby="calls-title">
-        <h2 id="calls-title">
-          Tool calls ({run.toolCalls.length}
-          {run.toolCalls.length >= CALLS ? "+" : ""})
-        </h2>
+        <h2 id="calls-title">Tool calls ({run.toolCalls.length})</h2>
         {run.toolCalls.length ? (
           <ol className="calls">
             {run.toolCalls.map((call, index) => (
@@ -223,7 +220,11 @@ export function RunPage() {
         ) : (
           <Empty title="No tool calls yet." />
         )}
-        {run.toolCalls.length >= CALLS ? <p className="muted">The first {CALLS} calls are shown.</p> : null}
+        {run.toolCalls.length >= CALLS ? (
+          <p className="muted">
+            The run&apos;s latest {CALLS} calls are listed; earlier ones, if any, are not.
+          </p>
+        ) : null}
       </section>
     </main>
   );
