@@ -54,9 +54,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def is_due(approval: Approval) -> bool:
-    """Whether the approval's time is up (recorded as expired or not yet)."""
-    return approval.expires_at <= _now()
+def clock() -> datetime:
+    """The time approvals are judged by (read once for what one event decides)."""
+    return _now()
+
+
+def is_due(approval: Approval, *, at: datetime) -> bool:
+    """Whether the approval's time is up at `at` (recorded as expired or not yet)."""
+    return approval.expires_at <= at
 
 
 def _iso(value: datetime) -> str:
@@ -152,26 +157,25 @@ async def _expire(approval_id: str, publisher: Publisher) -> bool:
     return True
 
 
-async def close_unanswered(call: ToolCall, *, ended: str) -> dict[str, Any] | None:
+async def close_unanswered(call: ToolCall, *, ended: str, at: datetime) -> dict[str, Any] | None:
     """A call that ended (`ended`: "completed" or "failed") while its approval was pending:
     the approval is closed now, expired without a decision. Nothing can clear a call that
     already ran; it stayed in every approval screen's queue, and could be approved, until
     its time ran out. Runs in the caller's transaction before the call's own update (the
     order a decision and an expiry take: approval, then call). Its entry, for the caller
     to record; None if it was decided or expired meanwhile."""
-    now = _now()
     moved = await Approval.filter(tool_call_id=call.id, status=ApprovalStatus.PENDING).update(
-        status=ApprovalStatus.EXPIRED, decided_at=now
+        status=ApprovalStatus.EXPIRED, decided_at=at
     )
     if not moved:
         return None
     approval = await Approval.get(tool_call_id=call.id)
-    if is_due(approval):  # its time ran out first, as the sweep would have said
+    if is_due(approval, at=at):  # its time ran out first, as the sweep would have said
         summary = f"Approval for {call.tool_name} expired without a decision"
     else:
         summary = f"Approval for {call.tool_name} closed without a decision: the call {ended} first"
     return _entry(
-        approval, call, TimelineKind.APPROVAL_EXPIRED, summary, occurred_at=now, actor=None
+        approval, call, TimelineKind.APPROVAL_EXPIRED, summary, occurred_at=at, actor=None
     )
 
 

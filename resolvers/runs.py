@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from models.agent import Run, RunStatus, ToolCall, ToolCallDecision, ToolCallStatus
@@ -270,9 +271,10 @@ async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: b
         if before not in OPEN_CALL_STATUSES:
             done = "completed" if before is ToolCallStatus.COMPLETED else "failed"
             raise EventConflict(f"Tool call {data.call_key} of run {data.run_key} already {done}.")
-        violation = None if failed else await _violation(call)
+        at = approvals.clock()  # one reading: the violation and the approval's close agree
+        violation = None if failed else await _violation(call, at=at)
         if before is ToolCallStatus.AWAITING_APPROVAL:
-            closed = await approvals.close_unanswered(call, ended=verb)
+            closed = await approvals.close_unanswered(call, ended=verb, at=at)
         moved = await ToolCall.filter(id=call.id, status=before).update(
             status=ToolCallStatus.FAILED if failed else ToolCallStatus.COMPLETED,
             ended_at=data.occurred_at,
@@ -304,7 +306,7 @@ async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: b
     return step
 
 
-async def _violation(call: ToolCall) -> str | None:
+async def _violation(call: ToolCall, *, at: datetime) -> str | None:
     """Why completing this call breaks policy, or None when it was cleared to run."""
     status = call.status
     name = call.tool_name
@@ -320,7 +322,11 @@ async def _violation(call: ToolCall) -> str | None:
         return None
     approval = await Approval.filter(tool_call_id=call.id).first()
     ref = f"approval {approval.id}" if approval else "approval"
-    if status is ToolCallStatus.AWAITING_APPROVAL and approval and approvals.is_due(approval):
+    if (
+        status is ToolCallStatus.AWAITING_APPROVAL
+        and approval
+        and approvals.is_due(approval, at=at)
+    ):
         status = ToolCallStatus.EXPIRED  # due; its expiry is recorded with this end
     if status is ToolCallStatus.AWAITING_APPROVAL:
         return f"Tool call {name} completed while its {ref} was still pending."
