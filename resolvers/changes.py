@@ -43,9 +43,10 @@ class RecordedChange:
 
 
 def _given(value: str | None) -> str | None:
-    """An optional text left blank is left out, as on the incident endpoints: a pipeline's
-    unset variable (`"service": "${SERVICE}"`) stored a service named "" (or " ")."""
-    return value if value and value.strip() else None
+    """An optional text without its surrounding spaces; left blank, it is left out, as on
+    the incident endpoints: a pipeline's unset variable (`"service": "${SERVICE}"`) stored
+    a service named "" (or " ")."""
+    return (value.strip() or None) if value else None
 
 
 def validate_change(raw: Mapping[str, Any], *, settings: Settings) -> ChangeData:

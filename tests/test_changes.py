@@ -83,6 +83,11 @@ async def test_a_blank_service_or_environment_is_left_out(
     assert response.status_code == 201, response.text
     [entry] = await timeline_of(gql, tenant.reader)
     assert (entry["service"], entry["environment"]) == (None, None)
+    body = {**SEED_EVENT, "service": " api ", "environment": "prod\n"}  # as a template pads it
+    response = await client.post("/events", headers=bearer(tenant.writer), json=body)
+    assert response.status_code == 201, response.text
+    entry = (await timeline_of(gql, tenant.reader))[0]
+    assert (entry["service"], entry["environment"]) == ("api", "prod")
 
 
 async def test_missing_fields_are_each_named(
