@@ -12,7 +12,8 @@ import { ago, clock, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import { useViewer } from "../viewer";
 
-/** How many alerts, timeline entries and suspect changes the query asks for (`first: 50`). */
+/** How many alerts, timeline entries and suspect changes are shown; the query asks one more
+ * of the last two (`first: 51`) to know whether there are others. */
 const PAGE = 50;
 /** The longest suspect-changes window the server takes, in seconds (`MAX_SUSPECT_WINDOW`). */
 const MAX_WINDOW = 30 * 24 * 3600;
@@ -51,10 +52,10 @@ const IncidentDocument = graphql(`
         class
         customDetails
       }
-      timeline(first: 50) {
+      timeline(first: 51) {
         ...TimelineEntryFields
       }
-      suspectChanges(window: $window, first: 50) {
+      suspectChanges(window: $window, first: 51) {
         ...TimelineEntryFields
       }
     }
@@ -297,24 +298,32 @@ export function IncidentPage() {
               newest first.
             </p>
             {incident.suspectChanges.length ? (
-              <EntryList entries={incident.suspectChanges} onOpen={setOpen} label="What changed before it" />
+              <EntryList
+                entries={incident.suspectChanges.slice(0, PAGE)}
+                onOpen={setOpen}
+                label="What changed before it"
+              />
             ) : (
               <Empty title="Nothing changed on this service in that window." />
             )}
-            {incident.suspectChanges.length >= PAGE ? (
-              <p className="muted">The newest {incident.suspectChanges.length} are shown.</p>
+            {incident.suspectChanges.length > PAGE ? (
+              <p className="muted">The newest {PAGE} are shown.</p>
             ) : null}
           </section>
           <section className="section" aria-labelledby="incident-timeline-title">
             <h2 id="incident-timeline-title">Timeline</h2>
             {incident.timeline.length ? (
-              <EntryList entries={incident.timeline} onOpen={setOpen} label="Incident timeline" />
+              <EntryList
+                entries={incident.timeline.slice(0, PAGE)}
+                onOpen={setOpen}
+                label="Incident timeline"
+              />
             ) : (
               <Empty title="No entries yet." />
             )}
-            {incident.timeline.length >= PAGE ? (
+            {incident.timeline.length > PAGE ? (
               <p className="muted">
-                The newest {incident.timeline.length} are shown; older ones are on the{" "}
+                The newest {PAGE} are shown; older ones are on the{" "}
                 <Link to={`/timeline?service=${encodeURIComponent(incident.service.name)}`}>timeline</Link>.
               </p>
             ) : null}
