@@ -3,6 +3,7 @@ import { Link } from "react-router";
 import type { Entry } from "../api/timeline";
 import { ago, clock, fullDate, useNow } from "../format";
 import { kindLook } from "../kinds";
+import { Chip, Where } from "./Badges";
 import { Dialog } from "./Dialog";
 import { JsonView } from "./JsonView";
 import { KindBadge } from "./KindBadge";
@@ -42,20 +43,9 @@ export function EntryList({
                   <span className="entry-summary">{entry.summary}</span>
                 </span>
                 <span className="entry-meta">
-                  {entry.service ? (
-                    <span className="chip chip-service" title={entry.service}>
-                      {entry.service}
-                    </span>
-                  ) : null}
-                  {entry.environment ? (
-                    <span className="chip chip-env" title={entry.environment}>
-                      {entry.environment}
-                    </span>
-                  ) : null}
+                  <Where service={entry.service} environment={entry.environment} />
                   {entry.labels.map((label) => (
-                    <span key={label} className="chip chip-label" title={label}>
-                      {label}
-                    </span>
+                    <Chip key={label} kind="label" value={label} />
                   ))}
                   {entry.actor ? <span className="entry-actor">by {entry.actor}</span> : null}
                 </span>
@@ -126,11 +116,7 @@ export function EntryDetails({ entry, onClose }: { entry: Entry | null; onClose:
             <dt>Labels</dt>
             <dd>
               {entry.labels.length ? (
-                entry.labels.map((label) => (
-                  <span key={label} className="chip chip-label" title={label}>
-                    {label}
-                  </span>
-                ))
+                entry.labels.map((label) => <Chip key={label} kind="label" value={label} />)
               ) : (
                 <span className="muted">—</span>
               )}

@@ -3,7 +3,7 @@ import { Link, useSearchParams } from "react-router";
 import { useMutation, useQuery } from "urql";
 import { useApprovals, type Approval } from "../api/approvals";
 import { AgentContext, MatchedPolicies } from "../components/Agent";
-import { Status } from "../components/Badges";
+import { Chip, Status } from "../components/Badges";
 import { JsonView } from "../components/JsonView";
 import { NoteDialog } from "../components/NoteDialog";
 import { Empty, ErrorNote, Loading, errorMessage } from "../components/States";
@@ -83,11 +83,7 @@ function ApprovalCard({
           {focused ? <span className="tag tag-focus">Linked approval</span> : null}
           <h2 id={titleId}>
             <code>{call.toolName}</code>
-            {call.actionHint ? (
-              <span className="chip" title={call.actionHint}>
-                {call.actionHint}
-              </span>
-            ) : null}
+            {call.actionHint ? <Chip value={call.actionHint} /> : null}
           </h2>
           <p className="muted approval-who">
             Agent <strong>{call.agentId}</strong>

@@ -3,7 +3,7 @@ import { Link, useParams, useSearchParams } from "react-router";
 import { useMutation, useQuery } from "urql";
 import { useRefreshOn } from "../api/refresh";
 import type { Entry } from "../api/timeline";
-import { Severity, Status } from "../components/Badges";
+import { Chip, Severity, Status } from "../components/Badges";
 import { EntryDetails, EntryList } from "../components/Entries";
 import { JsonView } from "../components/JsonView";
 import { NoteDialog } from "../components/NoteDialog";
@@ -237,9 +237,7 @@ export function IncidentPage() {
           <div className="badges">
             <Severity severity={incident.severity} />
             <Status status={incident.status} />
-            <span className="chip chip-service" title={incident.service.name}>
-              {incident.service.name}
-            </span>
+            <Chip kind="service" value={incident.service.name} />
           </div>
           <h1>{incident.summary}</h1>
           <p className="muted">

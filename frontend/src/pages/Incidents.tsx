@@ -2,7 +2,7 @@ import { useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useClient, useQuery, type CombinedError } from "urql";
 import { INCIDENT_KINDS, useRefreshOn } from "../api/refresh";
-import { Severity } from "../components/Badges";
+import { Chip, Severity } from "../components/Badges";
 import { Empty, ErrorNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
@@ -118,9 +118,7 @@ function IncidentItem({ incident, now }: { incident: IncidentRowFragment; now: n
           <span className="incident-summary">{incident.summary}</span>
         </span>
         <span className="incident-row-meta">
-          <span className="chip chip-service" title={incident.service.name}>
-            {incident.service.name}
-          </span>
+          <Chip kind="service" value={incident.service.name} />
           <span title="Alerts deduplicated into this incident">
             {incident.alertCount} {incident.alertCount === 1 ? "alert" : "alerts"}
           </span>

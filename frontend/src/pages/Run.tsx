@@ -3,7 +3,7 @@ import { Link, useParams } from "react-router";
 import { useQuery } from "urql";
 import { AGENT_KINDS, useRefreshOn } from "../api/refresh";
 import { AgentContext, MatchedPolicies } from "../components/Agent";
-import { Status } from "../components/Badges";
+import { Chip, Status, Where } from "../components/Badges";
 import { JsonView } from "../components/JsonView";
 import { Empty, ErrorNote, Loading } from "../components/States";
 import { ago, clock, duration, fullDate, humanize, useNow } from "../format";
@@ -82,11 +82,7 @@ function ToolCallCard({ call, index, now }: { call: ToolCall; index: number; now
       <header className="call-head">
         <span className="call-index">#{index + 1}</span>
         <code className="call-name">{call.toolName}</code>
-        {call.actionHint ? (
-          <span className="chip" title={call.actionHint}>
-            {call.actionHint}
-          </span>
-        ) : null}
+        {call.actionHint ? <Chip value={call.actionHint} /> : null}
         <Status status={call.status} />
         <span className="muted call-time" title={fullDate(call.calledAt)}>
           {clock(call.calledAt, now)}
@@ -186,16 +182,7 @@ export function RunPage() {
               {violations} policy {violations === 1 ? "violation" : "violations"}
             </span>
           ) : null}
-          {run.service ? (
-            <span className="chip chip-service" title={run.service}>
-              {run.service}
-            </span>
-          ) : null}
-          {run.environment ? (
-            <span className="chip chip-env" title={run.environment}>
-              {run.environment}
-            </span>
-          ) : null}
+          <Where service={run.service} environment={run.environment} />
         </div>
         <h1>{run.task ?? run.runId}</h1>
         <p className="muted">

@@ -2,7 +2,7 @@ import { useCallback } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useQuery } from "urql";
 import { AGENT_KINDS, useRefreshOn } from "../api/refresh";
-import { Status } from "../components/Badges";
+import { Status, Where } from "../components/Badges";
 import { Empty, ErrorNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
@@ -150,16 +150,7 @@ export function RunsPage() {
                     <span title={fullDate(run.startedAt)}>started {ago(run.startedAt, now)}</span>
                     <span>{run.endedAt ? `took ${duration(took)}` : `running ${duration(took)}`}</span>
                     {run.model ? <span>{run.model}</span> : null}
-                    {run.service ? (
-                      <span className="chip chip-service" title={run.service}>
-                        {run.service}
-                      </span>
-                    ) : null}
-                    {run.environment ? (
-                      <span className="chip chip-env" title={run.environment}>
-                        {run.environment}
-                      </span>
-                    ) : null}
+                    <Where service={run.service} environment={run.environment} />
                     <span className="muted incident-key">{run.runId}</span>
                   </span>
                   {run.toolCalls.length ? (
