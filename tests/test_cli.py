@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -289,6 +290,17 @@ def test_two_servers_bootstrapping_one_empty_database_make_one_workspace(tmp_pat
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
+@contextlib.contextmanager
+def _migrated(backend: str, workdir: Path) -> Iterator[tuple[str | None, dict[str, str]]]:
+    """A database migrated by `opsgraph migrate`: a new PostgreSQL one (its URL), or the
+    working directory's SQLite file (None); with the environment naming it."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if backend == "postgres" else None
+        env = {"OPSGRAPH_DATABASE_URL": url} if url else {}
+        assert run_with(workdir, env, "migrate").returncode == 0
+        yield url, env
+
+
 def _execute(url: str | None, workdir: Path, sql: str) -> None:
     """Run SQL on the PostgreSQL database at `url`, or on the working directory's SQLite."""
     if url is None:
@@ -314,10 +326,7 @@ def test_a_database_unlike_its_recorded_migrations_is_refused_in_one_line(
     day's development versions: a column added to 0001, 0002 and 0003 empty at first)
     looked migrated; the server started, said healthy, and failed every write with a 500.
     `migrate` and `serve` now refuse it, naming what is missing, and print no key."""
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres_database()) if backend == "postgres" else None
-        env = {"OPSGRAPH_DATABASE_URL": url} if url else {}
-        assert run_with(tmp_path, env, "migrate").returncode == 0
+    with _migrated(backend, tmp_path) as (url, env):
         _execute(
             url,
             tmp_path,
@@ -339,10 +348,7 @@ def test_a_database_unlike_its_recorded_migrations_is_refused_in_one_line(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_database_a_newer_version_migrated_is_refused(tmp_path: Path, backend: str) -> None:
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(postgres_database()) if backend == "postgres" else None
-        env = {"OPSGRAPH_DATABASE_URL": url} if url else {}
-        assert run_with(tmp_path, env, "migrate").returncode == 0
+    with _migrated(backend, tmp_path) as (url, env):
         _execute(
             url,
             tmp_path,
