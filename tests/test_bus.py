@@ -16,9 +16,11 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 import strawberry
+from broadcaster._backends.memory import MemoryBackend
 from redis import asyncio as redis
 
 from opsgraph.bus import CHANNEL, Bus, WatchedPostgresBackend, WatchedRedisBackend
+from opsgraph.live import Hub
 from opsgraph.settings import Settings
 from schema.context import Context
 from tests.conftest import POSTGRES_ADMIN_URL, Tenant
@@ -287,3 +289,36 @@ def test_an_operator_tells_the_server_s_postgres_connections_apart(tmp_path: Pat
                 posted = httpx.post(f"{server.url}/events", json=SEED_EVENT, headers=bearer(key))
                 assert posted.status_code == 201, posted.text
                 assert asyncio.run(names(url)) == expected
+
+
+class _TimingOutWhenCancelled(MemoryBackend):
+    """A backend whose publish, cancelled, raises TimeoutError instead: what a library's
+    own read timeout does when it expires as its task is cancelled (redis-py's, seen in
+    `test_a_bus_lost_then_refused_leaves_no_listener_task_behind` about once in eight)."""
+
+    async def publish(self, channel: str, message: Any) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise TimeoutError from None
+
+
+async def test_a_heartbeat_whose_cancel_comes_back_as_an_error_still_ends() -> None:
+    """The heartbeat suppressed the publish's error and slept on, cancelled: a bus's
+    shutdown (`Bus.disconnect`, every server's stop) then waited for it for ever."""
+    hub = Hub(
+        lambda: _TimingOutWhenCancelled("memory://"),
+        channel=CHANNEL,
+        queue_size=10,
+        heartbeat_seconds=0.01,
+    )
+    await hub.start()
+    heartbeat = asyncio.create_task(hub.heartbeat())
+    try:
+        await asyncio.sleep(0.2)  # its publish under way
+        heartbeat.cancel()
+        done, _ = await asyncio.wait({heartbeat}, timeout=2)
+        assert heartbeat in done and heartbeat.cancelled()
+    finally:
+        heartbeat.cancel()
+        await hub.stop()
