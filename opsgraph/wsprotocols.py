@@ -112,14 +112,21 @@ def _connection_error(message: str) -> Any:
     return {"type": "connection_error", "payload": {"message": message}}
 
 
-def _operations_limit(settings: Settings) -> GraphQLFormattedError:
-    """The error of an operation over the connection's limit (Strawberry's has no code)."""
+async def _refusal(
+    handler: LegacyWSHandler | TransportWSHandler, *, running: int
+) -> GraphQLFormattedError | None:
+    """Why a new operation on this (acknowledged) connection is refused, with `running`
+    operations under way: over the connection's limit (Strawberry's own error has no
+    code), or over its key's rate limit; None if it may run."""
+    settings = handler.context.settings
     most = settings.max_subscriptions_per_connection
-    return {
-        "message": f"Subscription limit reached: at most {most} operations at once on one "
-        "connection (OPSGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION).",
-        "extensions": {"code": "TOO_MANY_OPERATIONS"},
-    }
+    if running >= most:
+        return {
+            "message": f"Subscription limit reached: at most {most} operations at once on one "
+            "connection (OPSGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION).",
+            "extensions": {"code": "TOO_MANY_OPERATIONS"},
+        }
+    return await cast(RateRefusing, handler.view).rate_refusal(handler.context)
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
@@ -191,13 +198,10 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             else:
                 await self.send_message(_connection_error(f"start: {problem}"))
             return
-        if self.connection_acknowledged and message["id"] not in self.tasks:
-            if len(self.tasks) >= self.context.settings.max_subscriptions_per_connection:
-                limit = _operations_limit(self.context.settings)
-                await self.send_message(ErrorMessage(type="error", id=message["id"], payload=limit))
-                return
         if self.connection_acknowledged:
-            error = await cast(RateRefusing, self.view).rate_refusal(self.context)
+            # A `start` of an id under way replaces that operation: not one more.
+            running = 0 if message["id"] in self.tasks else len(self.tasks)
+            error = await _refusal(self, running=running)
             if error is not None:
                 await self.send_message(ErrorMessage(type="error", id=message["id"], payload=error))
                 return
@@ -264,12 +268,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def handle_subscribe(self, message: TransportSubscribeMessage) -> None:
         if self.connection_acknowledged and message["id"] not in self.operations:
-            if len(self.operations) >= self.context.settings.max_subscriptions_per_connection:
-                limit = _operations_limit(self.context.settings)
-                refused = TransportErrorMessage(id=message["id"], type="error", payload=[limit])
-                await self.send_message(refused)
-                return
-            error = await cast(RateRefusing, self.view).rate_refusal(self.context)
+            error = await _refusal(self, running=len(self.operations))
             if error is not None:  # this operation alone; the connection stays
                 refused = TransportErrorMessage(id=message["id"], type="error", payload=[error])
                 await self.send_message(refused)
