@@ -7,6 +7,7 @@ from each other by workspace, as tenants do in production.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +46,21 @@ hypothesis_settings.load_profile("opsgraph")
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPSGRAPH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+async def until_waiting_for_a_lock(connection: Any, *, query_like: str = "%") -> bool:
+    """Whether, within about 2 s, a statement of this database (one LIKE `query_like`)
+    waits for a lock: what a test holding a row from `connection` waits for."""
+    for _ in range(100):
+        waiting = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND query LIKE $1",
+            query_like,
+        )
+        if waiting:
+            return True
+        await asyncio.sleep(0.02)
+    return False
 
 
 @dataclass

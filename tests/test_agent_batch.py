@@ -24,7 +24,7 @@ from resolvers.agent_seen import KnownRun, Seen, _Key, _look_up_many, look_up
 from resolvers.policies import decide_tool_call
 from resolvers.policy_eval import CallFacts
 from tests.agent_helpers import SEED_POLICY, create_policy, event, post, tool_called
-from tests.conftest import GraphQL, Tenant
+from tests.conftest import GraphQL, Tenant, until_waiting_for_a_lock
 
 
 async def pending(tenant: Tenant, settings: Settings, body: dict[str, Any]) -> PendingCall:
@@ -180,14 +180,7 @@ async def test_a_batch_writes_its_rows_before_it_waits_for_the_workspace(
         await holder.start()
         await other.execute("SELECT 1 FROM workspace WHERE id = $1 FOR UPDATE", tenant.workspace_id)
         batch = asyncio.create_task(_store_each([item]))
-        for _ in range(100):  # until the batch waits for the workspace
-            waiting = await other.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%part0 AS%'"
-            )
-            if waiting:
-                break
-            await asyncio.sleep(0.02)
+        waiting = await until_waiting_for_a_lock(other, query_like="%part0 AS%")
         assert waiting, "the batch never waited for the workspace"
         await other.execute("SET lock_timeout = '300ms'")
         with pytest.raises(asyncpg.exceptions.LockNotAvailableError):

@@ -36,7 +36,7 @@ from tests.agent_helpers import (
     timeline,
     tool_called,
 )
-from tests.conftest import GraphQL, Recorder, Tenant, with_settings
+from tests.conftest import GraphQL, Recorder, Tenant, until_waiting_for_a_lock, with_settings
 from tests.test_timeline import b64
 
 APPROVAL = """
@@ -614,15 +614,7 @@ async def test_a_call_s_end_takes_its_approval_before_the_call_as_a_decision_doe
         )
         body = event("evt_end", "tool.completed", toolCallId="tc_1", outputPayload={})
         ending = asyncio.create_task(post(client, gated.writer, body))
-        for _ in range(100):  # until the end waits for a lock
-            waiting = await decider.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
-            )
-            if waiting:
-                break
-            await asyncio.sleep(0.02)
-        assert waiting, "the call's end never waited for the approval"
+        assert await until_waiting_for_a_lock(decider), "the call's end never waited"
         await decider.execute("SET lock_timeout = '300ms'")
         call = "SELECT 1 FROM agent_tool_call WHERE call_key = 'tc_1' AND workspace_id = $1"
         await decider.execute(call + " FOR UPDATE", gated.workspace_id)  # free: no deadlock
