@@ -12,6 +12,7 @@ from models.agent import RunStatus as RunStatusModel
 from models.agent import ToolCall as ToolCallRow
 from models.agent import ToolCallDecision as ToolCallDecisionModel
 from models.agent import ToolCallStatus as ToolCallStatusModel
+from models.approval import Approval as ApprovalRow
 from models.approval import ApprovalStatus as ApprovalStatusModel
 from models.policy import PolicyAction as PolicyActionModel
 from resolvers import agent_queries, approvals
@@ -120,12 +121,18 @@ class ToolCall:
         """A call awaiting an approval whose time is up is expired first (as the approval
         is on read), so that the two never disagree in one answer."""
         if self.stored_status is ToolCallStatusModel.AWAITING_APPROVAL:
-            row = await loaders.approval_of_tool_call(info.context, self.instance.id)
-            if row is not None:
-                await approvals.expire_if_due(row, publisher=info.context.publisher)
-                if row.status is ApprovalStatusModel.EXPIRED:
-                    return ToolCallStatusModel.EXPIRED
+            row = await self._approval_row(info)
+            if row is not None and row.status is ApprovalStatusModel.EXPIRED:
+                return ToolCallStatusModel.EXPIRED
         return self.stored_status
+
+    async def _approval_row(self, info: Info) -> ApprovalRow | None:
+        """The approval this call waited for, as it stands (expired first if its time is
+        up, as every read of an approval does), or None."""
+        row = await loaders.approval_of_tool_call(info.context, self.instance.id)
+        if row is None:
+            return None
+        return await approvals.expire_if_due(row, publisher=info.context.publisher)
 
     @strawberry.field
     async def run(self, info: Info) -> Run:
@@ -139,12 +146,8 @@ class ToolCall:
     ) -> Annotated[Approval, strawberry.lazy("schema.approval")] | None:
         from schema.approval import Approval
 
-        row = await loaders.approval_of_tool_call(info.context, self.instance.id)
-        if row is None:
-            return None
-        return Approval.from_row(
-            await approvals.expire_if_due(row, publisher=info.context.publisher)
-        )
+        row = await self._approval_row(info)
+        return None if row is None else Approval.from_row(row)
 
 
 @strawberry.type(description="One agent run and its tool calls.")
