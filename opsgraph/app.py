@@ -533,6 +533,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerSend)  # outermost of ours
     app.state.graphql = graphql  # where `opsgraph.wsserver` finds it
+    app.state.settings = settings  # and `opsgraph.restlane` its read timeout
     # The same limits and handlers for the posts `opsgraph.restlane` serves itself (one
     # limiter: a key's requests take from one bucket whichever way they come).
     limited = RateLimit(

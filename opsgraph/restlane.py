@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -40,6 +41,9 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from opsgraph.settings import Settings
+from rest_compat.common import error_body
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +82,28 @@ def lane_of(app: object) -> RestLane | None:
     """The `RestLane` of the Opsgraph app uvicorn serves: the app itself, or behind
     uvicorn's proxy-headers middleware (which the lane applies too). None for an app
     wrapped in anything else, whose wrapper the lane would skip."""
+    lane = _state_of(app, "rest_lane")
+    return lane if isinstance(lane, RestLane) else None
+
+
+def _state_of(app: object, name: str) -> object:
+    """`name` of the state of the Starlette app uvicorn serves (behind uvicorn's
+    proxy-headers middleware or not); None for any other app."""
     if isinstance(app, ProxyHeadersMiddleware):
         app = app.app
-    if isinstance(app, Starlette):
-        lane = getattr(app.state, "rest_lane", None)
-        return lane if isinstance(lane, RestLane) else None
-    return None
+    return getattr(app.state, name, None) if isinstance(app, Starlette) else None
+
+
+def _read_timeout(config: Config) -> float:
+    """`Settings.request_read_timeout_seconds` of the app uvicorn serves (the default for
+    an app wrapped in something else); found once per server."""
+    found: float | None = getattr(config, "_opsgraph_read_timeout", None)
+    if found is None:
+        settings = _state_of(config.loaded_app, "settings")
+        if not isinstance(settings, Settings):
+            settings = Settings()
+        found = config._opsgraph_read_timeout = settings.request_read_timeout_seconds  # type: ignore[attr-defined]
+    return found
 
 
 def _configured_lane(config: Config) -> RestLane | None:
@@ -109,6 +129,24 @@ _PLAIN_500 = (
 )
 
 
+def _timed_out_answer(seconds: float) -> bytes:
+    """A 408 in the documented error shape, closing the connection."""
+    body = json.dumps(
+        error_body(
+            "REQUEST_TIMEOUT",
+            f"The request was not received in full within {seconds:g} seconds"
+            " (OPSGRAPH_REQUEST_READ_TIMEOUT_SECONDS); send it again.",
+        )
+    ).encode()
+    return b"".join([
+        STATUS_LINE[408],
+        b"content-type: application/json\r\n",
+        b"content-length: ", str(len(body)).encode(), b"\r\n",
+        b"connection: close\r\n\r\n",
+        body,
+    ])  # fmt: skip
+
+
 class _Cycle:
     """A lane request: what uvicorn's protocol callbacks touch of a request cycle (`body`,
     `more_body`, `message_event.set()`, `response_complete`, `keep_alive`, `disconnected`),
@@ -129,6 +167,10 @@ class _Cycle:
         self.headers: list[tuple[bytes, bytes]] = []
         self.parts: list[bytes] = []
         self.written = False  # any byte of the response
+
+    @property
+    def response_started(self) -> bool:
+        return self.written
 
     @property
     def message_event(self) -> _Cycle:
@@ -153,11 +195,88 @@ class _Cycle:
 
 
 class RestHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, serving the app's `RestLane` requests itself."""
+    """uvicorn's httptools protocol, serving the app's `RestLane` requests itself, and
+    answering 408 to a request that does not arrive in full within
+    `Settings.request_read_timeout_seconds` (uvicorn itself waits for ever)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lane = _configured_lane(self.config)
+        self.read_timeout = _read_timeout(self.config)
+        self.read_timer: asyncio.TimerHandle | None = None
+        # When the wait for the request being read began: the connection's opening for its
+        # first request, else the request's first byte; None once it is in.
+        self.read_since: float | None = None
+        self.reading = False  # a byte of that request has come
+        self.cycle_before: object = None  # the cycle of the request before it
+
+    # Between requests the wait is uvicorn's keep-alive timeout's. One timer serves the
+    # connection's requests in turn (a request in time leaves it running, to be moved on
+    # when it fires), so a request costs a clock reading, not a timer.
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.read_timeout > 0:
+            self.read_since = self.loop.time()
+            self._time_reading(self.read_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timing_reading()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.reading = True
+        self.cycle_before = self.cycle
+        if self.read_timeout > 0:
+            if self.read_since is None:
+                self.read_since = self.loop.time()
+            if self.read_timer is None:
+                self._time_reading(self.read_timeout)
+
+    def handle_websocket_upgrade(self) -> None:
+        # The WebSocket protocol has its own timeouts.
+        self.reading, self.read_since = False, None
+        self._stop_timing_reading()
+        super().handle_websocket_upgrade()
+
+    def _time_reading(self, seconds: float) -> None:
+        self.read_timer = self.loop.call_later(seconds, self._read_timed_out)
+
+    def _stop_timing_reading(self) -> None:
+        if self.read_timer is not None:
+            self.read_timer.cancel()
+            self.read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self.read_timer = None
+        since = self.read_since
+        if since is None or self.transport.is_closing():
+            return  # no request under way: the next one's first byte starts the timer
+        left = since + self.read_timeout - self.loop.time()
+        if left > 0.001:  # an earlier request came in in time: this one's turn
+            self._time_reading(left)
+            return
+        cycle = self.cycle
+        earlier = cycle is not None and cycle is self.cycle_before
+        if self.flow.read_paused or (earlier and not cycle.response_complete):
+            # This server is not reading (the app has yet to take the body), or is still
+            # answering an earlier request of the connection: not the client's delay.
+            self.read_since = self.loop.time()
+            self._time_reading(self.read_timeout)
+            return
+        # The app may have answered this request before its body was in (a 413): then the
+        # connection is only closed.
+        answered = cycle is not None and not earlier and cycle.response_started
+        if self.reading and not answered:
+            client = "{}:{}".format(*self.client) if self.client else "a client"
+            log.info(
+                "%s: a request not received in full within %g s; answered 408",
+                client,
+                self.read_timeout,
+            )
+            self.transport.write(_timed_out_answer(self.read_timeout))
+        self.transport.close()  # a connection that never sent a byte: just closed
 
     def shutdown(self) -> None:
         """The server is stopping: besides uvicorn's own (this connection closes after the
@@ -210,6 +329,7 @@ class RestHttpProtocol(HttpToolsProtocol):
         return url
 
     def on_message_complete(self) -> None:
+        self.reading, self.read_since = False, None
         cycle = self.cycle
         if not isinstance(cycle, _Cycle):
             super().on_message_complete()

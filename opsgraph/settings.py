@@ -158,6 +158,10 @@ class Settings:
     workers: int = 1
     # One log line per HTTP request (uvicorn's access log).
     access_log: bool = True
+    # A request must arrive in full (headers and body) within this many seconds of the
+    # connection opening or of its first byte, else 408 and the connection closed: a client
+    # that stalls mid-request would otherwise hold its connection open for ever. 0: no limit.
+    request_read_timeout_seconds: float = 30.0
     # graphql-transport-ws served outside ASGI (`opsgraph.wsserver`); false sends every
     # WebSocket through uvicorn's own protocol and the app.
     ws_direct: bool = True

@@ -399,3 +399,112 @@ async def test_one_rate_limit_whichever_way_a_request_comes(
     assert lane_calls == ["/events"] * 3  # the lane's three, beside two through uvicorn
     assert replies[3].json()["error"]["code"] == "RATE_LIMITED"
     assert replies[3].headers["retry-after"] == replies[4].headers["retry-after"]
+
+
+# A request must arrive in full within OPSGRAPH_REQUEST_READ_TIMEOUT_SECONDS.
+QUICK = pytest.mark.settings(request_read_timeout_seconds=0.5)
+
+
+async def timed_out(connection: Connection) -> tuple[Reply, float]:
+    """The 408 the server sends, and how long after the call it came; it must close."""
+    started = asyncio.get_running_loop().time()
+    reply = await asyncio.wait_for(read_reply(connection.reader), 5)
+    waited = asyncio.get_running_loop().time() - started
+    assert reply.status == 408, reply
+    assert reply.headers["connection"] == "close" and await connection.closed_by_server()
+    assert reply.json()["error"]["code"] == "REQUEST_TIMEOUT"
+    assert "0.5 seconds" in reply.json()["error"]["message"]
+    return reply, waited
+
+
+@QUICK
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(lambda key: request("/events", EVENT, key)[:30], id="headers"),
+        pytest.param(lambda key: request("/events", EVENT, key)[:-10], id="lane-body"),
+        pytest.param(
+            lambda key: request("/graphql", {"query": "{ viewer { name } }"}, key)[:-10],
+            id="uvicorn-body",
+        ),
+    ],
+)
+async def test_a_request_that_stalls_is_answered_408_and_closed(
+    tenant: Tenant, connect: Any, sent: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that stops sending mid-request (in its headers, or in a body the lane or
+    uvicorn's cycle reads) gets a 408 in the documented shape once the read timeout is up,
+    and its connection is closed: nothing is stored and the server logs no error."""
+    before = await Change.all().count()
+    connection = await connect()
+    connection.writer.write(sent({"Authorization": f"Bearer {tenant.writer}"}))
+    await connection.writer.drain()
+    _, waited = await timed_out(connection)
+    assert waited >= 0.4
+    assert await Change.all().count() == before
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+@QUICK
+async def test_a_connection_that_sends_nothing_is_closed(connect: Any) -> None:
+    connection = await connect()
+    assert await connection.closed_by_server()  # at once, without an answer
+
+
+@QUICK
+async def test_the_read_timeout_runs_from_each_request_s_first_byte(
+    tenant: Tenant, connect: Any
+) -> None:
+    """On a kept-alive connection each request has the whole timeout: one sent in two
+    parts 0.3 s apart, 0.4 s after the answer before it, is answered."""
+    key = {"Authorization": f"Bearer {tenant.writer}"}
+    connection = await connect()
+    (first,) = await connection.send(request("/events", EVENT, key))
+    await asyncio.sleep(0.4)
+    second = request("/events", {**EVENT, "name": "second"}, key)
+    connection.writer.write(second[:40])
+    await asyncio.sleep(0.3)
+    assert [first.status, (await connection.send(second[40:]))[0].status] == [201, 201]
+
+
+@QUICK
+async def test_a_slow_answer_is_not_cut_by_the_read_timeout(app: Starlette, tenant: Tenant) -> None:
+    """The timeout is the client's to meet, not the app's: a request answered after 1 s is
+    answered, and the next request the client left unfinished meanwhile is answered 408
+    after it, not in its place."""
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(1)
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app.state.rest_lane = replace(app.state.rest_lane, app=slow)
+    key = {"Authorization": f"Bearer {tenant.writer}"}
+    async with served(app) as port:
+        connection = Connection(*await asyncio.open_connection("127.0.0.1", port))
+        connection.writer.write(request("/events", EVENT, key) + b"POST /events HTTP/1.1\r\n")
+        await connection.writer.drain()
+        answered = await asyncio.wait_for(read_reply(connection.reader), 5)
+        assert answered.status == 202
+        await timed_out(connection)
+        connection.writer.close()
+
+
+@QUICK
+async def test_a_websocket_outlives_the_read_timeout(app: Starlette, tenant: Tenant) -> None:
+    """The timeout covers the upgrade request only: a subscription kept past it still
+    receives what is posted."""
+    import websockets
+
+    from opsgraph.cli import websocket_options
+
+    async with served(app, **websocket_options(app.state.settings)) as port:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-transport-ws"]
+        ) as ws:  # type: ignore[attr-defined]
+            auth = {"Authorization": f"Bearer {tenant.reader}"}
+            await ws.send(json.dumps({"type": "connection_init", "payload": auth}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await asyncio.sleep(1)
+            await ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
