@@ -39,7 +39,7 @@ from opsgraph.db import close_database, database_unavailable, open_database
 from opsgraph.ratelimit import Limiter, RateLimit, bucket_name, make_limiter, refusal
 from opsgraph.restlane import RestLane, body_then
 from opsgraph.settings import Settings
-from opsgraph.ui import SpaStaticFiles
+from opsgraph.ui import PAGE_HEADERS, SpaStaticFiles
 from opsgraph.wsprotocols import ASGIConnection, LegacyWSHandler, TransportWSHandler
 from opsgraph.wsserver import GRAPHQL_PATH
 from resolvers import approvals as approval_resolvers
@@ -196,6 +196,9 @@ class GraphQLApp(GraphQL[Context, None]):
         except CrossWebHTTPException as exc:  # Strawberry's own refusal of the request
             response = _request_refused(exc)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(self.graphql_ide_html, headers=PAGE_HEADERS)
 
     async def _keyless_body_refused(self, request: Request) -> Response | None:
         """A 401 for a body over `graphql_keyless_max_body_bytes` without a valid key, before
@@ -517,7 +520,7 @@ def create_app(
     else:
 
         async def placeholder(request: Request) -> Response:
-            return HTMLResponse(PLACEHOLDER)
+            return HTMLResponse(PLACEHOLDER, headers=PAGE_HEADERS)
 
         routes.append(Route("/", placeholder))
 

@@ -12,6 +12,25 @@ API_PREFIXES = frozenset({"graphql", "events", "api", "v1", "v2", "healthz", "op
 # Hashed build output: a missing chunk must 404 rather than come back as HTML.
 ASSETS = "assets"
 
+# Sent with every page of ours (the UI and its files, GraphiQL): no other site may frame
+# them (a click on "Approve" in a hidden frame), and no file is read as another type.
+NOT_FRAMED = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",  # an incident's link is not told the page it was on
+}
+# The UI's own files alone may run and style it, and it talks only to its own server
+# (GraphQL over HTTP and WebSocket: CSP 3's 'self' takes ws: and wss: of the same host);
+# its icon is a data: URL. A script injected into a page could then send nothing away.
+UI_POLICY = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+UI_HEADERS = {**NOT_FRAMED, "content-security-policy": UI_POLICY}
+# Our pages with inline content: GraphiQL (its scripts and styles from unpkg.com, and an
+# inline script) and the placeholder shown when the UI is not built.
+PAGE_HEADERS = {**NOT_FRAMED, "content-security-policy": "frame-ancestors 'none'"}
+
 
 def is_ui_route(path: str) -> bool:
     """True for paths the browser app routes itself, like /approvals or /incidents/inc_1."""
@@ -34,13 +53,16 @@ class SpaStaticFiles(StaticFiles):
         try:
             response = await super().get_response(path, scope)
         except HTTPException as exc:
-            if exc.status_code != 404 or scope["method"] not in ("GET", "HEAD"):
-                raise
             if not is_ui_route(scope["path"]):
+                # No such endpoint, whatever the method (`POST /events/` is a typo for a
+                # pipeline to fix, not a method to change).
+                raise HTTPException(404) from None
+            if exc.status_code != 404 or scope["method"] not in ("GET", "HEAD"):
                 raise
             response = await super().get_response("index.html", scope)
         if path.startswith(ASSETS + "/") and response.status_code == 200:
             response.headers["cache-control"] = "public, max-age=31536000, immutable"
         else:
             response.headers.setdefault("cache-control", "no-cache")
+        response.headers.update(UI_HEADERS)
         return response

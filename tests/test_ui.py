@@ -94,3 +94,36 @@ async def test_another_method_on_a_post_endpoint_is_405_not_the_ui(
     assert response.status_code == 405, (method, path)
     assert response.headers["allow"] == "POST"
     assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize("path", ["/events/", "/v2/nothing", "/api/v2/events", "/v1/event"])
+async def test_a_post_to_no_endpoint_is_404_not_the_ui_s_405(
+    ui_client: httpx.AsyncClient, path: str
+) -> None:
+    """A pipeline posting to a mistyped URL hears that there is no such endpoint."""
+    response = await ui_client.post(path, json={})
+    assert response.status_code == 404, path
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_the_ui_may_not_be_framed_and_runs_only_its_own_files(
+    ui_client: httpx.AsyncClient,
+) -> None:
+    """The UI's pages and files forbid framing (a hidden "Approve" click) and any script,
+    style or connection but the server's own; GraphiQL, which loads from unpkg, is not
+    framed either."""
+    for path in ("/", "/approvals?focus=ap_1", "/assets/index-abc123.js"):
+        response = await ui_client.get(path)
+        assert response.headers["x-frame-options"] == "DENY", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        policy = dict(
+            part.strip().split(" ", 1)
+            for part in response.headers["content-security-policy"].split(";")
+        )
+        assert policy["default-src"] == "'self'", path
+        assert policy["frame-ancestors"] == "'none'", path
+        assert "script-src" not in policy and "connect-src" not in policy, path  # 'self'
+    ide = await ui_client.get("/graphql", headers={"Accept": "text/html"})
+    assert "graphiql" in ide.text.lower()
+    assert ide.headers["x-frame-options"] == "DENY"
+    assert ide.headers["content-security-policy"] == "frame-ancestors 'none'"

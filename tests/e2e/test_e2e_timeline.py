@@ -55,6 +55,26 @@ def test_sign_in_keeps_the_key_and_the_link_and_signs_out(page: Page, server: Se
     other.close()
 
 
+def test_a_script_injected_into_the_page_does_not_run(browser: Browser, server: Server) -> None:
+    """The UI's content security policy, enforced by the browser: a signed-in page (live
+    connection up, so its own requests pass) runs no inline script, and says so."""
+    page, errors = open_page(browser, server, LAPTOP)
+    sign_in(page, server.admin)
+    wait_live(page)
+    ran = page.evaluate(
+        """() => {
+            const script = document.createElement("script");
+            script.textContent = "window.injected = true";
+            document.body.append(script);
+            return window.injected === true;
+        }"""
+    )
+    page.context.close()
+    assert ran is False
+    (refused,) = errors.errors
+    assert "Content Security Policy" in refused
+
+
 def test_a_change_posted_by_rest_appears_live_and_opens_its_details(
     page: Page, server: Server
 ) -> None:
