@@ -10,7 +10,9 @@ if (!root) throw new Error("no #root element");
 
 createRoot(root).render(
   <StrictMode>
-    <BrowserRouter>
+    {/* The filters' fields are controlled by the URL: in a transition (the router's
+        default) a ticked box was put back unticked until the new URL rendered. */}
+    <BrowserRouter useTransitions={false}>
       <AuthProvider>
         <App />
       </AuthProvider>
