@@ -56,6 +56,7 @@ from rest_compat import agents as rest_agents
 from rest_compat import changes as rest_changes
 from rest_compat import incidents as rest_incidents
 from rest_compat.common import (
+    BEARER_CHALLENGE,
     Endpoint,
     error_body,
     json_media,
@@ -215,7 +216,9 @@ class GraphQLApp(GraphQL[Context, None]):
             message = f"{exc.message} A body over {most} bytes needs one."
             body = error_body(exc.code, message)
             body["errors"] = [{"message": message, "extensions": {"code": exc.code}}]
-            return JSONResponse(body, status_code=401)
+            return JSONResponse(
+                body, status_code=401, headers={"WWW-Authenticate": BEARER_CHALLENGE}
+            )
         except Exception:  # the database, say: the operation meets it and reports it as ever
             return None
         request.scope[PRINCIPAL] = principal

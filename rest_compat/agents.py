@@ -19,6 +19,8 @@ from resolvers.auth import Principal, Scope, authenticate
 from resolvers.errors import AuthError, InvalidInput
 from rest_compat import batched
 from rest_compat.common import (
+    API_KEY_CHALLENGE,
+    BEARER_CHALLENGE,
     Answer,
     Endpoint,
     RestError,
@@ -87,7 +89,9 @@ def render_event(result: dict[str, Any]) -> dict[str, Any]:
 async def post_agent_event(endpoint: Endpoint, request: Request) -> JSONResponse:
     """`POST /v1/events` with `X-API-Key` (scope `events:write`): the documented response."""
     try:
-        principal = await require_principal(request.headers.get("x-api-key"), Scope.EVENTS_WRITE)
+        principal = await require_principal(
+            request.headers.get("x-api-key"), Scope.EVENTS_WRITE, challenge=API_KEY_CHALLENGE
+        )
         raw = await read_json_object(request, endpoint.settings)
         try:
             data = agent_events.validate_agent_event(raw, settings=endpoint.settings)
@@ -121,6 +125,7 @@ RECORD = batched.ListMutation(
 
 
 SETTLED_KINDS = {TimelineKind.APPROVAL_DECIDED, TimelineKind.APPROVAL_EXPIRED}
+EITHER_CHALLENGE = f"{API_KEY_CHALLENGE}, {BEARER_CHALLENGE}"
 
 
 async def _caller(request: Request) -> Principal:
@@ -130,7 +135,7 @@ async def _caller(request: Request) -> Principal:
     try:
         return await authenticate(secret=secret)
     except AuthError as exc:
-        raise RestError.from_auth(exc) from None
+        raise RestError.from_auth(exc, challenge=EITHER_CHALLENGE) from None
 
 
 def _wait_seconds(request: Request, maximum: float) -> float:

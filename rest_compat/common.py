@@ -48,6 +48,11 @@ STATUS_FOR_CODE = {
 }
 
 
+# What a 401 answers in `WWW-Authenticate` (RFC 9110 requires one): how to present a key.
+BEARER_CHALLENGE = 'Bearer realm="opsgraph"'
+API_KEY_CHALLENGE = 'ApiKey realm="opsgraph", header="X-API-Key"'
+
+
 class RestError(Exception):
     """An error answered in the documented shape, with an HTTP status."""
 
@@ -59,6 +64,7 @@ class RestError(Exception):
         *,
         errors: list[str] | None = None,
         retry_after: int | None = None,  # seconds, sent as `Retry-After`
+        challenge: str | None = None,  # a 401's `WWW-Authenticate`
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -66,6 +72,7 @@ class RestError(Exception):
         self.message = message
         self.errors = errors or [message]
         self.retry_after = retry_after
+        self.challenge = challenge
 
     @classmethod
     def invalid(cls, error: InvalidInput) -> RestError:
@@ -77,8 +84,12 @@ class RestError(Exception):
         )
 
     @classmethod
-    def from_auth(cls, error: AuthError) -> RestError:
-        return cls(STATUS_FOR_CODE.get(error.code, 401), error.code, error.message)
+    def from_auth(cls, error: AuthError, *, challenge: str) -> RestError:
+        """A refused key (401, saying how to present one: `challenge`) or scope (403)."""
+        status = STATUS_FOR_CODE.get(error.code, 401)
+        return cls(
+            status, error.code, error.message, challenge=challenge if status == 401 else None
+        )
 
 
 class Answer(JSONResponse):
@@ -104,10 +115,18 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
+def _headers(error: RestError) -> dict[str, str]:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if error.challenge is not None:
+        headers["WWW-Authenticate"] = error.challenge
+    return headers
+
+
 def render_error(error: RestError) -> JSONResponse:
-    headers = None if error.retry_after is None else {"Retry-After": str(error.retry_after)}
     return JSONResponse(
-        error_body(error.code, error.message), status_code=error.status, headers=headers
+        error_body(error.code, error.message), status_code=error.status, headers=_headers(error)
     )
 
 
@@ -123,7 +142,7 @@ def pagerduty_error_body(status: int, code: str, message: str, errors: list[str]
 
 def render_pagerduty_error(error: RestError) -> JSONResponse:
     body = pagerduty_error_body(error.status, error.code, error.message, error.errors)
-    return JSONResponse(body, status_code=error.status)
+    return JSONResponse(body, status_code=error.status, headers=_headers(error))
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,12 +364,14 @@ def bearer_secret(request: Request) -> str | None:
     return None
 
 
-async def require_principal(secret: str | None, scope: Scope) -> Principal:
+async def require_principal(
+    secret: str | None, scope: Scope, *, challenge: str = BEARER_CHALLENGE
+) -> Principal:
     """Authenticate a presented key and check its scope, as RestError (401/403)."""
     try:
         return (await authenticate(secret=secret)).require(scope)
     except AuthError as exc:
-        raise RestError.from_auth(exc) from None
+        raise RestError.from_auth(exc, challenge=challenge) from None
 
 
 ROUTING_KEY_NOT_FOUND = "Routing key not found"

@@ -140,3 +140,41 @@ async def test_a_workspace_name_is_taken_once_even_by_two_at_once(
             await asyncio.wait_for(creating, timeout=10)
     finally:
         await other.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "challenge"),
+    [
+        ("POST", "/events", 'Bearer realm="opsgraph"'),
+        ("POST", "/api/events", 'Bearer realm="opsgraph"'),
+        ("POST", "/v1/events", 'ApiKey realm="opsgraph", header="X-API-Key"'),
+        (
+            "GET",
+            "/v1/approvals/ap_1",
+            'ApiKey realm="opsgraph", header="X-API-Key", Bearer realm="opsgraph"',
+        ),
+    ],
+)
+async def test_a_401_says_how_to_present_a_key(
+    client: httpx.AsyncClient, tenant: Tenant, method: str, path: str, challenge: str
+) -> None:
+    """Every 401 names the way its endpoint takes a key (`WWW-Authenticate`, which HTTP
+    requires of a 401); a 403 (a key without the scope) does not."""
+    for headers in ({}, {"Authorization": "Bearer og_nope", "X-API-Key": "og_nope"}):
+        response = await client.request(method, path, headers=headers, json=SEED_EVENT)
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["www-authenticate"] == challenge
+        assert response.json()["error"]["code"] == "UNAUTHENTICATED"
+    if method == "POST":
+        key = {"Authorization": f"Bearer {tenant.reader}", "X-API-Key": tenant.reader}
+        forbidden = await client.post(path, headers=key, json=SEED_EVENT)
+        assert forbidden.status_code == 403 and "www-authenticate" not in forbidden.headers
+
+
+async def test_a_keyless_graphql_body_too_big_to_read_says_how_to_present_a_key(
+    client: httpx.AsyncClient,
+) -> None:
+    big = {"query": "{ __typename }", "variables": {"pad": "x" * 20_000}}
+    response = await client.post("/graphql", json=big)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="opsgraph"'
