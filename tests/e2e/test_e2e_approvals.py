@@ -11,9 +11,9 @@ import re
 import secrets
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
-from tests.e2e.conftest import Agent, Server, sign_in, wait_live
+from tests.e2e.conftest import LAPTOP, Agent, Server, open_page, sign_in, wait_live
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -148,14 +148,13 @@ def test_the_comment_box_takes_the_keys_and_a_decision_made_meanwhile_is_final(
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_label("Note (optional)")).to_have_value("Ship it")
 
-    # A colleague rejects it first; approving then says so, readably, and offers only Close.
+    # A colleague rejects it first: the open dialog says so at once, and offers only Close.
     server.graphql(
         'mutation($id: ID!) { decideApproval(id: $id, decision: REJECT, comment: "no") { id } }',
         id=approval_id,
     )
-    dialog.get_by_role("button", name="Approve", exact=True).click()
-    expect(dialog).to_contain_text(
-        re.compile(r"already rejected by admin at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+    expect(dialog.get_by_role("alert")).to_have_text(
+        "Meanwhile it was rejected by admin just now: “no”. There is nothing left to decide."
     )
     actions = dialog.locator(".form-actions")
     expect(actions.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
@@ -172,6 +171,53 @@ def test_the_comment_box_takes_the_keys_and_a_decision_made_meanwhile_is_final(
     expect(card.locator(".run-ended")).to_have_text(
         "This run already failed: the agent may no longer be waiting for the answer."
     )
+
+
+def test_a_decision_made_elsewhere_and_not_yet_seen_here_is_final_when_tried(
+    browser: Browser, server: Server
+) -> None:
+    """The colleague's decision has not reached this page (the live event is held back):
+    approving then gets the server's refusal, readably, and only Close."""
+    page, errors = open_page(browser, server, LAPTOP)
+    holding = {"live": False}
+
+    def route(socket: WebSocketRoute) -> None:
+        upstream = socket.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            if holding["live"] and isinstance(message, str) and "pendingApprovals" in message:
+                return
+            socket.send(message)
+
+        upstream.on_message(to_page)
+
+    page.route_web_socket(re.compile(r"/graphql$"), route)
+    tool = f"deploy_{secrets.token_hex(3)}"
+    policy = {"name": f"Hold {tool}", "action": "REQUIRE_APPROVAL", "toolName": tool}
+    server.graphql("mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }", p=policy)
+    sign_in(page, server.admin, "/approvals")
+    wait_live(page)
+    agent = Agent(server, f"late-{secrets.token_hex(2)}")
+    approval_id = agent.call(tool, environment="production")["approvalId"]
+    card = page.locator(f"article[data-approval-id='{approval_id}']")
+    card.get_by_role("button", name="Approve…").click()
+    dialog = page.get_by_role("dialog")
+    holding["live"] = True
+    server.graphql(
+        'mutation($id: ID!) { decideApproval(id: $id, decision: REJECT, comment: "no") { id } }',
+        id=approval_id,
+    )
+    dialog.get_by_role("button", name="Approve", exact=True).click()
+    expect(dialog).to_contain_text(
+        re.compile(r"already rejected by admin at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+    )
+    actions = dialog.locator(".form-actions")
+    expect(actions.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
+    actions.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+    page.context.close()
+    assert agent.approval(approval_id)["status"] == "rejected"
+    assert not errors.errors, errors.errors
 
 
 def test_a_reader_sees_the_queue_but_cannot_decide(page: Page, server: Server) -> None:

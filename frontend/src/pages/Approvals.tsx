@@ -176,6 +176,17 @@ function FocusOutcome({ id, now }: { id: string; now: number }) {
   );
 }
 
+/** What became of an approval while its decision dialog was open (a colleague, the clock). */
+function settledMeanwhile(approval: Approval, now: number): string {
+  if (approval.status === "EXPIRED") {
+    return "Meanwhile it expired, or its tool call ended, without a decision: there is nothing left to decide.";
+  }
+  const by = approval.decidedBy ? ` by ${approval.decidedBy}` : "";
+  const when = approval.decidedAt ? ` ${ago(approval.decidedAt, now)}` : "";
+  const said = approval.comment ? `: “${approval.comment}”` : "";
+  return `Meanwhile it was ${approval.status.toLowerCase()}${by}${when}${said}. There is nothing left to decide.`;
+}
+
 function Recent({ now }: { now: number }) {
   const { settled } = useApprovals();
   const [{ data }, refetch] = useQuery({ query: RecentDocument });
@@ -206,7 +217,7 @@ function Recent({ now }: { now: number }) {
 }
 
 export function ApprovalsPage() {
-  const { pending, ready, problem, settle } = useApprovals();
+  const { pending, ready, problem, settle, settled } = useApprovals();
   const [params] = useSearchParams();
   const focus = params.get("focus");
   const viewer = useViewer();
@@ -216,9 +227,16 @@ export function ApprovalsPage() {
   const [decideError, setDecideError] = useState<string | null>(null);
   const [decideFinal, setDecideFinal] = useState(false);
   const focusedPending = focus ? pending.some((a) => a.id === focus) : false;
+  // Approvals this page has sent a decision for: their end is told by the answer.
+  const sent = useRef(new Set<string>());
+  const meanwhile =
+    deciding && !sent.current.has(deciding.approval.id)
+      ? settled.find((s) => s.approval.id === deciding.approval.id)?.approval
+      : undefined;
 
   const submit = async (comment: string): Promise<void> => {
     if (!deciding) return;
+    sent.current.add(deciding.approval.id);
     const result = await decide({
       id: deciding.approval.id,
       decision: deciding.decision,
@@ -305,8 +323,8 @@ export function ApprovalsPage() {
         missingHint="Say why, so the agent and your colleagues know."
         placeholder={deciding?.decision === "REJECT" ? "Why not? The agent reads this." : "Optional"}
         busy={decision.fetching}
-        error={decideError}
-        settled={decideFinal}
+        error={meanwhile ? settledMeanwhile(meanwhile, now) : decideError}
+        settled={decideFinal || meanwhile !== undefined}
         onSubmit={(comment) => void submit(comment)}
         onClose={() => setDeciding(null)}
       />
