@@ -57,11 +57,13 @@ from rest_compat import changes as rest_changes
 from rest_compat import incidents as rest_incidents
 from rest_compat.common import (
     BEARER_CHALLENGE,
+    SEND_JSON,
     Endpoint,
     error_body,
     json_media,
     pagerduty_error_body,
     strict_json,
+    unreadable_body,
 )
 from rest_compat.openapi import openapi_route
 from schema import build_schema
@@ -103,7 +105,7 @@ def _request_refused(exc: CrossWebHTTPException) -> JSONResponse:
     if isinstance(cause, json.JSONDecodeError) and cause.msg:
         message = f"{message}: {cause.msg}"
     if message == "Unsupported content type":
-        status, message = 415, "Send the body as JSON with Content-Type: application/json."
+        status, message = 415, SEND_JSON
     code = HTTP_ERROR_CODES.get(status, "HTTP_ERROR")
     body = error_body(code, message)
     body["errors"] = [{"message": message, "extensions": {"code": code}}]
@@ -243,6 +245,8 @@ class GraphQLApp(GraphQL[Context, None]):
         `application/json`: `Application/JSON` or `application/vnd.api+json` were a 415
         here and accepted by the REST endpoints. Both now follow `json_media`."""
         if request.method == "POST" and json_media(request.content_type or ""):
+            if (problem := unreadable_body(request.headers)) is not None:
+                raise CrossWebHTTPException(415, problem)  # a charset or a coding
             request = cast(AsyncHTTPRequestAdapter, _SentAsJson(request))
         return await super().parse_http_body(request)
 

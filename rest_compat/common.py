@@ -241,9 +241,26 @@ def error_outcome(error: GraphQLError) -> Exception:
     return RestError(400, "INVALID_EVENT", error.message)
 
 
-def _content_type_ok(request: Request) -> bool:
-    content_type = request.headers.get("content-type")
-    return content_type is None or json_media(content_type)
+SEND_JSON = "Send the body as JSON with Content-Type: application/json."
+
+
+def unreadable_body(headers: Mapping[str, str]) -> str | None:
+    """Why a body sent with these headers cannot be read as JSON (a 415), or None: another
+    content type, a charset other than UTF-8 (JSON is UTF-8, RFC 8259), or a content coding
+    (a gzip body would otherwise be refused as "not valid UTF-8")."""
+    content_type = headers.get("content-type")
+    if content_type is not None:
+        if not json_media(content_type):
+            return SEND_JSON
+        for parameter in content_type.split(";")[1:]:
+            name, _, value = parameter.partition("=")
+            charset = value.strip().strip('"').lower()
+            if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+                return f"The body must be UTF-8; charset={charset} is not supported."
+    coding = headers.get("content-encoding")
+    if coding is not None and coding.strip().lower() not in ("", "identity"):
+        return f"Content-Encoding {coding.strip()} is not supported: send the body uncompressed."
+    return None
 
 
 def json_media(content_type: str) -> bool:
@@ -329,12 +346,8 @@ _DECODER = json.JSONDecoder(
 
 async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:
     """The request body as a JSON object; RestError for anything else."""
-    if not _content_type_ok(request):
-        raise RestError(
-            415,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "Send the body as JSON with Content-Type: application/json.",
-        )
+    if (problem := unreadable_body(request.headers)) is not None:
+        raise RestError(415, "UNSUPPORTED_MEDIA_TYPE", problem)
     body = await request.body()
     if len(body) > settings.max_body_bytes:
         raise RestError(

@@ -346,7 +346,8 @@ ERROR_DESCRIPTIONS = {
     404: "No such object in the key's workspace (`NOT_FOUND`).",
     409: "The eventId was already used with a different body (`CONFLICT`).",
     413: "The body exceeds the size limit (`PAYLOAD_TOO_LARGE`).",
-    415: "The body is not sent as JSON (`UNSUPPORTED_MEDIA_TYPE`).",
+    415: "The body is not sent as JSON, or in a charset other than UTF-8, or with a "
+    "Content-Encoding (`UNSUPPORTED_MEDIA_TYPE`).",
     429: "Too many requests for this key (`RATE_LIMITED`).",
     503: "The database is unavailable; retry (`UNAVAILABLE`).",
 }

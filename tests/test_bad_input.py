@@ -5,6 +5,7 @@ is stored; on both databases."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import secrets
 import sys
@@ -159,12 +160,16 @@ class Poster:
     caller: Caller
 
     async def raw(
-        self, content: bytes | Any, *, content_type: str | None = "application/json"
+        self,
+        content: bytes | Any,
+        *,
+        content_type: str | None = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        headers = self.target.headers(self.caller)
+        sent = self.target.headers(self.caller) | (headers or {})
         if content_type is not None:
-            headers["Content-Type"] = content_type
-        return await self.client.post(self.target.path, content=content, headers=headers)
+            sent["Content-Type"] = content_type
+        return await self.client.post(self.target.path, content=content, headers=sent)
 
     async def json(self, body: dict[str, Any]) -> httpx.Response:
         return await self.raw(json.dumps(body).encode())
@@ -266,10 +271,34 @@ async def test_wrong_content_type_is_415(post: Poster, content_type: str) -> Non
     assert body["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
-async def test_json_media_types_with_parameters_are_accepted(post: Poster) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", 'Application/JSON; Charset="UTF8"']
+)
+async def test_json_media_types_with_parameters_are_accepted(
+    post: Poster, content_type: str
+) -> None:
     content = json.dumps(post.target.body(post.caller)).encode()
-    response = await post.raw(content, content_type="application/json; charset=utf-8")
+    response = await post.raw(content, content_type=content_type)
     assert response.status_code in (200, 201, 202), response.text
+
+
+async def test_a_charset_other_than_utf8_is_415_and_named(post: Poster) -> None:
+    """JSON is UTF-8: a Latin-1 body was refused as "not valid UTF-8", as if it were broken."""
+    event = json.dumps(post.target.body(post.caller), ensure_ascii=False).replace("ci-cd", "cï")
+    latin1 = "application/json; charset=ISO-8859-1"
+    body = await post.refused(event.encode("latin-1"), 415, content_type=latin1)
+    assert body["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert "charset=iso-8859-1 is not supported" in body["error"]["message"]
+
+
+async def test_a_compressed_body_is_415_and_named(post: Poster) -> None:
+    """A client that gzips its body hears that it must not, not that its JSON is broken."""
+    content = gzip.compress(json.dumps(post.target.body(post.caller)).encode())
+    body = await post.refused(content, 415, headers={"Content-Encoding": "gzip"})
+    assert body["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert body["error"]["message"] == (
+        "Content-Encoding gzip is not supported: send the body uncompressed."
+    )
 
 
 async def test_huge_bodies_are_413_declared_or_streamed(post: Poster) -> None:
@@ -560,6 +589,26 @@ async def test_graphql_refuses_a_body_not_sent_as_json_with_415(
     )
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert response.json()["errors"][0]["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [
+        ({"Content-Type": "application/json; charset=latin-1"}, "charset=latin-1"),
+        ({"Content-Encoding": "gzip"}, "Content-Encoding gzip"),
+    ],
+)
+async def test_graphql_refuses_a_charset_or_a_coding_with_415_as_rest_does(
+    client: httpx.AsyncClient, tenant: Tenant, headers: dict[str, str], said: str
+) -> None:
+    sent = {"Authorization": f"Bearer {tenant.reader}", "Content-Type": "application/json"}
+    response = await client.post(
+        "/graphql", content=b'{"query": "{ viewer { name } }"}', headers=sent | headers
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert said in response.json()["error"]["message"]
     assert response.json()["errors"][0]["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE"}
 
 
