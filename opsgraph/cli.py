@@ -30,13 +30,26 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+def _with_database(
+    settings: Settings, work: Callable[[], Awaitable[T]], *, say_up_to_date: bool = False
+) -> T:
+    """Open (and migrate) the database, saying on stderr which migrations were applied
+    (and, with `say_up_to_date`, that none were needed), then run `work`."""
+
     async def run() -> T:
-        await _reached(
+        applied = await _reached(
             "the database", "DATABASE_URL", settings.database_url, open_database(settings)
         )
+        where = f"the database at OPSGRAPH_DATABASE_URL={_shown(settings.database_url)}"
+        if applied:
+            names = ", ".join(applied)
+            plural = "s" if len(applied) > 1 else ""
+            print(f"Applied {len(applied)} migration{plural} to {where}: {names}.", file=sys.stderr)
+        elif say_up_to_date:
+            print(f"No migration to apply: {where} is up to date.", file=sys.stderr)
         try:
             return await work()
         finally:
@@ -45,11 +58,11 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-async def _reached(what: str, setting: str, url: str, opening: Awaitable[object]) -> None:
+async def _reached(what: str, setting: str, url: str, opening: Awaitable[R]) -> R:
     """Await `opening` (connecting to `url`); a failure is a CommandError naming the setting
     and the reason in one line, not the driver's traceback."""
     try:
-        await opening
+        return await opening
     except SchemaMismatch as exc:
         raise CommandError(
             f"cannot use {what} at OPSGRAPH_{setting}={_shown(url)}: {exc}"
@@ -268,7 +281,7 @@ def _print_lines(settings: Settings, work: Callable[[], Awaitable[list[str]]]) -
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    issued = _with_database(settings, auth.bootstrap)  # opening the database migrates it
+    issued = _with_database(settings, auth.bootstrap, say_up_to_date=True)  # it migrates
     if issued is not None:
         print("Created the default workspace. Its admin API key, shown this once:", file=sys.stderr)
         print(issued.secret)

@@ -91,28 +91,35 @@ def normalise_url(url: str) -> str:
     return url
 
 
-async def migrate(settings: Settings) -> None:
-    """Apply every pending migration to the configured database."""
+async def migrate(settings: Settings) -> list[str]:
+    """Apply every pending migration to the configured database; the names applied."""
+    applied: list[str] = []
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            applied.append(name)
+
     try:
-        await _migrate(config=_config(settings))
+        await _migrate(config=_config(settings), progress=progress)
     finally:
         await Tortoise.close_connections()
+    return applied
 
 
-async def open_database(settings: Settings, *, run_migrations: bool = True) -> None:
+async def open_database(settings: Settings, *, run_migrations: bool = True) -> list[str]:
     """Migrate, then open connections visible to every task of the process; once migrated,
     refuse a database whose tables are not what its recorded migrations make
-    (`SchemaMismatch`)."""
-    if run_migrations:
-        await migrate(settings)
+    (`SchemaMismatch`). The migrations applied, by name."""
+    applied = await migrate(settings) if run_migrations else []
     await Tortoise.init(config=_config(settings), _enable_global_fallback=True)
     if not run_migrations:  # another process migrates (and checks): `bench.cpu`'s trees
-        return
+        return applied
     try:
         await check_schema()
     except BaseException:
         await close_database()
         raise
+    return applied
 
 
 class SchemaMismatch(Exception):

@@ -287,7 +287,9 @@ def test_two_servers_bootstrapping_one_empty_database_make_one_workspace(tmp_pat
                 await other.close()
 
         done = asyncio.run(race())
-        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+        assert (done.returncode, done.stdout) == (0, ""), done.stderr
+        assert done.stderr.startswith("No migration to apply:"), done.stderr  # and no key
+        assert done.stderr.count("\n") == 1, done.stderr
 
 
 @contextlib.contextmanager
@@ -361,3 +363,53 @@ def test_a_database_a_newer_version_migrated_is_refused(tmp_path: Path, backend:
             done.stderr
         )
         assert done.stderr.count("\n") == 1, done.stderr
+
+
+MIGRATIONS = sorted(
+    path.stem
+    for path in (Path(__file__).parent.parent / "models" / "migrations").glob(
+        "[0-9][0-9][0-9][0-9]_*.py"
+    )
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migrate_says_what_it_applied_or_that_nothing_was_needed(
+    tmp_path: Path, backend: str
+) -> None:
+    """An operator upgrading sees which migrations ran (on stderr: stdout stays the key)."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if backend == "postgres" else None
+        env = {"OPSGRAPH_DATABASE_URL": url} if url else {}
+        where = "the database at OPSGRAPH_DATABASE_URL=" + (url or f"sqlite://{tmp_path}")
+
+        # A database an older version migrated: all but the last migration applied.
+        async def older() -> None:
+            from tortoise import Tortoise
+            from tortoise.migrations.api import migrate
+
+            config = tortoise_config(url or f"sqlite://{tmp_path / 'opsgraph.sqlite3'}")
+            try:
+                await migrate(config=config, target=f"models.{MIGRATIONS[-2]}")
+            finally:
+                await Tortoise.close_connections()
+
+        asyncio.run(older())
+        upgraded = run_with(tmp_path, env, "migrate")
+        assert upgraded.returncode == 0, upgraded.stderr
+        applied = upgraded.stderr.splitlines()[0]
+        assert applied.startswith(f"Applied 1 migration to {where}"), applied
+        assert applied.endswith(f": {MIGRATIONS[-1]}."), applied
+        assert upgraded.stdout.startswith("og_")  # the new database's first workspace key
+
+        again = run_with(tmp_path, env, "migrate")
+        assert (again.returncode, again.stdout) == (0, ""), again.stderr
+        assert again.stderr.startswith(f"No migration to apply: {where}"), again.stderr
+        assert again.stderr.endswith(" is up to date.\n"), again.stderr
+
+
+def test_a_new_database_names_every_migration_applied(tmp_path: Path) -> None:
+    done = run_with(tmp_path, {}, "migrate")
+    names = ", ".join(MIGRATIONS)
+    assert f"Applied {len(MIGRATIONS)} migrations to the database at" in done.stderr
+    assert done.stderr.splitlines()[0].endswith(f": {names}.")
