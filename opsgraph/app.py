@@ -57,6 +57,7 @@ from rest_compat import changes as rest_changes
 from rest_compat import incidents as rest_incidents
 from rest_compat.common import (
     BEARER_CHALLENGE,
+    PAGERDUTY_PATHS,
     SEND_JSON,
     Endpoint,
     error_body,
@@ -336,10 +337,6 @@ class ServerSend:
         if scope["type"] == "websocket":
             scope[ASGI_SEND] = send
         return self.app(scope, receive, send)  # no frame of ours kept per connection
-
-
-# Endpoints whose errors also carry PagerDuty's `status`/`message`/`errors[]`.
-PAGERDUTY_PATHS = frozenset({"/api/events", "/v2/enqueue", "/v2/change/enqueue"})
 
 
 class BodyLimit:

@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive
 from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -43,7 +43,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from opsgraph.settings import Settings
-from rest_compat.common import error_body
+from rest_compat.common import PAGERDUTY_PATHS, error_body, pagerduty_error_body
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _read_timeout(config: Config) -> float:
     if found is None:
         settings = _state_of(config.loaded_app, "settings")
         if not isinstance(settings, Settings):
-            settings = Settings()
+            settings = Settings.from_env()
         found = config._opsgraph_read_timeout = settings.request_read_timeout_seconds  # type: ignore[attr-defined]
     return found
 
@@ -129,22 +129,19 @@ _PLAIN_500 = (
 )
 
 
-def _timed_out_answer(seconds: float) -> bytes:
-    """A 408 in the documented error shape, closing the connection."""
-    body = json.dumps(
-        error_body(
-            "REQUEST_TIMEOUT",
-            f"The request was not received in full within {seconds:g} seconds"
-            " (OPSGRAPH_REQUEST_READ_TIMEOUT_SECONDS); send it again.",
-        )
-    ).encode()
-    return b"".join([
-        STATUS_LINE[408],
-        b"content-type: application/json\r\n",
-        b"content-length: ", str(len(body)).encode(), b"\r\n",
-        b"connection: close\r\n\r\n",
-        body,
-    ])  # fmt: skip
+class _Flow(FlowControl):
+    """uvicorn's flow control of a connection, telling its protocol when reading resumes
+    (uvicorn calls `resume_reading` as the app asks for more of a body, and after an
+    answer), and whether it had been paused."""
+
+    def __init__(self, transport: asyncio.Transport, resumed: Callable[[bool], None]) -> None:
+        super().__init__(transport)
+        self._resumed = resumed
+
+    def resume_reading(self) -> None:
+        paused = self.read_paused
+        super().resume_reading()
+        self._resumed(paused)
 
 
 class _Cycle:
@@ -209,14 +206,18 @@ class RestHttpProtocol(HttpToolsProtocol):
         self.read_since: float | None = None
         self.reading = False  # a byte of that request has come
         self.cycle_before: object = None  # the cycle of the request before it
+        self.continue_cycle: Any = None  # a cycle whose `100 Continue` is not yet sent
 
     # Between requests the wait is uvicorn's keep-alive timeout's. One timer serves the
     # connection's requests in turn (a request in time leaves it running, to be moved on
-    # when it fires), so a request costs a clock reading, not a timer.
+    # when it fires), so a request costs a clock reading, not a timer. While the server
+    # holds the request (reading paused, an earlier answer under way, no `100 Continue`
+    # yet) the client is not late: the clock starts again when the hold ends.
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.read_timeout > 0:
+            self.flow = _Flow(transport, self._reading_resumed)
             self.read_since = self.loop.time()
             self._time_reading(self.read_timeout)
 
@@ -233,6 +234,31 @@ class RestHttpProtocol(HttpToolsProtocol):
                 self.read_since = self.loop.time()
             if self.read_timer is None:
                 self._time_reading(self.read_timeout)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.reading:  # the next request waited for this answer
+            self._restart_read_clock()
+
+    def _reading_resumed(self, was_paused: bool) -> None:
+        """uvicorn resumed reading: after a pause, or as the app first asks for the body
+        of a request that expects `100 Continue` (which uvicorn has just sent)."""
+        sent = self.continue_cycle is not None and not self.continue_cycle.waiting_for_100_continue
+        if sent:
+            self.continue_cycle = None
+        if was_paused or sent:
+            self._restart_read_clock()
+
+    def _restart_read_clock(self) -> None:
+        if self.read_since is not None:
+            self.read_since = max(self.read_since, self.loop.time())
+
+    def _held(self) -> bool:
+        """Whether this server, not the client, is why the request is not in yet."""
+        cycle = self.cycle
+        if cycle is not None and cycle is self.cycle_before and not cycle.response_complete:
+            return True  # an earlier request of the connection is being answered
+        return self.flow.read_paused or getattr(cycle, "waiting_for_100_continue", False)
 
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol has its own timeouts.
@@ -257,17 +283,13 @@ class RestHttpProtocol(HttpToolsProtocol):
         if left > 0.001:  # an earlier request came in in time: this one's turn
             self._time_reading(left)
             return
-        cycle = self.cycle
-        earlier = cycle is not None and cycle is self.cycle_before
-        if self.flow.read_paused or (earlier and not cycle.response_complete):
-            # This server is not reading (the app has yet to take the body), or is still
-            # answering an earlier request of the connection: not the client's delay.
-            self.read_since = self.loop.time()
+        if self._held():  # looked at again a timeout later, or when the hold ends
             self._time_reading(self.read_timeout)
             return
         # The app may have answered this request before its body was in (a 413): then the
         # connection is only closed.
-        answered = cycle is not None and not earlier and cycle.response_started
+        cycle = self.cycle
+        answered = cycle is not None and cycle is not self.cycle_before and cycle.response_started
         if self.reading and not answered:
             client = "{}:{}".format(*self.client) if self.client else "a client"
             log.info(
@@ -275,8 +297,34 @@ class RestHttpProtocol(HttpToolsProtocol):
                 client,
                 self.read_timeout,
             )
-            self.transport.write(_timed_out_answer(self.read_timeout))
+            self.transport.write(self._timed_out_answer())
         self.transport.close()  # a connection that never sent a byte: just closed
+
+    def _timed_out_answer(self) -> bytes:
+        """A 408 in the documented error shape (PagerDuty's on its paths), closing the
+        connection."""
+        message = (
+            f"The request was not received in full within {self.read_timeout:g} seconds"
+            " (OPSGRAPH_REQUEST_READ_TIMEOUT_SECONDS); send it again."
+        )
+        try:
+            path = httptools.parse_url(self.url).path.decode("ascii", "replace")
+        except (httptools.HttpParserInvalidURLError, TypeError):
+            path = ""  # the request line itself is not in
+        if path in PAGERDUTY_PATHS:
+            body = pagerduty_error_body(408, "REQUEST_TIMEOUT", message, [message])
+        else:
+            body = error_body("REQUEST_TIMEOUT", message)
+        content = json.dumps(body).encode()
+        head = [STATUS_LINE[408]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: ", str(len(content)).encode(), b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]  # fmt: skip
+        return b"".join(head) + content
 
     def shutdown(self) -> None:
         """The server is stopping: besides uvicorn's own (this connection closes after the
@@ -290,6 +338,8 @@ class RestHttpProtocol(HttpToolsProtocol):
         url = self._lane_url(lane) if lane is not None else None
         if lane is None or url is None:
             super().on_headers_complete()
+            if self.expect_100_continue:
+                self.continue_cycle = self.cycle
             return
         http_version = self.parser.get_http_version()
         scope: dict[str, Any] = self.scope  # type: ignore[assignment]

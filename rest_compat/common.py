@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard, cast
 import orjson
 import strawberry
 from graphql import DocumentNode, ExecutionResult, GraphQLError, execute, parse, validate
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from strawberry.execution import optimized_is_awaitable
@@ -128,6 +129,10 @@ def render_error(error: RestError) -> JSONResponse:
     return JSONResponse(
         error_body(error.code, error.message), status_code=error.status, headers=_headers(error)
     )
+
+
+# Endpoints whose errors also carry PagerDuty's `status`/`message`/`errors[]`.
+PAGERDUTY_PATHS = frozenset({"/api/events", "/v2/enqueue", "/v2/change/enqueue"})
 
 
 def pagerduty_error_body(status: int, code: str, message: str, errors: list[str]) -> dict[str, Any]:
@@ -244,10 +249,15 @@ def error_outcome(error: GraphQLError) -> Exception:
 SEND_JSON = "Send the body as JSON with Content-Type: application/json."
 
 
+# Charsets a JSON body may name: UTF-8, and ASCII (a subset of it).
+_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
 def unreadable_body(headers: Mapping[str, str]) -> str | None:
     """Why a body sent with these headers cannot be read as JSON (a 415), or None: another
     content type, a charset other than UTF-8 (JSON is UTF-8, RFC 8259), or a content coding
-    (a gzip body would otherwise be refused as "not valid UTF-8")."""
+    (a gzip body would otherwise be refused as "not valid UTF-8"), in any of the headers
+    if a client sent several."""
     content_type = headers.get("content-type")
     if content_type is not None:
         if not json_media(content_type):
@@ -255,11 +265,17 @@ def unreadable_body(headers: Mapping[str, str]) -> str | None:
         for parameter in content_type.split(";")[1:]:
             name, _, value = parameter.partition("=")
             charset = value.strip().strip('"').lower()
-            if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            if name.strip().lower() == "charset" and charset not in _CHARSETS:
                 return f"The body must be UTF-8; charset={charset} is not supported."
-    coding = headers.get("content-encoding")
-    if coding is not None and coding.strip().lower() not in ("", "identity"):
-        return f"Content-Encoding {coding.strip()} is not supported: send the body uncompressed."
+    sent = headers.get("content-encoding")
+    every = headers.getlist("content-encoding") if isinstance(headers, Headers) else [sent or ""]
+    for header in every:
+        for coding in header.split(","):
+            if coding.strip().lower() not in ("", "identity"):
+                return (
+                    f"Content-Encoding {coding.strip()} is not supported:"
+                    " send the body uncompressed."
+                )
     return None
 
 

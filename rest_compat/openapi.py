@@ -344,6 +344,8 @@ ERROR_DESCRIPTIONS = {
     401: "No key, or an unknown or revoked one (`UNAUTHENTICATED`).",
     403: "The key lacks the scope this endpoint needs (`FORBIDDEN`).",
     404: "No such object in the key's workspace (`NOT_FOUND`).",
+    408: "The request's headers and body did not all arrive within the read timeout "
+    "(`REQUEST_TIMEOUT`); the connection is closed.",
     409: "The eventId was already used with a different body (`CONFLICT`).",
     413: "The body exceeds the size limit (`PAYLOAD_TOO_LARGE`).",
     415: "The body is not sent as JSON, or in a charset other than UTF-8, or with a "
@@ -352,7 +354,7 @@ ERROR_DESCRIPTIONS = {
     503: "The database is unavailable; retry (`UNAVAILABLE`).",
 }
 
-BODY_ERRORS = [400, 413, 415, 429, 503]
+BODY_ERRORS = [400, 408, 413, 415, 429, 503]
 
 
 def _post(

@@ -272,7 +272,12 @@ async def test_wrong_content_type_is_415(post: Poster, content_type: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/json; charset=utf-8", 'Application/JSON; Charset="UTF8"']
+    "content_type",
+    [
+        "application/json; charset=utf-8",
+        'Application/JSON; Charset="UTF8"',
+        "application/json; charset=us-ascii",  # ASCII is UTF-8
+    ],
 )
 async def test_json_media_types_with_parameters_are_accepted(
     post: Poster, content_type: str
@@ -291,14 +296,31 @@ async def test_a_charset_other_than_utf8_is_415_and_named(post: Poster) -> None:
     assert "charset=iso-8859-1 is not supported" in body["error"]["message"]
 
 
-async def test_a_compressed_body_is_415_and_named(post: Poster) -> None:
+@pytest.mark.parametrize("coding", ["gzip", "identity, gzip"])
+async def test_a_compressed_body_is_415_and_named(post: Poster, coding: str) -> None:
     """A client that gzips its body hears that it must not, not that its JSON is broken."""
     content = gzip.compress(json.dumps(post.target.body(post.caller)).encode())
-    body = await post.refused(content, 415, headers={"Content-Encoding": "gzip"})
+    body = await post.refused(content, 415, headers={"Content-Encoding": coding})
     assert body["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
     assert body["error"]["message"] == (
         "Content-Encoding gzip is not supported: send the body uncompressed."
     )
+
+
+async def test_a_coding_in_a_second_header_is_refused_too(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    content = gzip.compress(json.dumps(SEED_EVENT).encode())
+    for path, key in (("/events", tenant.writer), ("/graphql", tenant.reader)):
+        headers = [
+            ("Authorization", f"Bearer {key}"),
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "identity"),
+            ("Content-Encoding", "gzip"),
+        ]
+        response = await client.post(path, content=content, headers=headers)
+        assert response.status_code == 415, (path, response.text)
+        assert "Content-Encoding gzip" in response.json()["error"]["message"]
 
 
 async def test_huge_bodies_are_413_declared_or_streamed(post: Poster) -> None:

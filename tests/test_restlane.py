@@ -12,7 +12,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -402,7 +402,8 @@ async def test_one_rate_limit_whichever_way_a_request_comes(
 
 
 # A request must arrive in full within OPSGRAPH_REQUEST_READ_TIMEOUT_SECONDS.
-QUICK = pytest.mark.settings(request_read_timeout_seconds=0.5)
+TIMEOUT = 1.0
+QUICK = pytest.mark.settings(request_read_timeout_seconds=TIMEOUT)
 
 
 async def timed_out(connection: Connection) -> tuple[Reply, float]:
@@ -413,7 +414,7 @@ async def timed_out(connection: Connection) -> tuple[Reply, float]:
     assert reply.status == 408, reply
     assert reply.headers["connection"] == "close" and await connection.closed_by_server()
     assert reply.json()["error"]["code"] == "REQUEST_TIMEOUT"
-    assert "0.5 seconds" in reply.json()["error"]["message"]
+    assert f"{TIMEOUT:g} seconds" in reply.json()["error"]["message"]
     return reply, waited
 
 
@@ -427,20 +428,27 @@ async def timed_out(connection: Connection) -> tuple[Reply, float]:
             lambda key: request("/graphql", {"query": "{ viewer { name } }"}, key)[:-10],
             id="uvicorn-body",
         ),
+        pytest.param(lambda key: request("/api/events", EVENT, key)[:-10], id="pagerduty"),
     ],
 )
 async def test_a_request_that_stalls_is_answered_408_and_closed(
     tenant: Tenant, connect: Any, sent: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A client that stops sending mid-request (in its headers, or in a body the lane or
-    uvicorn's cycle reads) gets a 408 in the documented shape once the read timeout is up,
-    and its connection is closed: nothing is stored and the server logs no error."""
+    uvicorn's cycle reads) gets a 408 in the documented shape (PagerDuty's on its paths)
+    once the read timeout is up, and its connection is closed: nothing is stored and the
+    server logs no error."""
     before = await Change.all().count()
     connection = await connect()
     connection.writer.write(sent({"Authorization": f"Bearer {tenant.writer}"}))
     await connection.writer.drain()
-    _, waited = await timed_out(connection)
-    assert waited >= 0.4
+    reply, waited = await timed_out(connection)
+    assert waited >= TIMEOUT * 0.9
+    assert "date" in reply.headers  # as uvicorn's own answers have it
+    if b"/api/events" in sent({}):
+        assert reply.json()["status"] == "error" and reply.json()["errors"]
+    else:
+        assert set(reply.json()) == {"error"}
     assert await Change.all().count() == before
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
@@ -456,38 +464,95 @@ async def test_the_read_timeout_runs_from_each_request_s_first_byte(
     tenant: Tenant, connect: Any
 ) -> None:
     """On a kept-alive connection each request has the whole timeout: one sent in two
-    parts 0.3 s apart, 0.4 s after the answer before it, is answered."""
+    parts half a timeout apart, most of a timeout after the answer before it, is
+    answered."""
     key = {"Authorization": f"Bearer {tenant.writer}"}
     connection = await connect()
     (first,) = await connection.send(request("/events", EVENT, key))
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(TIMEOUT * 0.8)
     second = request("/events", {**EVENT, "name": "second"}, key)
     connection.writer.write(second[:40])
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(TIMEOUT * 0.5)
     assert [first.status, (await connection.send(second[40:]))[0].status] == [201, 201]
 
 
-@QUICK
-async def test_a_slow_answer_is_not_cut_by_the_read_timeout(app: Starlette, tenant: Tenant) -> None:
-    """The timeout is the client's to meet, not the app's: a request answered after 1 s is
-    answered, and the next request the client left unfinished meanwhile is answered 408
-    after it, not in its place."""
+@pytest.fixture
+def slow_lane(app: Starlette) -> Starlette:
+    """The app, its REST posts answered 202 after one and a half timeouts."""
 
     async def slow(scope: Scope, receive: Receive, send: Send) -> None:
-        await asyncio.sleep(1)
+        await asyncio.sleep(TIMEOUT * 1.5)
         await send({"type": "http.response.start", "status": 202, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
     app.state.rest_lane = replace(app.state.rest_lane, app=slow)
+    return app
+
+
+@QUICK
+async def test_a_slow_answer_is_not_cut_by_the_read_timeout(
+    slow_lane: Starlette, tenant: Tenant
+) -> None:
+    """The timeout is the client's to meet, not the app's: a request answered after one
+    and a half timeouts is answered, and the next one, begun meanwhile and finished soon
+    after that answer, is answered too: its clock started again when the answer was out."""
     key = {"Authorization": f"Bearer {tenant.writer}"}
-    async with served(app) as port:
+    second = request("/events", EVENT, key)
+    async with served(slow_lane) as port:
+        connection = Connection(*await asyncio.open_connection("127.0.0.1", port))
+        connection.writer.write(request("/events", EVENT, key) + second[:20])
+        await connection.writer.drain()
+        assert (await asyncio.wait_for(read_reply(connection.reader), 5)).status == 202
+        await asyncio.sleep(TIMEOUT * 0.7)
+        (answered,) = await connection.send(second[20:])
+        assert answered.status == 202
+        connection.writer.close()
+
+
+@QUICK
+async def test_a_request_left_unfinished_behind_a_slow_answer_times_out_after_it(
+    slow_lane: Starlette, tenant: Tenant
+) -> None:
+    key = {"Authorization": f"Bearer {tenant.writer}"}
+    async with served(slow_lane) as port:
         connection = Connection(*await asyncio.open_connection("127.0.0.1", port))
         connection.writer.write(request("/events", EVENT, key) + b"POST /events HTTP/1.1\r\n")
         await connection.writer.drain()
-        answered = await asyncio.wait_for(read_reply(connection.reader), 5)
-        assert answered.status == 202
-        await timed_out(connection)
+        assert (await asyncio.wait_for(read_reply(connection.reader), 5)).status == 202
+        _, waited = await timed_out(connection)  # a whole timeout after the answer
+        assert waited >= TIMEOUT * 0.9
         connection.writer.close()
+
+
+async def test_waiting_for_100_continue_is_not_the_client_s_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client that sent `Expect: 100-continue` waits for the server's go-ahead, which
+    uvicorn sends when the app first reads the body: its clock starts then."""
+    monkeypatch.setenv("OPSGRAPH_REQUEST_READ_TIMEOUT_SECONDS", str(TIMEOUT))
+
+    async def reads_late(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(TIMEOUT * 1.5)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+    head = (
+        b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    async with served(cast(Any, reads_late)) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head)
+        go_ahead = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert go_ahead.startswith(b"HTTP/1.1 100 ")
+        await asyncio.sleep(TIMEOUT * 0.6)  # past a timeout since the headers, not since 100
+        writer.write(b"hello")
+        reply = await asyncio.wait_for(read_reply(reader), 5)
+        writer.close()
+    assert (reply.status, reply.body) == (200, b"5")
 
 
 @QUICK
