@@ -76,8 +76,14 @@ def run_with(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Compl
         ("sqlite:///nonexistent-folder/x.sqlite3", "the folder /nonexistent-folder for the SQLite"),
         ("postgres://postgres@127.0.0.1:5432/opsgraph_no_such_db", "no_such_db"),
         ("postgres://postgres:hunter2@127.0.0.1:1/x", "Connect call failed"),
+        ("postgres://postgres@127.0.0.1:1/x?password=hunter2", "password=***"),
     ],
-    ids=["sqlite folder missing (it hung)", "no such database", "nothing listening"],
+    ids=[
+        "sqlite folder missing (it hung)",
+        "no such database",
+        "nothing listening",
+        "a password as a parameter",
+    ],
 )
 def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
     tmp_path: Path, url: str, says: str
