@@ -227,12 +227,21 @@ export function ApprovalsPage() {
   const [decideError, setDecideError] = useState<string | null>(null);
   const [decideFinal, setDecideFinal] = useState(false);
   const focusedPending = focus ? pending.some((a) => a.id === focus) : false;
-  // Approvals this page has sent a decision for: their end is told by the answer.
+  // Approvals this page is sending a decision for: their end is told by the answer.
   const sent = useRef(new Set<string>());
-  const meanwhile =
-    deciding && !sent.current.has(deciding.approval.id)
-      ? settled.find((s) => s.approval.id === deciding.approval.id)?.approval
-      : undefined;
+  const decidingId = deciding?.approval.id;
+  const settledNote =
+    decidingId === undefined || sent.current.has(decidingId)
+      ? null
+      : (() => {
+          const known = settled.find((s) => s.approval.id === decidingId)?.approval;
+          if (known) return settledMeanwhile(known, now);
+          // Gone from the queue without the event (read again after a reconnection).
+          if (ready && !pending.some((a) => a.id === decidingId)) {
+            return "Meanwhile it was decided or expired: there is nothing left to decide.";
+          }
+          return null;
+        })();
 
   const submit = async (comment: string): Promise<void> => {
     if (!deciding) return;
@@ -242,6 +251,7 @@ export function ApprovalsPage() {
       decision: deciding.decision,
       comment: comment || null,
     });
+    if (!result.data) sent.current.delete(deciding.approval.id); // a colleague's end shows again
     setDecideError(result.error ? errorMessage(result.error) : null);
     // Decided meanwhile (another tab, a colleague) or expired: final, nothing to retry.
     setDecideFinal(result.error?.graphQLErrors.some((e) => e.extensions?.code === "CONFLICT") ?? false);
@@ -323,8 +333,8 @@ export function ApprovalsPage() {
         missingHint="Say why, so the agent and your colleagues know."
         placeholder={deciding?.decision === "REJECT" ? "Why not? The agent reads this." : "Optional"}
         busy={decision.fetching}
-        error={meanwhile ? settledMeanwhile(meanwhile, now) : decideError}
-        settled={decideFinal || meanwhile !== undefined}
+        error={settledNote ?? decideError}
+        settled={decideFinal || settledNote !== null}
         onSubmit={(comment) => void submit(comment)}
         onClose={() => setDeciding(null)}
       />
