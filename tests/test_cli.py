@@ -9,6 +9,7 @@ import os
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -389,18 +390,27 @@ def test_migrate_says_what_it_applied_or_that_nothing_was_needed(
         env = {"OPSGRAPH_DATABASE_URL": url} if url else {}
         where = "the database at OPSGRAPH_DATABASE_URL=" + (url or f"sqlite://{tmp_path}")
 
-        # A database an older version migrated: all but the last migration applied.
-        async def older() -> None:
-            from tortoise import Tortoise
-            from tortoise.migrations.api import migrate
-
-            config = tortoise_config(url or f"sqlite://{tmp_path / 'opsgraph.sqlite3'}")
-            try:
-                await migrate(config=config, target=f"models.{MIGRATIONS[-2]}")
-            finally:
-                await Tortoise.close_connections()
-
-        asyncio.run(older())
+        # A database an older version migrated: all but the last migration applied (in
+        # another process: this one's Tortoise holds the suite's database).
+        older = (
+            "import asyncio, sys\n"
+            "from tortoise import Tortoise\n"
+            "from tortoise.migrations.api import migrate\n"
+            "from opsgraph.db import tortoise_config\n"
+            "async def main():\n"
+            "    try:\n"
+            "        await migrate(config=tortoise_config(sys.argv[1]), target=sys.argv[2])\n"
+            "    finally:\n"
+            "        await Tortoise.close_connections()\n"
+            "asyncio.run(main())\n"
+        )
+        target = url or f"sqlite://{tmp_path / 'opsgraph.sqlite3'}"
+        subprocess.run(
+            [sys.executable, "-c", older, target, f"models.{MIGRATIONS[-2]}"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         upgraded = run_with(tmp_path, env, "migrate")
         assert upgraded.returncode == 0, upgraded.stderr
         applied = upgraded.stderr.splitlines()[0]
