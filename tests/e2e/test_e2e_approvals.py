@@ -35,6 +35,18 @@ def create_policy_in_the_ui(page: Page, name: str, tool: str) -> None:
     expect(policy).to_contain_text('input environment equals "production"')
 
 
+def a_held_call(page: Page, server: Server, agent_name: str) -> tuple[Agent, str, str]:
+    """A policy holding a new tool, the page signed in on the live queue, and a call of
+    that tool by a new agent waiting there: the agent, the tool and the approval's id."""
+    tool = f"deploy_{secrets.token_hex(3)}"
+    policy = {"name": f"Hold {tool}", "action": "REQUIRE_APPROVAL", "toolName": tool}
+    server.graphql("mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }", p=policy)
+    sign_in(page, server.admin, "/approvals")
+    wait_live(page)
+    agent = Agent(server, f"{agent_name}-{secrets.token_hex(2)}")
+    return agent, tool, agent.call(tool, environment="production")["approvalId"]
+
+
 def test_approve_a_pending_tool_call_and_the_agent_sees_it(page: Page, server: Server) -> None:
     tool = f"deploy_{secrets.token_hex(3)}"
     approver = server.key("alice", "read,approvals:decide")
@@ -134,13 +146,7 @@ def test_reject_with_a_comment_and_decisions_made_elsewhere_disappear(
 def test_the_comment_box_takes_the_keys_and_a_decision_made_meanwhile_is_final(
     page: Page, server: Server
 ) -> None:
-    tool = f"deploy_{secrets.token_hex(3)}"
-    policy = {"name": f"Hold {tool}", "action": "REQUIRE_APPROVAL", "toolName": tool}
-    server.graphql("mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }", p=policy)
-    sign_in(page, server.admin, "/approvals")
-    wait_live(page)
-    agent = Agent(server, f"mover-{secrets.token_hex(2)}")
-    approval_id = agent.call(tool, environment="production")["approvalId"]
+    agent, tool, approval_id = a_held_call(page, server, "mover")
     card = page.locator(f"article[data-approval-id='{approval_id}']")
     expect(card.locator(".run-ended")).to_have_count(0)
     card.get_by_role("button", name="Approve…").click()
@@ -192,13 +198,7 @@ def test_a_decision_made_elsewhere_and_not_yet_seen_here_is_final_when_tried(
         upstream.on_message(to_page)
 
     page.route_web_socket(re.compile(r"/graphql$"), route)
-    tool = f"deploy_{secrets.token_hex(3)}"
-    policy = {"name": f"Hold {tool}", "action": "REQUIRE_APPROVAL", "toolName": tool}
-    server.graphql("mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }", p=policy)
-    sign_in(page, server.admin, "/approvals")
-    wait_live(page)
-    agent = Agent(server, f"late-{secrets.token_hex(2)}")
-    approval_id = agent.call(tool, environment="production")["approvalId"]
+    agent, _, approval_id = a_held_call(page, server, "late")
     card = page.locator(f"article[data-approval-id='{approval_id}']")
     card.get_by_role("button", name="Approve…").click()
     dialog = page.get_by_role("dialog")
