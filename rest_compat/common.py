@@ -267,9 +267,11 @@ def unreadable_body(headers: Mapping[str, str]) -> str | None:
             charset = value.strip().strip('"').lower()
             if name.strip().lower() == "charset" and charset not in _CHARSETS:
                 return f"The body must be UTF-8; charset={charset} is not supported."
-    sent = headers.get("content-encoding")
-    every = headers.getlist("content-encoding") if isinstance(headers, Headers) else [sent or ""]
-    for header in every:
+    if isinstance(headers, Headers):
+        codings = headers.getlist("content-encoding")
+    else:
+        codings = [headers.get("content-encoding") or ""]
+    for header in codings:
         for coding in header.split(","):
             if coding.strip().lower() not in ("", "identity"):
                 return (
