@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useMutation, useQuery } from "urql";
-import { useApprovals, type Approval } from "../api/approvals";
+import { useApprovals, type Approval, type Settled } from "../api/approvals";
 import { AgentContext, MatchedPolicies } from "../components/Agent";
 import { Chip, Status } from "../components/Badges";
 import { JsonView } from "../components/JsonView";
@@ -176,8 +176,19 @@ function FocusOutcome({ id, now }: { id: string; now: number }) {
   );
 }
 
-/** What became of an approval while its decision dialog was open (a colleague, the clock). */
-function settledMeanwhile(approval: Approval, now: number): string {
+/** What became of the approval `id` while its decision dialog was open (a colleague, the
+ * clock), or null while it still waits. */
+function settledMeanwhile(
+  id: string,
+  queue: { pending: Approval[]; settled: Settled[]; ready: boolean },
+  now: number,
+): string | null {
+  const approval = queue.settled.find((s) => s.approval.id === id)?.approval;
+  if (!approval) {
+    // Gone from the queue without the event (read again after a reconnection).
+    const gone = queue.ready && !queue.pending.some((a) => a.id === id);
+    return gone ? "Meanwhile it was decided or expired: there is nothing left to decide." : null;
+  }
   if (approval.status === "EXPIRED") {
     return "Meanwhile it expired, or its tool call ended, without a decision: there is nothing left to decide.";
   }
@@ -233,15 +244,7 @@ export function ApprovalsPage() {
   const settledNote =
     decidingId === undefined || sent.current.has(decidingId)
       ? null
-      : (() => {
-          const known = settled.find((s) => s.approval.id === decidingId)?.approval;
-          if (known) return settledMeanwhile(known, now);
-          // Gone from the queue without the event (read again after a reconnection).
-          if (ready && !pending.some((a) => a.id === decidingId)) {
-            return "Meanwhile it was decided or expired: there is nothing left to decide.";
-          }
-          return null;
-        })();
+      : settledMeanwhile(decidingId, { pending, settled, ready }, now);
 
   const submit = async (comment: string): Promise<void> => {
     if (!deciding) return;
