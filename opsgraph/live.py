@@ -22,12 +22,12 @@ from typing import Protocol
 from broadcaster._backends.base import BroadcastBackend
 
 from models.timeline import TimelineEntry
-from opsgraph.settings import CONNECT_TIMEOUT_SECONDS
+from opsgraph.settings import CONNECT_TIMEOUT_SECONDS, LIVE_FETCH_ENTRIES
 from resolvers.timeline import current_seq, current_seqs, entries_after
 
 log = logging.getLogger(__name__)
 
-FETCH_BATCH = 500
+FETCH_BATCH = LIVE_FETCH_ENTRIES
 # Direct writes between two turns of the event loop: at thousands of subscribers a pass
 # takes tens of milliseconds, and requests (the next entry's POST among them) should not
 # wait for all of it.

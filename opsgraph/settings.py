@@ -34,6 +34,9 @@ AT_LEAST_ONE = frozenset({
     "rate_limit_burst", "rate_limit_max_keys", "ws_message_burst", "approval_expiry_seconds",
 })  # fmt: skip
 CONNECT_TIMEOUT_SECONDS = 10.0  # `Settings.connect_timeout_seconds`' default
+# Entries the live hub reads at once and hands to each subscriber together (`opsgraph.live`):
+# a subscriber's queue must hold that many, or a burst would end a subscriber keeping up.
+LIVE_FETCH_ENTRIES = 500
 
 # Waits between the turns of a loop, or before giving up: 0 would spin or never wait.
 ABOVE_ZERO = frozenset({
@@ -261,6 +264,11 @@ def _out_of_range(name: str, value: object) -> str | None:
         return "must be a finite number"
     if name in AT_LEAST_ONE and value < 1:
         return "must be at least 1"
+    if name == "subscriber_queue_size" and value < LIVE_FETCH_ENTRIES:
+        return (
+            f"must be at least {LIVE_FETCH_ENTRIES}, the entries the live hub hands a"
+            " subscriber at once"
+        )
     if name in ABOVE_ZERO and value <= 0:
         return "must be above 0"
     if value < 0:

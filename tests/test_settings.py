@@ -20,9 +20,11 @@ def test_environment_overrides_defaults_with_types() -> None:
             "OPSGRAPH_MASK_ERRORS": "false",
             "OPSGRAPH_RATE_LIMIT_PER_SECOND": "2.5",
             "OPSGRAPH_PUBLIC_URL": "https://ops.example/",
+            "OPSGRAPH_SUBSCRIBER_QUEUE_SIZE": "500",  # the least it may be
         }
     )
     assert settings.page_size_max == 10
+    assert settings.subscriber_queue_size == 500
     assert settings.page_size_default == 10  # lowered with the maximum
     assert settings.mask_errors is False
     assert settings.rate_limit_per_second == 2.5
@@ -58,6 +60,9 @@ STORES = "must be empty or start with redis://, rediss://, memory://"
         ("OPSGRAPH_BUS_HEARTBEAT_SECONDS", "inf", "must be a finite number"),
         ("OPSGRAPH_RATE_LIMIT_BURST", "0", "must be at least 1"),
         ("OPSGRAPH_APPROVAL_EXPIRY_SECONDS", "0", "must be at least 1"),
+        # The hub hands a subscriber up to 500 entries at once: a smaller queue would end
+        # subscribers that keep up whenever a commit brings more.
+        ("OPSGRAPH_SUBSCRIBER_QUEUE_SIZE", "499", "must be at least 500, .* at once"),
         # Spans so long that the dates computed from them are out of range (a 500 each).
         ("OPSGRAPH_TIMESTAMP_MAX_AGE_DAYS", "1000000", rf"must be at most 36500 {CENTURY}"),
         ("OPSGRAPH_TIMESTAMP_MAX_AHEAD_SECONDS", "99999999999999", rf"{TEN_YEARS}"),
