@@ -145,6 +145,31 @@ def test_after_a_network_drop_it_reconnects_and_fills_the_gap(
     assert not errors.errors, errors.errors
 
 
+def test_a_drop_before_anything_was_seen_misses_nothing(browser: Browser, server: Server) -> None:
+    """A new workspace's timeline is empty, so the UI holds no cursor to resume after: what
+    is committed during a drop still arrives when the connection is back."""
+    admin = server.cli("workspaces", "create", "empty-" + str(time.monotonic_ns())[-6:])
+    page, errors = open_page(browser, server, LAPTOP)
+    sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+    page.route_web_socket(
+        re.compile(r"/graphql$"),
+        lambda socket: sockets.append((socket, socket.connect_to_server())),
+    )
+    sign_in(page, admin)
+    expect(page.get_by_text("Nothing has happened yet.")).to_be_visible()
+    wait_live(page)
+
+    for socket, upstream in sockets:
+        socket.close(code=1001, reason="going away")
+        upstream.close()
+    server.post_change(admin, name="The workspace's first change", service="api")
+    expect(page.get_by_text("The workspace's first change")).to_be_visible(timeout=15_000)
+    wait_live(page)
+    expect(page.locator(".entry")).to_have_count(1)
+    page.context.close()
+    assert not errors.errors, errors.errors
+
+
 def test_a_resume_the_server_refuses_starts_the_timeline_over(
     browser: Browser, server: Server
 ) -> None:

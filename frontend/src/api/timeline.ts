@@ -295,6 +295,11 @@ export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
     document: TimelineLiveDocument,
     enabled: state.ready,
     variables: () => ({ filter: filterRef.current, after: newest.current?.cursor ?? null }),
+    // Nothing seen yet (the workspace was empty): a resume would have no cursor to start
+    // after and would miss what was committed during the drop, so start over instead.
+    onStart: (resumed) => {
+      if (resumed && !newest.current) reload();
+    },
     onData: (data) => {
       note([data.timeline]);
       dispatch({ type: "live", entry: data.timeline });
