@@ -145,6 +145,52 @@ def test_after_a_network_drop_it_reconnects_and_fills_the_gap(
     assert not errors.errors, errors.errors
 
 
+@pytest.mark.parametrize("how", ["Reconnect now", "the tab shown again"])
+def test_a_long_wait_to_reconnect_can_be_cut_short(
+    browser: Browser, server: Server, how: str
+) -> None:
+    """While the server cannot be reached the UI's waits between tries grow (to 15 s). Once
+    it is back, nobody has to sit out the rest of a wait: Reconnect now, or coming back to
+    the tab, tries at once. The outage is played by the browser's socket: while it lasts
+    every new WebSocket is closed before it reaches the server."""
+    page, errors = open_page(browser, server, LAPTOP)
+    down = False
+    sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    def route(socket: WebSocketRoute) -> None:
+        if down:
+            socket.close(code=1013, reason="try again later")
+        else:
+            sockets.append((socket, socket.connect_to_server()))
+
+    page.route_web_socket(re.compile(r"/graphql$"), route)
+    service = "cut-" + str(time.monotonic_ns())[-6:]
+    sign_in(page, server.admin, f"/timeline?service={service}")
+    wait_live(page)
+    expect(page.get_by_role("button", name="Reconnect now")).to_have_count(0)
+
+    down = True
+    for socket, upstream in sockets:
+        socket.close(code=1001, reason="going away")
+        upstream.close()
+    server.post_change(server.admin, name="Posted during the outage", service=service)
+    # Tries after about 1, 2 and 4 s fail; the next wait is 6 to 10 s, then 11 to 19 s.
+    badge = page.locator(".conn")
+    expect(badge).to_have_text(re.compile(r"Reconnecting in ([6-9]|1\d)s"), timeout=30_000)
+
+    down = False
+    if how == "Reconnect now":
+        page.get_by_role("button", name="Reconnect now").click()
+    else:
+        page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    # At least 5 s of the wait were left: only a try at once is live this soon.
+    expect(badge).to_have_attribute("data-state", "up", timeout=3_000)
+    expect(page.get_by_text("Posted during the outage")).to_be_visible()
+    expect(page.get_by_role("button", name="Reconnect now")).to_have_count(0)
+    page.context.close()
+    assert not errors.errors, errors.errors
+
+
 def test_a_drop_before_anything_was_seen_misses_nothing(browser: Browser, server: Server) -> None:
     """A new workspace's timeline is empty, so the UI holds no cursor to resume after: what
     is committed during a drop still arrives when the connection is back."""

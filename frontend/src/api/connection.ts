@@ -25,6 +25,7 @@ class ConnectionStore {
   };
   private listeners = new Set<Listener>();
   private retries = new Map<string, number>();
+  private waiting = new Set<Listener>();
 
   subscribe = (listener: Listener): (() => void) => {
     this.listeners.add(listener);
@@ -58,6 +59,17 @@ class ConnectionStore {
     this.set({ retryAt: next });
   }
 
+  /** Each live view waiting to resume calls `resume` on `reconnectNow()`. */
+  onReconnectNow(resume: Listener): () => void {
+    this.waiting.add(resume);
+    return () => this.waiting.delete(resume);
+  }
+
+  /** Resume every waiting live view now instead of at its scheduled time. */
+  reconnectNow = (): void => {
+    if (this.retries.size) this.waiting.forEach((resume) => resume());
+  };
+
   failed(problem: string | null): void {
     this.set({ problem });
   }
@@ -73,6 +85,10 @@ export const connection = new ConnectionStore();
 if (typeof window !== "undefined") {
   window.addEventListener("online", () => connection.online(true));
   window.addEventListener("offline", () => connection.online(false));
+  // Someone coming back to the tab wants it live now, not after the rest of a backoff.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") connection.reconnectNow();
+  });
 }
 
 export function useConnection(): ConnectionSnapshot {

@@ -73,7 +73,8 @@ let nextId = 0;
 
 /**
  * Subscribe while mounted; on a drop, wait (exponential backoff, or until the browser is
- * back online) and subscribe again with fresh variables. `restartKey` starts it over.
+ * back online, the tab is shown again or the person asks) and subscribe again with fresh
+ * variables. `restartKey` starts it over.
  */
 export function useLiveSubscription<TData, TVars>(
   restartKey: string,
@@ -162,10 +163,12 @@ export function useLiveSubscription<TData, TVars>(
     const offConnected = ws.on("connected", () => {
       attempt = 0;
     });
-    const backOnline = (): void => {
+    // Back online, or asked to (the badge's button, the tab shown again): resume now.
+    const resumeNow = (): void => {
       if (!unsubscribe && !disposed) start();
     };
-    window.addEventListener("online", backOnline);
+    window.addEventListener("online", resumeNow);
+    const offReconnectNow = connection.onReconnectNow(resumeNow);
     start();
 
     return () => {
@@ -173,7 +176,8 @@ export function useLiveSubscription<TData, TVars>(
       clearTimeout(timer);
       connection.scheduled(id, null);
       offConnected();
-      window.removeEventListener("online", backOnline);
+      offReconnectNow();
+      window.removeEventListener("online", resumeNow);
       unsubscribe?.();
     };
   }, [ws, restartKey, enabled]);

@@ -1,5 +1,5 @@
 // The live connection's state, in the header.
-import { useConnection } from "../api/connection";
+import { connection, useConnection } from "../api/connection";
 import { duration, useNow } from "../format";
 
 export function ConnectionBadge() {
@@ -8,6 +8,7 @@ export function ConnectionBadge() {
   let tone = "idle";
   let text = "Not live";
   let title = "No live view is open.";
+  let waiting = false;
   if (!state.online) {
     tone = "down";
     text = "Offline";
@@ -22,6 +23,7 @@ export function ConnectionBadge() {
     title = "Receiving updates as they happen.";
   } else if (state.retryAt !== null) {
     tone = "wait";
+    waiting = true;
     const left = Math.max(0, state.retryAt - now);
     text = left > 900 ? `Reconnecting in ${duration(left)}` : "Reconnecting…";
     title = `The live connection dropped${state.lastClose ? ` (${state.lastClose})` : ""}; missed entries are filled in on resume.`;
@@ -31,9 +33,16 @@ export function ConnectionBadge() {
     title = "Opening the live connection.";
   }
   return (
-    <span className={`conn conn-${tone}`} role="status" aria-live="polite" title={title} data-state={tone}>
-      <span className="conn-dot" aria-hidden="true" />
-      {text}
-    </span>
+    <>
+      <span className={`conn conn-${tone}`} role="status" aria-live="polite" title={title} data-state={tone}>
+        <span className="conn-dot" aria-hidden="true" />
+        {text}
+      </span>
+      {waiting ? (
+        <button type="button" className="button button-small" onClick={connection.reconnectNow}>
+          Reconnect now
+        </button>
+      ) : null}
+    </>
   );
 }
