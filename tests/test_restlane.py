@@ -557,6 +557,37 @@ async def test_waiting_for_100_continue_is_not_the_client_s_delay(
     assert (reply.status, reply.body) == (200, b"5")
 
 
+async def test_a_body_the_app_reads_late_is_not_the_client_s_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past 64 KB of a body the app has not read, uvicorn stops reading the connection; the
+    client, held, is not late: its clock starts again when reading resumes. Here the app
+    reads from one and a half timeouts on, and the body's last bytes come 0.6 of a
+    timeout after that (more than a timeout after its first byte): answered."""
+    monkeypatch.setenv("OPSGRAPH_REQUEST_READ_TIMEOUT_SECONDS", str(TIMEOUT))
+
+    async def reads_late(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(TIMEOUT * 1.5)
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size, more = size + len(message.get("body", b"")), message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(size).encode()})
+
+    size = 100_000  # past uvicorn's HIGH_WATER_LIMIT of 65,536 bytes buffered
+    head = f"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: {size}\r\n\r\n".encode()
+    async with served(cast(Any, reads_late)) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head + b"x" * (size - 5))
+        await writer.drain()
+        await asyncio.sleep(TIMEOUT * 2.1)
+        writer.write(b"x" * 5)
+        reply = await asyncio.wait_for(read_reply(reader), 5)
+        writer.close()
+    assert (reply.status, reply.body) == (200, str(size).encode())
+
+
 @QUICK
 async def test_a_websocket_outlives_the_read_timeout(app: Starlette, tenant: Tenant) -> None:
     """The timeout covers the upgrade request only: a connection kept past it still
