@@ -71,10 +71,16 @@ async def _reached(what: str, setting: str, url: str, opening: Awaitable[R]) -> 
         text = str(exc).strip()
         first = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
         if isinstance(exc, TimeoutError) and not text:
-            first = "no answer within OPSGRAPH_CONNECT_TIMEOUT_SECONDS"
+            first = f"no answer within {_timeout_named(url)}"
         raise CommandError(
             f"cannot open {what} at OPSGRAPH_{setting}={_shown(url)}: {first}"
         ) from None
+
+
+def _timeout_named(url: str) -> str:
+    """What limited the wait to connect: a database URL's `?timeout=` wins over the setting."""
+    given = dict(parse_qsl(urlsplit(url).query)).get("timeout")
+    return f"{given} s (the URL's ?timeout=)" if given else "OPSGRAPH_CONNECT_TIMEOUT_SECONDS"
 
 
 # What failing to reach a database or a bus raises: the network (refused, unknown host,

@@ -78,12 +78,14 @@ def run_with(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Compl
         ("postgres://postgres@127.0.0.1:5432/opsgraph_no_such_db", "no_such_db"),
         ("postgres://postgres:hunter2@127.0.0.1:1/x", "Connect call failed"),
         ("postgres://postgres@127.0.0.1:1/x?password=hunter2", "password=***"),
+        ("postgres://postgres@127.0.0.1:1/x?timeout=1.5", "its ?timeout= must be a whole number"),
     ],
     ids=[
         "sqlite folder missing (it hung)",
         "no such database",
         "nothing listening",
         "a password as a parameter",
+        "a parameter that is not a number (a traceback)",
     ],
 )
 def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
@@ -235,15 +237,20 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_before_anything_opens(
     assert not (tmp_path / "opsgraph.sqlite3").exists()  # no admin key made and never shown
 
 
+@pytest.mark.parametrize(
+    ("query", "limit"),
+    [("", "OPSGRAPH_CONNECT_TIMEOUT_SECONDS"), ("?timeout=2", "2 s (the URL's ?timeout=)")],
+)
 def test_a_database_port_that_never_answers_is_given_up_on_after_the_timeout(
-    tmp_path: Path,
+    tmp_path: Path, query: str, limit: str
 ) -> None:
     """A port that accepts and never answers (another service's, as Redis's did) held every
-    command for asyncpg's 60 s connect timeout, twice: 2 minutes before its one line."""
+    command for asyncpg's 60 s connect timeout, twice: 2 minutes before its one line. The
+    line names what limited the wait: the setting, or the URL's own `?timeout=`."""
     with socket.socket() as silent:  # the kernel completes the handshake; nothing answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        url = f"postgres://postgres@127.0.0.1:{silent.getsockname()[1]}/x"
+        url = f"postgres://postgres@127.0.0.1:{silent.getsockname()[1]}/x{query}"
         env = {"OPSGRAPH_DATABASE_URL": url, "OPSGRAPH_CONNECT_TIMEOUT_SECONDS": "1"}
         started = time.monotonic()
         done = run_with(tmp_path, env, "migrate")
@@ -251,7 +258,7 @@ def test_a_database_port_that_never_answers_is_given_up_on_after_the_timeout(
     assert done.returncode == 1
     assert done.stderr == (
         f"opsgraph: cannot open the database at OPSGRAPH_DATABASE_URL={url}: "
-        "no answer within OPSGRAPH_CONNECT_TIMEOUT_SECONDS\n"
+        f"no answer within {limit}\n"
     )
     assert elapsed < 30, elapsed  # a hang would be 60 s or more (run_with's own limit)
 
