@@ -72,7 +72,36 @@ def _connection(database_url: str, connect_timeout: float) -> dict[str, Any]:
         config["credentials"]["connection_class"] = PooledConnection
         config["credentials"].setdefault("timeout", connect_timeout)
         config["credentials"].setdefault("application_name", APPLICATION_NAME)
+        config["credentials"].pop("sslmode", None)
+        ssl = _ssl_mode(url)
+        if ssl is not None:
+            config["credentials"]["ssl"] = ssl
     return config
+
+
+# libpq's `sslmode`s, which asyncpg takes as they are; `?ssl=` takes them too, or a yes or no.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SSL_WORDS: dict[str, str | bool] = {
+    "true": True, "yes": True, "on": True, "1": True,
+    "false": "disable", "no": "disable", "off": "disable", "0": "disable",
+}  # fmt: skip
+
+
+def _ssl_mode(url: str) -> str | bool | None:
+    """The URL's `?sslmode=` (libpq's spelling, in every managed database's connection
+    string) or `?ssl=`, as asyncpg takes it; None: neither, asyncpg's default (`prefer`).
+    Tortoise passed `sslmode` on to asyncpg, which refused it with a TypeError, and read
+    any `ssl` as a boolean, so `?ssl=false` and `?ssl=disable` asked for TLS."""
+    given = dict(parse_qsl(urlsplit(url).query))
+    for name in ("sslmode", "ssl"):
+        if name in given:
+            raw = given[name].strip().lower()
+            mode = SSL_WORDS.get(raw, raw) if name == "ssl" else raw
+            if mode is True or mode in SSL_MODES:
+                return mode
+            choices = ", ".join(SSL_MODES) + (" (or true, false)" if name == "ssl" else "")
+            raise DatabaseUrlError(f"its ?{name}= must be one of {choices}, not {given[name]!r}")
+    return None
 
 
 def _unreadable_parameter(url: str) -> str | None:

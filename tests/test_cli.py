@@ -273,6 +273,44 @@ def test_the_connect_timeout_reaches_asyncpg_and_leaves_sqlite_alone() -> None:
     assert "timeout" not in credentials("sqlite://:memory:")  # sqlite3's is its busy timeout
 
 
+@pytest.mark.parametrize(
+    ("query", "ssl"),
+    [
+        ("", None),  # asyncpg's default, `prefer`
+        ("?sslmode=require", "require"),  # libpq's spelling: a TypeError from asyncpg
+        ("?sslmode=verify-full", "verify-full"),
+        ("?ssl=false", "disable"),  # Tortoise read any `ssl` as a boolean: TLS asked for
+        ("?ssl=disable", "disable"),
+        ("?ssl=true", True),
+        ("?ssl=prefer&sslmode=disable", "disable"),  # `sslmode` first, as libpq
+    ],
+)
+def test_the_url_s_tls_mode_reaches_asyncpg(query: str, ssl: object) -> None:
+    credentials = tortoise_config(f"postgres://u@db.example:5432/db{query}")["connections"][
+        "default"
+    ]["credentials"]
+    assert credentials.get("ssl") == ssl
+    assert "sslmode" not in credentials
+
+
+def test_tls_modes_as_a_server_without_tls_meets_them(tmp_path: Path) -> None:
+    """Against this machine's PostgreSQL, which has no TLS: `disable` and `prefer` open it,
+    `require` is refused in one line, and a mode nothing knows is named."""
+    with postgres_database() as url:
+        for query in ("?sslmode=disable", "?ssl=false", "?sslmode=prefer"):
+            done = run_with(tmp_path, {"OPSGRAPH_DATABASE_URL": url + query}, "migrate")
+            assert done.returncode == 0, (query, done.stderr)
+        refused = {
+            "?sslmode=require": "rejected SSL upgrade",
+            "?ssl=yes": "rejected SSL upgrade",
+            "?sslmode=maybe": "its ?sslmode= must be one of disable, allow, prefer, require,",
+        }
+        for query, says in refused.items():
+            done = run_with(tmp_path, {"OPSGRAPH_DATABASE_URL": url + query}, "keys", "list")
+            assert done.returncode == 1, (query, done.stderr)
+            assert says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
 def test_two_servers_bootstrapping_one_empty_database_make_one_workspace(tmp_path: Path) -> None:
     """A process finding the database empty while another is creating its workspace waits
     for it, then finds the workspace there: it creates none, prints no key, and starts
