@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -526,6 +527,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"opsgraph: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `opsgraph keys list | head -1`: the reader has what it wanted
+        # Python flushes stdout again on exit: point it at nothing, or that fails as well.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a command ended by SIGPIPE (128 + 13)
     return code
 
 

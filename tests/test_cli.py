@@ -101,6 +101,21 @@ def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
         assert "hunter2" not in done.stderr  # a password is never shown
 
 
+def test_a_listing_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
+    """`opsgraph keys list | head -1`: the reader goes before the list is written, which
+    printed a BrokenPipeError traceback. Now nothing on stderr, and a shell's SIGPIPE status."""
+    assert run_with(tmp_path, {}, "migrate").returncode == 0
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSGRAPH_")}
+    listing = subprocess.Popen(
+        [OPSGRAPH, "keys", "list"], cwd=tmp_path, env=clean, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert listing.stdout is not None
+    listing.stdout.close()  # the reader has gone
+    _, err = listing.communicate(timeout=60)
+    assert (listing.returncode, err) == (141, "")
+
+
 def test_serve_names_an_unreachable_bus_before_it_creates_anything(tmp_path: Path) -> None:
     done = run_with(tmp_path, {"OPSGRAPH_BROADCAST_URL": "redis://127.0.0.1:1/0"}, "serve")
     assert done.returncode == 1
