@@ -199,10 +199,16 @@ class Checker:
             self.error(name, f"must have at most {max_items} items")
             return []
         for item in value:
-            if not item.strip() or len(item) > max_length or "\x00" in item or not is_unicode(item):
+            if "\x00" in item:
+                self.error(name, "each item must not contain NUL characters")
+                return []
+            if not is_unicode(item):
+                self.error(name, "each item must be valid Unicode text (no lone surrogates)")
+                return []
+            if not item.strip() or len(item) > max_length:
                 self.error(name, f"each item must be 1 to {max_length} characters")
                 return []
-        return list(value)
+        return list(dict.fromkeys(value))  # each once, in the order first given
 
     def json_object(self, name: str, *, max_bytes: int | None) -> dict[str, Any]:
         """A JSON object (absent: empty) that a store can keep: encodable, no NUL, and at

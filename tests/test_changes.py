@@ -144,6 +144,31 @@ async def test_wrong_types_and_limits_are_named(client: httpx.AsyncClient, tenan
     assert "name: must be at most 1024 characters" in message
 
 
+async def test_a_label_given_twice_is_kept_once(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """The change and its timeline entry hold the same labels (the change kept the repeat,
+    the entry did not); labels differing in case are two labels."""
+    event = {**SEED_EVENT, "labels": ["release", "release", "Release"]}
+    response = await client.post("/events", headers=bearer(tenant.writer), json=event)
+    assert response.status_code == 201
+    query = "{ timeline { edges { node { labels subject { ... on Change { labels } } } } } }"
+    [edge] = (await gql(query, tenant.reader)).data["timeline"]["edges"]
+    assert edge["node"]["labels"] == edge["node"]["subject"]["labels"] == ["release", "Release"]
+
+
+async def test_a_nul_in_a_label_is_named_as_such(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    event = {**SEED_EVENT, "labels": ["ok", "a\u0000b"]}
+    response = await client.post("/events", headers=bearer(tenant.writer), json=event)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "Invalid event: labels: each item must not contain NUL characters."
+    )
+    assert await timeline_of(gql, tenant.reader) == []
+
+
 async def test_auth_errors(client: httpx.AsyncClient, tenant: Tenant) -> None:
     response = await client.post("/events", json=SEED_EVENT)
     assert response.status_code == 401
@@ -263,6 +288,12 @@ async def test_pagerduty_change_events(
     response = await client.post("/v2/change/enqueue", json=no_summary)
     assert response.status_code == 400
     assert response.json()["errors"] == ["payload.summary: is required"]
+    for payload in ([1, 2], "a summary"):  # as `/api/events` says it
+        response = await client.post(
+            "/v2/change/enqueue", json={"routing_key": routing_key, "payload": payload}
+        )
+        assert response.status_code == 400
+        assert response.json()["errors"] == ["payload: must be an object"]
     assert len(await timeline_of(gql, tenant.reader)) == 1
 
 
