@@ -95,10 +95,16 @@ def page_size(requested: int | None, *, default: int, maximum: int) -> int:
 
 Filter = TypeVar("Filter")
 
+# The names a filter's lists match (services, environments, labels, agent ids) are stored
+# in at most this many characters: a longer value could match nothing, and PostgreSQL
+# refused to bind it where SQLite answered an empty page.
+FILTER_VALUE_MAX_LENGTH = 200
+
 
 def bounded(settings: Settings, flt: Filter) -> Filter:
     """A query's or subscription's filter, refused (BAD_USER_INPUT, naming the field) when
-    a list holds more than `filter_max_values` values or a text more than
+    a list holds more than `filter_max_values` values or one longer than any stored name
+    (`FILTER_VALUE_MAX_LENGTH`), or a text more than
     `filter_max_text_length` characters: what no dashboard asks, and what makes a statement
     the database plans for minutes (hundreds of labels to match ALL) or cannot bind at all."""
     for field in dataclasses.fields(flt):  # type: ignore[arg-type]
@@ -107,6 +113,13 @@ def bounded(settings: Settings, flt: Filter) -> Filter:
         if isinstance(value, list) and len(value) > settings.filter_max_values:
             limit = settings.filter_max_values
             raise public_error("BAD_USER_INPUT", f"filter.{name}: at most {limit} values.")
+        if isinstance(value, list) and any(
+            isinstance(item, str) and len(item) > FILTER_VALUE_MAX_LENGTH for item in value
+        ):
+            limit = FILTER_VALUE_MAX_LENGTH
+            raise public_error(
+                "BAD_USER_INPUT", f"filter.{name}: each value at most {limit} characters."
+            )
         if isinstance(value, str) and len(value) > settings.filter_max_text_length:
             limit = settings.filter_max_text_length
             raise public_error("BAD_USER_INPUT", f"filter.{name}: at most {limit} characters.")

@@ -257,8 +257,19 @@ async def test_errors_meant_for_callers_are_never_masked(gql: GraphQL, tenant: T
          {"f": {"services": [f"s{n}" for n in range(51)]}}, "filter.services: at most 50 values."),
         ("query($f: RunFilter) { runs(filter: $f) { edges { cursor } } }",
          {"f": {"agentIds": [f"a{n}" for n in range(51)]}}, "filter.agentIds: at most 50 values."),
+        # Longer than any stored name: PostgreSQL refused to bind it, naming a column.
+        ("query($f: TimelineFilter) { timeline(filter: $f) { edges { cursor } } }",
+         {"f": {"services": ["y" * 201]}}, "filter.services: each value at most 200 characters."),
+        ("query($f: TimelineFilter) { timeline(filter: $f) { edges { cursor } } }",
+         {"f": {"environments": ["prod", "y" * 201], "kinds": ["CHANGE"]}},
+         "filter.environments: each value at most 200 characters."),
+        ("query($f: IncidentFilter) { incidents(filter: $f) { edges { cursor } } }",
+         {"f": {"services": ["a" * 201]}}, "filter.services: each value at most 200 characters."),
+        ("query($f: RunFilter) { runs(filter: $f) { edges { cursor } } }",
+         {"f": {"agentIds": ["a" * 201]}}, "filter.agentIds: each value at most 200 characters."),
     ],
-    ids=["timeline labels", "timeline text", "incident services", "run agents"],
+    ids=["timeline labels", "timeline text", "incident services", "run agents",
+         "a long service", "a long environment", "a long incident service", "a long agent"],
 )  # fmt: skip
 async def test_filters_past_their_limits_are_refused_naming_the_field(
     gql: GraphQL, tenant: Tenant, document: str, variables: dict[str, Any], says: str
@@ -268,6 +279,21 @@ async def test_filters_past_their_limits_are_refused_naming_the_field(
     result = await gql(document, tenant.reader, **variables)
     assert result.errors is not None and result.errors[0].message == says
     assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+
+
+async def test_a_filter_value_as_long_as_a_stored_name_is_asked(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    for document, variables in [
+        ("query($f: TimelineFilter) { timeline(filter: $f) { edges { cursor } } }",
+         {"services": ["y" * 200], "labels": ["l" * 200]}),
+        ("query($f: IncidentFilter) { incidents(filter: $f) { edges { cursor } } }",
+         {"services": ["a" * 200]}),
+        ("query($f: RunFilter) { runs(filter: $f) { edges { cursor } } }",
+         {"agentIds": ["a" * 200]}),
+    ]:  # fmt: skip
+        result = await gql(document, tenant.reader, f=variables)
+        assert result.errors is None, result.errors
 
 
 async def test_a_subscription_filter_past_its_limits_is_refused(
