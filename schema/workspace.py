@@ -21,12 +21,23 @@ class Workspace:
     name: str
 
 
+@strawberry.type(description="Limits of this server a client keeps to (its settings).")
+class Limits:
+    page_size_max: int = strawberry.field(
+        description="The largest `first` a list takes (`OPSGRAPH_PAGE_SIZE_MAX`)."
+    )
+    page_size_default: int = strawberry.field(
+        description="The page a list gives without `first` (`OPSGRAPH_PAGE_SIZE_DEFAULT`)."
+    )
+
+
 @strawberry.type(description="The API key making the request.")
 class Viewer:
     key_id: strawberry.ID
     name: str
     scopes: list[Scope]  # type: ignore[valid-type]
     workspace: Workspace
+    limits: Limits = strawberry.field(description="What this server takes of a request.")
 
 
 @strawberry.type(description="A service; its routing key is shown once, when it is created.")
@@ -91,6 +102,10 @@ class WorkspaceQuery:
             name=principal.name,
             scopes=sorted(principal.scopes),
             workspace=Workspace(id=strawberry.ID(workspace.id), name=workspace.name),
+            limits=Limits(
+                page_size_max=info.context.settings.page_size_max,
+                page_size_default=info.context.settings.page_size_default,
+            ),
         )
 
     @strawberry.field

@@ -32,6 +32,14 @@ async def test_viewer_answers_with_the_keys_workspace_name_and_scopes(
     assert result.errors[0].message == "This API key lacks the 'read' scope."
 
 
+@pytest.mark.settings(page_size_max=20, page_size_default=10)
+async def test_viewer_tells_the_pages_this_server_takes(gql: GraphQL, tenant: Tenant) -> None:
+    """The web UI keeps its lists within them (`OPSGRAPH_PAGE_SIZE_MAX` may be below the
+    200 it asks for a run's calls)."""
+    result = await gql("{ viewer { limits { pageSizeMax pageSizeDefault } } }", tenant.reader)
+    assert result.data["viewer"]["limits"] == {"pageSizeMax": 20, "pageSizeDefault": 10}
+
+
 async def test_admin_creates_and_revokes_keys(
     gql: GraphQL, tenant: Tenant, client: httpx.AsyncClient
 ) -> None:

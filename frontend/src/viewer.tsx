@@ -15,11 +15,18 @@ const ViewerDocument = graphql(`
         id
         name
       }
+      limits {
+        pageSizeMax
+      }
     }
   }
 `);
 
-type ViewerValue = ViewerQuery["viewer"] & { can: (scope: Scope) => boolean };
+type ViewerValue = ViewerQuery["viewer"] & {
+  can: (scope: Scope) => boolean;
+  /** `wanted`, or less if this server takes no list that long (`OPSGRAPH_PAGE_SIZE_MAX`). */
+  page: (wanted: number) => number;
+};
 
 const ViewerContext = createContext<ViewerValue | null>(null);
 
@@ -35,7 +42,8 @@ export function ViewerProvider({ children }: { children: ReactNode }) {
   }
   const viewer = data.viewer;
   const can = (scope: Scope): boolean => viewer.scopes.includes("ADMIN") || viewer.scopes.includes(scope);
-  return <ViewerContext.Provider value={{ ...viewer, can }}>{children}</ViewerContext.Provider>;
+  const page = (wanted: number): number => Math.min(wanted, viewer.limits.pageSizeMax);
+  return <ViewerContext.Provider value={{ ...viewer, can, page }}>{children}</ViewerContext.Provider>;
 }
 
 export function useViewer(): ViewerValue {

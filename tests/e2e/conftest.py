@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,15 +166,17 @@ def now_iso(offset: timedelta = timedelta(0)) -> str:
     return (datetime.now(UTC) + offset).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextmanager
+def serving(workdir: Path, **settings: str) -> Iterator[Server]:
+    """`opsgraph serve` of the built UI in `workdir` (its SQLite database), with these
+    `OPSGRAPH_*` settings besides the defaults."""
     if not (DIST / "index.html").is_file():
         pytest.fail(f"The UI is not built ({DIST}): run `make ui` (`make test` does).")
-    workdir = tmp_path_factory.mktemp("e2e-server")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSGRAPH_")}
     env |= {"OPSGRAPH_FRONTEND_DIR": str(DIST), "OPSGRAPH_PUBLIC_URL": url}
+    env |= {f"OPSGRAPH_{name.upper()}": value for name, value in settings.items()}
     log = workdir / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -206,6 +209,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("e2e-server")) as started:
+        yield started
 
 
 # Module scope, not session: while Playwright's sync driver is open it runs an event loop

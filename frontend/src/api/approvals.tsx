@@ -4,6 +4,7 @@ import { createContext, useCallback, useContext, useMemo, useRef, useState, type
 import { useClient } from "urql";
 import { graphql } from "../gql";
 import type { ApprovalFieldsFragment } from "../gql/graphql";
+import { useViewer } from "../viewer";
 import { useLiveSubscription } from "./live";
 import { useRefreshOn } from "./refresh";
 
@@ -103,6 +104,7 @@ function byExpiry(a: Approval, b: Approval): number {
 
 export function ApprovalsProvider({ children }: { children: ReactNode }) {
   const client = useClient();
+  const snapshotSize = useViewer().page(SNAPSHOT_SIZE);
   const [pending, setPending] = useState<Map<string, Approval>>(new Map());
   const [settled, setSettled] = useState<Settled[]>([]);
   const [ready, setReady] = useState(false);
@@ -126,7 +128,7 @@ export function ApprovalsProvider({ children }: { children: ReactNode }) {
 
   const snapshot = useCallback(async () => {
     const result = await client
-      .query(PendingDocument, { first: SNAPSHOT_SIZE }, { requestPolicy: "network-only" })
+      .query(PendingDocument, { first: snapshotSize }, { requestPolicy: "network-only" })
       .toPromise();
     if (!result.data) return;
     const fresh = new Map(
@@ -140,7 +142,7 @@ export function ApprovalsProvider({ children }: { children: ReactNode }) {
       return next;
     });
     setReady(true);
-  }, [client]);
+  }, [client, snapshotSize]);
 
   const live = useLiveSubscription("pendingApprovals", {
     document: PendingLiveDocument,

@@ -4,6 +4,7 @@ import { useCallback, useEffect, useReducer, useRef } from "react";
 import { useClient, type CombinedError } from "urql";
 import { graphql } from "../gql";
 import type { TimelineEntryFieldsFragment, TimelineFilter } from "../gql/graphql";
+import { useViewer } from "../viewer";
 import { errorCodes } from "./client";
 import { useLiveSubscription } from "./live";
 
@@ -220,8 +221,9 @@ function reducer(state: State, action: Action): State {
   }
 }
 
-export function useLiveTimeline(filter: TimelineFilter, pageSize = 50) {
+export function useLiveTimeline(filter: TimelineFilter, wanted = 50) {
   const client = useClient();
+  const pageSize = useViewer().page(wanted);
   const [state, dispatch] = useReducer(reducer, initial);
   const restartKey = JSON.stringify(filter);
   const filterRef = useRef(filter);

@@ -29,8 +29,8 @@ const OneApprovalDocument = graphql(`
 `);
 
 const RecentDocument = graphql(`
-  query RecentApprovals {
-    approvals(first: 30) {
+  query RecentApprovals($first: Int!) {
+    approvals(first: $first) {
       nodes {
         id
         status
@@ -200,7 +200,8 @@ function settledMeanwhile(
 
 function Recent({ now }: { now: number }) {
   const { settled } = useApprovals();
-  const [{ data }, refetch] = useQuery({ query: RecentDocument });
+  const first = useViewer().page(30);
+  const [{ data }, refetch] = useQuery({ query: RecentDocument, variables: { first } });
   const count = settled.length;
   useEffect(() => {
     if (count) refetch({ requestPolicy: "network-only" });

@@ -12,14 +12,15 @@ import { ago, clock, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import { useViewer } from "../viewer";
 
-/** How many alerts, timeline entries and suspect changes are shown; the query asks one more
- * of the last two (`first: 51`) to know whether there are others. */
+/** How many alerts, timeline entries and suspect changes are shown (fewer if the server's
+ * largest page is smaller); the query asks one more of the last two to know whether there
+ * are others. */
 const PAGE = 50;
 /** The longest suspect-changes window the server takes, in seconds (`MAX_SUSPECT_WINDOW`). */
 const MAX_WINDOW = 30 * 24 * 3600;
 
 const IncidentDocument = graphql(`
-  query Incident($id: ID!, $window: Int) {
+  query Incident($id: ID!, $window: Int, $shown: Int!, $asked: Int!) {
     incident(id: $id) {
       ...IncidentRow
       dedupKey
@@ -39,7 +40,7 @@ const IncidentDocument = graphql(`
       }
       client
       clientUrl
-      alerts(first: 50) {
+      alerts(first: $shown) {
         id
         receivedAt
         actor
@@ -52,10 +53,10 @@ const IncidentDocument = graphql(`
         class
         customDetails
       }
-      timeline(first: 51) {
+      timeline(first: $asked) {
         ...TimelineEntryFields
       }
-      suspectChanges(window: $window, first: 51) {
+      suspectChanges(window: $window, first: $asked) {
         ...TimelineEntryFields
       }
     }
@@ -168,9 +169,11 @@ export function IncidentPage() {
     Number.isInteger(windowParam) && windowParam > 0 && windowParam <= MAX_WINDOW ? windowParam : null;
   const viewer = useViewer();
   const now = useNow(5_000);
+  const shown = viewer.page(PAGE);
+  const asked = viewer.page(PAGE + 1); // `shown` itself where no larger page is taken
   const [{ data, error, fetching }, refetch] = useQuery({
     query: IncidentDocument,
-    variables: { id, window },
+    variables: { id, window, shown, asked },
   });
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   const incident = data?.incident;
@@ -297,31 +300,31 @@ export function IncidentPage() {
             </p>
             {incident.suspectChanges.length ? (
               <EntryList
-                entries={incident.suspectChanges.slice(0, PAGE)}
+                entries={incident.suspectChanges.slice(0, shown)}
                 onOpen={setOpen}
                 label="What changed before it"
               />
             ) : (
               <Empty title="Nothing changed on this service in that window." />
             )}
-            {incident.suspectChanges.length > PAGE ? (
-              <p className="muted">The newest {PAGE} are shown.</p>
+            {incident.suspectChanges.length >= asked ? (
+              <p className="muted">The newest {shown} are shown.</p>
             ) : null}
           </section>
           <section className="section" aria-labelledby="incident-timeline-title">
             <h2 id="incident-timeline-title">Timeline</h2>
             {incident.timeline.length ? (
               <EntryList
-                entries={incident.timeline.slice(0, PAGE)}
+                entries={incident.timeline.slice(0, shown)}
                 onOpen={setOpen}
                 label="Incident timeline"
               />
             ) : (
               <Empty title="No entries yet." />
             )}
-            {incident.timeline.length > PAGE ? (
+            {incident.timeline.length >= asked ? (
               <p className="muted">
-                The newest {PAGE} are shown; older ones are on the{" "}
+                The newest {shown} are shown; older ones are on the{" "}
                 <Link to={`/timeline?service=${encodeURIComponent(incident.service.name)}`}>timeline</Link>.
               </p>
             ) : null}

@@ -7,6 +7,7 @@ import { Empty, ErrorNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import type { IncidentRowFragment, IncidentStatus, Severity as SeverityLevel } from "../gql/graphql";
+import { useViewer } from "../viewer";
 
 graphql(`
   fragment IncidentRow on Incident {
@@ -146,9 +147,10 @@ export function IncidentsPage() {
   const [serviceDraft, setServiceDraft] = useState(service);
   const severity = SEVERITIES.find((s) => s === params.get("severity")?.toUpperCase()) ?? null;
   const filter = { services: service ? [service] : null, severities: severity ? [severity] : null };
+  const page = useViewer().page(PAGE);
   const [{ data, error, fetching }, refetch] = useQuery({
     query: IncidentsDocument,
-    variables: { first: PAGE, ...filter },
+    variables: { first: page, ...filter },
   });
   const client = useClient();
   // Pages after the first, for the tab shown; a new tab or filter starts again.
@@ -184,14 +186,14 @@ export function IncidentsPage() {
     await client
       .query(
         OlderIncidentsDocument,
-        { status, first: PAGE, after, ...filter },
+        { status, first: page, after, ...filter },
         { requestPolicy: "network-only" },
       )
       .toPromise();
   const firstPages = async () =>
     (
       await client
-        .query(IncidentsDocument, { first: PAGE, ...filter }, { requestPolicy: "network-only" })
+        .query(IncidentsDocument, { first: page, ...filter }, { requestPolicy: "network-only" })
         .toPromise()
     ).data;
 
@@ -215,7 +217,7 @@ export function IncidentsPage() {
       const firstPage = (await firstPages())?.[tabKey];
       if (!firstPage) return;
       const lastShown = shown[shown.length - 1]!.id;
-      const limit = shown.length + PAGE;
+      const limit = shown.length + page;
       let cursor = firstPage.pageInfo.endCursor ?? null;
       let more = firstPage.pageInfo.hasNextPage;
       const nodes: IncidentRowFragment[] = [];

@@ -9,12 +9,14 @@ import { Empty, ErrorNote, Loading } from "../components/States";
 import { ago, clock, duration, fullDate, humanize, useNow } from "../format";
 import { graphql } from "../gql";
 import type { RunQuery } from "../gql/graphql";
+import { useViewer } from "../viewer";
 
-/** The calls the query asks for (`toolCalls(first: 200)`: the run's latest, the largest page). */
+/** The calls the query asks for: the run's latest, a page as large as the server's default
+ * largest (less where the server takes less). */
 const CALLS = 200;
 
 const RunDocument = graphql(`
-  query Run($id: ID!) {
+  query Run($id: ID!, $calls: Int!) {
     run(id: $id) {
       id
       runId
@@ -29,7 +31,7 @@ const RunDocument = graphql(`
       environment
       startedAt
       endedAt
-      toolCalls(first: 200) {
+      toolCalls(first: $calls) {
         id
         toolCallId
         toolName
@@ -144,7 +146,8 @@ function ToolCallCard({ call, index, now }: { call: ToolCall; index: number; now
 
 export function RunPage() {
   const { id = "" } = useParams();
-  const [{ data, error, fetching }, refetch] = useQuery({ query: RunDocument, variables: { id } });
+  const calls = useViewer().page(CALLS);
+  const [{ data, error, fetching }, refetch] = useQuery({ query: RunDocument, variables: { id, calls } });
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   useRefreshOn({ kinds: [...AGENT_KINDS] }, refresh);
   const now = useNow(5_000);
@@ -207,9 +210,9 @@ export function RunPage() {
         ) : (
           <Empty title="No tool calls yet." />
         )}
-        {run.toolCalls.length >= CALLS ? (
+        {run.toolCalls.length >= calls ? (
           <p className="muted">
-            The run&apos;s latest {CALLS} calls are listed; earlier ones, if any, are not.
+            The run&apos;s latest {calls} calls are listed; earlier ones, if any, are not.
           </p>
         ) : null}
       </section>

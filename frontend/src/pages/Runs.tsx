@@ -7,9 +7,10 @@ import { Empty, ErrorNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import type { RunStatus } from "../gql/graphql";
+import { useViewer } from "../viewer";
 
 const RunsDocument = graphql(`
-  query Runs($filter: RunFilter, $first: Int) {
+  query Runs($filter: RunFilter, $first: Int, $calls: Int!) {
     runs(filter: $filter, first: $first) {
       nodes {
         id
@@ -23,7 +24,7 @@ const RunsDocument = graphql(`
         environment
         startedAt
         endedAt
-        toolCalls(first: 200) {
+        toolCalls(first: $calls) {
           id
           toolName
           status
@@ -45,6 +46,7 @@ const STATUSES: { value: RunStatus | ""; label: string }[] = [
 ];
 
 const PAGE = 50;
+const CALLS = 200; // each run's latest calls, as pills (fewer where the server takes less)
 
 export function RunsPage() {
   const [params, setParams] = useSearchParams();
@@ -52,10 +54,12 @@ export function RunsPage() {
   const wanted = params.get("status")?.toUpperCase();
   const status = (STATUSES.find((s) => s.value === wanted)?.value ?? "") as RunStatus | "";
   const agent = params.get("agent")?.trim() ?? "";
+  const viewer = useViewer();
   const [{ data, error, fetching }, refetch] = useQuery({
     query: RunsDocument,
     variables: {
-      first: PAGE,
+      first: viewer.page(PAGE),
+      calls: viewer.page(CALLS),
       filter: { statuses: status ? [status] : null, agentIds: agent ? [agent] : null },
     },
   });
