@@ -43,3 +43,8 @@ export function ErrorNote({ error, retry }: { error: CombinedError | Error | str
     </div>
   );
 }
+
+/** A refetch failed while the page still shows what it loaded before (see `useKept`). */
+export function KeptNote({ error, retry }: { error: CombinedError; retry: () => void }) {
+  return <ErrorNote error={`${errorMessage(error)} What is shown is from before.`} retry={retry} />;
+}

@@ -7,7 +7,8 @@ import { Chip, Severity, Status } from "../components/Badges";
 import { EntryDetails, EntryList } from "../components/Entries";
 import { JsonView } from "../components/JsonView";
 import { NoteDialog } from "../components/NoteDialog";
-import { Empty, ErrorNote, Loading, errorMessage } from "../components/States";
+import { useKept } from "../api/kept";
+import { Empty, ErrorNote, KeptNote, Loading, errorMessage } from "../components/States";
 import { ago, clock, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import { useViewer } from "../viewer";
@@ -171,10 +172,9 @@ export function IncidentPage() {
   const now = useNow(5_000);
   const shown = viewer.page(PAGE);
   const asked = viewer.page(PAGE + 1); // `shown` itself where no larger page is taken
-  const [{ data, error, fetching }, refetch] = useQuery({
-    query: IncidentDocument,
-    variables: { id, window, shown, asked },
-  });
+  const variables = { id, window, shown, asked };
+  const [{ data: fresh, error, fetching }, refetch] = useQuery({ query: IncidentDocument, variables });
+  const data = useKept(fresh, JSON.stringify(variables));
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   const incident = data?.incident;
   useRefreshOn({ services: incident ? [incident.service.name] : null }, refresh, Boolean(incident));
@@ -235,6 +235,7 @@ export function IncidentPage() {
       <p className="crumbs">
         <Link to="/incidents">← Incidents</Link>
       </p>
+      {error ? <KeptNote error={error} retry={refresh} /> : null}
       <header className={`incident-head sev-edge-${incident.severity.toLowerCase()}`}>
         <div className="incident-head-main">
           <div className="badges">

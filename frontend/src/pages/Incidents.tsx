@@ -3,7 +3,8 @@ import { Link, useSearchParams } from "react-router";
 import { useClient, useQuery, type CombinedError } from "urql";
 import { INCIDENT_KINDS, useRefreshOn } from "../api/refresh";
 import { Chip, Severity } from "../components/Badges";
-import { Empty, ErrorNote, Loading } from "../components/States";
+import { useKept } from "../api/kept";
+import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import type { IncidentRowFragment, IncidentStatus, Severity as SeverityLevel } from "../gql/graphql";
@@ -148,10 +149,9 @@ export function IncidentsPage() {
   const severity = SEVERITIES.find((s) => s === params.get("severity")?.toUpperCase()) ?? null;
   const filter = { services: service ? [service] : null, severities: severity ? [severity] : null };
   const page = useViewer().page(PAGE);
-  const [{ data, error, fetching }, refetch] = useQuery({
-    query: IncidentsDocument,
-    variables: { first: page, ...filter },
-  });
+  const variables = { first: page, ...filter };
+  const [{ data: fresh, error, fetching }, refetch] = useQuery({ query: IncidentsDocument, variables });
+  const data = useKept(fresh, JSON.stringify(variables));
   const client = useClient();
   // Pages after the first, for the tab shown; a new tab or filter starts again.
   const [older, setOlder] = useState<{
@@ -356,6 +356,7 @@ export function IncidentsPage() {
         })}
       </div>
       <section id="incident-panel" role="tabpanel" aria-labelledby={`tab-${tab.key}`}>
+        {error && data ? <KeptNote error={error} retry={refresh} /> : null}
         {error && !data ? (
           <ErrorNote error={error} retry={refresh} />
         ) : !list ? (

@@ -5,7 +5,8 @@ import { AGENT_KINDS, useRefreshOn } from "../api/refresh";
 import { AgentContext, MatchedPolicies } from "../components/Agent";
 import { Chip, Status, Where } from "../components/Badges";
 import { JsonView } from "../components/JsonView";
-import { Empty, ErrorNote, Loading } from "../components/States";
+import { useKept } from "../api/kept";
+import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, clock, duration, fullDate, humanize, useNow } from "../format";
 import { graphql } from "../gql";
 import type { RunQuery } from "../gql/graphql";
@@ -147,7 +148,9 @@ function ToolCallCard({ call, index, now }: { call: ToolCall; index: number; now
 export function RunPage() {
   const { id = "" } = useParams();
   const calls = useViewer().page(CALLS);
-  const [{ data, error, fetching }, refetch] = useQuery({ query: RunDocument, variables: { id, calls } });
+  const variables = { id, calls };
+  const [{ data: fresh, error, fetching }, refetch] = useQuery({ query: RunDocument, variables });
+  const data = useKept(fresh, JSON.stringify(variables));
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   useRefreshOn({ kinds: [...AGENT_KINDS] }, refresh);
   const now = useNow(5_000);
@@ -177,6 +180,7 @@ export function RunPage() {
       <p className="crumbs">
         <Link to="/runs">← Runs</Link>
       </p>
+      {error ? <KeptNote error={error} retry={refresh} /> : null}
       <header className={`run-head${violations ? " run-row-violation" : ""}`}>
         <div className="badges">
           <Status status={run.status} />

@@ -3,7 +3,8 @@ import { Link, useSearchParams } from "react-router";
 import { useQuery } from "urql";
 import { AGENT_KINDS, useRefreshOn } from "../api/refresh";
 import { Status, Where } from "../components/Badges";
-import { Empty, ErrorNote, Loading } from "../components/States";
+import { useKept } from "../api/kept";
+import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import type { RunStatus } from "../gql/graphql";
@@ -55,14 +56,13 @@ export function RunsPage() {
   const status = (STATUSES.find((s) => s.value === wanted)?.value ?? "") as RunStatus | "";
   const agent = params.get("agent")?.trim() ?? "";
   const viewer = useViewer();
-  const [{ data, error, fetching }, refetch] = useQuery({
-    query: RunsDocument,
-    variables: {
-      first: viewer.page(PAGE),
-      calls: viewer.page(CALLS),
-      filter: { statuses: status ? [status] : null, agentIds: agent ? [agent] : null },
-    },
-  });
+  const variables = {
+    first: viewer.page(PAGE),
+    calls: viewer.page(CALLS),
+    filter: { statuses: status ? [status] : null, agentIds: agent ? [agent] : null },
+  };
+  const [{ data: fresh, error, fetching }, refetch] = useQuery({ query: RunsDocument, variables });
+  const data = useKept(fresh, JSON.stringify(variables));
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   useRefreshOn({ kinds: [...AGENT_KINDS] }, refresh);
   const now = useNow(10_000);
@@ -118,6 +118,7 @@ export function RunsPage() {
           </label>
         </form>
       </div>
+      {error && data ? <KeptNote error={error} retry={refresh} /> : null}
       {error && !data ? (
         <ErrorNote error={error} retry={refresh} />
       ) : !runs ? (
