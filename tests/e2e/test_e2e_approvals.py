@@ -234,3 +234,13 @@ def test_a_reader_sees_the_queue_but_cannot_decide(page: Page, server: Server) -
     expect(card.get_by_role("button", name="Reject…")).to_be_disabled()
     page.goto("/policies")
     expect(page.get_by_role("button", name="New policy")).to_be_disabled()
+
+
+def test_the_way_back_from_a_run_keeps_the_runs_filter(page: Page, server: Server) -> None:
+    agent = Agent(server, f"back-{secrets.token_hex(3)}")
+    agent.send("run.started", task="Tidy the caches")
+    sign_in(page, server.admin, f"/runs?agent={agent.name}&status=running")
+    page.locator(".run-row", has_text="Tidy the caches").click()
+    expect(page.get_by_role("heading", name="Tidy the caches")).to_be_visible()
+    page.get_by_role("link", name="← Runs").click()
+    expect(page).to_have_url(re.compile(rf"/runs\?agent={agent.name}&status=running$"))

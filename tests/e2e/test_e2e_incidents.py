@@ -181,3 +181,24 @@ def test_older_incidents_stay_listed_when_new_ones_arrive(
     for n in (0, 1, 2, total - 1):  # the oldest, which the new ones pushed further down
         expect(page.locator(".incident-row", has_text=f"Bulk alert {n:03}")).to_have_count(1)
     expect(page.get_by_role("button", name="Load older incidents")).to_have_count(0)
+
+
+def test_the_way_back_keeps_the_list_s_tab_and_filter(page: Page, server: Server) -> None:
+    """ "← Incidents" went to the bare list, Open tab, no filter; the menu's Incidents link
+    cleared the filter but left its service in the box."""
+    service, routing_key = server.service("back")
+    incident = trigger(server, routing_key, "disk", "Disk full on back-1", "warning")
+    sign_in(page, server.admin, f"/incidents?service={service}&severity=warning")
+    page.locator(".incident-row", has_text="Disk full on back-1").click()
+    expect(page.get_by_role("heading", name="Disk full on back-1")).to_be_visible()
+    page.get_by_role("link", name="← Incidents").click()
+    expect(page).to_have_url(re.compile(rf"/incidents\?service={service}&severity=warning$"))
+    expect(page.get_by_label("Service")).to_have_value(service)
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Incidents").click()
+    expect(page).to_have_url(re.compile(r"/incidents$"))
+    expect(page.get_by_label("Service")).to_have_value("")
+    # Opened from a shared link, the way back is the whole list.
+    page.goto(f"/incidents/{incident}")
+    page.get_by_role("link", name="← Incidents").click()
+    expect(page).to_have_url(re.compile(r"/incidents$"))

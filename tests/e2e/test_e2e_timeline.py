@@ -90,7 +90,8 @@ def test_a_change_posted_by_rest_appears_live_and_opens_its_details(
         environment="prod",
         service=service,
         labels=["release", "backend"],
-        metadata={"commit": "1b2c3d4", "pipeline": "github-actions"},
+        metadata={"commit": "1b2c3d4", "pipeline": "github-actions", "__typename": "theirs"},
+        links=[{"href": "https://ci.example/runs/42", "text": "Pipeline run 42"}],
     )
     server.post_change(pipeline, name="Other service deploy", service=service + "-other")
 
@@ -103,9 +104,15 @@ def test_a_change_posted_by_rest_appears_live_and_opens_its_details(
     entry.click()
     details = page.get_by_role("dialog")
     expect(details).to_contain_text("Deploy complete")
-    expect(details.get_by_label("Change payload", exact=True)).to_contain_text(
-        '"commit": "1b2c3d4"'
-    )
+    payload = details.get_by_label("Change payload", exact=True)
+    expect(payload).to_contain_text('"commit": "1b2c3d4"')
+    # The payload is what was sent: the `__typename` the UI's client adds to each object
+    # it reads (the links showed one each) is not, the one in the sender's metadata is.
+    expect(payload).to_contain_text('"href": "https://ci.example/runs/42"')
+    expect(payload).to_contain_text('"__typename": "theirs"')
+    expect(payload).not_to_contain_text('"Link"')
+    link = details.get_by_role("link", name="Pipeline run 42")
+    expect(link).to_have_attribute("href", "https://ci.example/runs/42")
     page.keyboard.press("Escape")
     expect(details).to_be_hidden()
 
@@ -392,3 +399,20 @@ def test_old_entries_page_in_and_new_ones_stay_on_top(page: Page, server: Server
     wait_live(page)
     server.post_change(server.admin, name="Fresh deploy", service=service)
     expect(page.locator(".entry").first).to_contain_text("Fresh deploy")
+
+
+def test_the_kinds_picker_closes_on_escape_and_outside(page: Page, server: Server) -> None:
+    sign_in(page, server.admin)
+    kinds = page.locator("summary", has_text="Kinds")
+    panel = page.locator(".picker-panel")
+    kinds.click()
+    page.get_by_role("checkbox", name="Change", exact=True).check()
+    expect(panel).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(kinds).to_be_focused()
+    expect(kinds).to_have_text("Kinds (1)")  # what was ticked stays
+    kinds.click()
+    expect(panel).to_be_visible()
+    page.get_by_role("heading", name="Timeline").click()  # anywhere else
+    expect(panel).to_be_hidden()

@@ -7,6 +7,7 @@ import { Chip, Where } from "./Badges";
 import { Dialog } from "./Dialog";
 import { JsonView } from "./JsonView";
 import { KindBadge } from "./KindBadge";
+import { LinkList } from "./Links";
 
 export function EntryList({
   entries,
@@ -85,15 +86,34 @@ function subjectLink(subject: Subject): { to: string; text: string } | null {
   }
 }
 
-function withoutTypename(subject: Subject): Record<string, unknown> {
-  const { __typename: _, ...rest } = subject as Record<string, unknown>;
-  return rest;
+// Fields of the JSON scalar: what the sender wrote, shown as it is (a `__typename` in it
+// is theirs).
+const JSON_FIELDS = new Set([
+  "agentContext",
+  "customDetails",
+  "details",
+  "inputPayload",
+  "metadata",
+  "outputPayload",
+  "value",
+]);
+
+/** A subject as its payload: without the `__typename` urql adds to every object it selects. */
+function asPayload(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(asPayload);
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([key]) => key !== "__typename")
+      .map(([key, inner]) => [key, JSON_FIELDS.has(key) ? inner : asPayload(inner)]),
+  );
 }
 
 export function EntryDetails({ entry, onClose }: { entry: Entry | null; onClose: () => void }) {
   const now = useNow(5_000);
   const subject = entry?.subject ?? null;
   const link = subject ? subjectLink(subject) : null;
+  const links = (subject as { links?: { href: string; text?: string | null }[] } | null)?.links ?? [];
   return (
     <Dialog
       open={entry !== null}
@@ -128,6 +148,7 @@ export function EntryDetails({ entry, onClose }: { entry: Entry | null; onClose:
               <code>{entry.id}</code>
             </dd>
           </dl>
+          {links.length ? <LinkList links={links} /> : null}
           {link ? (
             <p>
               <Link to={link.to} className="button button-small" onClick={onClose}>
@@ -140,7 +161,7 @@ export function EntryDetails({ entry, onClose }: { entry: Entry | null; onClose:
           {subject ? (
             <>
               <h3>{subject.__typename}</h3>
-              <JsonView value={withoutTypename(subject)} label={`${subject.__typename} payload`} />
+              <JsonView value={asPayload(subject)} label={`${subject.__typename} payload`} />
             </>
           ) : null}
         </div>

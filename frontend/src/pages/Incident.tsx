@@ -8,6 +8,8 @@ import { EntryDetails, EntryList } from "../components/Entries";
 import { JsonView } from "../components/JsonView";
 import { NoteDialog } from "../components/NoteDialog";
 import { useKept } from "../api/kept";
+import { BackLink } from "../components/BackLink";
+import { LinkList } from "../components/Links";
 import { Empty, ErrorNote, KeptNote, Loading, errorMessage } from "../components/States";
 import { ago, clock, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
@@ -195,7 +197,7 @@ export function IncidentPage() {
     return (
       <main className="page" id="main">
         <p>
-          <Link to="/incidents">← Incidents</Link>
+          <BackLink to="/incidents" label="Incidents" />
         </p>
         {error ? (
           <ErrorNote error={error} retry={refresh} />
@@ -233,7 +235,7 @@ export function IncidentPage() {
   return (
     <main className="page" id="main">
       <p className="crumbs">
-        <Link to="/incidents">← Incidents</Link>
+        <BackLink to="/incidents" label="Incidents" />
       </p>
       {error ? <KeptNote error={error} retry={refresh} /> : null}
       <header className={`incident-head sev-edge-${incident.severity.toLowerCase()}`}>
@@ -400,17 +402,7 @@ export function IncidentPage() {
                 </>
               ) : null}
             </dl>
-            {incident.links.length ? (
-              <ul className="links">
-                {incident.links.map((link) => (
-                  <li key={link.href}>
-                    <a href={link.href} target="_blank" rel="noreferrer">
-                      {link.text || link.href}
-                    </a>
-                  </li>
-                ))}
-              </ul>
-            ) : null}
+            <LinkList links={incident.links} />
             <h3>Custom details</h3>
             <JsonView value={incident.customDetails} label="Custom details" />
           </section>

@@ -1,9 +1,10 @@
-import { useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useClient, useQuery, type CombinedError } from "urql";
 import { INCIDENT_KINDS, useRefreshOn } from "../api/refresh";
 import { Chip, Severity } from "../components/Badges";
 import { useKept } from "../api/kept";
+import { useFromHere } from "../components/BackLink";
 import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
@@ -109,10 +110,12 @@ const TABS: { key: "open" | "acknowledged" | "resolved"; label: string; status: 
 
 function IncidentItem({ incident, now }: { incident: IncidentRowFragment; now: number }) {
   const age = Date.parse(incident.resolvedAt ?? new Date(now).toISOString()) - Date.parse(incident.openedAt);
+  const from = useFromHere();
   return (
     <li>
       <Link
         to={`/incidents/${incident.id}`}
+        state={from}
         className={`incident-row sev-edge-${incident.severity.toLowerCase()}`}
       >
         <span className="incident-row-head">
@@ -146,6 +149,8 @@ export function IncidentsPage() {
   const tab = TABS.find((t) => t.key === params.get("status")) ?? TABS[0]!;
   const service = params.get("service")?.trim() ?? "";
   const [serviceDraft, setServiceDraft] = useState(service);
+  // The box follows the URL when it changes otherwise (the menu's Incidents link, Back).
+  useEffect(() => setServiceDraft(service), [service]);
   const severity = SEVERITIES.find((s) => s === params.get("severity")?.toUpperCase()) ?? null;
   const filter = { services: service ? [service] : null, severities: severity ? [severity] : null };
   const page = useViewer().page(PAGE);

@@ -6,6 +6,7 @@ import { AgentContext, MatchedPolicies } from "../components/Agent";
 import { Chip, Status, Where } from "../components/Badges";
 import { JsonView } from "../components/JsonView";
 import { useKept } from "../api/kept";
+import { BackLink } from "../components/BackLink";
 import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, clock, duration, fullDate, humanize, useNow } from "../format";
 import { graphql } from "../gql";
@@ -160,7 +161,7 @@ export function RunPage() {
     return (
       <main className="page" id="main">
         <p className="crumbs">
-          <Link to="/runs">← Runs</Link>
+          <BackLink to="/runs" label="Runs" />
         </p>
         {error ? (
           <ErrorNote error={error} retry={refresh} />
@@ -178,7 +179,7 @@ export function RunPage() {
   return (
     <main className="page" id="main">
       <p className="crumbs">
-        <Link to="/runs">← Runs</Link>
+        <BackLink to="/runs" label="Runs" />
       </p>
       {error ? <KeptNote error={error} retry={refresh} /> : null}
       <header className={`run-head${violations ? " run-row-violation" : ""}`}>

@@ -4,6 +4,7 @@ import { useQuery } from "urql";
 import { AGENT_KINDS, useRefreshOn } from "../api/refresh";
 import { Status, Where } from "../components/Badges";
 import { useKept } from "../api/kept";
+import { useFromHere } from "../components/BackLink";
 import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
@@ -56,6 +57,7 @@ export function RunsPage() {
   const status = (STATUSES.find((s) => s.value === wanted)?.value ?? "") as RunStatus | "";
   const agent = params.get("agent")?.trim() ?? "";
   const viewer = useViewer();
+  const from = useFromHere();
   const variables = {
     first: viewer.page(PAGE),
     calls: viewer.page(CALLS),
@@ -138,7 +140,11 @@ export function RunsPage() {
             const took = Date.parse(run.endedAt ?? new Date(now).toISOString()) - Date.parse(run.startedAt);
             return (
               <li key={run.id}>
-                <Link to={`/runs/${run.id}`} className={`run-row${violations ? " run-row-violation" : ""}`}>
+                <Link
+                  to={`/runs/${run.id}`}
+                  state={from}
+                  className={`run-row${violations ? " run-row-violation" : ""}`}
+                >
                   <span className="run-row-head">
                     <Status status={run.status} />
                     <strong className="run-agent">{run.agentId}</strong>

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState, type InputHTMLAttributes } from "react";
+import { useEffect, useRef, useState, type InputHTMLAttributes, type KeyboardEvent } from "react";
 import { useQuery } from "urql";
 import { useLiveTimeline, type Entry } from "../api/timeline";
 import { EntryDetails, EntryList } from "../components/Entries";
@@ -100,8 +100,25 @@ function KindPicker({
     group.forEach((kind) => (all ? next.delete(kind) : next.add(kind)));
     onChange([...next]);
   };
+  // A disclosure closes on Escape (focus back on its button) and on a click or tap outside.
+  const picker = useRef<HTMLDetailsElement>(null);
+  useEffect(() => {
+    const outside = (event: PointerEvent): void => {
+      const details = picker.current;
+      if (details?.open && !details.contains(event.target as Node)) details.open = false;
+    };
+    document.addEventListener("pointerdown", outside);
+    return () => document.removeEventListener("pointerdown", outside);
+  }, []);
+  const escape = (event: KeyboardEvent<HTMLDetailsElement>): void => {
+    const details = picker.current;
+    if (event.key !== "Escape" || !details?.open) return;
+    event.stopPropagation();
+    details.open = false;
+    details.querySelector("summary")?.focus();
+  };
   return (
-    <details className="picker">
+    <details className="picker" ref={picker} onKeyDown={escape}>
       <summary className="button">Kinds{kinds.length ? ` (${kinds.length})` : ": all"}</summary>
       <div className="picker-panel">
         {KIND_GROUPS.map((group) => {
