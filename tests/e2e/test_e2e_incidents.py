@@ -191,6 +191,8 @@ def test_the_way_back_keeps_the_list_s_tab_and_filter(page: Page, server: Server
     sign_in(page, server.admin, f"/incidents?service={service}&severity=warning")
     page.locator(".incident-row", has_text="Disk full on back-1").click()
     expect(page.get_by_role("heading", name="Disk full on back-1")).to_be_visible()
+    page.get_by_label("Window").select_option(index=0)  # the page's own URL changes
+    expect(page).to_have_url(re.compile(r"window="))
     page.get_by_role("link", name="← Incidents").click()
     expect(page).to_have_url(re.compile(rf"/incidents\?service={service}&severity=warning$"))
     expect(page.get_by_label("Service")).to_have_value(service)

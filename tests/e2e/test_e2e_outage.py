@@ -113,3 +113,59 @@ def test_a_page_keeps_what_it_showed_through_an_outage_and_catches_up(
     page.context.close()
     # The failed requests are the outage's own; nothing else may be logged.
     assert not [e for e in errors.errors if "net::ERR_FAILED" not in e], errors.errors
+
+
+def test_another_filter_during_an_outage_shows_nothing_from_before(
+    browser: Browser, server: Server
+) -> None:
+    """What a page keeps is for the question it asked: another filter, asked while the
+    server cannot be reached, does not show the rows of the one before as its own."""
+    scene = incident_scene(server, on_list=True)
+    page, errors = open_page(browser, server, LAPTOP)
+    down = False
+
+    def http_route(route: Route) -> None:
+        if down:
+            route.abort()
+        else:
+            route.fallback()
+
+    page.route(re.compile(r"/graphql$"), http_route)
+    sign_in(page, server.admin, scene.path)
+    expect(page.get_by_text(scene.shown)).to_be_visible()
+    down = True
+    page.get_by_label("Severity").select_option("INFO")
+    expect(page).to_have_url(re.compile(r"severity=info"))
+    note = page.get_by_role("alert")
+    expect(note).to_contain_text("Cannot reach the Opsgraph server")
+    expect(note).not_to_contain_text("from before")
+    expect(page.get_by_text(scene.shown)).to_have_count(0)
+    page.context.close()
+    assert not [e for e in errors.errors if "net::ERR_FAILED" not in e], errors.errors
+
+
+def test_a_view_that_cannot_go_live_still_backs_off(browser: Browser, server: Server) -> None:
+    """An empty timeline starts over from its first page when it resumes (it has no cursor
+    to resume after). Where WebSockets never get through (a proxy that drops them) but
+    queries do, starting over reset the wait between tries: the first page was asked for
+    again about every second, for ever. It backs off as any view does."""
+    admin = server.cli("workspaces", "create", "no-ws-" + str(time.monotonic_ns())[-6:])
+    page, errors = open_page(browser, server, LAPTOP)
+    page.route_web_socket(re.compile(r"/graphql$"), lambda socket: socket.close(code=1013))
+    firsts: list[float] = []
+    page.on(
+        "request",
+        lambda request: (
+            firsts.append(time.monotonic())
+            if "query TimelineStart" in (request.post_data or "")
+            else None
+        ),
+    )
+    sign_in(page, admin)
+    expect(page.get_by_text("Nothing has happened yet.")).to_be_visible()
+    page.wait_for_timeout(9_000)
+    # Waits of about 1, 2 and 4 s (each a quarter either way): at most 4 first pages in
+    # 9 s, where a second's wait each time asked 7 or more.
+    assert 2 <= len(firsts) <= 4, [round(t - firsts[0], 1) for t in firsts]
+    page.context.close()
+    assert not errors.errors, errors.errors

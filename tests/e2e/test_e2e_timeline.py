@@ -106,8 +106,9 @@ def test_a_change_posted_by_rest_appears_live_and_opens_its_details(
     expect(details).to_contain_text("Deploy complete")
     payload = details.get_by_label("Change payload", exact=True)
     expect(payload).to_contain_text('"commit": "1b2c3d4"')
-    # The payload is what was sent: the `__typename` the UI's client adds to each object
-    # it reads (the links showed one each) is not, the one in the sender's metadata is.
+    # The payload shows the change's fields without the `__typename` the UI's client adds
+    # to each object it reads (the links showed one each); the sender's own metadata is
+    # shown as sent, a `__typename` in it included.
     expect(payload).to_contain_text('"href": "https://ci.example/runs/42"')
     expect(payload).to_contain_text('"__typename": "theirs"')
     expect(payload).not_to_contain_text('"Link"')

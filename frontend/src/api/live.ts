@@ -85,12 +85,17 @@ export function useLiveSubscription<TData, TVars>(
   latest.current = options;
   const [problem, setProblem] = useState<string | null>(null);
   const enabled = options.enabled ?? true;
+  // Failed tries in a row, kept while the view is switched off and on again (a timeline
+  // starting over from its first page), so that a view failing each time still backs off.
+  const failures = useRef({ restartKey, count: 0 });
 
   useEffect(() => {
     if (!enabled) return;
     const id = `live-${++nextId}`;
     let disposed = false;
-    let attempt = 0;
+    if (failures.current.restartKey !== restartKey) failures.current = { restartKey, count: 0 };
+    const tries = failures.current;
+    let stopped = false; // for good: refused, or the caller handled a refusal
     let started = 0;
     let unsubscribe: (() => void) | null = null;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -118,11 +123,12 @@ export function useLiveSubscription<TData, TVars>(
           next: (result) => {
             if (disposed || ended) return;
             if (result.data) {
-              attempt = 0;
+              tries.count = 0;
               setProblem(null);
               latest.current.onData(result.data as TData);
             } else if (result.errors?.length) {
               if (refused(result.errors)) {
+                stopped = true;
                 end();
                 return;
               }
@@ -132,10 +138,14 @@ export function useLiveSubscription<TData, TVars>(
           error: (error) => {
             if (disposed || ended) return;
             end();
-            if (Array.isArray(error) && refused(error as GraphQLFormattedError[])) return;
+            if (Array.isArray(error) && refused(error as GraphQLFormattedError[])) {
+              stopped = true;
+              return;
+            }
             const failure = describe(error);
             if (failure.answered || failure.fatal) setProblem(failure.message);
             if (failure.fatal) {
+              stopped = true;
               connection.failed(failure.message);
               return;
             }
@@ -153,19 +163,20 @@ export function useLiveSubscription<TData, TVars>(
 
     const retry = (minimum = 0): void => {
       if (disposed) return;
-      const base = Math.max(minimum, Math.min(MAX_WAIT_MS, 1_000 * 2 ** attempt));
+      const base = Math.max(minimum, Math.min(MAX_WAIT_MS, 1_000 * 2 ** tries.count));
       const wait = Math.round(base * (0.75 + Math.random() * 0.5));
-      attempt += 1;
+      tries.count += 1;
       connection.scheduled(id, Date.now() + wait);
       timer = setTimeout(start, wait);
     };
 
     const offConnected = ws.on("connected", () => {
-      attempt = 0;
+      tries.count = 0;
     });
-    // Back online, or asked to (the badge's button, the tab shown again): resume now.
+    // Back online, or asked to (the badge's button, the tab shown again): resume now, unless
+    // it stopped for good.
     const resumeNow = (): void => {
-      if (!unsubscribe && !disposed) start();
+      if (!unsubscribe && !disposed && !stopped) start();
     };
     window.addEventListener("online", resumeNow);
     const offReconnectNow = connection.onReconnectNow(resumeNow);

@@ -1,13 +1,13 @@
 import { type ReactNode, useCallback, useState } from "react";
-import { Link, useParams, useSearchParams } from "react-router";
-import { useMutation, useQuery } from "urql";
+import { Link, useLocation, useParams, useSearchParams } from "react-router";
+import { useMutation } from "urql";
 import { useRefreshOn } from "../api/refresh";
 import type { Entry } from "../api/timeline";
 import { Chip, Severity, Status } from "../components/Badges";
 import { EntryDetails, EntryList } from "../components/Entries";
 import { JsonView } from "../components/JsonView";
 import { NoteDialog } from "../components/NoteDialog";
-import { useKept } from "../api/kept";
+import { useKeptQuery } from "../api/kept";
 import { BackLink } from "../components/BackLink";
 import { LinkList } from "../components/Links";
 import { Empty, ErrorNote, KeptNote, Loading, errorMessage } from "../components/States";
@@ -165,6 +165,7 @@ function ActionButton({
 export function IncidentPage() {
   const { id = "" } = useParams();
   const [params, setParams] = useSearchParams();
+  const { state } = useLocation(); // the list it was opened from, kept as the window changes
   // A link's own window, if it is one the server takes (whole seconds up to MAX_WINDOW); any
   // other value is the default, not the raw GraphQL error it drew.
   const windowParam = Number(params.get("window"));
@@ -175,8 +176,7 @@ export function IncidentPage() {
   const shown = viewer.page(PAGE);
   const asked = viewer.page(PAGE + 1); // `shown` itself where no larger page is taken
   const variables = { id, window, shown, asked };
-  const [{ data: fresh, error, fetching }, refetch] = useQuery({ query: IncidentDocument, variables });
-  const data = useKept(fresh, JSON.stringify(variables));
+  const [{ data, error, fetching, kept }, refetch] = useKeptQuery({ query: IncidentDocument, variables });
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   const incident = data?.incident;
   useRefreshOn({ services: incident ? [incident.service.name] : null }, refresh, Boolean(incident));
@@ -237,7 +237,7 @@ export function IncidentPage() {
       <p className="crumbs">
         <BackLink to="/incidents" label="Incidents" />
       </p>
-      {error ? <KeptNote error={error} retry={refresh} /> : null}
+      {error && kept ? <KeptNote error={error} retry={refresh} /> : null}
       <header className={`incident-head sev-edge-${incident.severity.toLowerCase()}`}>
         <div className="incident-head-main">
           <div className="badges">
@@ -286,7 +286,7 @@ export function IncidentPage() {
                     const next = new URLSearchParams(params);
                     if (event.target.value) next.set("window", event.target.value);
                     else next.delete("window");
-                    setParams(next, { replace: true });
+                    setParams(next, { replace: true, state });
                   }}
                 >
                   {windowOptions(window).map((w) => (

@@ -1,9 +1,9 @@
 import { useEffect, useRef, useState } from "react";
 import { Link, useSearchParams } from "react-router";
-import { useClient, useQuery, type CombinedError } from "urql";
+import { useClient, type CombinedError } from "urql";
 import { INCIDENT_KINDS, useRefreshOn } from "../api/refresh";
 import { Chip, Severity } from "../components/Badges";
-import { useKept } from "../api/kept";
+import { useKeptQuery } from "../api/kept";
 import { useFromHere } from "../components/BackLink";
 import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
@@ -153,10 +153,9 @@ export function IncidentsPage() {
   useEffect(() => setServiceDraft(service), [service]);
   const severity = SEVERITIES.find((s) => s === params.get("severity")?.toUpperCase()) ?? null;
   const filter = { services: service ? [service] : null, severities: severity ? [severity] : null };
-  const page = useViewer().page(PAGE);
-  const variables = { first: page, ...filter };
-  const [{ data: fresh, error, fetching }, refetch] = useQuery({ query: IncidentsDocument, variables });
-  const data = useKept(fresh, JSON.stringify(variables));
+  const pageSize = useViewer().page(PAGE);
+  const variables = { first: pageSize, ...filter };
+  const [{ data, error, fetching, kept }, refetch] = useKeptQuery({ query: IncidentsDocument, variables });
   const client = useClient();
   // Pages after the first, for the tab shown; a new tab or filter starts again.
   const [older, setOlder] = useState<{
@@ -191,14 +190,14 @@ export function IncidentsPage() {
     await client
       .query(
         OlderIncidentsDocument,
-        { status, first: page, after, ...filter },
+        { status, first: pageSize, after, ...filter },
         { requestPolicy: "network-only" },
       )
       .toPromise();
   const firstPages = async () =>
     (
       await client
-        .query(IncidentsDocument, { first: page, ...filter }, { requestPolicy: "network-only" })
+        .query(IncidentsDocument, { first: pageSize, ...filter }, { requestPolicy: "network-only" })
         .toPromise()
     ).data;
 
@@ -222,7 +221,7 @@ export function IncidentsPage() {
       const firstPage = (await firstPages())?.[tabKey];
       if (!firstPage) return;
       const lastShown = shown[shown.length - 1]!.id;
-      const limit = shown.length + page;
+      const limit = shown.length + pageSize;
       let cursor = firstPage.pageInfo.endCursor ?? null;
       let more = firstPage.pageInfo.hasNextPage;
       const nodes: IncidentRowFragment[] = [];
@@ -361,7 +360,7 @@ export function IncidentsPage() {
         })}
       </div>
       <section id="incident-panel" role="tabpanel" aria-labelledby={`tab-${tab.key}`}>
-        {error && data ? <KeptNote error={error} retry={refresh} /> : null}
+        {error && kept ? <KeptNote error={error} retry={refresh} /> : null}
         {error && !data ? (
           <ErrorNote error={error} retry={refresh} />
         ) : !list ? (

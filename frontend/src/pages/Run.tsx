@@ -1,11 +1,10 @@
 import { useCallback } from "react";
 import { Link, useParams } from "react-router";
-import { useQuery } from "urql";
 import { AGENT_KINDS, useRefreshOn } from "../api/refresh";
 import { AgentContext, MatchedPolicies } from "../components/Agent";
 import { Chip, Status, Where } from "../components/Badges";
 import { JsonView } from "../components/JsonView";
-import { useKept } from "../api/kept";
+import { useKeptQuery } from "../api/kept";
 import { BackLink } from "../components/BackLink";
 import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, clock, duration, fullDate, humanize, useNow } from "../format";
@@ -15,7 +14,7 @@ import { useViewer } from "../viewer";
 
 /** The calls the query asks for: the run's latest, a page as large as the server's default
  * largest (less where the server takes less). */
-const CALLS = 200;
+export const CALLS = 200;
 
 const RunDocument = graphql(`
   query Run($id: ID!, $calls: Int!) {
@@ -150,8 +149,7 @@ export function RunPage() {
   const { id = "" } = useParams();
   const calls = useViewer().page(CALLS);
   const variables = { id, calls };
-  const [{ data: fresh, error, fetching }, refetch] = useQuery({ query: RunDocument, variables });
-  const data = useKept(fresh, JSON.stringify(variables));
+  const [{ data, error, fetching, kept }, refetch] = useKeptQuery({ query: RunDocument, variables });
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   useRefreshOn({ kinds: [...AGENT_KINDS] }, refresh);
   const now = useNow(5_000);
@@ -181,7 +179,7 @@ export function RunPage() {
       <p className="crumbs">
         <BackLink to="/runs" label="Runs" />
       </p>
-      {error ? <KeptNote error={error} retry={refresh} /> : null}
+      {error && kept ? <KeptNote error={error} retry={refresh} /> : null}
       <header className={`run-head${violations ? " run-row-violation" : ""}`}>
         <div className="badges">
           <Status status={run.status} />

@@ -1,15 +1,15 @@
 import { useCallback } from "react";
 import { Link, useSearchParams } from "react-router";
-import { useQuery } from "urql";
 import { AGENT_KINDS, useRefreshOn } from "../api/refresh";
 import { Status, Where } from "../components/Badges";
-import { useKept } from "../api/kept";
+import { useKeptQuery } from "../api/kept";
 import { useFromHere } from "../components/BackLink";
 import { Empty, ErrorNote, KeptNote, Loading } from "../components/States";
 import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import type { RunStatus } from "../gql/graphql";
 import { useViewer } from "../viewer";
+import { CALLS } from "./Run";
 
 const RunsDocument = graphql(`
   query Runs($filter: RunFilter, $first: Int, $calls: Int!) {
@@ -48,7 +48,6 @@ const STATUSES: { value: RunStatus | ""; label: string }[] = [
 ];
 
 const PAGE = 50;
-const CALLS = 200; // each run's latest calls, as pills (fewer where the server takes less)
 
 export function RunsPage() {
   const [params, setParams] = useSearchParams();
@@ -63,8 +62,7 @@ export function RunsPage() {
     calls: viewer.page(CALLS),
     filter: { statuses: status ? [status] : null, agentIds: agent ? [agent] : null },
   };
-  const [{ data: fresh, error, fetching }, refetch] = useQuery({ query: RunsDocument, variables });
-  const data = useKept(fresh, JSON.stringify(variables));
+  const [{ data, error, fetching, kept }, refetch] = useKeptQuery({ query: RunsDocument, variables });
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   useRefreshOn({ kinds: [...AGENT_KINDS] }, refresh);
   const now = useNow(10_000);
@@ -120,7 +118,7 @@ export function RunsPage() {
           </label>
         </form>
       </div>
-      {error && data ? <KeptNote error={error} retry={refresh} /> : null}
+      {error && kept ? <KeptNote error={error} retry={refresh} /> : null}
       {error && !data ? (
         <ErrorNote error={error} retry={refresh} />
       ) : !runs ? (
