@@ -21,7 +21,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tortoise.exceptions import ConfigurationError
 
-from opsgraph.db import DatabaseUrlError, SchemaMismatch, close_database, open_database
+from opsgraph.db import (
+    DatabaseUrlError,
+    SchemaMismatch,
+    close_database,
+    open_database,
+    url_parameters,
+)
 from opsgraph.logs import log_config
 from opsgraph.settings import Settings, misspelled, port_problem
 from resolvers import auth
@@ -72,15 +78,16 @@ async def _reached(what: str, setting: str, url: str, opening: Awaitable[R]) -> 
         text = str(exc).strip()
         first = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
         if isinstance(exc, TimeoutError) and not text:
-            first = f"no answer within {_timeout_named(url)}"
+            first = f"no answer within {_timeout_named(setting, url)}"
         raise CommandError(
             f"cannot open {what} at OPSGRAPH_{setting}={_shown(url)}: {first}"
         ) from None
 
 
-def _timeout_named(url: str) -> str:
-    """What limited the wait to connect: a database URL's `?timeout=` wins over the setting."""
-    given = dict(parse_qsl(urlsplit(url).query)).get("timeout")
+def _timeout_named(setting: str, url: str) -> str:
+    """What limited the wait to connect: a database URL's `?timeout=` wins over the setting
+    (not a bus URL's: the bus is given the setting's timeout whatever its URL says)."""
+    given = url_parameters(url).get("timeout") if setting == "DATABASE_URL" else None
     return f"{given} s (the URL's ?timeout=)" if given else "OPSGRAPH_CONNECT_TIMEOUT_SECONDS"
 
 
@@ -98,6 +105,7 @@ CANNOT_CONNECT = (
     asyncpg.exceptions.InvalidCatalogNameError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ClientConfigurationError,  # a TLS file missing or unreadable, say
 )
 
 
@@ -524,6 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
     try:
         code: int = args.func(settings, args)
+        sys.stdout.flush()  # here, not at exit: a reader gone before the output is met below
     except CommandError as exc:
         print(f"opsgraph: {exc}", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pkgutil
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 from tortoise import Tortoise, connections
@@ -67,48 +67,67 @@ def _connection(database_url: str, connect_timeout: float) -> dict[str, Any]:
             raise DatabaseUrlError(f"the folder {folder} for the SQLite file does not exist")
         config["engine"] = "opsgraph.sqlite"  # SQL's upper over all of Unicode
     if config["engine"] == "tortoise.backends.asyncpg":
+        config["engine"] = "opsgraph.asyncpg_engine"  # the URL's TLS parameters reach asyncpg
         settings = config["credentials"].setdefault("server_settings", {})
         settings.setdefault("max_parallel_workers_per_gather", "0")
         config["credentials"]["connection_class"] = PooledConnection
         config["credentials"].setdefault("timeout", connect_timeout)
         config["credentials"].setdefault("application_name", APPLICATION_NAME)
-        config["credentials"].pop("sslmode", None)
-        ssl = _ssl_mode(url)
-        if ssl is not None:
-            config["credentials"]["ssl"] = ssl
+        _tls(url, config["credentials"])
     return config
 
 
-# libpq's `sslmode`s, which asyncpg takes as they are; `?ssl=` takes them too, or a yes or no.
+def url_parameters(url: str) -> dict[str, str]:
+    """A URL's query parameters (the last of each name, as Tortoise reads them)."""
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+# libpq's parameters for TLS, which asyncpg reads from a `dsn` only (`opsgraph.asyncpg_engine`
+# gives its pool one).
+TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# `?ssl=` takes a mode too, or a yes or no (Tortoise read any value as a boolean, so that
+# `?ssl=false` and `?ssl=disable` asked for TLS).
 SSL_WORDS: dict[str, str | bool] = {
     "true": True, "yes": True, "on": True, "1": True,
     "false": "disable", "no": "disable", "off": "disable", "0": "disable",
 }  # fmt: skip
 
 
-def _ssl_mode(url: str) -> str | bool | None:
-    """The URL's `?sslmode=` (libpq's spelling, in every managed database's connection
-    string) or `?ssl=`, as asyncpg takes it; None: neither, asyncpg's default (`prefer`).
-    Tortoise passed `sslmode` on to asyncpg, which refused it with a TypeError, and read
-    any `ssl` as a boolean, so `?ssl=false` and `?ssl=disable` asked for TLS."""
-    given = dict(parse_qsl(urlsplit(url).query))
-    for name in ("sslmode", "ssl"):
-        if name in given:
-            raw = given[name].strip().lower()
-            mode = SSL_WORDS.get(raw, raw) if name == "ssl" else raw
-            if mode is True or mode in SSL_MODES:
-                return mode
-            choices = ", ".join(SSL_MODES) + (" (or true, false)" if name == "ssl" else "")
-            raise DatabaseUrlError(f"its ?{name}= must be one of {choices}, not {given[name]!r}")
-    return None
+def _tls(url: str, credentials: dict[str, Any]) -> None:
+    """Put the URL's TLS parameters where asyncpg takes them: libpq's in a `dsn` of their
+    own, `?ssl=true` as asyncpg's `ssl=True` (a default context: TLS, certificate and host
+    name checked). Neither: asyncpg's default, `prefer`."""
+    given = url_parameters(url)
+    for name in (*TLS_PARAMETERS, "ssl"):
+        credentials.pop(name, None)
+    tls = {name: given[name] for name in TLS_PARAMETERS if name in given}
+    if "sslmode" in tls:
+        if tls["sslmode"].strip().lower() not in SSL_MODES:
+            raise DatabaseUrlError(
+                f"its ?sslmode= must be one of {', '.join(SSL_MODES)}, not {tls['sslmode']!r}"
+            )
+    elif "ssl" in given:
+        word = given["ssl"].strip().lower()
+        mode = SSL_WORDS.get(word, word)
+        if mode is True:
+            credentials["ssl"] = True
+        elif mode in SSL_MODES:
+            tls["sslmode"] = str(mode)
+        else:
+            choices = ", ".join(SSL_MODES)
+            raise DatabaseUrlError(
+                f"its ?ssl= must be one of {choices} (or true, false), not {given['ssl']!r}"
+            )
+    if tls:
+        credentials["dsn"] = "postgresql://?" + urlencode(tls)
 
 
 def _unreadable_parameter(url: str) -> str | None:
     """What is wrong with the first of the URL's parameters Tortoise cannot convert."""
     scheme = url.partition("://")[0]
     casts = DB_LOOKUP.get(scheme, {}).get("cast", {})
-    for name, value in parse_qsl(urlsplit(url).query):
+    for name, value in url_parameters(url).items():
         cast = casts.get(name)
         if cast is int or cast is float:
             try:

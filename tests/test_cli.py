@@ -16,6 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
+import certifi
 import pytest
 
 from opsgraph.db import tortoise_config
@@ -106,6 +107,7 @@ def test_a_listing_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
     printed a BrokenPipeError traceback. Now nothing on stderr, and a shell's SIGPIPE status."""
     assert run_with(tmp_path, {}, "migrate").returncode == 0
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSGRAPH_")}
+    clean.pop("PYTHONUNBUFFERED", None)  # buffered, as in a shell: written at the end
     listing = subprocess.Popen(
         [OPSGRAPH, "keys", "list"], cwd=tmp_path, env=clean, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -289,28 +291,34 @@ def test_the_connect_timeout_reaches_asyncpg_and_leaves_sqlite_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "ssl"),
+    ("query", "dsn", "ssl"),
     [
-        ("", None),  # asyncpg's default, `prefer`
-        ("?sslmode=require", "require"),  # libpq's spelling: a TypeError from asyncpg
-        ("?sslmode=verify-full", "verify-full"),
-        ("?ssl=false", "disable"),  # Tortoise read any `ssl` as a boolean: TLS asked for
-        ("?ssl=disable", "disable"),
-        ("?ssl=true", True),
-        ("?ssl=prefer&sslmode=disable", "disable"),  # `sslmode` first, as libpq
+        ("", None, None),  # asyncpg's default, `prefer`
+        ("?sslmode=require", "sslmode=require", None),  # libpq's spelling: a TypeError before
+        ("?sslmode=verify-full&sslrootcert=/ca.pem", "sslmode=verify-full&sslrootcert=%2Fca.pem",
+         None),
+        ("?ssl=false", "sslmode=disable", None),  # Tortoise read any `ssl` as a boolean: TLS
+        ("?ssl=disable", "sslmode=disable", None),
+        ("?ssl=true", None, True),
+        ("?ssl=prefer&sslmode=disable", "sslmode=disable", None),  # `sslmode` first, as libpq
     ],
-)
-def test_the_url_s_tls_mode_reaches_asyncpg(query: str, ssl: object) -> None:
+)  # fmt: skip
+def test_the_url_s_tls_parameters_reach_asyncpg(query: str, dsn: str | None, ssl: object) -> None:
+    """libpq's TLS parameters go to asyncpg in a `dsn` of their own (asyncpg reads them
+    only from there); the host and the rest stay Tortoise's keywords, which win."""
     credentials = tortoise_config(f"postgres://u@db.example:5432/db{query}")["connections"][
         "default"
     ]["credentials"]
+    assert credentials.get("dsn") == (dsn and f"postgresql://?{dsn}")
     assert credentials.get("ssl") == ssl
-    assert "sslmode" not in credentials
+    assert not {"sslmode", "sslrootcert"} & set(credentials)
+    assert credentials["host"] == "db.example"
 
 
 def test_tls_modes_as_a_server_without_tls_meets_them(tmp_path: Path) -> None:
     """Against this machine's PostgreSQL, which has no TLS: `disable` and `prefer` open it,
-    `require` is refused in one line, and a mode nothing knows is named."""
+    `require` and `verify-full` (with its CA file) are refused in one line, as is a CA file
+    that is not there (a traceback before), and a mode nothing knows is named."""
     with postgres_database() as url:
         for query in ("?sslmode=disable", "?ssl=false", "?sslmode=prefer"):
             done = run_with(tmp_path, {"OPSGRAPH_DATABASE_URL": url + query}, "migrate")
@@ -318,6 +326,8 @@ def test_tls_modes_as_a_server_without_tls_meets_them(tmp_path: Path) -> None:
         refused = {
             "?sslmode=require": "rejected SSL upgrade",
             "?ssl=yes": "rejected SSL upgrade",
+            f"?sslmode=verify-full&sslrootcert={certifi.where()}": "rejected SSL upgrade",
+            "?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem": "/nonexistent/ca.pem",
             "?sslmode=maybe": "its ?sslmode= must be one of disable, allow, prefer, require,",
         }
         for query, says in refused.items():
