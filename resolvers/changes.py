@@ -14,6 +14,7 @@ from opsgraph.settings import Settings
 from resolvers.auth import Principal, Scope
 from resolvers.batching import Batcher, each_alone_if_refused, refused_by_database
 from resolvers.change_store import store_changes
+from resolvers.errors import FieldError, InvalidInput
 from resolvers.rows import new_row
 from resolvers.timeline import Publisher
 from resolvers.validation import Checker, TimeWindow
@@ -80,9 +81,12 @@ def validate_change(raw: Mapping[str, Any], *, settings: Settings) -> ChangeData
 
 
 def pagerduty_change_to_raw(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Map a PagerDuty change event (`/v2/change/enqueue`) onto our change fields."""
+    """Map a PagerDuty change event (`/v2/change/enqueue`) onto our change fields; a
+    `payload` that is not an object is InvalidInput naming it."""
     payload = body.get("payload")
-    payload = payload if isinstance(payload, Mapping) else {}
+    if payload is not None and not isinstance(payload, Mapping):
+        raise InvalidInput([FieldError("payload", "must be an object")])
+    payload = payload or {}
     raw: dict[str, Any] = {
         "name": payload.get("summary"),
         "timestamp": payload.get("timestamp"),

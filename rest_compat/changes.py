@@ -101,13 +101,11 @@ async def post_pagerduty_change(endpoint: Endpoint, request: Request) -> JSONRes
     try:
         body = await read_json_object(request, endpoint.settings)
         service, principal = await routed_principal(body)
-        if body.get("payload") is not None and not isinstance(body["payload"], dict):
-            raise RestError.invalid(InvalidInput([FieldError("payload", "must be an object")]))
-        raw = changes.pagerduty_change_to_raw(body)
-        raw["service"] = service.name
-        if raw.get("timestamp") is None:
-            raw["timestamp"] = datetime.now(UTC).isoformat()
         try:
+            raw = changes.pagerduty_change_to_raw(body)
+            raw["service"] = service.name
+            if raw.get("timestamp") is None:
+                raw["timestamp"] = datetime.now(UTC).isoformat()
             data = changes.validate_change(raw, settings=endpoint.settings)
         except InvalidInput as exc:
             raise RestError.invalid(InvalidInput([_pd_field(e) for e in exc.errors])) from None

@@ -58,7 +58,8 @@ async def test_concurrent_writes_share_transactions_and_keep_their_own_rows(
         assert stored.subject_id == item.change.id
         assert stored.summary == f"Deploy {index}"
         assert stored.labels == ["release", f"build-{index % 3}"]
-        assert (await Change.get(id=item.change.id)).labels == event(index)["labels"]
+        # "release" given twice is kept once, by the change as by its entry.
+        assert (await Change.get(id=item.change.id)).labels == ["release", f"build-{index % 3}"]
         labels = await TimelineLabel.filter(entry_id=item.entry.id).values_list("label", flat=True)
         assert sorted(labels) == sorted(["release", f"build-{index % 3}"])
     for tenant in (first, second):
