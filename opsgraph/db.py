@@ -103,17 +103,19 @@ def _tls(url: str, credentials: dict[str, Any]) -> None:
         credentials.pop(name, None)
     tls = {name: given[name] for name in TLS_PARAMETERS if name in given}
     if "sslmode" in tls:
-        if tls["sslmode"].strip().lower() not in SSL_MODES:
+        mode = tls["sslmode"].strip().lower()
+        if mode not in SSL_MODES:
             raise DatabaseUrlError(
                 f"its ?sslmode= must be one of {', '.join(SSL_MODES)}, not {tls['sslmode']!r}"
             )
+        tls["sslmode"] = mode  # asyncpg reads it in lower case only
     elif "ssl" in given:
         word = given["ssl"].strip().lower()
-        mode = SSL_WORDS.get(word, word)
-        if mode is True:
+        meant = SSL_WORDS.get(word, word)
+        if meant is True:
             credentials["ssl"] = True
-        elif mode in SSL_MODES:
-            tls["sslmode"] = str(mode)
+        elif meant in SSL_MODES:
+            tls["sslmode"] = str(meant)
         else:
             choices = ", ".join(SSL_MODES)
             raise DatabaseUrlError(

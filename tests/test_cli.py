@@ -295,6 +295,7 @@ def test_the_connect_timeout_reaches_asyncpg_and_leaves_sqlite_alone() -> None:
     [
         ("", None, None),  # asyncpg's default, `prefer`
         ("?sslmode=require", "sslmode=require", None),  # libpq's spelling: a TypeError before
+        ("?sslmode=Require", "sslmode=require", None),
         ("?sslmode=verify-full&sslrootcert=/ca.pem", "sslmode=verify-full&sslrootcert=%2Fca.pem",
          None),
         ("?ssl=false", "sslmode=disable", None),  # Tortoise read any `ssl` as a boolean: TLS
