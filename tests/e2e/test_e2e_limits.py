@@ -42,7 +42,10 @@ def test_every_page_loads_on_a_server_that_takes_smaller_pages(
     service, routing_key = server.service("checkout")
     for n in range(LARGEST + 5):
         server.post_change(server.admin, name=f"Deploy {n}", service=service)
-    incident = trigger(server, routing_key, "cpu-high", "CPU above 90% on checkout-1", "critical")
+    for _ in range(LARGEST + 1):  # an entry each on the incident's timeline
+        incident = trigger(
+            server, routing_key, "cpu-high", "CPU above 90% on checkout-1", "critical"
+        )
     agent = Agent(server, "deployer")
     agent.send("run.started", task="Ship the checkout fix")
     for n in range(3):
@@ -62,6 +65,10 @@ def test_every_page_loads_on_a_server_that_takes_smaller_pages(
     section = page.get_by_role("region", name="What changed before it")
     expect(section.locator(".entry")).to_have_count(LARGEST)
     expect(section).to_contain_text(f"The newest {LARGEST} are shown.")
+    history = page.get_by_role("region", name="Timeline")
+    expect(history.locator(".entry")).to_have_count(LARGEST)
+    # No larger page to ask for: whether there are older ones is not known.
+    expect(history).to_contain_text(f"The newest {LARGEST} are shown; any older ones are on")
     expect(page.get_by_role("alert")).to_have_count(0)
 
     page.goto("/runs")

@@ -327,7 +327,7 @@ export function IncidentPage() {
             )}
             {incident.timeline.length >= asked ? (
               <p className="muted">
-                The newest {shown} are shown; older ones are on the{" "}
+                The newest {shown} are shown; {asked > shown ? "older ones are" : "any older ones are"} on the{" "}
                 <Link to={`/timeline?service=${encodeURIComponent(incident.service.name)}`}>timeline</Link>.
               </p>
             ) : null}
