@@ -8,6 +8,7 @@ console errors and uncaught exceptions and fails the test on any.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -20,7 +21,16 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Route,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 
 from tests.servers import OPSGRAPH, free_port
 
@@ -38,6 +48,8 @@ CHROMIUM_ARGS = [
 ]
 LAPTOP = {"width": 1366, "height": 850}
 PHONE = {"width": 390, "height": 844}
+
+GRAPHQL = re.compile(r"/graphql$")
 
 expect.set_options(timeout=10_000)
 
@@ -246,6 +258,41 @@ class ConsoleErrors:
 
     def exception(self, error: Exception) -> None:
         self.errors.append(f"uncaught: {error}")
+
+
+class Outage:
+    """The server unreachable, as a browser page meets it (the server itself goes on): while
+    it lasts, new WebSockets to /graphql are closed before they reach the server and, with
+    `http`, GraphQL requests fail. `begin` also drops the sockets open until then."""
+
+    def __init__(self, page: Page, *, http: bool = True) -> None:
+        self.down = False
+        self.sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        page.route_web_socket(GRAPHQL, self._socket)
+        if http:
+            page.route(GRAPHQL, self._request)
+
+    def begin(self) -> None:
+        self.down = True
+        for socket, upstream in self.sockets:
+            socket.close(code=1001, reason="going away")
+            upstream.close()
+        self.sockets.clear()
+
+    def end(self) -> None:
+        self.down = False
+
+    def _socket(self, socket: WebSocketRoute) -> None:
+        if self.down:
+            socket.close(code=1013, reason="try again later")
+        else:
+            self.sockets.append((socket, socket.connect_to_server()))
+
+    def _request(self, route: Route) -> None:
+        if self.down:
+            route.abort()
+        else:
+            route.fallback()
 
 
 def open_page(

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from playwright.sync_api import Browser, Route, WebSocketRoute, expect
+from playwright.sync_api import Browser, expect
 
 from tests.e2e.conftest import (
     LAPTOP,
     Agent,
+    Outage,
     Server,
     open_page,
     sign_in,
@@ -73,31 +74,12 @@ def test_a_page_keeps_what_it_showed_through_an_outage_and_catches_up(
 ) -> None:
     scene = make(server, on_list)
     page, errors = open_page(browser, server, LAPTOP)
-    down = False
-    sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
-
-    def socket_route(socket: WebSocketRoute) -> None:
-        if down:
-            socket.close(code=1013, reason="try again later")
-        else:
-            sockets.append((socket, socket.connect_to_server()))
-
-    def http_route(route: Route) -> None:
-        if down:
-            route.abort()
-        else:
-            route.fallback()
-
-    page.route_web_socket(re.compile(r"/graphql$"), socket_route)
-    page.route(re.compile(r"/graphql$"), http_route)
+    outage = Outage(page)
     sign_in(page, server.admin, scene.path)
     expect(page.get_by_text(scene.shown).first).to_be_visible()
     wait_live(page)
 
-    down = True
-    for socket, upstream in sockets:
-        socket.close(code=1001, reason="going away")
-        upstream.close()
+    outage.begin()
     scene.meanwhile()
     # The live view's resume asks the page to refresh, which fails: what it showed stays.
     note = page.get_by_role("alert")
@@ -105,7 +87,7 @@ def test_a_page_keeps_what_it_showed_through_an_outage_and_catches_up(
     expect(note).to_contain_text("What is shown is from before.")
     expect(page.get_by_text(scene.shown).first).to_be_visible()
 
-    down = False
+    outage.end()
     page.get_by_role("button", name="Reconnect now").click()
     wait_live(page)
     expect(page.get_by_text(scene.after).first).to_be_visible()
@@ -122,18 +104,10 @@ def test_another_filter_during_an_outage_shows_nothing_from_before(
     server cannot be reached, does not show the rows of the one before as its own."""
     scene = incident_scene(server, on_list=True)
     page, errors = open_page(browser, server, LAPTOP)
-    down = False
-
-    def http_route(route: Route) -> None:
-        if down:
-            route.abort()
-        else:
-            route.fallback()
-
-    page.route(re.compile(r"/graphql$"), http_route)
+    outage = Outage(page)
     sign_in(page, server.admin, scene.path)
     expect(page.get_by_text(scene.shown)).to_be_visible()
-    down = True
+    outage.begin()
     page.get_by_label("Severity").select_option("INFO")
     expect(page).to_have_url(re.compile(r"severity=info"))
     note = page.get_by_role("alert")
@@ -151,7 +125,7 @@ def test_a_view_that_cannot_go_live_still_backs_off(browser: Browser, server: Se
     again about every second, for ever. It backs off as any view does."""
     admin = server.cli("workspaces", "create", "no-ws-" + str(time.monotonic_ns())[-6:])
     page, errors = open_page(browser, server, LAPTOP)
-    page.route_web_socket(re.compile(r"/graphql$"), lambda socket: socket.close(code=1013))
+    Outage(page, http=False).begin()  # queries go through, WebSockets never do
     firsts: list[float] = []
     page.on(
         "request",

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, WebSocket, WebSocketRoute, expect
 
 from resolvers.timeline import Cursor
-from tests.e2e.conftest import LAPTOP, Server, now_iso, open_page, sign_in, wait_live
+from tests.e2e.conftest import LAPTOP, Outage, Server, now_iso, open_page, sign_in, wait_live
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -162,31 +162,19 @@ def test_a_long_wait_to_reconnect_can_be_cut_short(
     the tab, tries at once. The outage is played by the browser's socket: while it lasts
     every new WebSocket is closed before it reaches the server."""
     page, errors = open_page(browser, server, LAPTOP)
-    down = False
-    sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
-
-    def route(socket: WebSocketRoute) -> None:
-        if down:
-            socket.close(code=1013, reason="try again later")
-        else:
-            sockets.append((socket, socket.connect_to_server()))
-
-    page.route_web_socket(re.compile(r"/graphql$"), route)
+    outage = Outage(page, http=False)
     service = "cut-" + str(time.monotonic_ns())[-6:]
     sign_in(page, server.admin, f"/timeline?service={service}")
     wait_live(page)
     expect(page.get_by_role("button", name="Reconnect now")).to_have_count(0)
 
-    down = True
-    for socket, upstream in sockets:
-        socket.close(code=1001, reason="going away")
-        upstream.close()
+    outage.begin()
     server.post_change(server.admin, name="Posted during the outage", service=service)
     # Tries after about 1, 2 and 4 s fail; the next wait is 6 to 10 s, then 11 to 19 s.
     badge = page.locator(".conn")
     expect(badge).to_have_text(re.compile(r"Reconnecting in ([6-9]|1\d)s"), timeout=30_000)
 
-    down = False
+    outage.end()
     if how == "Reconnect now":
         page.get_by_role("button", name="Reconnect now").click()
     else:
@@ -204,19 +192,14 @@ def test_a_drop_before_anything_was_seen_misses_nothing(browser: Browser, server
     is committed during a drop still arrives when the connection is back."""
     admin = server.cli("workspaces", "create", "empty-" + str(time.monotonic_ns())[-6:])
     page, errors = open_page(browser, server, LAPTOP)
-    sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
-    page.route_web_socket(
-        re.compile(r"/graphql$"),
-        lambda socket: sockets.append((socket, socket.connect_to_server())),
-    )
+    outage = Outage(page, http=False)
     sign_in(page, admin)
     expect(page.get_by_text("Nothing has happened yet.")).to_be_visible()
     wait_live(page)
 
-    for socket, upstream in sockets:
-        socket.close(code=1001, reason="going away")
-        upstream.close()
+    outage.begin()
     server.post_change(admin, name="The workspace's first change", service="api")
+    outage.end()
     expect(page.get_by_text("The workspace's first change")).to_be_visible(timeout=15_000)
     wait_live(page)
     expect(page.locator(".entry")).to_have_count(1)
