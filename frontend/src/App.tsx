@@ -13,6 +13,7 @@ import { RunPage } from "./pages/Run";
 import { RunsPage } from "./pages/Runs";
 import { TimelinePage } from "./pages/Timeline";
 import { ViewerProvider, useViewer } from "./viewer";
+import { useTitle } from "./title";
 
 const NAV = [
   { to: "/timeline", label: "Timeline" },
@@ -70,8 +71,10 @@ function Header() {
 }
 
 function NotFound() {
+  useTitle("Not found");
   return (
     <main className="page" id="main">
+      <h1 className="visually-hidden">Not found</h1>
       <Empty title="No such page.">
         <NavLink to="/timeline">Go to the timeline</NavLink>
       </Empty>

@@ -27,6 +27,8 @@ from tests.e2e.conftest import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+REFLOW = {"width": 320, "height": 640}
+
 
 def seed(server: Server) -> dict[str, str]:
     """A little of everything: changes, incidents, a run with a violation, an approval."""
@@ -114,13 +116,20 @@ def seed(server: Server) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="module")
+def seeded(server: Server) -> dict[str, str]:
+    return seed(server)
+
+
 def no_sideways_scroll(page: Page) -> None:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
 
 
-def test_every_page_at_laptop_and_phone_width(browser: Browser, server: Server) -> None:
-    ids = seed(server)
+def test_every_page_at_laptop_and_phone_width(
+    browser: Browser, server: Server, seeded: dict[str, str]
+) -> None:
+    ids = seeded
     pages: list[tuple[str, str, Callable[[Page], None]]] = [
         ("timeline", "/timeline", lambda p: expect(p.locator(".entry").first).to_be_visible()),
         (
@@ -142,7 +151,8 @@ def test_every_page_at_laptop_and_phone_width(browser: Browser, server: Server) 
         ),
         ("policies", "/policies", lambda p: expect(p.locator(".policy").first).to_be_visible()),
     ]
-    for width, viewport in (("laptop", LAPTOP), ("phone", PHONE)):
+    # 320 px: the width WCAG's reflow asks pages to fit without scrolling sideways.
+    for width, viewport in (("laptop", LAPTOP), ("phone", PHONE), ("reflow", REFLOW)):
         page, errors = open_page(browser, server, viewport)
         page.goto("/")
         expect(page.get_by_label("API key")).to_be_visible()
@@ -198,3 +208,80 @@ def test_every_page_at_laptop_and_phone_width(browser: Browser, server: Server) 
 
         page.context.close()
         assert not errors.errors, errors.errors
+
+
+# Text whose contrast with what is behind it is under WCAG AA's (4.5:1, or 3:1 at 24 px or
+# bold 18.66 px), as "ratio <tag class> text": the colours as computed, each background
+# layer (a tint is a colour-mix with transparency) laid over the one below.
+LOW_CONTRAST = r"""() => {
+  const parse = (c) => {
+    const srgb = c.match(/color\(srgb ([^)]+)\)/);
+    const parts = srgb ? srgb[1].split(/[ /]+/).filter(Boolean).map(Number)
+      : (c.match(/rgba?\(([^)]+)\)/)?.[1].split(/[ ,/]+/).filter(Boolean).map(Number));
+    if (!parts) return null;
+    const rgb = srgb ? parts.slice(0, 3).map((v) => v * 255) : parts.slice(0, 3);
+    return [...rgb, parts.length > 3 ? parts[3] : 1];
+  };
+  const lum = (c) => c.slice(0, 3).map((v) => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const over = (top, below) => [0, 1, 2].map((i) => top[i] * top[3] + below[i] * (1 - top[3]));
+  const behind = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    return layers.reverse().reduce((below, top) => over(top, below), [255, 255, 255]);
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].filter((n) => n.nodeType === 3)
+      .map((n) => n.textContent.trim()).join(" ").trim();
+    const style = getComputedStyle(el);
+    if (!own || !el.getClientRects().length || style.visibility === "hidden") continue;
+    if (el.closest(".visually-hidden")) continue;
+    const bg = behind(el), fg = over(parse(style.color), bg);
+    const [a, b] = [lum(fg), lum(bg)];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    if (ratio < (size >= 24 || (bold && size >= 18.66) ? 3 : 4.5))
+      low.push(`${ratio.toFixed(2)} <${el.tagName.toLowerCase()} ${el.className}> ${own}`);
+  }
+  return [...new Set(low)];
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_reads_at_aa_contrast_and_each_page_has_its_title(
+    browser: Browser, server: Server, seeded: dict[str, str], scheme: str
+) -> None:
+    """Badges, statuses, buttons and JSON were 2.5 to 4.4:1 against their tints or under
+    white text; every page was titled "Opsgraph" alone."""
+    ids = seeded
+    page, errors = open_page(browser, server, LAPTOP)
+    page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+    page.goto("/")
+    expect(page).to_have_title("Sign in · Opsgraph")
+    sign_in(page, server.admin)
+    low: dict[str, list[str]] = {}
+    for path, title, ready in [
+        (f"/timeline?service={ids['service']}", "Timeline", ".entry"),
+        ("/incidents", "Incidents", ".incident-row"),
+        (f"/incidents/{ids['incident']}", "p99 latency above 3s on shop", ".alerts .alert"),
+        ("/runs", "Runs", ".run-row"),
+        (f"/runs/{ids['run']}", "Clean up stale tables", ".violation"),
+        (f"/approvals?focus={ids['approval']}", "Approvals", ".approval-focused"),
+        ("/policies", "Policies", ".policy"),
+    ]:
+        page.goto(path)
+        expect(page.locator(ready).first).to_be_visible()
+        expect(page).to_have_title(f"{title} · Opsgraph")
+        low[path] = page.evaluate(LOW_CONTRAST)
+    page.goto(f"/timeline?service={ids['service']}")
+    page.locator(".entry", has_text="Deploy shop 3.1.0").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    low["details"] = page.evaluate(LOW_CONTRAST)
+    page.context.close()
+    assert not {path: found for path, found in low.items() if found}, low
+    assert not errors.errors, errors.errors

@@ -173,10 +173,14 @@ def test_a_long_wait_to_reconnect_can_be_cut_short(
     # Tries after about 1, 2 and 4 s fail; the next wait is 6 to 10 s, then 11 to 19 s.
     badge = page.locator(".conn")
     expect(badge).to_have_text(re.compile(r"Reconnecting in ([6-9]|1\d)s"), timeout=30_000)
+    # A screen reader is told the state once, not each second counted down.
+    expect(page.locator(".visually-hidden[role=status]")).to_have_text("Reconnecting")
 
     outage.end()
     if how == "Reconnect now":
-        page.get_by_role("button", name="Reconnect now").click()
+        page.get_by_role("button", name="Reconnect now").focus()
+        page.keyboard.press("Enter")
+        expect(badge).to_be_focused()  # not lost with the button, which goes
     else:
         page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
     # At least 5 s of the wait were left: only a try at once is live this soon.
@@ -399,4 +403,7 @@ def test_the_kinds_picker_closes_on_escape_and_outside(page: Page, server: Serve
     kinds.click()
     expect(panel).to_be_visible()
     page.get_by_role("heading", name="Timeline").click()  # anywhere else
+    expect(panel).to_be_hidden()
+    kinds.click()
+    page.get_by_label("From").focus()  # focus leaves it: it would cover the field
     expect(panel).to_be_hidden()

@@ -1,14 +1,17 @@
 // The live connection's state, in the header.
+import { useRef } from "react";
 import { connection, useConnection } from "../api/connection";
 import { duration, useNow } from "../format";
 
 export function ConnectionBadge() {
   const state = useConnection();
   const now = useNow(1_000);
+  const badge = useRef<HTMLSpanElement>(null);
   let tone = "idle";
   let text = "Not live";
   let title = "No live view is open.";
   let waiting = false;
+  let spoken: string | null = null; // null: the text itself
   if (!state.online) {
     tone = "down";
     text = "Offline";
@@ -26,20 +29,31 @@ export function ConnectionBadge() {
     waiting = true;
     const left = Math.max(0, state.retryAt - now);
     text = left > 900 ? `Reconnecting in ${duration(left)}` : "Reconnecting…";
+    spoken = "Reconnecting";
     title = `The live connection dropped${state.lastClose ? ` (${state.lastClose})` : ""}; missed entries are filled in on resume.`;
   } else if (state.socket === "connecting") {
     tone = "wait";
     text = "Connecting…";
     title = "Opening the live connection.";
   }
+  // Focus would be lost with the button, which goes as the try begins: it moves to the badge.
+  const reconnect = (): void => {
+    connection.reconnectNow();
+    badge.current?.focus();
+  };
+  spoken ??= text;
   return (
     <>
-      <span className={`conn conn-${tone}`} role="status" aria-live="polite" title={title} data-state={tone}>
+      <span className={`conn conn-${tone}`} title={title} data-state={tone} tabIndex={-1} ref={badge}>
         <span className="conn-dot" aria-hidden="true" />
         {text}
       </span>
+      {/* What a screen reader is told: the state as it changes, not each second counted down. */}
+      <span className="visually-hidden" role="status" aria-live="polite">
+        {spoken}
+      </span>
       {waiting ? (
-        <button type="button" className="button button-small" onClick={connection.reconnectNow}>
+        <button type="button" className="button button-small" onClick={reconnect}>
           Reconnect now
         </button>
       ) : null}

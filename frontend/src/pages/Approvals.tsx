@@ -11,6 +11,7 @@ import { ago, fullDate, timeLeft, useNow } from "../format";
 import { graphql } from "../gql";
 import type { ApprovalDecision } from "../gql/graphql";
 import { useViewer } from "../viewer";
+import { useTitle } from "../title";
 
 const DecideDocument = graphql(`
   mutation DecideApproval($id: ID!, $decision: ApprovalDecision!, $comment: String) {
@@ -229,6 +230,7 @@ function Recent({ now }: { now: number }) {
 }
 
 export function ApprovalsPage() {
+  useTitle("Approvals");
   const { pending, ready, problem, settle, settled } = useApprovals();
   const [params] = useSearchParams();
   const focus = params.get("focus");

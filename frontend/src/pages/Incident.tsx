@@ -14,6 +14,7 @@ import { Empty, ErrorNote, KeptNote, Loading, errorMessage } from "../components
 import { ago, clock, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import { useViewer } from "../viewer";
+import { useTitle } from "../title";
 
 /** How many alerts, timeline entries and suspect changes are shown (fewer if the server's
  * largest page is smaller); the query asks one more of the last two to know whether there
@@ -179,6 +180,7 @@ export function IncidentPage() {
   const [{ data, error, fetching, kept }, refetch] = useKeptQuery({ query: IncidentDocument, variables });
   const refresh = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   const incident = data?.incident;
+  useTitle(incident ? incident.summary : "Incident");
   useRefreshOn({ services: incident ? [incident.service.name] : null }, refresh, Boolean(incident));
 
   const [action, setAction] = useState<Action | null>(null);
@@ -230,7 +232,8 @@ export function IncidentPage() {
   };
   const canAct = viewer.can("EVENTS_WRITE");
   const openFor =
-    Date.parse(incident.resolvedAt ?? new Date(now).toISOString()) - Date.parse(incident.openedAt);
+    Date.parse(incident.resolvedAt ?? new Date(Math.max(now, Date.now())).toISOString()) -
+    Date.parse(incident.openedAt);
 
   return (
     <main className="page" id="main">

@@ -10,6 +10,7 @@ import { ago, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import type { IncidentRowFragment, IncidentStatus, Severity as SeverityLevel } from "../gql/graphql";
 import { useViewer } from "../viewer";
+import { useTitle } from "../title";
 
 graphql(`
   fragment IncidentRow on Incident {
@@ -108,7 +109,10 @@ const TABS: { key: "open" | "acknowledged" | "resolved"; label: string; status: 
   { key: "resolved", label: "Resolved", status: "RESOLVED" },
 ];
 
-function IncidentItem({ incident, now }: { incident: IncidentRowFragment; now: number }) {
+function IncidentItem({ incident, now: ticked }: { incident: IncidentRowFragment; now: number }) {
+  // One instant for both of the row's spans ("open …", "last alert … ago", which reads the
+  // clock itself): the tick alone made "open" shorter than the time since its last alert.
+  const now = Math.max(ticked, Date.now());
   const age = Date.parse(incident.resolvedAt ?? new Date(now).toISOString()) - Date.parse(incident.openedAt);
   const from = useFromHere();
   return (
@@ -145,6 +149,7 @@ function IncidentItem({ incident, now }: { incident: IncidentRowFragment; now: n
 }
 
 export function IncidentsPage() {
+  useTitle("Incidents");
   const [params, setParams] = useSearchParams();
   const tab = TABS.find((t) => t.key === params.get("status")) ?? TABS[0]!;
   const service = params.get("service")?.trim() ?? "";

@@ -9,6 +9,7 @@ import { ago, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
 import type { MatchOp, PolicyAction, PolicyFieldsFragment, PolicyInput } from "../gql/graphql";
 import { useViewer } from "../viewer";
+import { useTitle } from "../title";
 
 graphql(`
   fragment PolicyFields on Policy {
@@ -366,6 +367,7 @@ function PolicyForm({
 }
 
 export function PoliciesPage() {
+  useTitle("Policies");
   const viewer = useViewer();
   const isAdmin = viewer.can("ADMIN");
   const now = useNow(30_000);

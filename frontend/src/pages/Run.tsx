@@ -11,6 +11,7 @@ import { ago, clock, duration, fullDate, humanize, useNow } from "../format";
 import { graphql } from "../gql";
 import type { RunQuery } from "../gql/graphql";
 import { useViewer } from "../viewer";
+import { useTitle } from "../title";
 
 /** The calls the query asks for: the run's latest, a page as large as the server's default
  * largest (less where the server takes less). */
@@ -154,6 +155,7 @@ export function RunPage() {
   useRefreshOn({ kinds: [...AGENT_KINDS] }, refresh);
   const now = useNow(5_000);
   const run = data?.run;
+  useTitle(run ? (run.task ?? run.runId) : "Run");
 
   if (!run) {
     return (
@@ -172,7 +174,8 @@ export function RunPage() {
     );
   }
   const violations = run.toolCalls.filter((call) => call.violation).length;
-  const took = Date.parse(run.endedAt ?? new Date(now).toISOString()) - Date.parse(run.startedAt);
+  const took =
+    Date.parse(run.endedAt ?? new Date(Math.max(now, Date.now())).toISOString()) - Date.parse(run.startedAt);
 
   return (
     <main className="page" id="main">

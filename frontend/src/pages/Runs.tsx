@@ -10,6 +10,7 @@ import { graphql } from "../gql";
 import type { RunStatus } from "../gql/graphql";
 import { useViewer } from "../viewer";
 import { CALLS } from "./Run";
+import { useTitle } from "../title";
 
 const RunsDocument = graphql(`
   query Runs($filter: RunFilter, $first: Int, $calls: Int!) {
@@ -50,6 +51,7 @@ const STATUSES: { value: RunStatus | ""; label: string }[] = [
 const PAGE = 50;
 
 export function RunsPage() {
+  useTitle("Runs");
   const [params, setParams] = useSearchParams();
   // Read in either case, written in lower case, as the incidents' links are.
   const wanted = params.get("status")?.toUpperCase();
@@ -135,7 +137,9 @@ export function RunsPage() {
         <ul className="run-list" aria-label="Runs">
           {runs.map((run) => {
             const violations = run.toolCalls.filter((call) => call.violation).length;
-            const took = Date.parse(run.endedAt ?? new Date(now).toISOString()) - Date.parse(run.startedAt);
+            const took =
+              Date.parse(run.endedAt ?? new Date(Math.max(now, Date.now())).toISOString()) -
+              Date.parse(run.startedAt);
             return (
               <li key={run.id}>
                 <Link

@@ -1,7 +1,9 @@
 import { useState, type FormEvent } from "react";
 import { useAuth } from "../auth";
+import { useTitle } from "../title";
 
 export function SignIn() {
+  useTitle("Sign in");
   const { signIn, notice } = useAuth();
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(null);

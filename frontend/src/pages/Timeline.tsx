@@ -15,6 +15,7 @@ import {
   useTimelineFilter,
   type FilterState,
 } from "../timelineFilter";
+import { useTitle } from "../title";
 
 const ServicesDocument = graphql(`
   query ServiceNames {
@@ -100,7 +101,8 @@ function KindPicker({
     group.forEach((kind) => (all ? next.delete(kind) : next.add(kind)));
     onChange([...next]);
   };
-  // A disclosure closes on Escape (focus back on its button) and on a click or tap outside.
+  // A disclosure closes on Escape (focus back on its button), on a click or tap outside and
+  // when focus leaves it.
   const picker = useRef<HTMLDetailsElement>(null);
   useEffect(() => {
     const outside = (event: PointerEvent): void => {
@@ -118,7 +120,16 @@ function KindPicker({
     details.querySelector("summary")?.focus();
   };
   return (
-    <details className="picker" ref={picker} onKeyDown={escape}>
+    <details
+      className="picker"
+      ref={picker}
+      onKeyDown={escape}
+      onBlur={(event) => {
+        // Tabbing out closes it (a click outside is seen above): it would cover what has focus.
+        const to = event.relatedTarget;
+        if (to && !event.currentTarget.contains(to)) event.currentTarget.open = false;
+      }}
+    >
       <summary className="button">Kinds{kinds.length ? ` (${kinds.length})` : ": all"}</summary>
       <div className="picker-panel">
         {KIND_GROUPS.map((group) => {
@@ -263,6 +274,7 @@ function FilterBar({ filter, setFilter }: { filter: FilterState; setFilter: (nex
 }
 
 export function TimelinePage() {
+  useTitle("Timeline");
   const [filter, setFilter] = useTimelineFilter();
   const timeline = useLiveTimeline(toInput(filter));
   const [open, setOpen] = useState<Entry | null>(null);
