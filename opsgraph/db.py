@@ -71,10 +71,44 @@ def _connection(database_url: str, connect_timeout: float) -> dict[str, Any]:
         settings = config["credentials"].setdefault("server_settings", {})
         settings.setdefault("max_parallel_workers_per_gather", "0")
         config["credentials"]["connection_class"] = PooledConnection
-        config["credentials"].setdefault("timeout", connect_timeout)
+        _timeout(url, config["credentials"], connect_timeout)
         config["credentials"].setdefault("application_name", APPLICATION_NAME)
         _tls(url, config["credentials"])
+        unknown = [name for name in url_parameters(url) if name not in POSTGRES_PARAMETERS]
+        if unknown:  # asyncpg would refuse it with a TypeError, mid-connection
+            raise DatabaseUrlError(
+                f"its ?{unknown[0]}= is not a parameter it takes (those are "
+                f"{', '.join(sorted(POSTGRES_PARAMETERS))})"
+            )
     return config
+
+
+# What a PostgreSQL URL may carry: the connection's and the pool's parameters (asyncpg's),
+# Tortoise's own, libpq's TLS ones and its `connect_timeout`.
+POSTGRES_PARAMETERS = frozenset({
+    "user", "password", "passfile", "timeout", "connect_timeout", "command_timeout",
+    "statement_cache_size", "max_cached_statement_lifetime", "max_cacheable_statement_size",
+    "target_session_attrs", "krbsrvname", "gsslib", "min_size", "max_size", "max_queries",
+    "max_inactive_connection_lifetime", "minsize", "maxsize", "schema", "application_name",
+    "ssl", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword",
+})  # fmt: skip
+
+
+def _timeout(url: str, credentials: dict[str, Any], default: float) -> None:
+    """The wait to connect: the URL's `?timeout=` (or libpq's `?connect_timeout=`) in whole
+    seconds above 0 (0 gave up at once, on a healthy database too), else the setting's."""
+    given = url_parameters(url)
+    for name in ("timeout", "connect_timeout"):
+        if name in given:
+            raw = given[name].strip()
+            if not raw.isdigit() or int(raw) < 1:
+                raise DatabaseUrlError(
+                    f"its ?{name}= must be a whole number of seconds, 1 or more, not {raw!r}"
+                )
+            credentials.pop("connect_timeout", None)
+            credentials["timeout"] = int(raw)
+            return
+    credentials.setdefault("timeout", default)
 
 
 def url_parameters(url: str) -> dict[str, str]:
@@ -121,6 +155,10 @@ def _tls(url: str, credentials: dict[str, Any]) -> None:
             raise DatabaseUrlError(
                 f"its ?ssl= must be one of {choices} (or true, false), not {given['ssl']!r}"
             )
+    for name in ("sslrootcert", "sslcert", "sslkey", "sslcrl"):
+        path = tls.get(name)
+        if path is not None and path != "system" and not Path(path).is_file():
+            raise DatabaseUrlError(f"its ?{name}= names no file: {path}")  # asyncpg: "[Errno 2]"
     if tls:
         credentials["dsn"] = "postgresql://?" + urlencode(tls)
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlencode
 
 import asyncpg  # type: ignore[import-untyped]
 import certifi
@@ -80,6 +81,11 @@ def run_with(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Compl
         ("postgres://postgres:hunter2@127.0.0.1:1/x", "Connect call failed"),
         ("postgres://postgres@127.0.0.1:1/x?password=hunter2", "password=***"),
         ("postgres://postgres@127.0.0.1:1/x?timeout=1.5", "its ?timeout= must be a whole number"),
+        # 0 gave up at once on a healthy database, blaming it; a parameter asyncpg does not
+        # take was a TypeError's traceback.
+        ("postgres://postgres@127.0.0.1:5432/x?timeout=0", "its ?timeout= must be a whole"),
+        ("postgres://postgres@127.0.0.1:5432/x?connect_timeout=-1", "its ?connect_timeout="),
+        ("postgres://postgres@127.0.0.1:5432/x?foo=bar", "its ?foo= is not a parameter it takes"),
     ],
     ids=[
         "sqlite folder missing (it hung)",
@@ -87,6 +93,9 @@ def run_with(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Compl
         "nothing listening",
         "a password as a parameter",
         "a parameter that is not a number (a traceback)",
+        "no time to connect",
+        "libpq's connect_timeout below 1",
+        "a parameter nothing takes (a traceback)",
     ],
 )
 def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
@@ -287,6 +296,8 @@ def test_the_connect_timeout_reaches_asyncpg_and_leaves_sqlite_alone() -> None:
 
     assert credentials("postgres://u@127.0.0.1:5432/db")["timeout"] == 3.5
     assert credentials("postgres://u@127.0.0.1:5432/db?timeout=7")["timeout"] == 7  # the URL's
+    with_libpq_s = credentials("postgres://u@127.0.0.1:5432/db?connect_timeout=4")  # libpq's name
+    assert with_libpq_s["timeout"] == 4 and "connect_timeout" not in with_libpq_s
     assert "timeout" not in credentials("sqlite://:memory:")  # sqlite3's is its busy timeout
 
 
@@ -296,8 +307,8 @@ def test_the_connect_timeout_reaches_asyncpg_and_leaves_sqlite_alone() -> None:
         ("", None, None),  # asyncpg's default, `prefer`
         ("?sslmode=require", "sslmode=require", None),  # libpq's spelling: a TypeError before
         ("?sslmode=Require", "sslmode=require", None),
-        ("?sslmode=verify-full&sslrootcert=/ca.pem", "sslmode=verify-full&sslrootcert=%2Fca.pem",
-         None),
+        (f"?sslmode=verify-full&sslrootcert={certifi.where()}",
+         urlencode({"sslmode": "verify-full", "sslrootcert": certifi.where()}), None),
         ("?ssl=false", "sslmode=disable", None),  # Tortoise read any `ssl` as a boolean: TLS
         ("?ssl=disable", "sslmode=disable", None),
         ("?ssl=true", None, True),
@@ -328,7 +339,9 @@ def test_tls_modes_as_a_server_without_tls_meets_them(tmp_path: Path) -> None:
             "?sslmode=require": "rejected SSL upgrade",
             "?ssl=yes": "rejected SSL upgrade",
             f"?sslmode=verify-full&sslrootcert={certifi.where()}": "rejected SSL upgrade",
-            "?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem": "/nonexistent/ca.pem",
+            "?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem": (
+                "its ?sslrootcert= names no file: /nonexistent/ca.pem"
+            ),
             "?sslmode=maybe": "its ?sslmode= must be one of disable, allow, prefer, require,",
         }
         for query, says in refused.items():
