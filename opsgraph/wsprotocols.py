@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, cast
@@ -39,11 +40,14 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
     StartMessage,
 )
 
+from opsgraph.db import database_unavailable
 from opsgraph.ratelimit import TokenBucket
 from opsgraph.settings import Settings
 from opsgraph.wsdirect import FrameWriter, frame_writer
 from schema.context import Context
 from schema.live_render import ASGI_SEND, LIVE_TARGET, AsgiText, LiveTarget
+
+log = logging.getLogger(__name__)
 
 
 class RateRefusing(Protocol):
@@ -129,6 +133,14 @@ async def _refusal(
     return await cast(RateRefusing, handler.view).rate_refusal(handler.context)
 
 
+async def _close_unavailable(websocket: Any, exc: BaseException) -> None:
+    """End a connection whose key could not be checked, the database being unreachable:
+    1013 (Try Again Later), which clients retry, where the error closed it with 1011 and a
+    traceback (the database's outage is logged in lines where it is met)."""
+    log.warning("a WebSocket's connection_init: the database is unreachable (%r)", exc)
+    await websocket.close(code=1013, reason="The database is unreachable; try again")
+
+
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy `graphql-ws` protocol, refusing a bad key with close code 4403 as the
     `graphql-transport-ws` handler does (Strawberry's legacy handler uses 1011), and
@@ -177,6 +189,11 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 {"type": "connection_error", "payload": {"message": "Forbidden"}}
             )
             await self.websocket.close(code=4403, reason="Forbidden")
+            return
+        except Exception as exc:  # the key could not be checked: the database is unreachable
+            if not database_unavailable(exc):
+                raise
+            await _close_unavailable(self.websocket, exc)
             return
         # What Strawberry's own handle_connection_init does next (it would check the key
         # a second time).
@@ -255,7 +272,13 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_message(message)
 
     async def handle_connection_init(self, message: TransportInitMessage) -> None:
-        await super().handle_connection_init(message)
+        try:
+            await super().handle_connection_init(message)
+        except Exception as exc:  # the key could not be checked: the database is unreachable
+            if not database_unavailable(exc):
+                raise
+            await _close_unavailable(self.websocket, exc)
+            return
         # The timeout is cancelled once `connection_init` arrives, but Strawberry keeps the
         # task (and its cancelled timer sits in the loop's heap until it would have fired):
         # wait for it to end and let it go, as its own shutdown would.

@@ -8,6 +8,7 @@ the relay is shut (every open connection cut, new ones refused), then reopened.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import threading
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.servers import POSTGRES_ADMIN_URL, free_port, postgres_database, run_server
 from tests.test_changes import SEED_EVENT
@@ -98,6 +101,9 @@ def relay() -> Iterator[Relay]:
     relay.close()
 
 
+PROTOCOLS = [("graphql-transport-ws", "connection_init"), ("graphql-ws", "connection_init")]
+
+
 def post(url: str, key: str) -> httpx.Response:
     return httpx.post(
         f"{url}/events", json=SEED_EVENT, headers={"Authorization": f"Bearer {key}"}, timeout=30
@@ -131,6 +137,16 @@ def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay
             )
             assert answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE", answer
             assert "retry" in answer["errors"][0]["message"]
+            # A live view's connection: closed with 1013 (try again later), which clients
+            # retry, on both protocols; it was 1011 (or no close at all) with a traceback.
+            for protocol, init in PROTOCOLS:
+                ws_url = server.url.replace("http://", "ws://") + "/graphql"
+                with connect(ws_url, subprotocols=[protocol], open_timeout=10) as ws:
+                    auth = {"Authorization": f"Bearer {server.admin_key}"}
+                    ws.send(json.dumps({"type": init, "payload": auth}))
+                    with pytest.raises(ConnectionClosed) as closed:
+                        ws.recv(timeout=30)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013, protocol
             # A load balancer sees it too.
             health = httpx.get(f"{server.url}/healthz", timeout=30)
             assert health.status_code == 503
@@ -155,6 +171,7 @@ def test_outage_answers_503_and_the_server_recovers(tmp_path: Path, relay: Relay
             assert health.status_code == 200
             assert health.json() == {"status": "ok", "database": "ok", "bus": "ok"}
             assert server.process.poll() is None  # the same process, never restarted
+        assert "Traceback" not in "".join(server.output)
 
 
 def test_a_database_dropped_under_the_server_is_unavailable_not_an_internal_error(
