@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "OPSGRAPH_"
@@ -191,9 +192,9 @@ class Settings:
                 if isinstance(default, bool):
                     values[field.name] = _parse_bool(raw)
                 elif isinstance(default, int):
-                    values[field.name] = int(raw)
+                    values[field.name] = _number(raw, int, "a whole number")
                 elif isinstance(default, float):
-                    values[field.name] = float(raw)
+                    values[field.name] = _number(raw, float, "a number")
                 else:
                     values[field.name] = raw
             except ValueError as exc:
@@ -278,6 +279,18 @@ def _out_of_range(name: str, value: object) -> str | None:
     if name.endswith("_seconds") and value > MOST_SECONDS:
         return f"must be at most {MOST_SECONDS} (ten years)"
     return None
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _number(raw: str, kind: type[Number], what: str) -> Number:
+    """`raw` as an int or a float, or a ValueError saying what was expected (Python's own
+    "invalid literal for int() with base 10" read as a fault of the program)."""
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"must be {what}, not {raw!r}") from None
 
 
 def _parse_bool(raw: str) -> bool:

@@ -31,9 +31,14 @@ def test_environment_overrides_defaults_with_types() -> None:
     assert settings.approval_url("ap_1") == "https://ops.example/approvals?focus=ap_1"
 
 
-def test_bad_values_name_the_variable() -> None:
-    with pytest.raises(ValueError, match="OPSGRAPH_PAGE_SIZE_MAX"):
+def test_bad_values_name_the_variable_and_what_it_takes() -> None:
+    """Python's "invalid literal for int() with base 10: 'lots'" read as the program's fault."""
+    with pytest.raises(ValueError) as whole:
         Settings.from_env({"OPSGRAPH_PAGE_SIZE_MAX": "lots"})
+    assert str(whole.value) == "OPSGRAPH_PAGE_SIZE_MAX: must be a whole number, not 'lots'"
+    with pytest.raises(ValueError) as number:
+        Settings.from_env({"OPSGRAPH_RATE_LIMIT_PER_SECOND": "fast"})
+    assert str(number.value) == "OPSGRAPH_RATE_LIMIT_PER_SECOND: must be a number, not 'fast'"
 
 
 @pytest.mark.parametrize(
