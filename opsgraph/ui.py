@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
@@ -42,6 +44,18 @@ def is_ui_route(path: str) -> bool:
     return "." not in segments[-1]
 
 
+# The pages the app has (frontend/src/App.tsx's routes): any other path it routes itself
+# gets the app, which says "No such page", with 404, so that a probe of a mistyped path
+# (`/readyz`) fails instead of passing on the app's 200.
+APP_PAGES = re.compile(
+    r"/(timeline|incidents|runs|approvals|policies)?/?|/(incidents|runs)/[^/]+/?"
+)
+
+
+def is_app_page(path: str) -> bool:
+    return APP_PAGES.fullmatch(path) is not None
+
+
 class SpaStaticFiles(StaticFiles):
     """StaticFiles that answers index.html for UI routes it has no file for (SPA fallback).
 
@@ -60,6 +74,8 @@ class SpaStaticFiles(StaticFiles):
             if exc.status_code != 404 or scope["method"] not in ("GET", "HEAD"):
                 raise
             response = await super().get_response("index.html", scope)
+            if not is_app_page(scope["path"]):
+                response.status_code = 404
         if path.startswith(ASSETS + "/") and response.status_code == 200:
             response.headers["cache-control"] = "public, max-age=31536000, immutable"
         else:

@@ -67,6 +67,17 @@ async def test_deep_links_get_the_app_and_assets_are_cached(
     assert (await ui_client.get("/favicon.ico")).status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/readyz", "/ready", "/incidents/inc_1/alerts", "/timelines"])
+async def test_a_path_the_app_has_no_page_for_is_its_no_such_page_with_404(
+    ui_client: httpx.AsyncClient, path: str
+) -> None:
+    """The app says "No such page" there; the status says so too, so that a probe of a
+    mistyped path fails instead of passing on the app's 200."""
+    response = await ui_client.get(path)
+    assert response.status_code == 404
+    assert response.text == INDEX
+
+
 async def test_api_paths_are_not_swallowed_by_the_ui(ui_client: httpx.AsyncClient) -> None:
     missing = await ui_client.get("/v1/no-such-endpoint")
     assert missing.status_code == 404

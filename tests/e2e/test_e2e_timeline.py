@@ -407,3 +407,16 @@ def test_the_kinds_picker_closes_on_escape_and_outside(page: Page, server: Serve
     kinds.click()
     page.get_by_label("From").focus()  # focus leaves it: it would cover the field
     expect(panel).to_be_hidden()
+
+
+def test_a_page_the_app_does_not_have_says_so_with_404(browser: Browser, server: Server) -> None:
+    page, errors = open_page(browser, server, LAPTOP)
+    sign_in(page, server.admin)
+    response = page.goto("/readyz")
+    assert response is not None and response.status == 404
+    expect(page.get_by_text("No such page.")).to_be_visible()
+    expect(page).to_have_title("Not found · Opsgraph")
+    expect(page.get_by_role("heading", name="Not found")).to_be_attached()
+    page.context.close()
+    # The browser reports the 404 itself; nothing else may be logged.
+    assert [e for e in errors.errors if "404 (Not Found)" not in e] == [], errors.errors
