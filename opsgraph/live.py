@@ -338,16 +338,25 @@ class Hub:
 
     async def _run(self) -> None:
         delay = 0.2
+        lost = False  # said so: each failed try to reconnect is not a loss of its own
         while not self._closing:
             try:
                 if self._backend is None:
                     await self._connect()
                     delay = 0.2
+                    if lost:
+                        log.info("live bus connected again")
+                        lost = False
                 await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the bus is gone: end everyone, then reconnect
-                log.warning("live bus lost (%r): ending %d subscribers", exc, self.subscriber_count)
+                if not lost:
+                    log.warning(
+                        "live bus lost (%r): ending %d subscribers; reconnecting",
+                        exc, self.subscriber_count,
+                    )  # fmt: skip
+                lost = True
                 self._fail_all(bus_lost())
                 await self._disconnect()
                 await asyncio.sleep(delay)

@@ -223,8 +223,15 @@ def test_healthz_says_when_the_bus_is_lost_and_back(tmp_path: Path) -> None:
             relay.cut()
             lost = health_until(server.url, 503)
             assert lost == {"status": "unavailable", "database": "ok", "bus": "unavailable"}
+            time.sleep(1.5)  # several tries to reconnect fail meanwhile
             relay.open()
             assert health_until(server.url, 200) == {"status": "ok", "database": "ok", "bus": "ok"}
+            time.sleep(0.3)
+        # The loss is said once, not once per failed try, and the return is said too.
+        log = [line for line in "".join(server.output).splitlines() if "live bus" in line]
+        assert len(log) == 2, log
+        assert "WARNING:  opsgraph.live: live bus lost (" in log[0]
+        assert log[1].endswith("INFO:     opsgraph.live: live bus connected again")
     finally:
         relay.close()
 
