@@ -75,7 +75,7 @@ def _connection(database_url: str, connect_timeout: float) -> dict[str, Any]:
         config["credentials"].setdefault("application_name", APPLICATION_NAME)
         _tls(url, config["credentials"])
         unknown = [name for name in url_parameters(url) if name not in POSTGRES_PARAMETERS]
-        if unknown:  # asyncpg would refuse it with a TypeError, mid-connection
+        if unknown:  # passed on, asyncpg would refuse it with a TypeError, mid-connection
             raise DatabaseUrlError(
                 f"its ?{unknown[0]}= is not a parameter it takes (those are "
                 f"{', '.join(sorted(POSTGRES_PARAMETERS))})"
@@ -86,6 +86,7 @@ def _connection(database_url: str, connect_timeout: float) -> dict[str, Any]:
 # What a PostgreSQL URL may carry: the connection's and the pool's parameters (asyncpg's),
 # Tortoise's own, libpq's TLS ones and its `connect_timeout`.
 POSTGRES_PARAMETERS = frozenset({
+    "host", "port", "database", "service", "servicefile", "direct_tls", "fetch_inserted",
     "user", "password", "passfile", "timeout", "connect_timeout", "command_timeout",
     "statement_cache_size", "max_cached_statement_lifetime", "max_cacheable_statement_size",
     "target_session_attrs", "krbsrvname", "gsslib", "min_size", "max_size", "max_queries",
@@ -101,7 +102,7 @@ def _timeout(url: str, credentials: dict[str, Any], default: float) -> None:
     for name in ("timeout", "connect_timeout"):
         if name in given:
             raw = given[name].strip()
-            if not raw.isdigit() or int(raw) < 1:
+            if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
                 raise DatabaseUrlError(
                     f"its ?{name}= must be a whole number of seconds, 1 or more, not {raw!r}"
                 )
@@ -155,10 +156,13 @@ def _tls(url: str, credentials: dict[str, Any]) -> None:
             raise DatabaseUrlError(
                 f"its ?ssl= must be one of {choices} (or true, false), not {given['ssl']!r}"
             )
-    for name in ("sslrootcert", "sslcert", "sslkey", "sslcrl"):
-        path = tls.get(name)
-        if path is not None and path != "system" and not Path(path).is_file():
-            raise DatabaseUrlError(f"its ?{name}= names no file: {path}")  # asyncpg: "[Errno 2]"
+    if tls.get("sslrootcert") == "system":  # libpq's, since 16: asyncpg reads it as a file
+        raise DatabaseUrlError("its ?sslrootcert=system is not taken: name the CA file")
+    if tls.get("sslmode") in ("require", "verify-ca", "verify-full"):  # the files are read
+        for name in ("sslrootcert", "sslcert", "sslkey", "sslcrl"):
+            path = tls.get(name)
+            if path is not None and not Path(path).is_file():
+                raise DatabaseUrlError(f"its ?{name}= names no file: {path}")  # else "[Errno 2]"
     if tls:
         credentials["dsn"] = "postgresql://?" + urlencode(tls)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -47,8 +48,8 @@ def is_ui_route(path: str) -> bool:
 # The pages the app has (frontend/src/App.tsx's routes): any other path it routes itself
 # gets the app, which says "No such page", with 404, so that a probe of a mistyped path
 # (`/readyz`) fails instead of passing on the app's 200.
-APP_PAGES = re.compile(
-    r"/(timeline|incidents|runs|approvals|policies)?/?|/(incidents|runs)/[^/]+/?"
+APP_PAGES = re.compile(  # the app's router matches paths in any case
+    r"/(timeline|incidents|runs|approvals|policies)?/?|/(incidents|runs)/[^/]+/?", re.IGNORECASE
 )
 
 
@@ -73,9 +74,11 @@ class SpaStaticFiles(StaticFiles):
                 raise HTTPException(404) from None
             if exc.status_code != 404 or scope["method"] not in ("GET", "HEAD"):
                 raise
-            response = await super().get_response("index.html", scope)
-            if not is_app_page(scope["path"]):
-                response.status_code = 404
+            if is_app_page(scope["path"]):
+                response = await super().get_response("index.html", scope)
+            else:  # the app, whole, whatever the request's conditions (a 304 has no body)
+                index = Path(str(self.directory), "index.html")
+                response = FileResponse(index, status_code=404, media_type="text/html")
         if path.startswith(ASSETS + "/") and response.status_code == 200:
             response.headers["cache-control"] = "public, max-age=31536000, immutable"
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, cast
@@ -133,12 +134,23 @@ async def _refusal(
     return await cast(RateRefusing, handler.view).rate_refusal(handler.context)
 
 
+# When an unreachable database was last logged for a connection_init: every client retries,
+# and one line a minute says as much as one per try.
+_unavailable_logged = -math.inf
+UNAVAILABLE_LOG_EVERY_SECONDS = 60.0
+
+
 async def _close_unavailable(websocket: Any, exc: BaseException) -> None:
     """End a connection whose key could not be checked, the database being unreachable:
     1013 (Try Again Later), which clients retry, where the error closed it with 1011 and a
-    traceback (the database's outage is logged in lines where it is met)."""
-    log.warning("a WebSocket's connection_init: the database is unreachable (%r)", exc)
-    await websocket.close(code=1013, reason="The database is unreachable; try again")
+    traceback."""
+    global _unavailable_logged
+    now = time.monotonic()
+    if now - _unavailable_logged >= UNAVAILABLE_LOG_EVERY_SECONDS:
+        _unavailable_logged = now
+        log.warning("a WebSocket's connection_init: the database is unreachable (%r)", exc)
+    with contextlib.suppress(Exception):  # the client may have gone during the wait
+        await websocket.close(code=1013, reason="The database is unreachable; try again")
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):

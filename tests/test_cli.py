@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -20,7 +21,7 @@ import asyncpg  # type: ignore[import-untyped]
 import certifi
 import pytest
 
-from opsgraph.db import tortoise_config
+from opsgraph.db import DatabaseUrlError, tortoise_config
 from resolvers.auth import NAME_LOCK
 from tests.servers import OPSGRAPH, free_port, postgres_database
 from tests.test_server import run_cli
@@ -298,6 +299,18 @@ def test_the_connect_timeout_reaches_asyncpg_and_leaves_sqlite_alone() -> None:
     assert credentials("postgres://u@127.0.0.1:5432/db?timeout=7")["timeout"] == 7  # the URL's
     with_libpq_s = credentials("postgres://u@127.0.0.1:5432/db?connect_timeout=4")  # libpq's name
     assert with_libpq_s["timeout"] == 4 and "connect_timeout" not in with_libpq_s
+    # A Unix socket's folder as the host, as Tortoise and asyncpg take it (Cloud SQL's too).
+    assert credentials("postgres://u@/db?host=/run/postgresql&port=5433")["host"] == (
+        "/run/postgresql"
+    )
+    # A CA file for a mode that reads none (the default, `prefer`) is not looked for.
+    assert "dsn" in credentials("postgres://u@127.0.0.1/db?sslrootcert=/no/such/ca.pem")
+    for refused, says in [
+        ("?connect_timeout=%C2%B2", "its ?connect_timeout= must be a whole number"),  # "²"
+        ("?sslrootcert=system&sslmode=verify-full", "its ?sslrootcert=system is not taken"),
+    ]:
+        with pytest.raises(DatabaseUrlError, match=re.escape(says)):
+            credentials(f"postgres://u@127.0.0.1:5432/db{refused}")
     assert "timeout" not in credentials("sqlite://:memory:")  # sqlite3's is its busy timeout
 
 

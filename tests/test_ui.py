@@ -76,6 +76,15 @@ async def test_a_path_the_app_has_no_page_for_is_its_no_such_page_with_404(
     response = await ui_client.get(path)
     assert response.status_code == 404
     assert response.text == INDEX
+    # A browser reloading it asks whether its copy is still good: the app comes whole.
+    etag = (await ui_client.get("/timeline")).headers["etag"]
+    again = await ui_client.get(path, headers={"if-none-match": etag})
+    assert (again.status_code, again.text) == (404, INDEX)
+
+
+async def test_a_page_in_another_case_is_the_app_s_page(ui_client: httpx.AsyncClient) -> None:
+    """The app's router matches `/Incidents` as `/incidents`."""
+    assert (await ui_client.get("/Incidents")).status_code == 200
 
 
 async def test_api_paths_are_not_swallowed_by_the_ui(ui_client: httpx.AsyncClient) -> None:

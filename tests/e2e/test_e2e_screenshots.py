@@ -82,6 +82,10 @@ def seed(server: Server) -> dict[str, str]:
             "inputMatches": [{"path": "statement", "op": "GLOB", "value": "DROP *"}],
         },
     )
+    server.graphql(  # its "dry run: not enforced" tag shows on the janitor's call
+        "mutation($p: PolicyInput!) { createPolicy(input: $p) { id } }",
+        p={"name": "Watch SQL (dry run)", "action": "BLOCK", "toolName": "sql_*", "dryRun": True},
+    )
     janitor = Agent(server, "db-janitor")
     janitor.send("run.started", task="Clean up stale tables", model="claude-sonnet-4")
     janitor.send(
@@ -277,6 +281,7 @@ def test_text_reads_at_aa_contrast_and_each_page_has_its_title(
         page.goto(path)
         expect(page.locator(ready).first).to_be_visible()
         expect(page).to_have_title(f"{title} · Opsgraph")
+        page.locator(ready).first.hover()  # a row's hover is a darker panel
         low[path] = page.evaluate(LOW_CONTRAST)
     page.goto(f"/timeline?service={ids['service']}")
     page.locator(".entry", has_text="Deploy shop 3.1.0").click()

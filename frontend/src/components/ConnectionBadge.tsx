@@ -29,7 +29,6 @@ export function ConnectionBadge() {
     waiting = true;
     const left = Math.max(0, state.retryAt - now);
     text = left > 900 ? `Reconnecting in ${duration(left)}` : "Reconnecting…";
-    spoken = "Reconnecting";
     title = `The live connection dropped${state.lastClose ? ` (${state.lastClose})` : ""}; missed entries are filled in on resume.`;
   } else if (state.socket === "connecting") {
     tone = "wait";
@@ -41,6 +40,9 @@ export function ConnectionBadge() {
     connection.reconnectNow();
     badge.current?.focus();
   };
+  // Waiting and each try alike are "Reconnecting" once a connection dropped: not a word
+  // per try.
+  if (tone === "wait" && state.lastClose !== null) spoken = "Reconnecting";
   spoken ??= text;
   return (
     <>

@@ -110,8 +110,8 @@ const TABS: { key: "open" | "acknowledged" | "resolved"; label: string; status: 
 ];
 
 function IncidentItem({ incident, now: ticked }: { incident: IncidentRowFragment; now: number }) {
-  // One instant for both of the row's spans ("open …", "last alert … ago", which reads the
-  // clock itself): the tick alone made "open" shorter than the time since its last alert.
+  // The clock read now for both of the row's spans ("open …", and "last alert … ago", which
+  // reads it too): the tick alone made "open" shorter than the time since its last alert.
   const now = Math.max(ticked, Date.now());
   const age = Date.parse(incident.resolvedAt ?? new Date(now).toISOString()) - Date.parse(incident.openedAt);
   const from = useFromHere();
