@@ -11,7 +11,6 @@ export function ConnectionBadge() {
   let text = "Not live";
   let title = "No live view is open.";
   let waiting = false;
-  let spoken: string | null = null; // null: the text itself
   if (!state.online) {
     tone = "down";
     text = "Offline";
@@ -41,9 +40,8 @@ export function ConnectionBadge() {
     badge.current?.focus();
   };
   // Waiting and each try alike are "Reconnecting" once a connection dropped: not a word
-  // per try.
-  if (tone === "wait" && state.lastClose !== null) spoken = "Reconnecting";
-  spoken ??= text;
+  // per try, nor per second counted down.
+  const spoken = tone === "wait" && state.lastClose !== null ? "Reconnecting" : text;
   return (
     <>
       <span className={`conn conn-${tone}`} title={title} data-state={tone} tabIndex={-1} ref={badge}>
