@@ -71,10 +71,11 @@ def _connection(database_url: str, connect_timeout: float) -> dict[str, Any]:
         settings = config["credentials"].setdefault("server_settings", {})
         settings.setdefault("max_parallel_workers_per_gather", "0")
         config["credentials"]["connection_class"] = PooledConnection
-        _timeout(url, config["credentials"], connect_timeout)
+        given = url_parameters(url)
+        _timeout(given, config["credentials"], connect_timeout)
         config["credentials"].setdefault("application_name", APPLICATION_NAME)
-        _tls(url, config["credentials"])
-        unknown = [name for name in url_parameters(url) if name not in POSTGRES_PARAMETERS]
+        _tls(given, config["credentials"])
+        unknown = [name for name in given if name not in POSTGRES_PARAMETERS]
         if unknown:  # passed on, asyncpg would refuse it with a TypeError, mid-connection
             raise DatabaseUrlError(
                 f"its ?{unknown[0]}= is not a parameter it takes (those are "
@@ -95,10 +96,10 @@ POSTGRES_PARAMETERS = frozenset({
 })  # fmt: skip
 
 
-def _timeout(url: str, credentials: dict[str, Any], default: float) -> None:
-    """The wait to connect: the URL's `?timeout=` (or libpq's `?connect_timeout=`) in whole
-    seconds above 0 (0 gave up at once, on a healthy database too), else the setting's."""
-    given = url_parameters(url)
+def _timeout(given: dict[str, str], credentials: dict[str, Any], default: float) -> None:
+    """The wait to connect: the URL's `?timeout=` (or libpq's `?connect_timeout=`), among
+    its parameters `given`, in whole seconds above 0 (0 gave up at once, on a healthy
+    database too), else the setting's."""
     for name in ("timeout", "connect_timeout"):
         if name in given:
             raw = given[name].strip()
@@ -129,11 +130,10 @@ SSL_WORDS: dict[str, str | bool] = {
 }  # fmt: skip
 
 
-def _tls(url: str, credentials: dict[str, Any]) -> None:
-    """Put the URL's TLS parameters where asyncpg takes them: libpq's in a `dsn` of their
-    own, `?ssl=true` as asyncpg's `ssl=True` (a default context: TLS, certificate and host
-    name checked). Neither: asyncpg's default, `prefer`."""
-    given = url_parameters(url)
+def _tls(given: dict[str, str], credentials: dict[str, Any]) -> None:
+    """Put the TLS parameters among the URL's (`given`) where asyncpg takes them: libpq's in
+    a `dsn` of their own, `?ssl=true` as asyncpg's `ssl=True` (a default context: TLS,
+    certificate and host name checked). Neither: asyncpg's default, `prefer`."""
     for name in (*TLS_PARAMETERS, "ssl"):
         credentials.pop(name, None)
     tls = {name: given[name] for name in TLS_PARAMETERS if name in given}
