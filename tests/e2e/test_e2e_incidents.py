@@ -204,3 +204,41 @@ def test_the_way_back_keeps_the_list_s_tab_and_filter(page: Page, server: Server
     page.goto(f"/incidents/{incident}")
     page.get_by_role("link", name="← Incidents").click()
     expect(page).to_have_url(re.compile(r"/incidents$"))
+
+
+def test_only_web_and_mail_addresses_become_links(page: Page, server: Server) -> None:
+    """A monitor's links and client URL are the sender's text: one that is not a web or
+    mail address (a script, a page of Opsgraph itself) is shown, never followed."""
+    service, routing_key = server.service("links")
+    body = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": "disk-full",
+        "client": "Grafana",
+        "client_url": "javascript:fetch('//evil.example/'+localStorage.key(0))",
+        "links": [
+            {"href": "https://grafana.example/d/disk", "text": "Disk dashboard"},
+            {"href": "mailto:oncall@example.com", "text": "Mail on-call"},
+            {"href": "data:text/html,<script>alert(1)</script>", "text": "Runbook"},
+            {"href": "/settings", "text": "Settings"},
+        ],
+        "payload": {"summary": "Disk full on db-1", "source": "grafana", "severity": "error"},
+    }
+    response = server.post("/api/events", body, {"Authorization": f"Bearer {server.admin}"})
+    assert response.status_code == 202, response.text
+
+    sign_in(page, server.admin, f"/incidents/{response.json()['incident_key']}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Disk full on db-1")
+    links = page.locator(".links")
+    expect(links.get_by_role("link")).to_have_count(2)
+    expect(page.get_by_role("link", name="Disk dashboard")).to_have_attribute(
+        "href", "https://grafana.example/d/disk"
+    )
+    expect(page.get_by_role("link", name="Mail on-call")).to_have_attribute(
+        "href", "mailto:oncall@example.com"
+    )
+    expect(links).to_contain_text("Runbook (data:text/html,<script>alert(1)</script>)")
+    expect(links).to_contain_text("Settings (/settings)")
+    facts = page.locator(".facts")
+    expect(facts).to_contain_text("Grafana")
+    expect(facts.get_by_role("link", name="Grafana")).to_have_count(0)

@@ -91,7 +91,10 @@ def test_a_change_posted_by_rest_appears_live_and_opens_its_details(
         service=service,
         labels=["release", "backend"],
         metadata={"commit": "1b2c3d4", "pipeline": "github-actions", "__typename": "theirs"},
-        links=[{"href": "https://ci.example/runs/42", "text": "Pipeline run 42"}],
+        links=[
+            {"href": "https://ci.example/runs/42", "text": "Pipeline run 42"},
+            {"href": "javascript:alert(document.cookie)", "text": "Rollback"},
+        ],
     )
     server.post_change(pipeline, name="Other service deploy", service=service + "-other")
 
@@ -114,6 +117,11 @@ def test_a_change_posted_by_rest_appears_live_and_opens_its_details(
     expect(payload).not_to_contain_text('"Link"')
     link = details.get_by_role("link", name="Pipeline run 42")
     expect(link).to_have_attribute("href", "https://ci.example/runs/42")
+    # What is not a web address is shown, not followed: a sender's script never runs here.
+    expect(details.get_by_role("link", name=re.compile("Rollback"))).to_have_count(0)
+    expect(details.locator(".links")).to_contain_text(
+        "Rollback (javascript:alert(document.cookie))"
+    )
     page.keyboard.press("Escape")
     expect(details).to_be_hidden()
 

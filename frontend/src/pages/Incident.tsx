@@ -9,7 +9,7 @@ import { JsonView } from "../components/JsonView";
 import { NoteDialog } from "../components/NoteDialog";
 import { useKeptQuery } from "../api/kept";
 import { BackLink } from "../components/BackLink";
-import { LinkList } from "../components/Links";
+import { LinkList, SenderLink } from "../components/Links";
 import { Empty, ErrorNote, KeptNote, Loading, errorMessage } from "../components/States";
 import { ago, clock, duration, fullDate, useNow } from "../format";
 import { graphql } from "../gql";
@@ -394,13 +394,7 @@ export function IncidentPage() {
                 <>
                   <dt>Client</dt>
                   <dd>
-                    {incident.clientUrl ? (
-                      <a href={incident.clientUrl} target="_blank" rel="noreferrer">
-                        {incident.client}
-                      </a>
-                    ) : (
-                      incident.client
-                    )}
+                    <SenderLink href={incident.clientUrl}>{incident.client}</SenderLink>
                   </dd>
                 </>
               ) : null}
