@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
+from asyncpg.exceptions import PostgresError  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from tortoise.exceptions import ConfigurationError
+from tortoise.exceptions import ConfigurationError, DBConnectionError
 
 from opsgraph.db import (
     DatabaseUrlError,
@@ -75,6 +76,8 @@ async def _reached(what: str, setting: str, url: str, opening: Awaitable[R]) -> 
             f"cannot use {what} at OPSGRAPH_{setting}={_shown(url)}: {exc}"
         ) from None
     except CANNOT_CONNECT as exc:  # anything else (a migration's own error) keeps its traceback
+        if isinstance(exc, DBConnectionError) and isinstance(exc.__cause__, PostgresError):
+            exc = exc.__cause__  # PostgreSQL's reason ('database "x" does not exist')
         text = str(exc).strip()
         first = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
         if isinstance(exc, TimeoutError) and not text:

@@ -211,11 +211,24 @@ async def migrate(settings: Settings) -> list[str]:
         if event == "apply_done":
             applied.append(name)
 
+    config = _config(settings)
     try:
-        await _migrate(config=_config(settings), progress=progress)
+        await _reach(config)
+        await _migrate(config=config, progress=progress)
     finally:
         await Tortoise.close_connections()
     return applied
+
+
+async def _reach(config: dict[str, Any]) -> None:
+    """Connect once, and let go. Tortoise's migrations read which are applied taking any
+    error as "none", then connect again to record them: an unreachable database took its
+    connect timeout twice before failing, and a refused one was asked twice."""
+    await Tortoise.init(config=config)
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    finally:
+        await Tortoise.close_connections()
 
 
 async def open_database(settings: Settings, *, run_migrations: bool = True) -> list[str]:
