@@ -4,6 +4,7 @@ and `/v2/enqueue`), `acknowledgeIncident` and `resolveIncident`."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
@@ -15,9 +16,10 @@ from strawberry.types.base import get_object_definition
 
 from models.incident import Incident as IncidentRow
 from models.workspace import Service
+from opsgraph.settings import Settings
 from resolvers import incidents, validation
 from resolvers.auth import Scope
-from resolvers.errors import InvalidInput
+from resolvers.errors import FieldError, InvalidInput
 from resolvers.incident_events import EventAction, IncidentEvent, validate_event
 from schema.change import LinkInput
 from schema.common import InvalidEvent, record_each
@@ -84,6 +86,32 @@ class IncidentEventInput:
             "client": self.client,
             "client_url": self.client_url,
         }
+
+
+# The events API's names (what `validate_event` checks and names) as this input spells them.
+_GRAPHQL_NAMES = {
+    "event_action": "eventAction",
+    "routing_key": "routingKey",
+    "service_id": "serviceId",
+    "dedup_key": "dedupKey",
+    "client_url": "clientUrl",
+    "custom_details": "customDetails",
+}
+_API_NAME = re.compile(r"\b(" + "|".join(_GRAPHQL_NAMES) + r")\b")
+
+
+def _validate(input: IncidentEventInput, settings: Settings) -> IncidentEvent:
+    """`validate_event` on the input, its errors naming the input's own fields (`dedupKey`,
+    `payload.customDetails`), as the other mutations' errors do."""
+    try:
+        return validate_event(input.to_raw(), settings=settings)
+    except InvalidInput as exc:
+
+        def named(text: str) -> str:
+            return _API_NAME.sub(lambda match: _GRAPHQL_NAMES[match[1]], text)
+
+        errors = [FieldError(named(e.field), named(e.message)) for e in exc.errors]
+        raise InvalidInput(errors) from None
 
 
 def _incident_event_input(cls: type[Any], value: Mapping[str, Any], context: InputContext) -> Any:
@@ -218,7 +246,7 @@ class IncidentMutation:
     ) -> IncidentEventResult:
         principal = await info.context.require(Scope.EVENTS_WRITE)
         try:
-            event = validate_event(input.to_raw(), settings=info.context.settings)
+            event = _validate(input, info.context.settings)
         except InvalidInput as exc:
             return InvalidEvent.from_error(exc)
         service = await _service(principal.workspace_id, event)
@@ -276,7 +304,7 @@ class IncidentMutation:
             inputs,
             limit=settings.max_incident_events_per_call,
             noun="events",
-            validate=lambda item: validate_event(item.to_raw(), settings=settings),
+            validate=lambda item: _validate(item, settings),
             record=record,
             render=_rendered,
             validated=context.validated,

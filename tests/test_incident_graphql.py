@@ -164,6 +164,33 @@ async def test_send_incident_events_answers_each_in_order(
     assert incident.data["incident"]["alertCount"] == 2
 
 
+async def test_an_invalid_event_names_the_input_s_own_fields(gql: GraphQL, tenant: Tenant) -> None:
+    """A dashboard's form maps `fields` onto what it sent: the names are the GraphQL input's
+    (`dedupKey`), not the events API's (`dedup_key`), which `POST /api/events` keeps."""
+    routing_key = await tenant.service("db")
+    bad = {
+        "eventAction": "TRIGGER",
+        "dedupKey": "d" * 256,
+        "clientUrl": "u" * 2049,
+        "payload": {"summary": "s", "source": "s", "severity": "INFO", "customDetails": "text"},
+    }
+    expected = {
+        "routingKey": "is required (or serviceId)",
+        "dedupKey": "must be at most 255 characters",
+        "clientUrl": "must be at most 2048 characters",
+        "payload.customDetails": "must be a JSON object",
+    }
+    one = await send(gql, tenant.writer, bad)
+    result = await gql(SEND_MANY, tenant.writer, inputs=[trigger(routing_key), bad])
+    assert result.errors is None, result.errors
+    many = result.data["sendIncidentEvents"][1]
+    for invalid in (one, many):
+        assert invalid["__typename"] == "InvalidEvent"
+        assert {f["field"]: f["message"] for f in invalid["fields"]} == expected
+        assert "routingKey: is required (or serviceId)" in invalid["message"]
+        assert "_" not in invalid["message"].replace("d" * 256, "")
+
+
 async def test_send_incident_events_is_limited_and_needs_the_scope(
     settings: Settings, recorder: Recorder, gql: GraphQL, tenant: Tenant
 ) -> None:
