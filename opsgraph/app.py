@@ -55,6 +55,7 @@ from resolvers.errors import AuthError
 from rest_compat import agents as rest_agents
 from rest_compat import changes as rest_changes
 from rest_compat import incidents as rest_incidents
+from rest_compat.arrivals import ArrivalOrder, Line
 from rest_compat.common import (
     BEARER_CHALLENGE,
     PAGERDUTY_PATHS,
@@ -533,10 +534,16 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={500: _server_error, HTTPException: _http_error},
     )
+    # Where events apply in the order they arrived, whichever key sent them: a service's
+    # incident events (both paths, one line), a run's agent events.
+    incident_events, agent_events = Line(), Line()
+    lines = {"/api/events": incident_events, "/v2/enqueue": incident_events}
+    lines["/v1/events"] = agent_events
     app.add_middleware(RestPosts, routes=posts)  # innermost of ours
     app.add_middleware(
         RateLimit, settings=settings, pagerduty_paths=PAGERDUTY_PATHS, limiter=limiter
     )
+    app.add_middleware(ArrivalOrder, lines=lines)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ServerSend)  # outermost of ours
     app.state.graphql = graphql  # where `opsgraph.wsserver` finds it
@@ -549,7 +556,7 @@ def create_app(
         pagerduty_paths=PAGERDUTY_PATHS,
         limiter=limiter,
     )
-    rest = BodyLimit(limited, max_bytes=settings.max_body_bytes)
+    rest = BodyLimit(ArrivalOrder(limited, lines=lines), max_bytes=settings.max_body_bytes)
     app.state.rest_lane = RestLane(
         paths=frozenset(posts),
         app=rest,

@@ -64,6 +64,10 @@ class Batcher(Generic[T, R]):
         """Queue `item`, wait for its batch, and return its own outcome."""
         return await self._queue([item])[0]
 
+    def enqueue(self, item: T) -> asyncio.Future[R]:
+        """Queue `item` now; the future of its own outcome."""
+        return self._queue([item])[0]
+
     async def submit_many(self, items: Sequence[T]) -> list[R | BaseException]:
         """Queue several items at once (no task each); every item's own outcome, in order:
         its result, or the exception it failed with."""

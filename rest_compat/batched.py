@@ -16,6 +16,7 @@ from graphql import GraphQLError
 
 from resolvers.auth import Principal
 from resolvers.batching import Batcher
+from rest_compat.arrivals import PLACE
 from rest_compat.common import Endpoint, error_outcome
 
 Outcome = dict[str, Any] | BaseException
@@ -67,8 +68,14 @@ async def submit(
     `validated` is `item` as the mutation's validation gives it (the caller ran it, for
     its field-named errors): the mutation takes it instead of validating again."""
     queued = _Item(principal, item, validated)
-    answer: dict[str, Any] = await batcher(endpoint, mutation).submit(queued)
-    return answer
+    place = PLACE.get()
+    if place is None:
+        answer: dict[str, Any] = await batcher(endpoint, mutation).submit(queued)
+        return answer
+    await place.turn()  # those that arrived before it have joined (`rest_compat.arrivals`)
+    joined = batcher(endpoint, mutation).enqueue(queued)
+    place.leave()
+    return await joined
 
 
 def batcher(endpoint: Endpoint, mutation: ListMutation) -> Batcher[_Item, dict[str, Any]]:

@@ -13,7 +13,7 @@ import pytest
 from graphql import ExecutionResult, GraphQLError
 
 from models.incident import Incident
-from resolvers import incident_batch, incidents
+from resolvers import auth, incident_batch, incidents
 from rest_compat import batched
 from rest_compat.common import Endpoint
 from tests.conftest import Tenant
@@ -227,3 +227,72 @@ async def test_a_refused_call_is_run_again_one_event_at_a_time_in_order(
     assert alone == ["TRIGGER", "TRIGGER", "ACKNOWLEDGE"]  # the plug, then the two in order
     incident = await Incident.get(workspace_id=tenant.workspace_id, dedup_key="k")
     assert incident.status.value == "acknowledged"
+
+
+async def test_events_apply_in_the_order_they_arrived_not_the_order_their_keys_were_read(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trigger through `/v2/enqueue`, then its resolve through `/api/events` before the
+    trigger's routing key has been read: the bearer key's look-up is another statement,
+    which finished first, so the resolve was applied first, dropped, and the incident
+    stayed open for good (Alertmanager triggering, a remediation script resolving)."""
+    routing_key = await tenant.service("api")
+    reading = asyncio.Event()
+    read = auth.ROUTING_KEY_LOOKUP._work
+
+    async def slow_read(digests: Any) -> Any:
+        reading.set()
+        await asyncio.sleep(0.2)
+        return await read(digests)
+
+    monkeypatch.setattr(auth.ROUTING_KEY_LOOKUP, "_work", slow_read)
+    trigger = asyncio.create_task(
+        client.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
+    )
+    await asyncio.wait_for(reading.wait(), 10)  # it has arrived; its key is being read
+    resolve = await client.post(
+        "/api/events",
+        json=event(SEED_RESOLVE, routing_key, dedup_key="k"),
+        headers=bearer(tenant.writer),
+    )
+    triggered = await trigger
+    assert triggered.status_code == resolve.status_code == 202
+    assert resolve.json()["incident_key"] == triggered.json()["incident_key"] is not None
+    incident = await Incident.get(workspace_id=tenant.workspace_id, dedup_key="k")
+    assert incident.status.value == "resolved"
+
+
+async def test_a_request_refused_before_its_turn_holds_up_no_one_and_jumps_no_one(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a trigger whose routing key is being read: a request with an unknown key,
+    refused at once, then the resolve. The refused one leaves the line without letting the
+    resolve past the trigger."""
+    routing_key = await tenant.service("api")
+    reading = asyncio.Event()
+    read = auth.ROUTING_KEY_LOOKUP._work
+
+    async def slow_read(digests: Any) -> Any:
+        reading.set()
+        await asyncio.sleep(0.2)
+        return await read(digests)
+
+    monkeypatch.setattr(auth.ROUTING_KEY_LOOKUP, "_work", slow_read)
+    trigger = asyncio.create_task(
+        client.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
+    )
+    await asyncio.wait_for(reading.wait(), 10)
+    refused = await client.post(
+        "/api/events",
+        json=event(SEED_RESOLVE, routing_key, dedup_key="k"),
+        headers=bearer("og_unknown"),
+    )
+    assert refused.status_code == 401
+    resolve = await client.post(
+        "/api/events",
+        json=event(SEED_RESOLVE, routing_key, dedup_key="k"),
+        headers=bearer(tenant.writer),
+    )
+    assert (await trigger).status_code == resolve.status_code == 202
+    incident = await Incident.get(workspace_id=tenant.workspace_id, dedup_key="k")
+    assert incident.status.value == "resolved"
