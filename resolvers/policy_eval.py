@@ -397,12 +397,25 @@ def the_rule(op: MatchOp, expected: Any, glob: Callable[[str], object] | None, a
     return bool(_COMPARE[op](number, expected))
 
 
+# A tool call's or run's service and environment are stored in at most this many characters.
+NAME_MAX_LENGTH = 200
+
+
+def name_of(value: object) -> str | None:
+    """`value` as a service or environment name is kept: a string without the spaces or
+    line breaks around it, at most `NAME_MAX_LENGTH` characters; None where there is none."""
+    if not isinstance(value, str):
+        return None
+    return value.strip()[:NAME_MAX_LENGTH] or None
+
+
 def service_named(policy: PolicySpec, payload: Mapping[str, Any]) -> str | None:
-    """The service the policy's incident condition looks at, if the input names one."""
+    """The service the policy's incident condition looks at, if the input names one: read
+    as the call's own service is stored, so that `"api "` (which is filed under `api`) is
+    not let through a freeze of `api`."""
     if policy.incident_open_on_service_from is None:
         return None
-    value = lookup(payload, policy.incident_open_on_service_from)
-    return value if isinstance(value, str) and value else None
+    return name_of(lookup(payload, policy.incident_open_on_service_from))
 
 
 def services_to_check(policies: Iterable[PolicySpec], payload: Mapping[str, Any]) -> set[str]:

@@ -21,7 +21,7 @@ from opsgraph.settings import Settings
 from resolvers import approvals
 from resolvers.agent_seen import KnownRun
 from resolvers.errors import FieldError, InvalidInput
-from resolvers.policy_eval import Decision
+from resolvers.policy_eval import Decision, name_of
 from resolvers.rows import new_row
 from resolvers.timeline import record_entry
 
@@ -73,9 +73,9 @@ class Step:
 def target_of(*sources: Mapping[str, Any], key: str) -> str | None:
     """The first non-empty string under `key` among the sources (input, context, metadata)."""
     for source in sources:
-        value = source.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:200]
+        name = name_of(source.get(key))
+        if name is not None:
+            return name
     return None
 
 

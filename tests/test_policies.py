@@ -344,6 +344,12 @@ async def test_a_change_freeze_while_an_incident_is_open(
     other = tool_called("e3", "tc_3", service="web")
     assert (await decision(client, tenant.writer, other))["toolCallStatus"] == "allowed"
 
+    # A service written with spaces or a line break around it is the one it is filed
+    # under: it was let through the freeze, then shown on `api`'s timeline.
+    for index, written in enumerate([" api ", "api\n", "\tapi"]):
+        spaced = tool_called(f"e3{index}", f"tc_3{index}", service=written)
+        assert (await decision(client, tenant.writer, spaced))["toolCallStatus"] == "blocked"
+
     await incident("acknowledge")  # acknowledged is still open
     again = tool_called("e4", "tc_4", service="api")
     assert (await decision(client, tenant.writer, again))["toolCallStatus"] == "blocked"

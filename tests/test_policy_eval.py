@@ -210,6 +210,8 @@ def test_incident_open_on_the_named_service() -> None:
     assert (
         decision.reason == 'Tool call deploy is blocked by policy "Change freeze during incidents".'
     )
+    spaced = evaluate([freeze], call(service=" api\n"), open_incident_services=burning)
+    assert spaced.outcome is ToolCallDecision.BLOCKED  # filed under `api`, so held as `api`
     assert not evaluate([freeze], call(service="web"), open_incident_services=burning).matched
     assert not evaluate([freeze], call(), open_incident_services=burning).matched
     assert not evaluate([freeze], call(service="api")).matched
@@ -218,6 +220,8 @@ def test_incident_open_on_the_named_service() -> None:
     )
     payload = {"target": {"service": "api"}, "service": "web"}
     assert services_to_check([freeze, nested], payload) == {"api", "web"}
+    assert services_to_check([freeze], {"service": " web\t"}) == {"web"}
+    assert services_to_check([freeze], {"service": "  "}) == set()
     assert services_to_check([PROD_DEPLOY], payload) == set()
 
 
