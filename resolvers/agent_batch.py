@@ -36,6 +36,7 @@ class PendingCall:
     """A decided `tool.called` event waiting for its batch."""
 
     workspace_id: str
+    sender: str  # the name of the key that sent it
     data: AgentEventData
     decision: Decision
     settings: Settings
@@ -110,6 +111,7 @@ async def _store(items: Sequence[PendingCall]) -> list[StoredCall]:
             decision=item.decision,
             settings=item.settings,
             run=run,
+            sender=item.sender,
         )
         events.append(event_row(workspace_id=item.workspace_id, data=item.data, step=step))
         steps[index] = step

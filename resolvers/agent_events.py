@@ -207,6 +207,7 @@ async def record_agent_event(
                 stored = await store_call(
                     PendingCall(
                         workspace_id=workspace_id,
+                        sender=principal.name,
                         data=data,
                         decision=decision,
                         settings=settings,
@@ -228,7 +229,7 @@ async def record_agent_event(
             )
         try:
             async with in_transaction() as connection:
-                step = await _dispatch(workspace_id, data)
+                step = await _dispatch(workspace_id, data, sender=principal.name)
                 await insert_rows(
                     connection, [event_row(workspace_id=workspace_id, data=data, step=step)]
                 )
@@ -362,14 +363,17 @@ async def _decide(
     )
 
 
-async def _dispatch(workspace_id: str, data: AgentEventData) -> runs.Step:
-    """Every event but `tool.called` (stored in batches, see `resolvers.agent_batch`)."""
+async def _dispatch(workspace_id: str, data: AgentEventData, *, sender: str) -> runs.Step:
+    """Every event but `tool.called` (stored in batches, see `resolvers.agent_batch`);
+    `sender`: the name of the key that sent it."""
     if data.event_type is EventType.RUN_STARTED:
-        return await runs.start_run(workspace_id=workspace_id, data=data)
+        return await runs.start_run(workspace_id=workspace_id, data=data, sender=sender)
     if data.event_type in {EventType.RUN_COMPLETED, EventType.RUN_FAILED}:
+        failed = data.event_type is EventType.RUN_FAILED
         return await runs.finish_run(
-            workspace_id=workspace_id, data=data, failed=data.event_type is EventType.RUN_FAILED
+            workspace_id=workspace_id, data=data, failed=failed, sender=sender
         )
+    failed = data.event_type is EventType.TOOL_FAILED
     return await runs.finish_tool_call(
-        workspace_id=workspace_id, data=data, failed=data.event_type is EventType.TOOL_FAILED
+        workspace_id=workspace_id, data=data, failed=failed, sender=sender
     )

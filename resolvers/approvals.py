@@ -89,15 +89,18 @@ def new_approval(*, tool_call: ToolCall, reason: str, settings: Settings) -> App
     )
 
 
-def requested_entry(approval: Approval, call: ToolCall, *, occurred_at: datetime) -> dict[str, Any]:
-    """The APPROVAL_REQUESTED entry's fields, for the caller to record last."""
+def requested_entry(
+    approval: Approval, call: ToolCall, *, occurred_at: datetime, actor: str
+) -> dict[str, Any]:
+    """The APPROVAL_REQUESTED entry's fields, for the caller to record last; `actor` is
+    the name of the key that sent the call."""
     return _entry(
         approval,
         call,
         TimelineKind.APPROVAL_REQUESTED,
         f"Approval requested: {approval.reason}",
         occurred_at=occurred_at,
-        actor=call.agent_id,
+        actor=actor,
         expiresAt=_iso(approval.expires_at),
     )
 

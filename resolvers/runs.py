@@ -101,7 +101,7 @@ def new_run(*, workspace_id: str, data: AgentEventData) -> Run:
     )
 
 
-async def start_run(*, workspace_id: str, data: AgentEventData) -> Step:
+async def start_run(*, workspace_id: str, data: AgentEventData, sender: str) -> Step:
     """`run.started`: create the run, or fill in what an earlier event (a `tool.called` that
     arrived first) left out; a run that has started is a conflict, as ending one twice is."""
     run = await _run_for(workspace_id, data)
@@ -128,13 +128,17 @@ async def start_run(*, workspace_id: str, data: AgentEventData) -> Step:
     summary = f"{data.agent_id} started run {data.run_key}"
     step.add_entry(
         **_run_entry(
-            run, TimelineKind.RUN_STARTED, data, summary + (f": {run.task}" if run.task else "")
+            run,
+            TimelineKind.RUN_STARTED,
+            data,
+            summary + (f": {run.task}" if run.task else ""),
+            sender=sender,
         ),
     )
     return step
 
 
-async def finish_run(*, workspace_id: str, data: AgentEventData, failed: bool) -> Step:
+async def finish_run(*, workspace_id: str, data: AgentEventData, failed: bool, sender: str) -> Step:
     """`run.completed` / `run.failed`: end a running run; a finished run is a conflict."""
     status = RunStatus.FAILED if failed else RunStatus.COMPLETED
     run = await _run_for(workspace_id, data)
@@ -150,11 +154,15 @@ async def finish_run(*, workspace_id: str, data: AgentEventData, failed: bool) -
         f": {data.error}" if data.error else ""
     )
     kind = TimelineKind.RUN_FAILED if failed else TimelineKind.RUN_COMPLETED
-    step.add_entry(**_run_entry(run, kind, data, summary[:1000]))
+    step.add_entry(**_run_entry(run, kind, data, summary[:1000], sender=sender))
     return step
 
 
-def _run_entry(run: Run, kind: TimelineKind, data: AgentEventData, summary: str) -> dict[str, Any]:
+def _run_entry(
+    run: Run, kind: TimelineKind, data: AgentEventData, summary: str, *, sender: str
+) -> dict[str, Any]:
+    """A run's entry; its actor is the name of the key that sent the event (the agent's own
+    id, which any key of the workspace may claim, is in the summary and on the run)."""
     return {
         "workspace_id": run.workspace_id,
         "kind": kind,
@@ -162,7 +170,7 @@ def _run_entry(run: Run, kind: TimelineKind, data: AgentEventData, summary: str)
         "summary": summary,
         "service": run.service,
         "environment": run.environment,
-        "actor": data.agent_id,
+        "actor": sender,
         "details": {"runId": run.run_key, "eventId": data.event_id, "status": data.status},
         "subject_type": "Run",
         "subject_id": run.id,
@@ -176,6 +184,7 @@ def plan_tool_call(
     decision: Decision,
     settings: Settings,
     run: KnownRun,
+    sender: str,
 ) -> Step:
     """`tool.called`: the call with its policy decision, held for approval if asked.
 
@@ -222,6 +231,7 @@ def plan_tool_call(
             TimelineKind.TOOL_CALLED,
             data,
             f"{data.agent_id} called {call.tool_name} ({_WORDS[decision.outcome]})",
+            sender=sender,
             decision=decision.outcome.value,
             reason=decision.reason,
             matchedPolicies=matched,
@@ -229,13 +239,23 @@ def plan_tool_call(
         )
     )
     if approval is not None:
-        step.add_entry(**approvals.requested_entry(approval, call, occurred_at=data.occurred_at))
+        requested = approvals.requested_entry(
+            approval, call, occurred_at=data.occurred_at, actor=sender
+        )
+        step.add_entry(**requested)
     return step
 
 
 def _call_entry(
-    call: ToolCall, kind: TimelineKind, data: AgentEventData, summary: str, **details: Any
+    call: ToolCall,
+    kind: TimelineKind,
+    data: AgentEventData,
+    summary: str,
+    *,
+    sender: str,
+    **details: Any,
 ) -> dict[str, Any]:
+    """A tool call's entry; its actor is the name of the key that sent the event."""
     return {
         "workspace_id": call.workspace_id,
         "kind": kind,
@@ -243,7 +263,7 @@ def _call_entry(
         "summary": summary[:1000],
         "service": call.service,
         "environment": call.environment,
-        "actor": data.agent_id,
+        "actor": sender,
         "details": {
             "runId": data.run_key,
             "toolCallId": call.call_key,
@@ -256,7 +276,9 @@ def _call_entry(
     }
 
 
-async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: bool) -> Step:
+async def finish_tool_call(
+    *, workspace_id: str, data: AgentEventData, failed: bool, sender: str
+) -> Step:
     """`tool.completed` / `tool.failed`; completing a call not cleared to run is a violation."""
     assert data.call_key is not None
     run = await Run.get_or_none(workspace_id=workspace_id, run_key=data.run_key)
@@ -288,7 +310,7 @@ async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: b
     step = Step(run_id=run.id, tool_call=call)
     kind = TimelineKind.TOOL_FAILED if failed else TimelineKind.TOOL_COMPLETED
     summary = f"{data.agent_id}'s {call.tool_name} call {verb}"
-    step.add_entry(**_call_entry(call, kind, data, summary, error=data.error))
+    step.add_entry(**_call_entry(call, kind, data, summary, sender=sender, error=data.error))
     if violation is not None:
         step.add_entry(
             **_call_entry(
@@ -296,6 +318,7 @@ async def finish_tool_call(*, workspace_id: str, data: AgentEventData, failed: b
                 TimelineKind.POLICY_VIOLATION,
                 data,
                 violation,
+                sender=sender,
                 statusBefore=before.value,
                 decision=call.decision.value,
                 matchedPolicies=call.matched_policies,

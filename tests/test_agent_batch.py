@@ -47,7 +47,7 @@ async def pending(tenant: Tenant, settings: Settings, body: dict[str, Any]) -> P
     decision = await decide_tool_call(
         workspace_id=tenant.workspace_id, call=call, settings=settings, version=seen.policy_version
     )
-    return PendingCall(tenant.workspace_id, data, decision, settings, seen)
+    return PendingCall(tenant.workspace_id, "agent-key", data, decision, settings, seen)
 
 
 async def entries(tenant: Tenant) -> list[tuple[int, str]]:

@@ -11,6 +11,7 @@ import httpx
 
 from opsgraph.settings import Settings
 from resolvers.agent_events import validate_agent_event
+from resolvers.auth import Scope
 from tests.agent_helpers import (
     CURL_RUN_COMPLETED,
     CURL_RUN_STARTED,
@@ -137,7 +138,7 @@ async def test_the_seed_request_gets_the_seed_response_shape(
     # The call names its service: its timeline entry carries it (suspect changes use it).
     called = [e for e in await timeline(gql, tenant.reader) if e["kind"] == "TOOL_CALLED"]
     assert called[0]["service"] == "api" and called[0]["environment"] == "production"
-    assert called[0]["actor"] == "my-agent"
+    assert called[0]["actor"] == "ci-pipeline"  # the key's name: who sent it, not who it says
     assert called[0]["summary"] == "my-agent called deploy (awaiting approval)"
 
 
@@ -516,3 +517,38 @@ async def test_runs_started_at_one_time_page_without_a_gap_or_an_empty_page(
         pages = await walk_pages(gql, RUNS, tenant.reader, "runs", "runId", first=first)
         assert sorted(sum(pages, [])) == runs, first
         assert len(pages) == -(-len(runs) // first), first  # a full last page is the last
+
+
+async def test_each_entry_names_the_key_that_sent_it_whatever_agent_it_claims(
+    client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
+) -> None:
+    """Any key of the workspace may post as any `agentId`: the actor of what an agent did
+    is the name of the key that sent it (as for changes, and a person's approval), so that
+    which credential acted can be told afterwards."""
+    other = await tenant.key(Scope.EVENTS_WRITE, name="nightly-batch")
+    await create_policy(
+        gql,
+        tenant.admin,
+        name="Approve deploys",
+        action="REQUIRE_APPROVAL",
+        toolName="deploy",
+    )
+    sent = [
+        (tenant.writer, event("e1", "run.started", run="r1")),
+        (other, tool_called("e2", "tc1", run="r1")),
+        (tenant.writer, tool_called("e3", "tc2", tool="read_logs", run="r1")),
+        (other, event("e4", "tool.completed", run="r1", toolCallId="tc2")),
+        (tenant.writer, event("e5", "run.completed", run="r1")),
+    ]
+    for key, body in sent:
+        response = await post(client, key, body)
+        assert response.status_code == 200, response.text
+    actors = {(e["kind"], e["actor"]) for e in await timeline(gql, tenant.reader)}
+    assert actors == {
+        ("RUN_STARTED", "ci-pipeline"),
+        ("TOOL_CALLED", "nightly-batch"),
+        ("APPROVAL_REQUESTED", "nightly-batch"),
+        ("TOOL_CALLED", "ci-pipeline"),
+        ("TOOL_COMPLETED", "nightly-batch"),
+        ("RUN_COMPLETED", "ci-pipeline"),
+    }

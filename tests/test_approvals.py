@@ -523,7 +523,7 @@ async def test_completing_a_call_not_cleared_to_run_is_a_violation(
 
     [edge] = (await gql(VIOLATIONS, gated.reader)).data["timeline"]["edges"]
     entry = edge["node"]
-    assert entry["summary"] == expected and entry["actor"] == "my-agent"
+    assert entry["summary"] == expected and entry["actor"] == "ci-pipeline"  # the sending key
     assert entry["subject"] == {
         "__typename": "ToolCall",
         "toolCallId": "tc_1",
