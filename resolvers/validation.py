@@ -189,6 +189,7 @@ class Checker:
         return value
 
     def string_list(self, name: str, *, max_items: int, max_length: int) -> list[str]:
+        """Names (labels): each kept without the spaces around it, and once."""
         value = self.raw.get(name)
         if value is None:
             return []
@@ -205,10 +206,11 @@ class Checker:
             if not is_unicode(item):
                 self.error(name, "each item must be valid Unicode text (no lone surrogates)")
                 return []
-            if not item.strip() or len(item) > max_length:
-                self.error(name, f"each item must be 1 to {max_length} characters")
-                return []
-        return list(dict.fromkeys(value))  # each once, in the order first given
+        names = [item.strip() for item in value]
+        if not all(0 < len(item) <= max_length for item in names):
+            self.error(name, f"each item must be 1 to {max_length} characters")
+            return []
+        return list(dict.fromkeys(names))  # each once, in the order first given
 
     def json_object(self, name: str, *, max_bytes: int | None) -> dict[str, Any]:
         """A JSON object (absent: empty) that a store can keep: encodable, no NUL, and at

@@ -106,7 +106,8 @@ def bounded(settings: Settings, flt: Filter) -> Filter:
     a list holds more than `filter_max_values` values or one longer than any stored name
     (`FILTER_VALUE_MAX_LENGTH`), or a text more than
     `filter_max_text_length` characters: what no dashboard asks, and what makes a statement
-    the database plans for minutes (hundreds of labels to match ALL) or cannot bind at all."""
+    the database plans for minutes (hundreds of labels to match ALL) or cannot bind at all.
+    The names in its lists are read without the spaces around them."""
     for field in dataclasses.fields(flt):  # type: ignore[arg-type]
         value = getattr(flt, field.name)
         name = to_camel_case(field.name)  # as the schema names it
@@ -123,4 +124,16 @@ def bounded(settings: Settings, flt: Filter) -> Filter:
         if isinstance(value, str) and len(value) > settings.filter_max_text_length:
             limit = settings.filter_max_text_length
             raise public_error("BAD_USER_INPUT", f"filter.{name}: at most {limit} characters.")
-    return flt
+    return _trimmed(flt)
+
+
+def _trimmed(flt: Filter) -> Filter:
+    """The filter with the names in its lists (services, labels, ...) without the spaces
+    around them, as every name is stored: `" web "` matched nothing."""
+    changes = {
+        field.name: [item.strip() if isinstance(item, str) else item for item in value]
+        for field in dataclasses.fields(flt)  # type: ignore[arg-type]
+        if isinstance(value := getattr(flt, field.name), list)
+        and any(isinstance(item, str) and item != item.strip() for item in value)
+    }
+    return dataclasses.replace(flt, **changes) if changes else flt  # type: ignore[type-var]

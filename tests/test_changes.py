@@ -148,8 +148,9 @@ async def test_a_label_given_twice_is_kept_once(
     client: httpx.AsyncClient, tenant: Tenant, gql: GraphQL
 ) -> None:
     """The change and its timeline entry hold the same labels (the change kept the repeat,
-    the entry did not); labels differing in case are two labels."""
-    event = {**SEED_EVENT, "labels": ["release", "release", "Release"]}
+    the entry did not); labels differing in case are two labels. A label is kept without
+    the spaces around it, as a service is: `" release"` was a label no filter found."""
+    event = {**SEED_EVENT, "labels": ["release", " release", "release\n", "Release"]}
     response = await client.post("/events", headers=bearer(tenant.writer), json=event)
     assert response.status_code == 201
     query = "{ timeline { edges { node { labels subject { ... on Change { labels } } } } } }"

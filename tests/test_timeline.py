@@ -123,6 +123,8 @@ async def test_filters(gql: GraphQL, tenant: Tenant, recorder: Recorder, setting
         ["api config", "web deploy"],
     )
     await check({"services": ["api"], "labels": ["config"], "text": "config"}, ["api config"])
+    # Names are stored without the spaces around them, and looked for so.
+    await check({"services": [" api "], "labels": ["config\t"]}, ["api config"])
 
 
 async def test_cursor_pages_have_no_gap_or_duplicate(
