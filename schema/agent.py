@@ -237,7 +237,13 @@ class RunConnection:
 
 @strawberry.type
 class RunQuery:
-    @strawberry.field(description="Runs newest first.")
+    @strawberry.field(
+        description=(
+            "Runs newest first, by `startedAt`. A `run.started` that arrives after the run's "
+            "first event moves its `startedAt` back, and the run with it: a walk through the "
+            "pages meanwhile may meet it again, so keep runs by `id`."
+        )
+    )
     async def runs(
         self,
         info: Info,
