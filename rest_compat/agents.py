@@ -178,30 +178,39 @@ def render_approval(approval: dict[str, Any]) -> dict[str, Any]:
 
 @asynccontextmanager
 async def _relay_settlement(
-    hub: Hub | None, workspace_id: str, approval_id: str
-) -> AsyncIterator[None]:
+    hub: Hub | None, principal: Principal, approval_id: str
+) -> AsyncIterator[asyncio.Future[None]]:
     """While in the block, wake this process's waiters on the approval as soon as its
-    decision or expiry reaches the hub from any process (without a bus, they poll)."""
+    decision or expiry reaches the hub from any process (without a bus, they poll). Gives a
+    future done then, or as soon as the waiting key's revocation reaches the hub (the wait
+    then ends at once, to a 401, instead of at its end)."""
+    relayed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     if hub is None:
-        yield
+        yield relayed
         return
     try:
         subscriber = await hub.subscribe(
-            workspace_id=workspace_id,
+            workspace_id=principal.workspace_id,
             accepts=lambda e: e.kind in SETTLED_KINDS and e.subject_id == approval_id,
+            key_id=principal.key_id,
         )
     except LiveError:
-        yield
+        yield relayed
         return
 
     async def relay() -> None:
-        with contextlib.suppress(LiveError):
+        try:
             await subscriber.next()
-            approvals.wake(approval_id)
+        except LiveError:
+            if hub.is_revoked(principal.key_id):
+                relayed.set_result(None)  # the key is asked again, to a 401
+            return  # else the bus is lost: the waiters poll
+        approvals.wake(approval_id)
+        relayed.set_result(None)
 
     task = asyncio.create_task(relay())
     try:
-        yield
+        yield relayed
     finally:
         task.cancel()
         hub.unsubscribe(subscriber)
@@ -266,7 +275,7 @@ async def get_approval(endpoint: Endpoint, request: Request) -> Response:
             raise RestError(404, "NOT_FOUND", f"No approval {approval_id!r} in this workspace.")
         if approval["status"] == "PENDING" and wait > 0:
             with _counted_wait(endpoint, principal.key_id):
-                async with _relay_settlement(endpoint.hub, principal.workspace_id, approval_id):
+                async with _relay_settlement(endpoint.hub, principal, approval_id) as relayed:
                     settled = approvals.wait_until_settled(
                         workspace_id=principal.workspace_id,
                         approval_id=approval_id,
@@ -277,7 +286,7 @@ async def get_approval(endpoint: Endpoint, request: Request) -> Response:
                     # what it has, and the agent asks again, of another process): either
                     # would otherwise hold the server's shutdown for the rest of the wait.
                     ended = await _first_of(
-                        settled, _client_gone(request), endpoint.draining.wait()
+                        settled, _client_gone(request), endpoint.draining.wait(), relayed
                     )
             if ended == _HUNG_UP:
                 return Response(status_code=204)  # nobody is there to read it

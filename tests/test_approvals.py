@@ -37,6 +37,7 @@ from tests.agent_helpers import (
     tool_called,
 )
 from tests.conftest import GraphQL, Recorder, Tenant, until_waiting_for_a_lock, with_settings
+from tests.test_changes import bearer
 from tests.test_timeline import b64
 
 APPROVAL = """
@@ -391,6 +392,29 @@ async def test_a_key_revoked_during_the_long_poll_gets_no_answer(
     approver = await gated.key(Scope.APPROVALS_DECIDE, name="erin")
     await gql(DECIDE, approver, id=approval_id, decision="APPROVE")
     answer = await asyncio.wait_for(poll, timeout=5)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_key_revoked_during_the_long_poll_is_told_at_once(
+    client: httpx.AsyncClient, gated: Tenant, gql: GraphQL
+) -> None:
+    """With no decision coming, the revoked key's poll held its connection to the end of
+    its wait (30 s here, up to the maximum) before its 401: it now ends when the
+    revocation reaches the server, as the key's subscriptions do."""
+    agent = await gated.key(Scope.EVENTS_WRITE, name="short-lived")
+    body = tool_called("evt_rv", "tc_rv", environment="production", service="api")
+    approval_id = (await post(client, agent, body)).json()["approvalId"]
+    poll = asyncio.create_task(
+        client.get(f"/v1/approvals/{approval_id}?wait=30", headers=api_key(agent))
+    )
+    await asyncio.sleep(0.3)
+    keys = (await gql("{ apiKeys { id name } }", gated.admin)).data["apiKeys"]
+    key_id = next(key["id"] for key in keys if key["name"] == "short-lived")
+    revoke = {"query": "mutation($id: ID!) { revokeApiKey(id: $id) }", "variables": {"id": key_id}}
+    revoked = await client.post("/graphql", json=revoke, headers=bearer(gated.admin))
+    assert revoked.json() == {"data": {"revokeApiKey": True}}
+    answer = await asyncio.wait_for(poll, timeout=3)  # not the 30 s it asked to wait
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
 
