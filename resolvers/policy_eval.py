@@ -288,20 +288,26 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-# JSON's grammar of a number: a string holding one compares as that number.
-_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+# A number as a string holds one for the tools an agent calls (Python's `float`, JavaScript's
+# `Number` alike): decimal digits with a sign, a point and an exponent, spaces around. Not
+# "1,500", "1_500", "0x10", "inf" or other scripts' digits, which they read differently.
+_NUMBER_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
 _LONGEST_INT_TEXT = 4000  # past this, int() refuses (Python's digit limit): read as a float
 
 
 def _as_number(value: object) -> int | float | None:
     """What `LT`, `LTE`, `GT` and `GTE` compare: a number, or a string holding one (an agent
-    that quotes `"150"` must not slip past `amount > 100`); None for anything else."""
+    that quotes `"150"`, or writes `" 150"` or `"+150"`, must not slip past `amount > 100`);
+    None for anything else."""
     if _is_number(value):
         return value  # type: ignore[return-value]
-    if type(value) is not str or not _NUMBER_TEXT.fullmatch(value):
+    if type(value) is not str:
         return None
-    whole = value.lstrip("-").isdigit() and len(value) <= _LONGEST_INT_TEXT
-    return int(value) if whole else float(value)
+    text = value.strip()
+    if not _NUMBER_TEXT.fullmatch(text):
+        return None
+    whole = text.lstrip("-+").isdigit() and len(text) <= _LONGEST_INT_TEXT
+    return int(text) if whole else float(text)
 
 
 def _json_equal(left: object, right: object) -> bool:

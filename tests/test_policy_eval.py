@@ -128,7 +128,14 @@ PAYLOAD: dict[str, Any] = {
     "amount": "150",
     "fraction": "-0.5e0",
     "exponent": "1e3",
-    "padded": " 150",
+    "padded": " 150\n",
+    "signed": "+150",
+    "zeros": "0150",
+    "pointed": "150.",
+    "grouped": "1,500",
+    "underscored": "1_500",
+    "wide": "\uff11\uff15\uff10",  # fullwidth 150
+    "infinite": "inf",
     "hex": "0x10",
 }
 
@@ -164,7 +171,16 @@ PAYLOAD: dict[str, Any] = {
         ("amount", MatchOp.LT, 150, False),
         ("fraction", MatchOp.LT, -0.25, True),
         ("exponent", MatchOp.GT, 999, True),
-        ("padded", MatchOp.GT, 100, False),  # not JSON's grammar of a number
+        # As the tools an agent calls read them: an agent writing " 150" or "+150" does not
+        # slip past a limit of 100 (it did); "1,500" and the rest are not read as numbers.
+        ("padded", MatchOp.GT, 100, True),
+        ("signed", MatchOp.GT, 100, True),
+        ("zeros", MatchOp.GT, 100, True),
+        ("pointed", MatchOp.GTE, 150, True),
+        ("grouped", MatchOp.GT, 1, False),
+        ("underscored", MatchOp.GT, 1, False),
+        ("wide", MatchOp.GT, 1, False),
+        ("infinite", MatchOp.GT, 1, False),
         ("hex", MatchOp.GT, 1, False),
         ("amount", MatchOp.EQ, 150, False),  # EQ stays JSON equality: "150" is not 150
         ("dry", MatchOp.GTE, 0, False),  # booleans are not numbers
