@@ -195,6 +195,8 @@ async def _relay_settlement(
             key_id=principal.key_id,
         )
     except LiveError:
+        if hub.is_revoked(principal.key_id):
+            relayed.set_result(None)  # the key is asked again, to a 401
         yield relayed
         return
 
@@ -202,11 +204,12 @@ async def _relay_settlement(
         try:
             await subscriber.next()
         except LiveError:
-            if hub.is_revoked(principal.key_id):
+            if hub.is_revoked(principal.key_id) and not relayed.done():
                 relayed.set_result(None)  # the key is asked again, to a 401
             return  # else the bus is lost: the waiters poll
         approvals.wake(approval_id)
-        relayed.set_result(None)
+        if not relayed.done():  # `_first_of` cancels it when another wait ends first
+            relayed.set_result(None)
 
     task = asyncio.create_task(relay())
     try:

@@ -11,7 +11,9 @@ dedup_key"), and the incident stayed open.
 
 So such a request takes a place in its path's `Line` as soon as its whole body is in
 (`ArrivalOrder`, outside the rate limit), and joins its batch only on its turn
-(`rest_compat.batched.submit`): once every request before it has joined one or ended.
+(`rest_compat.batched.submit`): once every request before it has joined one or been
+answered otherwise (refused, say). Its place is left then, not once its answer is written:
+a client that does not read its answers must not hold up those behind it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 import contextvars
 from collections.abc import Awaitable, Mapping
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class Place:
@@ -87,7 +89,9 @@ class ArrivalOrder:
         self.lines = lines
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        # Once in line: a request the REST lane hands on to the app's own stack, which
+        # holds this middleware too, would otherwise wait for its own place.
+        if scope["type"] == "http" and scope["method"] == "POST" and PLACE.get() is None:
             line = self.lines.get(scope["path"])
             if line is not None:
                 return self._in_line(line, scope, receive, send)
@@ -96,8 +100,14 @@ class ArrivalOrder:
     async def _in_line(self, line: Line, scope: Scope, receive: Receive, send: Send) -> None:
         place = line.join()
         token = PLACE.set(place)
+
+        async def answering(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                place.leave()  # answered without a batch (or after one): next, please
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, answering)
         finally:
             place.leave()
             PLACE.reset(token)

@@ -21,7 +21,8 @@ from models.approval import Approval, ApprovalStatus
 from opsgraph.app import create_app
 from opsgraph.settings import Settings
 from resolvers import approvals
-from resolvers.auth import Scope
+from resolvers.auth import Principal, Scope
+from rest_compat import agents
 from schema import build_schema
 from schema.context import Context
 from tests.agent_helpers import (
@@ -36,7 +37,14 @@ from tests.agent_helpers import (
     timeline,
     tool_called,
 )
-from tests.conftest import GraphQL, Recorder, Tenant, until_waiting_for_a_lock, with_settings
+from tests.conftest import (
+    GraphQL,
+    Recorder,
+    Tenant,
+    memory_bus,
+    until_waiting_for_a_lock,
+    with_settings,
+)
 from tests.test_changes import bearer
 from tests.test_timeline import b64
 
@@ -672,3 +680,24 @@ async def test_an_unexpected_failure_of_the_approval_endpoint_is_answered_and_lo
     assert [
         record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
     ] == [f"unhandled error on GET /v1/approvals/{approval_id}"]
+
+
+async def test_the_relay_of_a_long_poll_ends_it_for_a_revoked_key_and_never_fails(
+    tenant: Tenant,
+) -> None:
+    """The long-poll's relay ends its wait when the key's revocation arrives, also when it
+    had arrived before the wait began; and a revocation arriving after another wait ended
+    first (its future cancelled) is no error left unread in a task."""
+    principal = Principal(
+        key_id="key_gone", workspace_id=tenant.workspace_id, name="a", scopes=frozenset()
+    )
+    async with memory_bus(queue_size=10) as bus:
+        async with agents._relay_settlement(bus.hub, principal, "ap_1") as relayed:
+            await asyncio.sleep(0)  # the relay waits on its subscriber
+            relays = [task for task in asyncio.all_tasks() if "relay()" in repr(task)]
+            relayed.cancel()  # what `_first_of` does when another wait ends first
+            bus.hub.revoke("key_gone")
+            await asyncio.wait(relays, timeout=5)
+            assert relays[0].exception() is None
+        async with agents._relay_settlement(bus.hub, principal, "ap_1") as relayed:
+            assert relayed.done()  # revoked before: the poll ends at once, to a 401

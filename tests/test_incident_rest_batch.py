@@ -5,18 +5,22 @@ they arrived even when different keys send them, each failing alone."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from graphql import ExecutionResult, GraphQLError
+from starlette.applications import Starlette
 
 from models.incident import Incident
+from opsgraph.restlane import RestHttpProtocol
 from resolvers import auth, incident_batch, incidents
 from rest_compat import batched
 from rest_compat.common import Endpoint
 from tests.conftest import Tenant
+from tests.servers import served
 from tests.test_incidents import SEED_ACK, SEED_RESOLVE, SEED_TRIGGER, bearer, event
 
 
@@ -296,3 +300,112 @@ async def test_a_request_refused_before_its_turn_holds_up_no_one_and_jumps_no_on
     assert (await trigger).status_code == resolve.status_code == 202
     incident = await Incident.get(workspace_id=tenant.workspace_id, dedup_key="k")
     assert incident.status.value == "resolved"
+
+
+async def test_the_order_holds_in_the_rest_lane_too(
+    app: Starlette, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same as the first test of the order, over a socket to `opsgraph serve`'s HTTP
+    protocol, whose REST lane has its own stack of the body limit, the line and the rest."""
+    routing_key = await tenant.service("api")
+    reading = asyncio.Event()
+    read = auth.ROUTING_KEY_LOOKUP._work
+
+    async def slow_read(digests: Any) -> Any:
+        reading.set()
+        await asyncio.sleep(0.2)
+        return await read(digests)
+
+    monkeypatch.setattr(auth.ROUTING_KEY_LOOKUP, "_work", slow_read)
+    async with served(app, http=RestHttpProtocol) as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            trigger = asyncio.create_task(
+                http.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
+            )
+            await asyncio.wait_for(reading.wait(), 10)
+            resolve = await http.post(
+                "/api/events",
+                json=event(SEED_RESOLVE, routing_key, dedup_key="k"),
+                headers=bearer(tenant.writer),
+            )
+            assert (await trigger).status_code == resolve.status_code == 202
+    incident = await Incident.get(workspace_id=tenant.workspace_id, dedup_key="k")
+    assert incident.status.value == "resolved"
+
+
+async def test_a_refused_request_whose_answer_is_not_read_holds_up_no_one(
+    app: Starlette, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """A client that does not read its answers (uvicorn waits for ever to write them): its
+    refused request left its place in the line only once its 401 was written, so every
+    incident event behind it waited as long, with no key needed to do it."""
+    routing_key = await tenant.service("api")
+    body = json.dumps(event(SEED_TRIGGER, routing_key, dedup_key="x")).encode()
+    headers = [(b"authorization", b"Bearer og_unknown"), (b"content-type", b"application/json")]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/events",
+        "raw_path": b"/api/events",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    answering = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def never_read(message: Any) -> None:
+        answering.set()
+        await asyncio.Event().wait()  # the answer never leaves
+
+    refused = asyncio.create_task(app(scope, receive, never_read))
+    try:
+        await asyncio.wait_for(answering.wait(), 10)
+        posted = client.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
+        response = await asyncio.wait_for(posted, 5)
+        assert response.status_code == 202
+    finally:
+        refused.cancel()
+
+
+async def test_a_request_handed_on_to_the_app_s_own_stack_keeps_its_one_place(
+    app: Starlette, tenant: Tenant
+) -> None:
+    """The REST lane's stack hands what its routes do not answer (a path behind a root
+    path) to the app, whose own stack has the line too: a second place, behind the first,
+    would wait for ever."""
+    routing_key = await tenant.service("api")
+    body = json.dumps(event(SEED_TRIGGER, routing_key, dedup_key="k")).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v2/enqueue",
+        "raw_path": b"/v2/enqueue",
+        "root_path": "/behind",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+        "state": {},
+        "app": app,
+    }
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app.state.rest_lane.app(scope, receive, send), 5)
+    assert sent[0]["type"] == "http.response.start"
