@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ class PolicyData:
         }
 
 
+_PATH_MAX_LENGTH = 200
+
+
 def _path_ok(path: str) -> bool:
     return all(segment.strip() for segment in path.split("."))
 
@@ -104,7 +108,12 @@ def _check_match(
         check.error(name, "must be an object with path, op and value")
         return None
     path, op, value = item.get("path"), item.get("op"), item.get("value", None)
-    if not isinstance(path, str) or not path or len(path) > 200 or not _path_ok(path):
+    if isinstance(path, str):
+        path = path.strip()  # as a condition is: a space around it matched no field
+    if isinstance(path, str) and len(path) > _PATH_MAX_LENGTH:
+        check.error(f"{name}.path", f"must be at most {_PATH_MAX_LENGTH} characters")
+        return None
+    if not isinstance(path, str) or not path or not _path_ok(path):
         check.error(f"{name}.path", "must be a dotted path such as environment or target.env")
         return None
     for field_name, part in (("path", path), ("value", value)):
@@ -130,21 +139,25 @@ def _check_match(
 
 
 def _condition(check: Checker, name: str) -> str | None:
-    """A condition's text, or None when it is left out (or null): it then holds for any
-    call. An empty one is refused rather than read as left out, which would turn a policy
-    meant for one tool (an admin who cleared the field, a script sending "") into one for
-    every call."""
+    """A condition's text without the spaces around it (`" deploy "` matched no tool, and
+    a freeze of `"service "` no field: a BLOCK that blocked nothing), or None when it is
+    left out (or null): it then holds for any call. An empty one is refused rather than
+    read as left out, which would turn a policy meant for one tool (an admin who cleared
+    the field, a script sending "") into one for every call."""
     value = check.text(name)
     if value is not None and not value.strip():
         check.error(name, "must not be empty: leave it out (or null) to match any")
         return None
-    return value
+    return None if value is None else value.strip()
 
 
 def validate_policy(raw: Mapping[str, Any], *, settings: Settings) -> PolicyData:
     """Check a policy input field by field; raises InvalidPolicy naming every bad field."""
     check = Checker(raw)
     name = check.text("name", required=True)
+    if name is not None and any(unicodedata.category(char) == "Cc" for char in name):
+        # It is in every reason an agent is answered and on the timeline, as a key's is.
+        check.error("name", "must not contain control characters (a newline, a tab, NUL)")
     action = check.choice("action", ACTIONS, required=True)
     tool_name = _condition(check, "toolName")
     action_hint = _condition(check, "actionHint")

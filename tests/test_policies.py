@@ -18,6 +18,7 @@ from tests.agent_helpers import (
     tool_called,
 )
 from tests.conftest import GraphQL, Recorder, Tenant, with_settings
+from tests.test_changes import bearer
 
 UPDATE = """
 mutation($id: ID!, $input: PolicyInput!) { updatePolicy(id: $id, input: $input) { id name action
@@ -143,6 +144,58 @@ async def test_bad_policies_name_each_field(gql: GraphQL, tenant: Tenant) -> Non
     assert result.errors[0].extensions == {"code": "CONFLICT"}
 
 
+async def test_a_condition_is_kept_without_the_spaces_around_it(
+    client: httpx.AsyncClient, gql: GraphQL, tenant: Tenant
+) -> None:
+    """`toolName: " deploy "` was stored as typed and matched no tool, and a freeze of
+    `"service "` no field: an admin got no error and a BLOCK that blocked nothing."""
+    routing_key = await tenant.service("api")
+    padded = await create_policy(
+        gql,
+        tenant.admin,
+        name="Freeze prod deploys",
+        action="BLOCK",
+        toolName=" deploy ",
+        actionHint="deploy\t",
+        agentId=" my-agent",
+        incidentOpenOnServiceFrom="service ",
+        inputMatches=[{"path": " environment\n", "op": "EQ", "value": "production"}],
+    )
+    assert (padded["toolName"], padded["actionHint"], padded["agentId"]) == (
+        "deploy",
+        "deploy",
+        "my-agent",
+    )
+    assert padded["incidentOpenOnServiceFrom"] == "service"
+    assert padded["inputMatches"][0]["path"] == "environment"
+    alert = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": "api-down",
+        "payload": {"summary": "api down", "source": "probe", "severity": "critical"},
+    }
+    opened = await client.post("/api/events", json=alert, headers=bearer(tenant.writer))
+    assert opened.status_code == 202
+    assert (await decision(client, tenant.writer, SEED_REQUEST))["toolCallStatus"] == "blocked"
+
+
+async def test_a_policy_s_name_and_paths_are_refused_for_what_is_wrong(
+    gql: GraphQL, tenant: Tenant
+) -> None:
+    """A path over 200 characters was called no dotted path; a newline in a name (which is
+    in every reason an agent is answered) was taken, where a key's name refuses it."""
+    bad = {
+        "name": "Freeze\nprod",
+        "action": "BLOCK",
+        "inputMatches": [{"path": "p" * 201, "op": "EQ", "value": 1}],
+    }
+    [error] = (await gql(CREATE_POLICY, tenant.admin, input=bad)).errors
+    assert [(f["field"], f["message"]) for f in error.extensions["fields"]] == [
+        ("name", "must not contain control characters (a newline, a tab, NUL)"),
+        ("inputMatches[0].path", "must be at most 200 characters"),
+    ]
+
+
 async def test_an_empty_condition_is_refused_not_read_as_any(gql: GraphQL, tenant: Tenant) -> None:
     """`toolName: ""` read as left out made a block meant for one tool block every call;
     a NUL in a predicate was refused by PostgreSQL alone, naming no field."""
@@ -251,7 +304,8 @@ async def test_a_quoted_number_does_not_slip_past_a_numeric_policy(
     )
     held, allowed = "awaiting_approval", "allowed"
     cases = [(150, held), ("150", held), ("1.5e2", held), ("99", allowed),
-             ("one hundred and fifty", allowed), (" 150", allowed)]  # fmt: skip
+             ("one hundred and fifty", allowed), (" 150", held), ("+150", held),
+             ("1,500", allowed)]  # fmt: skip
     for n, (amount, expected) in enumerate(cases):
         call = tool_called(f"e{n}", f"tc_{n}", "refund", amount=amount)
         assert (await decision(client, tenant.writer, call))["toolCallStatus"] == expected, amount
