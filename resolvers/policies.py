@@ -208,9 +208,8 @@ async def create_policy(
     principal.require(Scope.ADMIN)
     try:
         async with in_transaction():
-            # Counted before the insert, without a lock: creates at the same moment may
-            # pass the limit by one each (the workspace row is locked last, see below).
-            if max_policies is not None:
+            await _one_change_at_a_time(principal.workspace_id)
+            if max_policies is not None:  # counted after the creates before it committed
                 held = await Policy.filter(workspace_id=principal.workspace_id).count()
                 if held >= max_policies:
                     raise TooManyPolicies(
@@ -239,6 +238,7 @@ async def update_policy(
     rows = Policy.filter(id=policy_id, workspace_id=principal.workspace_id)
     try:
         async with in_transaction():
+            await _one_change_at_a_time(principal.workspace_id)
             matching = rows if expected_version is None else rows.filter(version=expected_version)
             updated = await matching.update(
                 version=F("version") + 1,
@@ -266,17 +266,25 @@ async def delete_policy(*, principal: Principal, policy_id: str) -> bool:
     """Delete a policy (admin only); past decisions keep its name and version."""
     principal.require(Scope.ADMIN)
     async with in_transaction():
+        await _one_change_at_a_time(principal.workspace_id)
         deleted = await Policy.filter(id=policy_id, workspace_id=principal.workspace_id).delete()
         if deleted:
             await _bump_version(principal.workspace_id)
     return deleted > 0
 
 
+async def _one_change_at_a_time(workspace_id: str) -> None:
+    """Lock the workspace's row first in a transaction that changes its policies: they
+    change one after the other. Counted without it, six creates at once against a limit of
+    two stored five. (No transaction that writes the timeline locks a policy.)"""
+    await Workspace.filter(id=workspace_id).select_for_update(no_key=True).only("id")
+
+
 async def _bump_version(workspace_id: str) -> None:
     """Tell every process's policy cache that the workspace's policies changed.
 
-    Called inside the change's transaction, after its policy write (the workspace row is
-    locked last, as the timeline does), so the new version and the change commit together.
+    Called inside the change's transaction, after its policy write, so the new version and
+    the change commit together.
     """
     await Workspace.filter(id=workspace_id).update(policy_version=F("policy_version") + 1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -462,3 +463,12 @@ async def test_a_workspace_holds_at_most_max_policies(settings: Settings, tenant
     assert (await run(DELETE, id=first_id)).data == {"deletePolicy": True}
     again = await run(CREATE_POLICY, input={"name": "p2", "action": "ALLOW"})
     assert again.errors is None
+    # Created at the same moment, they are counted one after the other: six at once
+    # against a limit of two stored five.
+    for policy in (await run(POLICIES)).data["policies"]:
+        assert (await run(DELETE, id=policy["id"])).data == {"deletePolicy": True}
+    at_once = await asyncio.gather(
+        *(run(CREATE_POLICY, input={"name": f"q{n}", "action": "ALLOW"}) for n in range(6))
+    )
+    assert sum(result.errors is None for result in at_once) == 2
+    assert len((await run(POLICIES)).data["policies"]) == 2
