@@ -285,11 +285,13 @@ def tune_gc(settings: Settings) -> None:
         gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
 
 
-def _refused_name(name: str, *, option: str = "") -> bool:
-    """Whether `name` cannot name a key, service or workspace (`auth.clean_name`), having
-    said why on stderr."""
+def _refused_name(
+    name: str, *, option: str = "", clean: Callable[[str], str] = auth.clean_name
+) -> bool:
+    """Whether `name` cannot name a key, service or workspace (`auth.clean_name`, or
+    `clean`), having said why on stderr."""
     try:
-        auth.clean_name(name)
+        clean(name)
     except ValueError as exc:
         print(f"opsgraph: {option}{exc}", file=sys.stderr)
         return True
@@ -320,7 +322,7 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     if not scopes:
         print("opsgraph: --scopes must name at least one scope", file=sys.stderr)
         return 2
-    if _refused_name(args.name, option="--name: "):
+    if _refused_name(args.name, option="--name: ", clean=auth.clean_key_name):
         return 2
 
     async def work() -> str:

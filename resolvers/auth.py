@@ -177,6 +177,22 @@ def clean_name(value: str) -> str:
     return name
 
 
+# What a routing key's events are recorded as sent by ("service:" and the service's name).
+SERVICE_ACTOR_PREFIX = "service:"
+
+
+def clean_key_name(value: str) -> str:
+    """A key's name as `clean_name` makes it, and not one that poses as a service's routing
+    key on the timeline (a key named "service:api" was recorded as the routing key of api)."""
+    name = clean_name(value)
+    if name.casefold().startswith(SERVICE_ACTOR_PREFIX):
+        raise ValueError(
+            f"name must not start with {SERVICE_ACTOR_PREFIX!r}, which names a service's "
+            "routing key on the timeline."
+        )
+    return name
+
+
 async def create_workspace(*, name: str) -> Workspace:
     """Create an empty workspace."""
     return await Workspace.create(id=new_id("ws"), name=name)
@@ -188,7 +204,7 @@ async def create_api_key(*, workspace_id: str, name: str, scopes: frozenset[Scop
     key = await ApiKey.create(
         id=new_id("key"),
         workspace_id=workspace_id,
-        name=clean_name(name),
+        name=clean_key_name(name),
         prefix=secret[:VISIBLE_PREFIX_LENGTH],
         key_hash=hash_secret(secret),
         scopes=sorted(scope.value for scope in scopes),

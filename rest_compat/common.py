@@ -30,7 +30,7 @@ from opsgraph.settings import Settings
 if TYPE_CHECKING:
     from opsgraph.live import Hub
 from resolvers import auth
-from resolvers.auth import Principal, Scope, authenticate
+from resolvers.auth import SERVICE_ACTOR_PREFIX, Principal, Scope, authenticate
 from resolvers.batching import Batcher
 from resolvers.errors import AuthError, FieldError, InvalidInput
 from resolvers.timeline import Publisher
@@ -432,7 +432,7 @@ async def routed_principal(body: Mapping[str, Any]) -> tuple[Service, Principal]
 def _actor(service_name: str) -> str:
     """Who sent a routing key's events: "service:" and the service's name, cut to fit the
     actor columns (a name may be as long as they are)."""
-    actor = f"service:{service_name}"
+    actor = f"{SERVICE_ACTOR_PREFIX}{service_name}"
     if len(actor) <= ACTOR_LENGTH:
         return actor
     return actor[: ACTOR_LENGTH - 1] + "…"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import strawberry
@@ -84,9 +85,9 @@ class CreatedApiKey:
     key: str
 
 
-def _name(value: str) -> str:
+def _name(value: str, clean: Callable[[str], str] = auth.clean_name) -> str:
     try:
-        return auth.clean_name(value)
+        return clean(value)
     except ValueError as exc:
         raise public_error("BAD_USER_INPUT", str(exc)) from None
 
@@ -145,7 +146,9 @@ class WorkspaceMutation:
         if not scopes:
             raise public_error("BAD_USER_INPUT", "scopes must name at least one scope.")
         issued = await auth.create_api_key(
-            workspace_id=principal.workspace_id, name=_name(name), scopes=frozenset(scopes)
+            workspace_id=principal.workspace_id,
+            name=_name(name, clean=auth.clean_key_name),
+            scopes=frozenset(scopes),
         )
         return CreatedApiKey(api_key=ApiKey.from_row(issued.key), key=issued.secret)
 

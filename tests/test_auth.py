@@ -62,6 +62,12 @@ async def test_admin_creates_and_revokes_keys(
     result = await gql(create, tenant.reader)
     assert result.errors[0].extensions == {"code": "FORBIDDEN"}
 
+    # A key named as a routing key's actor would pose as that service on the timeline.
+    posing = 'mutation { createApiKey(name: " service:api", scopes: [EVENTS_WRITE]) { key } }'
+    [error] = (await gql(posing, tenant.admin)).errors
+    assert error.extensions == {"code": "BAD_USER_INPUT"}
+    assert error.message.startswith("name must not start with 'service:'")
+
 
 async def test_services_and_their_routing_keys(gql: GraphQL, tenant: Tenant) -> None:
     create = 'mutation { createService(name: "checkout") { id name routingKey routingKeyPrefix } }'
