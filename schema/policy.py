@@ -12,6 +12,7 @@ from models.policy import MatchOp as MatchOpModel
 from models.policy import Policy as PolicyRow
 from models.policy import PolicyAction as PolicyActionModel
 from resolvers import policies
+from resolvers.audit import audit
 from resolvers.auth import Scope
 from schema.context import Info, public_error
 from schema.scalars import JSON
@@ -149,6 +150,7 @@ class PolicyMutation:
             )
         except (policies.DuplicatePolicyName, policies.TooManyPolicies) as exc:
             raise public_error("CONFLICT", str(exc)) from None
+        audit(principal, f"created policy {row.name!r} ({row.id})")
         return Policy.from_row(row)
 
     @strawberry.mutation(
@@ -178,9 +180,13 @@ class PolicyMutation:
             raise public_error("CONFLICT", str(exc)) from None
         except policies.PolicyNotFound as exc:
             raise public_error("NOT_FOUND", str(exc)) from None
+        audit(principal, f"updated policy {row.name!r} ({row.id}) to version {row.version}")
         return Policy.from_row(row)
 
     @strawberry.mutation(description="Delete a policy; false if there was none (admin).")
     async def delete_policy(self, info: Info, id: strawberry.ID) -> bool:
         principal = await info.context.require(Scope.ADMIN)
-        return await policies.delete_policy(principal=principal, policy_id=str(id))
+        deleted = await policies.delete_policy(principal=principal, policy_id=str(id))
+        if deleted:
+            audit(principal, f"deleted policy {str(id)!r}")
+        return deleted

@@ -10,6 +10,7 @@ import strawberry
 from models.workspace import ApiKey as ApiKeyRow
 from models.workspace import Service as ServiceRow
 from resolvers import auth
+from resolvers.audit import audit
 from resolvers.auth import Scope as ScopeModel
 from schema.context import Info, public_error
 
@@ -133,6 +134,7 @@ class WorkspaceMutation:
             )
         except auth.DuplicateName as exc:
             raise public_error("CONFLICT", str(exc)) from None
+        audit(principal, f"created service {issued.service.name!r} ({issued.service.id})")
         return Service.from_row(issued.service, routing_key=issued.routing_key)
 
     @strawberry.mutation(description="Create an API key; the key is returned once.")
@@ -150,12 +152,16 @@ class WorkspaceMutation:
             name=_name(name, clean=auth.clean_key_name),
             scopes=frozenset(scopes),
         )
+        scoped = ", ".join(issued.key.scopes)
+        audit(principal, f"created key {issued.key.name!r} ({issued.key.id}) with {scoped}")
         return CreatedApiKey(api_key=ApiKey.from_row(issued.key), key=issued.secret)
 
     @strawberry.mutation(description="Revoke a key at once; false if there is no such live key.")
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
         principal = await info.context.require(ScopeModel.ADMIN)
         revoked = await auth.revoke_api_key(workspace_id=principal.workspace_id, key_id=str(id))
+        if revoked:
+            audit(principal, f"revoked key {str(id)!r}")
         if revoked and info.context.revocations is not None:
             await info.context.revocations.key_revoked(key_id=str(id))
         return revoked

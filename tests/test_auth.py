@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 
 import asyncpg  # type: ignore[import-untyped]
@@ -192,3 +193,38 @@ async def test_a_keyless_graphql_body_too_big_to_read_says_how_to_present_a_key(
     response = await client.post("/graphql", json=big)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="opsgraph"'
+
+
+async def test_each_admin_change_is_logged_with_the_key_that_made_it(
+    gql: GraphQL, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Who issued a key, revoked one, made a service or changed a policy was recorded
+    nowhere: each is now one line of the `opsgraph.audit` logger naming the key."""
+    caplog.set_level(logging.INFO, logger="opsgraph.audit")
+    created = await gql(
+        'mutation { createApiKey(name: "sneaky", scopes: [ADMIN]) { apiKey { id } } }',
+        tenant.admin,
+    )
+    key_id = created.data["createApiKey"]["apiKey"]["id"]
+    await gql("mutation($id: ID!) { revokeApiKey(id: $id) }", tenant.admin, id=key_id)
+    service = await gql('mutation { createService(name: "shadow") { id } }', tenant.admin)
+    policy = await gql(
+        'mutation { createPolicy(input: {name: "Freeze", action: BLOCK}) { id } }', tenant.admin
+    )
+    policy_id = policy.data["createPolicy"]["id"]
+    update = """mutation($id: ID!) {
+      updatePolicy(id: $id, input: {name: "Freeze", action: ALLOW}) { id } }"""
+    await gql(update, tenant.admin, id=policy_id)
+    await gql("mutation($id: ID!) { deletePolicy(id: $id) }", tenant.admin, id=policy_id)
+    await gql("mutation($id: ID!) { deletePolicy(id: $id) }", tenant.admin, id=policy_id)  # gone
+    lines = [r.getMessage() for r in caplog.records if r.name == "opsgraph.audit"]
+    assert all(line.startswith("admin (key key_") for line in lines), lines
+    assert all(line.endswith(f", in workspace {tenant.workspace_id}") for line in lines)
+    assert [line.split(") ", 1)[1].rsplit(", in workspace", 1)[0] for line in lines] == [
+        f"created key 'sneaky' ({key_id}) with admin",
+        f"revoked key '{key_id}'",
+        f"created service 'shadow' ({service.data['createService']['id']})",
+        f"created policy 'Freeze' ({policy_id})",
+        f"updated policy 'Freeze' ({policy_id}) to version 2",
+        f"deleted policy '{policy_id}'",
+    ]
