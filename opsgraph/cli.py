@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,7 +31,7 @@ from opsgraph.db import (
     url_parameters,
 )
 from opsgraph.logs import log_config
-from opsgraph.settings import Settings, misspelled, port_problem
+from opsgraph.settings import ENV_PREFIX, Settings, misspelled, port_problem
 from resolvers import auth
 from resolvers.errors import AuthError
 
@@ -206,6 +207,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
+    # What the app builds its links from (`Settings.base_url`), in every worker: they read
+    # the environment.
+    settings = replace(settings, host=host, port=port)
+    os.environ[f"{ENV_PREFIX}HOST"], os.environ[f"{ENV_PREFIX}PORT"] = host, str(port)
     _check_listen(host, port, workers=workers)
     _reach_bus(settings)
     issued = _with_database(settings, auth.bootstrap)

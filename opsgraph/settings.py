@@ -55,7 +55,10 @@ URL_SCHEMES = {
     "broadcast_url": ("memory", "redis", "rediss", "postgres", "postgresql"),
 }
 # URLs that may also be left empty (the feature then off, or taken from another setting).
-OPTIONAL_URL_SCHEMES = {"rate_limit_redis_url": ("redis", "rediss", "memory")}
+OPTIONAL_URL_SCHEMES = {
+    "rate_limit_redis_url": ("redis", "rediss", "memory"),
+    "public_url": ("http", "https"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,9 @@ class Settings:
     # as the database (asyncpg's own default is 60 s), and to the bus (the hub's
     # reconnections, the CLI's check).
     connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS
-    public_url: str = "http://127.0.0.1:8000"
+    # Where people reach the server (approval links, openapi's server); empty: the address
+    # `opsgraph serve` listens on (`base_url`).
+    public_url: str = ""
     # Request and payload limits.
     max_body_bytes: int = 512 * 1024
     # A GraphQL body past this needs a valid key before it is parsed (with none, only
@@ -230,9 +235,20 @@ class Settings:
             settings = replace(settings, page_size_default=settings.page_size_max)
         return settings
 
+    @property
+    def base_url(self) -> str:
+        """Where people reach the server: `public_url`, else the address it listens on (on
+        all interfaces: this machine's loopback), so that a server on another port hands
+        out links to that port (they said 8000 whatever `--port` was)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        host = "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
     def approval_url(self, approval_id: str) -> str:
         """The link a human follows to decide one approval."""
-        return f"{self.public_url.rstrip('/')}/approvals?focus={approval_id}"
+        return f"{self.base_url}/approvals?focus={approval_id}"
 
 
 def misspelled(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:

@@ -393,7 +393,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "`message` and `errors[]`. Every keyed request takes a token from its key's "
             "rate-limit bucket (429 with Retry-After).",
         },
-        "servers": [{"url": settings.public_url.rstrip("/")}],
+        "servers": [{"url": settings.base_url}],
         "tags": [{"name": "changes"}, {"name": "incidents"}, {"name": "agents"}],
         "paths": {
             "/events": _post(

@@ -81,6 +81,8 @@ def test_first_start_then_cli_keys_and_the_seed_curl(server: tuple[str, Path, st
     assert [edge["node"] for edge in edges] == [
         {"summary": "Deploy complete", "labels": ["release", "backend"]}
     ]
+    # Links it hands out go to where it listens (`--port` here): they said 8000 whatever it was.
+    assert httpx.get(f"{url}/openapi.json").json()["servers"] == [{"url": url}]
     page = httpx.get(f"{url}/")  # the UI (or, not built, the page that says so)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<title>Opsgraph</title>" in page.text

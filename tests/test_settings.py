@@ -113,3 +113,28 @@ def test_every_setting_is_in_the_readme() -> None:
     text = README.read_text()
     for field in fields(Settings):
         assert f"OPSGRAPH_{field.name.upper()}" in text, field.name
+
+
+@pytest.mark.parametrize(
+    ("env", "base"),
+    [
+        ({}, "http://127.0.0.1:8000"),
+        ({"OPSGRAPH_PORT": "9000"}, "http://127.0.0.1:9000"),
+        ({"OPSGRAPH_HOST": "0.0.0.0", "OPSGRAPH_PORT": "9000"}, "http://127.0.0.1:9000"),
+        ({"OPSGRAPH_HOST": "::1"}, "http://[::1]:8000"),
+        ({"OPSGRAPH_HOST": "ops.internal", "OPSGRAPH_PORT": "80"}, "http://ops.internal:80"),
+        (
+            {"OPSGRAPH_PUBLIC_URL": "https://ops.example.com/", "OPSGRAPH_PORT": "9000"},
+            "https://ops.example.com",
+        ),  # fmt: skip
+    ],
+)
+def test_links_go_where_the_server_is_reached(env: dict[str, str], base: str) -> None:
+    """Approval links said port 8000 whatever the server listened on."""
+    settings = Settings.from_env(env)
+    assert settings.approval_url("ap_1") == f"{base}/approvals?focus=ap_1"
+
+
+def test_a_public_url_that_is_no_web_address_is_refused() -> None:
+    with pytest.raises(ValueError, match="OPSGRAPH_PUBLIC_URL: must be empty or start with"):
+        Settings.from_env({"OPSGRAPH_PUBLIC_URL": "ops.example.com"})
