@@ -405,6 +405,24 @@ def cmd_services_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_services_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> str | None:
+        issued = await auth.rotate_routing_key(
+            workspace_id=await _workspace(args.workspace), name=args.name
+        )
+        return None if issued is None else issued.routing_key
+
+    routing_key = _with_database(settings, work)
+    if routing_key is None:
+        print(f"opsgraph: no service named {args.name.strip()!r}", file=sys.stderr)
+        return 1
+    print(
+        f"rotated the routing key of {args.name.strip()!r}; the old one is refused", file=sys.stderr
+    )
+    print(routing_key)
+    return 0
+
+
 def cmd_services_list(settings: Settings, args: argparse.Namespace) -> int:
     async def work() -> list[str]:
         services = await auth.list_services(workspace_id=await _workspace(args.workspace))
@@ -510,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     service_create.add_argument("name")
     service_create.add_argument("--workspace", help=WORKSPACE_HELP)
     service_create.set_defaults(func=cmd_services_create)
+    service_rotate = services.add_parser(
+        "rotate", help="give a service a new routing key, printed alone on stdout"
+    )
+    service_rotate.add_argument("name")
+    service_rotate.add_argument("--workspace", help=WORKSPACE_HELP)
+    service_rotate.set_defaults(func=cmd_services_rotate)
     service_list = services.add_parser(
         "list", help="list services: id, name, routing key prefix (never the key)"
     )

@@ -257,9 +257,26 @@ class DuplicateName(Exception):
     name."""
 
 
+def _new_routing_key() -> str:
+    return ROUTING_KEY_PREFIX + secrets.token_hex(16)[1:]  # 32 characters, as PagerDuty's
+
+
+async def rotate_routing_key(*, workspace_id: str, name: str) -> IssuedService | None:
+    """Give the service named `name` a new routing key, the old one refused from now on
+    (a leaked key was valid for good); None when the workspace has no such service."""
+    routing_key = _new_routing_key()
+    service = await Service.get_or_none(workspace_id=workspace_id, name=name.strip())
+    if service is None:
+        return None
+    service.routing_key_hash = hash_secret(routing_key)
+    service.routing_key_prefix = routing_key[:VISIBLE_PREFIX_LENGTH]
+    await service.save(update_fields=["routing_key_hash", "routing_key_prefix"])
+    return IssuedService(service=service, routing_key=routing_key)
+
+
 async def create_service(*, workspace_id: str, name: str) -> IssuedService:
     """Create a service and its routing key (32 characters, as PagerDuty's)."""
-    routing_key = ROUTING_KEY_PREFIX + secrets.token_hex(16)[1:]
+    routing_key = _new_routing_key()
     try:
         async with in_transaction():
             service = await Service.create(
@@ -270,7 +287,7 @@ async def create_service(*, workspace_id: str, name: str) -> IssuedService:
                 routing_key_prefix=routing_key[:VISIBLE_PREFIX_LENGTH],
             )
     except IntegrityError:
-        raise DuplicateName(f"A service named {name!r} already exists.") from None
+        raise DuplicateName(f"A service named {name.strip()!r} already exists.") from None
     return IssuedService(service=service, routing_key=routing_key)
 
 

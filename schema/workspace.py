@@ -42,7 +42,9 @@ class Viewer:
     limits: Limits = strawberry.field(description="What this server takes of a request.")
 
 
-@strawberry.type(description="A service; its routing key is shown once, when it is created.")
+@strawberry.type(
+    description="A service; its routing key is shown once, when it is created or rotated."
+)
 class Service:
     id: strawberry.ID
     name: str
@@ -135,6 +137,18 @@ class WorkspaceMutation:
         except auth.DuplicateName as exc:
             raise public_error("CONFLICT", str(exc)) from None
         audit(principal, f"created service {issued.service.name!r} ({issued.service.id})")
+        return Service.from_row(issued.service, routing_key=issued.routing_key)
+
+    @strawberry.mutation(
+        description="Give a service a new routing key, returned once; the old one is refused "
+        "from then on. Null when the workspace has no service of that name."
+    )
+    async def rotate_routing_key(self, info: Info, name: str) -> Service | None:
+        principal = await info.context.require(ScopeModel.ADMIN)
+        issued = await auth.rotate_routing_key(workspace_id=principal.workspace_id, name=name)
+        if issued is None:
+            return None
+        audit(principal, f"rotated the routing key of service {issued.service.name!r}")
         return Service.from_row(issued.service, routing_key=issued.routing_key)
 
     @strawberry.mutation(description="Create an API key; the key is returned once.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
@@ -82,6 +83,36 @@ async def test_services_and_their_routing_keys(gql: GraphQL, tenant: Tenant) -> 
 
     result = await gql("{ services { name routingKey } }", tenant.reader)
     assert result.data["services"] == [{"name": "checkout", "routingKey": None}]
+
+
+async def test_a_leaked_routing_key_is_replaced_and_refused_from_then_on(
+    gql: GraphQL, tenant: Tenant, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A routing key is the only credential of `/v2/enqueue`: one leaked was valid for good,
+    with no way to replace it."""
+    caplog.set_level(logging.INFO, logger="opsgraph.audit")
+    old = await tenant.service("checkout")
+    rotate = (
+        "mutation($n: String!) { rotateRoutingKey(name: $n) { name routingKey routingKeyPrefix } }"
+    )
+    rotated = (await gql(rotate, tenant.admin, n=" checkout")).data["rotateRoutingKey"]
+    assert rotated["name"] == "checkout" and len(rotated["routingKey"]) == 32
+    new = rotated["routingKey"]
+    assert new != old and new.startswith(rotated["routingKeyPrefix"])
+
+    def trigger(routing_key: str) -> dict[str, Any]:
+        payload = {"summary": "Disk full", "source": "db-1", "severity": "error"}
+        return {"routing_key": routing_key, "event_action": "trigger", "payload": payload}
+
+    refused = await client.post("/v2/enqueue", json=trigger(old))
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "INVALID_ROUTING_KEY"
+    assert (await client.post("/v2/enqueue", json=trigger(new))).status_code == 202
+    assert (await gql(rotate, tenant.admin, n="nowhere")).data == {"rotateRoutingKey": None}
+    forbidden = await gql(rotate, tenant.writer, n="checkout")
+    assert forbidden.errors[0].extensions == {"code": "FORBIDDEN"}
+    [line] = [r.getMessage() for r in caplog.records if r.name == "opsgraph.audit"]
+    assert "rotated the routing key of service 'checkout'" in line
 
 
 async def test_a_key_never_sees_or_touches_another_workspace(

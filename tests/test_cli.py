@@ -207,6 +207,14 @@ def test_services_are_listed_with_their_prefix_never_their_routing_key(workdir: 
     for service_id, name, prefix in rows:
         assert service_id.startswith("svc_") and prefix.endswith("…")
         assert keys[name].startswith(prefix[:-1]) and keys[name] not in listed.stdout
+    rotated = run_cli(workdir, "services", "rotate", "api")
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip()
+    assert rotated.stdout == new + "\n" and len(new) == 32 and new != keys["api"]
+    rows = [line.split("\t") for line in run_cli(workdir, "services", "list").stdout.splitlines()]
+    assert [prefix for _, name, prefix in rows if name == "api"] == [new[:10] + "…"]
+    missing = run_cli(workdir, "services", "rotate", "nowhere")
+    assert (missing.returncode, missing.stderr) == (1, "opsgraph: no service named 'nowhere'\n")
 
 
 def test_the_version_is_the_installed_distribution_s() -> None:
