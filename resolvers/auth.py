@@ -174,6 +174,12 @@ def clean_name(value: str) -> str:
         raise ValueError(f"name must be 1 to {NAME_LENGTH} characters.")
     if any(unicodedata.category(char) == "Cc" for char in name):
         raise ValueError("name must not contain control characters (a newline, a tab, NUL).")
+    if any(unicodedata.category(char) == "Cf" for char in name):
+        # A right-to-left override shows "admin" for what reads "nimda" to the program.
+        raise ValueError(
+            "name must not contain invisible formatting characters (a right-to-left "
+            "override, a zero-width space)."
+        )
     return name
 
 

@@ -152,6 +152,9 @@ def test_serve_names_an_unreachable_bus_before_it_creates_anything(tmp_path: Pat
         # A newline in a name would print as another row of `keys list`.
         ({}, ["keys", "create", "--name", "a\nb", "--scopes", "read"], "control characters"),
         ({}, ["services", "create", "tab\there"], "control characters"),
+        # An actor name must read as what it is: no right-to-left override, no zero-width.
+        ({}, ["keys", "create", "--name", "ops\u202eadmin", "--scopes", "read"], "invisible"),
+        ({}, ["services", "create", "api\u200b"], "invisible formatting characters"),
         # It would pose as a service's routing key on the timeline.
         ({}, ["keys", "create", "--name", "Service:api", "--scopes", "read"], "'service:'"),
         ({}, ["serve", "--workers", "0"], "--workers must be at least 1"),
