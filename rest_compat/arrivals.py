@@ -82,7 +82,8 @@ PLACE: contextvars.ContextVar[Place | None] = contextvars.ContextVar("arrival_pl
 class ArrivalOrder:
     """ASGI middleware, inside the body limit (which reads the whole body first) and outside
     the rate limit: a POST to one of `lines`' paths takes its place there, for the request's
-    handler to wait for its turn before it joins a batch, and leaves it when done."""
+    handler to wait for its turn before it joins a batch; it leaves the line on joining, or
+    as its answer starts (refused, say), whichever comes first."""
 
     def __init__(self, app: ASGIApp, *, lines: Mapping[str, Line]) -> None:
         self.app = app
