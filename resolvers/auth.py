@@ -267,11 +267,18 @@ def _new_routing_key() -> str:
     return ROUTING_KEY_PREFIX + secrets.token_hex(16)[1:]  # 32 characters, as PagerDuty's
 
 
-async def rotate_routing_key(*, workspace_id: str, name: str) -> IssuedService | None:
-    """Give the service named `name` a new routing key, the old one refused from now on
-    (a leaked key was valid for good); None when the workspace has no such service."""
+async def rotate_routing_key(
+    *, workspace_id: str, service_id: str | None = None, name: str | None = None
+) -> IssuedService | None:
+    """Give the workspace's service of that id (or name) a new routing key, the old one
+    refused from now on (a leaked key was valid for good); None when there is none."""
     routing_key = _new_routing_key()
-    service = await Service.get_or_none(workspace_id=workspace_id, name=name.strip())
+    found = Service.filter(workspace_id=workspace_id)
+    if service_id is not None:
+        found = found.filter(id=service_id)
+    if name is not None:
+        found = found.filter(name=name.strip())
+    service = await found.first()
     if service is None:
         return None
     service.routing_key_hash = hash_secret(routing_key)

@@ -141,11 +141,13 @@ class WorkspaceMutation:
 
     @strawberry.mutation(
         description="Give a service a new routing key, returned once; the old one is refused "
-        "from then on. Null when the workspace has no service of that name."
+        "from then on. Null when the workspace has no such service."
     )
-    async def rotate_routing_key(self, info: Info, name: str) -> Service | None:
+    async def rotate_routing_key(self, info: Info, id: strawberry.ID) -> Service | None:
         principal = await info.context.require(ScopeModel.ADMIN)
-        issued = await auth.rotate_routing_key(workspace_id=principal.workspace_id, name=name)
+        issued = await auth.rotate_routing_key(
+            workspace_id=principal.workspace_id, service_id=str(id)
+        )
         if issued is None:
             return None
         audit(principal, f"rotated the routing key of service {issued.service.name!r}")

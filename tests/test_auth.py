@@ -92,10 +92,9 @@ async def test_a_leaked_routing_key_is_replaced_and_refused_from_then_on(
     with no way to replace it."""
     caplog.set_level(logging.INFO, logger="opsgraph.audit")
     old = await tenant.service("checkout")
-    rotate = (
-        "mutation($n: String!) { rotateRoutingKey(name: $n) { name routingKey routingKeyPrefix } }"
-    )
-    rotated = (await gql(rotate, tenant.admin, n=" checkout")).data["rotateRoutingKey"]
+    [service] = (await gql("{ services { id } }", tenant.admin)).data["services"]
+    rotate = "mutation($n: ID!) { rotateRoutingKey(id: $n) { name routingKey routingKeyPrefix } }"
+    rotated = (await gql(rotate, tenant.admin, n=service["id"])).data["rotateRoutingKey"]
     assert rotated["name"] == "checkout" and len(rotated["routingKey"]) == 32
     new = rotated["routingKey"]
     assert new != old and new.startswith(rotated["routingKeyPrefix"])
@@ -108,8 +107,8 @@ async def test_a_leaked_routing_key_is_replaced_and_refused_from_then_on(
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "INVALID_ROUTING_KEY"
     assert (await client.post("/v2/enqueue", json=trigger(new))).status_code == 202
-    assert (await gql(rotate, tenant.admin, n="nowhere")).data == {"rotateRoutingKey": None}
-    forbidden = await gql(rotate, tenant.writer, n="checkout")
+    assert (await gql(rotate, tenant.admin, n="svc_nowhere")).data == {"rotateRoutingKey": None}
+    forbidden = await gql(rotate, tenant.writer, n=service["id"])
     assert forbidden.errors[0].extensions == {"code": "FORBIDDEN"}
     [line] = [r.getMessage() for r in caplog.records if r.name == "opsgraph.audit"]
     assert "rotated the routing key of service 'checkout'" in line
@@ -121,7 +120,7 @@ async def test_a_key_never_sees_or_touches_another_workspace(
     a, b = await make_tenant(), await make_tenant()
     response = await client.post("/events", headers=bearer(a.writer), json=SEED_EVENT)
     assert response.status_code == 201
-    await a.service("payments")
+    payments_key = await a.service("payments")
 
     assert len(await timeline_of(gql, a.reader)) == 1
     assert await timeline_of(gql, b.reader) == []
@@ -135,6 +134,12 @@ async def test_a_key_never_sees_or_touches_another_workspace(
     assert result.data == {"revokeApiKey": False}
     response = await client.post("/events", headers=bearer(a.writer), json=SEED_EVENT)
     assert response.status_code == 201
+    # Nor rotate A's routing key: A's stays, and B learns none.
+    [payments] = (await gql("{ services { id } }", a.reader)).data["services"]
+    rotate = "mutation($id: ID!) { rotateRoutingKey(id: $id) { routingKey } }"
+    assert (await gql(rotate, b.admin, id=payments["id"])).data == {"rotateRoutingKey": None}
+    change = {"routing_key": payments_key, "payload": {"summary": "s", "source": "x"}}
+    assert (await client.post("/v2/change/enqueue", json=change)).status_code == 202
 
 
 async def test_graphql_over_http_takes_the_bearer_header(

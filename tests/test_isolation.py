@@ -353,6 +353,7 @@ OPERATIONS: list[tuple[str, set[Scope], str]] = [
     ("createService", {ADMIN}, 'mutation { createService(name: "scoped") { id } }'),
     ("createApiKey", {ADMIN}, 'mutation { createApiKey(name: "k", scopes: [READ]) { key } }'),
     ("revokeApiKey", {ADMIN}, 'mutation { revokeApiKey(id: "key_none") }'),
+    ("rotateRoutingKey", {ADMIN}, 'mutation { rotateRoutingKey(id: "svc_none") { id } }'),
 ]
 
 
