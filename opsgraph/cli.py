@@ -207,17 +207,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
+    _check_listen(host, port, workers=workers)
+    _reach_bus(settings)
     # What the app builds its links from (`Settings.base_url`), in every worker: they read
     # the environment.
     settings = replace(settings, host=host, port=port)
     os.environ[f"{ENV_PREFIX}HOST"], os.environ[f"{ENV_PREFIX}PORT"] = host, str(port)
-    _check_listen(host, port, workers=workers)
-    _reach_bus(settings)
     issued = _with_database(settings, auth.bootstrap)
     if issued is not None:
         print("Created the default workspace. Its admin API key, shown this once:")
         print(f"\n    {issued.secret}\n", flush=True)
-    print(f"Opsgraph on http://{host}:{port}  (GraphQL at /graphql)", flush=True)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
+    print(f"Opsgraph on http://{shown}:{port}  (GraphQL at /graphql)", flush=True)
     if workers > 1:  # each worker builds the app itself, from the same environment
         app: str | Starlette = "opsgraph.cli:app_from_env"
     else:

@@ -240,10 +240,15 @@ class Settings:
         """Where people reach the server: `public_url`, else the address it listens on (on
         all interfaces: this machine's loopback), so that a server on another port hands
         out links to that port (they said 8000 whatever `--port` was)."""
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        host = "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+        return self.public_url.rstrip("/") if self.public_url else self.listen_url
+
+    @property
+    def listen_url(self) -> str:
+        """The URL of the address `opsgraph serve` listens on, as this machine reaches it
+        (all interfaces: the loopback of their kind; IPv6 in brackets, its zone escaped)."""
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        if ":" in host:
+            host = "[" + host.replace("%", "%25") + "]"
         return f"http://{host}:{self.port}"
 
     def approval_url(self, approval_id: str) -> str:

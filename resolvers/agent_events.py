@@ -352,10 +352,12 @@ async def _decide(
     if data.event_type is not EventType.TOOL_CALLED:
         return None
     assert data.tool_name is not None
+    # Held to the policies as their conditions are kept, without the spaces around them:
+    # an agent calling "deploy " was let past a BLOCK of "deploy".
     call = CallFacts(
-        tool_name=data.tool_name,
-        agent_id=data.agent_id,
-        action_hint=data.action_hint,
+        tool_name=data.tool_name.strip(),
+        agent_id=data.agent_id.strip(),
+        action_hint=None if data.action_hint is None else data.action_hint.strip(),
         input_payload=data.input_payload,
     )
     return await decide_tool_call(

@@ -14,7 +14,7 @@ log = logging.getLogger("opsgraph.audit")
 def audit(principal: Principal, did: str) -> None:
     """Log what `principal` did (`did`: "revoked key key_…")."""
     log.info(
-        "%s (key %s) %s, in workspace %s",
+        "%r (key %s) %s, in workspace %s",
         principal.name,
         principal.key_id,
         did,

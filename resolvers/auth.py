@@ -172,15 +172,25 @@ def clean_name(value: str) -> str:
     name = value.strip()
     if not name or len(name) > NAME_LENGTH:
         raise ValueError(f"name must be 1 to {NAME_LENGTH} characters.")
-    if any(unicodedata.category(char) == "Cc" for char in name):
-        raise ValueError("name must not contain control characters (a newline, a tab, NUL).")
-    if any(unicodedata.category(char) == "Cf" for char in name):
-        # A right-to-left override shows "admin" for what reads "nimda" to the program.
-        raise ValueError(
-            "name must not contain invisible formatting characters (a right-to-left "
-            "override, a zero-width space)."
-        )
+    problem = unreadable(name)
+    if problem:
+        raise ValueError(f"name {problem}.")
     return name
+
+
+def unreadable(name: str) -> str | None:
+    """What makes a name shown to people (an actor, a policy in a reason) not read as it
+    is, or None: a control character (a newline starts another line of a listing) or an
+    invisible formatting one (a right-to-left override shows "admin" for "nimda")."""
+    categories = {unicodedata.category(char) for char in name}
+    if "Cc" in categories:
+        return "must not contain control characters (a newline, a tab, NUL)"
+    if "Cf" in categories:
+        return (
+            "must not contain invisible formatting characters (a right-to-left override, "
+            "a zero-width space)"
+        )
+    return None
 
 
 # What a routing key's events are recorded as sent by ("service:" and the service's name).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from models.policy import MatchOp, Policy, PolicyAction
 from models.workspace import Workspace
 from opsgraph.settings import Settings
 from resolvers import incident_state
-from resolvers.auth import Principal, Scope
+from resolvers.auth import Principal, Scope, unreadable
 from resolvers.errors import FieldError
 from resolvers.policy_eval import (
     CallFacts,
@@ -155,9 +154,9 @@ def validate_policy(raw: Mapping[str, Any], *, settings: Settings) -> PolicyData
     """Check a policy input field by field; raises InvalidPolicy naming every bad field."""
     check = Checker(raw)
     name = check.text("name", required=True)
-    if name is not None and any(unicodedata.category(char) == "Cc" for char in name):
-        # It is in every reason an agent is answered and on the timeline, as a key's is.
-        check.error("name", "must not contain control characters (a newline, a tab, NUL)")
+    problem = None if name is None else unreadable(name.strip())
+    if problem:  # it is in every reason an agent is answered, as a key's name is an actor
+        check.error("name", problem)
     action = check.choice("action", ACTIONS, required=True)
     tool_name = _condition(check, "toolName")
     action_hint = _condition(check, "actionHint")
@@ -262,15 +261,18 @@ async def update_policy(
     return await Policy.get(id=policy_id)
 
 
-async def delete_policy(*, principal: Principal, policy_id: str) -> bool:
-    """Delete a policy (admin only); past decisions keep its name and version."""
+async def delete_policy(*, principal: Principal, policy_id: str) -> str | None:
+    """Delete a policy (admin only); its name, or None if there was none. Past decisions
+    keep its name and version."""
     principal.require(Scope.ADMIN)
+    rows = Policy.filter(id=policy_id, workspace_id=principal.workspace_id)
     async with in_transaction():
         await _one_change_at_a_time(principal.workspace_id)
-        deleted = await Policy.filter(id=policy_id, workspace_id=principal.workspace_id).delete()
+        names = await rows.values_list("name", flat=True)
+        deleted = await rows.delete()
         if deleted:
             await _bump_version(principal.workspace_id)
-    return deleted > 0
+    return str(names[0]) if deleted and names else None
 
 
 async def _one_change_at_a_time(workspace_id: str) -> None:

@@ -187,6 +187,6 @@ class PolicyMutation:
     async def delete_policy(self, info: Info, id: strawberry.ID) -> bool:
         principal = await info.context.require(Scope.ADMIN)
         deleted = await policies.delete_policy(principal=principal, policy_id=str(id))
-        if deleted:
-            audit(principal, f"deleted policy {str(id)!r}")
-        return deleted
+        if deleted is not None:
+            audit(principal, f"deleted policy {deleted!r} ({id})")
+        return deleted is not None

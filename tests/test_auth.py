@@ -254,7 +254,7 @@ async def test_each_admin_change_is_logged_with_the_key_that_made_it(
     await gql("mutation($id: ID!) { deletePolicy(id: $id) }", tenant.admin, id=policy_id)
     await gql("mutation($id: ID!) { deletePolicy(id: $id) }", tenant.admin, id=policy_id)  # gone
     lines = [r.getMessage() for r in caplog.records if r.name == "opsgraph.audit"]
-    assert all(line.startswith("admin (key key_") for line in lines), lines
+    assert all(line.startswith("'admin' (key key_") for line in lines), lines
     assert all(line.endswith(f", in workspace {tenant.workspace_id}") for line in lines)
     assert [line.split(") ", 1)[1].rsplit(", in workspace", 1)[0] for line in lines] == [
         f"created key 'sneaky' ({key_id}) with admin",
@@ -262,5 +262,5 @@ async def test_each_admin_change_is_logged_with_the_key_that_made_it(
         f"created service 'shadow' ({service.data['createService']['id']})",
         f"created policy 'Freeze' ({policy_id})",
         f"updated policy 'Freeze' ({policy_id}) to version 2",
-        f"deleted policy '{policy_id}'",
+        f"deleted policy 'Freeze' ({policy_id})",
     ]

@@ -178,6 +178,19 @@ async def test_a_condition_is_kept_without_the_spaces_around_it(
     opened = await client.post("/api/events", json=alert, headers=bearer(tenant.writer))
     assert opened.status_code == 202
     assert (await decision(client, tenant.writer, SEED_REQUEST))["toolCallStatus"] == "blocked"
+    # The call's own names are held to it the same way: "deploy " was let past the BLOCK.
+    padded = {
+        **SEED_REQUEST,
+        "eventId": "e2",
+        "agentId": "my-agent ",
+        "metadata": {
+            **SEED_REQUEST["metadata"],
+            "toolCallId": "tc_2",
+            "toolName": "deploy ",
+            "actionHint": " deploy",
+        },
+    }
+    assert (await decision(client, tenant.writer, padded))["toolCallStatus"] == "blocked"
 
 
 async def test_a_policy_s_name_and_paths_are_refused_for_what_is_wrong(
@@ -195,6 +208,14 @@ async def test_a_policy_s_name_and_paths_are_refused_for_what_is_wrong(
         ("name", "must not contain control characters (a newline, a tab, NUL)"),
         ("inputMatches[0].path", "must be at most 200 characters"),
     ]
+    hidden = {"name": "Fr\u202eeze", "action": "BLOCK"}  # shows as "Frezee" reversed
+    [error] = (await gql(CREATE_POLICY, tenant.admin, input=hidden)).errors
+    assert error.extensions["fields"][0]["message"].startswith(
+        "must not contain invisible formatting characters"
+    )
+    # Spaces around a name are no fault: they are dropped, as before.
+    trailing = await create_policy(gql, tenant.admin, name="Freeze\n", action="BLOCK")
+    assert trailing["name"] == "Freeze"
 
 
 async def test_an_empty_condition_is_refused_not_read_as_any(gql: GraphQL, tenant: Tenant) -> None:

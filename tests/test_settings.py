@@ -122,6 +122,8 @@ def test_every_setting_is_in_the_readme() -> None:
         ({"OPSGRAPH_PORT": "9000"}, "http://127.0.0.1:9000"),
         ({"OPSGRAPH_HOST": "0.0.0.0", "OPSGRAPH_PORT": "9000"}, "http://127.0.0.1:9000"),
         ({"OPSGRAPH_HOST": "::1"}, "http://[::1]:8000"),
+        ({"OPSGRAPH_HOST": "::"}, "http://[::1]:8000"),
+        ({"OPSGRAPH_HOST": "fe80::1%eth0"}, "http://[fe80::1%25eth0]:8000"),
         ({"OPSGRAPH_HOST": "ops.internal", "OPSGRAPH_PORT": "80"}, "http://ops.internal:80"),
         (
             {"OPSGRAPH_PUBLIC_URL": "https://ops.example.com/", "OPSGRAPH_PORT": "9000"},
