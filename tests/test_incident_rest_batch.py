@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -233,28 +233,43 @@ async def test_a_refused_call_is_run_again_one_event_at_a_time_in_order(
     assert incident.status.value == "acknowledged"
 
 
+@pytest.fixture
+def reading(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Routing keys read slowly (0.2 s a look-up); set once one is being read: a request
+    holding one has arrived and waits for its key."""
+    started = asyncio.Event()
+    read = auth.ROUTING_KEY_LOOKUP._work
+
+    async def slow_read(digests: Any) -> Any:
+        started.set()
+        await asyncio.sleep(0.2)
+        return await read(digests)
+
+    monkeypatch.setattr(auth.ROUTING_KEY_LOOKUP, "_work", slow_read)
+    return started
+
+
 async def test_events_apply_in_the_order_they_arrived_not_the_order_their_keys_were_read(
-    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, tenant: Tenant, reading: asyncio.Event
 ) -> None:
     """A trigger through `/v2/enqueue`, then its resolve through `/api/events` before the
     trigger's routing key has been read: the bearer key's look-up is another statement,
     which finished first, so the resolve was applied first, dropped, and the incident
     stayed open for good (Alertmanager triggering, a remediation script resolving)."""
+    await trigger_then_resolve(client, reading, tenant)
+
+
+async def trigger_then_resolve(
+    http: httpx.AsyncClient, reading: asyncio.Event, tenant: Tenant
+) -> None:
+    """A trigger through `/v2/enqueue`; once its routing key is being read, its resolve
+    through `/api/events`: the incident ends resolved."""
     routing_key = await tenant.service("api")
-    reading = asyncio.Event()
-    read = auth.ROUTING_KEY_LOOKUP._work
-
-    async def slow_read(digests: Any) -> Any:
-        reading.set()
-        await asyncio.sleep(0.2)
-        return await read(digests)
-
-    monkeypatch.setattr(auth.ROUTING_KEY_LOOKUP, "_work", slow_read)
     trigger = asyncio.create_task(
-        client.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
+        http.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
     )
     await asyncio.wait_for(reading.wait(), 10)  # it has arrived; its key is being read
-    resolve = await client.post(
+    resolve = await http.post(
         "/api/events",
         json=event(SEED_RESOLVE, routing_key, dedup_key="k"),
         headers=bearer(tenant.writer),
@@ -267,21 +282,12 @@ async def test_events_apply_in_the_order_they_arrived_not_the_order_their_keys_w
 
 
 async def test_a_request_refused_before_its_turn_holds_up_no_one_and_jumps_no_one(
-    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, tenant: Tenant, reading: asyncio.Event
 ) -> None:
     """Behind a trigger whose routing key is being read: a request with an unknown key,
     refused at once, then the resolve. The refused one leaves the line without letting the
     resolve past the trigger."""
     routing_key = await tenant.service("api")
-    reading = asyncio.Event()
-    read = auth.ROUTING_KEY_LOOKUP._work
-
-    async def slow_read(digests: Any) -> Any:
-        reading.set()
-        await asyncio.sleep(0.2)
-        return await read(digests)
-
-    monkeypatch.setattr(auth.ROUTING_KEY_LOOKUP, "_work", slow_read)
     trigger = asyncio.create_task(
         client.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
     )
@@ -303,34 +309,41 @@ async def test_a_request_refused_before_its_turn_holds_up_no_one_and_jumps_no_on
 
 
 async def test_the_order_holds_in_the_rest_lane_too(
-    app: Starlette, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    app: Starlette, tenant: Tenant, reading: asyncio.Event
 ) -> None:
     """The same as the first test of the order, over a socket to `opsgraph serve`'s HTTP
     protocol, whose REST lane has its own stack of the body limit, the line and the rest."""
-    routing_key = await tenant.service("api")
-    reading = asyncio.Event()
-    read = auth.ROUTING_KEY_LOOKUP._work
-
-    async def slow_read(digests: Any) -> Any:
-        reading.set()
-        await asyncio.sleep(0.2)
-        return await read(digests)
-
-    monkeypatch.setattr(auth.ROUTING_KEY_LOOKUP, "_work", slow_read)
     async with served(app, http=RestHttpProtocol) as port:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            trigger = asyncio.create_task(
-                http.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
-            )
-            await asyncio.wait_for(reading.wait(), 10)
-            resolve = await http.post(
-                "/api/events",
-                json=event(SEED_RESOLVE, routing_key, dedup_key="k"),
-                headers=bearer(tenant.writer),
-            )
-            assert (await trigger).status_code == resolve.status_code == 202
-    incident = await Incident.get(workspace_id=tenant.workspace_id, dedup_key="k")
-    assert incident.status.value == "resolved"
+            await trigger_then_resolve(http, reading, tenant)
+
+
+def posted(
+    path: str, body: dict[str, Any], *headers: tuple[bytes, bytes], root_path: str = ""
+) -> tuple[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]]]:
+    """The ASGI scope and `receive` of a JSON POST of `body` to `path`, as a server hands
+    them to the app (for a test that calls the app itself, to hold its `send`)."""
+    data = json.dumps(body).encode()
+    length = (b"content-length", str(len(data)).encode())
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), length, *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    return scope, receive
 
 
 async def test_a_refused_request_whose_answer_is_not_read_holds_up_no_one(
@@ -340,26 +353,9 @@ async def test_a_refused_request_whose_answer_is_not_read_holds_up_no_one(
     refused request left its place in the line only once its 401 was written, so every
     incident event behind it waited as long, with no key needed to do it."""
     routing_key = await tenant.service("api")
-    body = json.dumps(event(SEED_TRIGGER, routing_key, dedup_key="x")).encode()
-    headers = [(b"authorization", b"Bearer og_unknown"), (b"content-type", b"application/json")]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/events",
-        "raw_path": b"/api/events",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
+    body = event(SEED_TRIGGER, routing_key, dedup_key="x")
+    scope, receive = posted("/api/events", body, (b"authorization", b"Bearer og_unknown"))
     answering = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
 
     async def never_read(message: Any) -> None:
         answering.set()
@@ -368,8 +364,8 @@ async def test_a_refused_request_whose_answer_is_not_read_holds_up_no_one(
     refused = asyncio.create_task(app(scope, receive, never_read))
     try:
         await asyncio.wait_for(answering.wait(), 10)
-        posted = client.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
-        response = await asyncio.wait_for(posted, 5)
+        sent = client.post("/v2/enqueue", json=event(SEED_TRIGGER, routing_key, dedup_key="k"))
+        response = await asyncio.wait_for(sent, 5)
         assert response.status_code == 202
     finally:
         refused.cancel()
@@ -382,27 +378,10 @@ async def test_a_request_handed_on_to_the_app_s_own_stack_keeps_its_one_place(
     path) to the app, whose own stack has the line too: a second place, behind the first,
     would wait for ever."""
     routing_key = await tenant.service("api")
-    body = json.dumps(event(SEED_TRIGGER, routing_key, dedup_key="k")).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v2/enqueue",
-        "raw_path": b"/v2/enqueue",
-        "root_path": "/behind",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-        "state": {},
-        "app": app,
-    }
+    body = event(SEED_TRIGGER, routing_key, dedup_key="k")
+    scope, receive = posted("/v2/enqueue", body, root_path="/behind")
+    scope = {**scope, "state": {}, "app": app}
     sent: list[Any] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: Any) -> None:
         sent.append(message)
