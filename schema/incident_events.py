@@ -106,12 +106,13 @@ def _validate(input: IncidentEventInput, settings: Settings) -> IncidentEvent:
     try:
         return validate_event(input.to_raw(), settings=settings)
     except InvalidInput as exc:
-
-        def named(text: str) -> str:
-            return _API_NAME.sub(lambda match: _GRAPHQL_NAMES[match[1]], text)
-
-        errors = [FieldError(named(e.field), named(e.message)) for e in exc.errors]
+        errors = [FieldError(_named(e.field), _named(e.message)) for e in exc.errors]
         raise InvalidInput(errors) from None
+
+
+def _named(text: str) -> str:
+    """`text` with the events API's names of fields written as this input's."""
+    return _API_NAME.sub(lambda match: _GRAPHQL_NAMES[match[1]], text)
 
 
 def _incident_event_input(cls: type[Any], value: Mapping[str, Any], context: InputContext) -> Any:
