@@ -105,16 +105,18 @@ def test_redis_is_used_when_configured_or_when_the_bus_is_redis() -> None:
 
 
 def limited(settings: Settings, **changes: Any) -> Settings:
-    base = {"rate_limit_per_second": 0.5, "rate_limit_burst": 3, **changes}
+    # A token each 100 s: none comes back while a test runs, however loaded the machine (at
+    # 0.5/s, three posts that took over 2 s on a loaded run left the fourth a token).
+    base = {"rate_limit_per_second": 0.01, "rate_limit_burst": 3, **changes}
     return with_settings(settings, **base)
 
 
 def assert_rate_limited(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 429, response.text
-    assert response.headers["retry-after"] == "2"  # one token at 0.5/s, in whole seconds
+    assert response.headers["retry-after"] == "100"  # one token at 0.01/s, in whole seconds
     body: dict[str, Any] = response.json()
     assert body["error"]["code"] == "RATE_LIMITED"
-    assert "retry after 2 s" in body["error"]["message"]
+    assert "retry after 100 s" in body["error"]["message"]
     return body
 
 
@@ -257,7 +259,7 @@ async def test_two_instances_share_one_limit_through_redis(
         # The bucket is named by the key's hash (never the key) and expires on its own.
         name = REDIS_PREFIX + bucket_name(tenant.reader)
         assert await store.exists(name)
-        assert 0 < await store.pttl(name) <= 9000
+        assert 0 < await store.pttl(name) <= 401_000  # time to fill 4 tokens at 0.01/s, 1 s
         assert not [key async for key in store.scan_iter(match=f"*{tenant.reader}*")]
     finally:
         await store.aclose()
