@@ -13,6 +13,7 @@ from typing import Annotated, Any, cast
 import strawberry
 from strawberry.types.arguments import InputContext
 from strawberry.types.base import get_object_definition
+from strawberry.utils.str_converters import to_camel_case
 
 from models.incident import Incident as IncidentRow
 from models.workspace import Service
@@ -88,15 +89,19 @@ class IncidentEventInput:
         }
 
 
-# The events API's names (what `validate_event` checks and names) as this input spells them.
-_GRAPHQL_NAMES = {
-    "event_action": "eventAction",
-    "routing_key": "routingKey",
-    "service_id": "serviceId",
-    "dedup_key": "dedupKey",
-    "client_url": "clientUrl",
-    "custom_details": "customDetails",
-}
+def _graphql_names(*inputs: type[Any]) -> dict[str, str]:
+    """The inputs' fields whose names the schema spells otherwise, as `{python: schema}`:
+    the events API's names (what `validate_event` checks and names) are the Python ones."""
+    names: dict[str, str] = {}
+    for input_type in inputs:
+        for field in get_object_definition(input_type, strict=True).fields:
+            spelt = field.graphql_name or to_camel_case(field.python_name)
+            if spelt != field.python_name:
+                names[field.python_name] = spelt
+    return names
+
+
+_GRAPHQL_NAMES = _graphql_names(IncidentEventInput, IncidentPayloadInput)
 _API_NAME = re.compile(r"\b(" + "|".join(_GRAPHQL_NAMES) + r")\b")
 
 
