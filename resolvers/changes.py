@@ -17,7 +17,7 @@ from resolvers.change_store import store_changes
 from resolvers.errors import FieldError, InvalidInput
 from resolvers.rows import new_row
 from resolvers.timeline import Publisher
-from resolvers.validation import Checker, TimeWindow
+from resolvers.validation import Checker, TimeWindow, name_of
 
 CATEGORIES = [category.value for category in ChangeCategory]
 
@@ -43,13 +43,6 @@ class RecordedChange:
     entry: TimelineEntry
 
 
-def _given(value: str | None) -> str | None:
-    """An optional text without its surrounding spaces; left blank, it is left out, as on
-    the incident endpoints: a pipeline's unset variable (`"service": "${SERVICE}"`) stored
-    a service named "" (or " ")."""
-    return (value.strip() or None) if value else None
-
-
 def validate_change(raw: Mapping[str, Any], *, settings: Settings) -> ChangeData:
     """Check a change event field by field; raises InvalidInput naming every bad field."""
     check = Checker(raw)
@@ -57,8 +50,8 @@ def validate_change(raw: Mapping[str, Any], *, settings: Settings) -> ChangeData
     occurred_at = check.timestamp("timestamp", required=True, window=TimeWindow.of(settings))
     category = check.choice("category", CATEGORIES, required=True)
     source = check.text("source", required=True)
-    environment = _given(check.text("environment"))
-    service = _given(check.text("service"))
+    environment = name_of(check.text("environment"))
+    service = name_of(check.text("service"))
     labels = check.string_list(
         "labels", max_items=settings.max_labels, max_length=settings.max_label_length
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from models.agent import ToolCallDecision
 from models.policy import MatchOp, PolicyAction
+from resolvers.validation import name_of
 
 # block beats require_approval beats allow.
 _RANK = {PolicyAction.BLOCK: 0, PolicyAction.REQUIRE_APPROVAL: 1, PolicyAction.ALLOW: 2}
@@ -401,18 +402,6 @@ def the_rule(op: MatchOp, expected: Any, glob: Callable[[str], object] | None, a
     if number is None or not _is_number(expected):
         return False
     return bool(_COMPARE[op](number, expected))
-
-
-# A tool call's or run's service and environment are stored in at most this many characters.
-NAME_MAX_LENGTH = 200
-
-
-def name_of(value: object) -> str | None:
-    """`value` as a service or environment name is kept: a string without the spaces or
-    line breaks around it, at most `NAME_MAX_LENGTH` characters; None where there is none."""
-    if not isinstance(value, str):
-        return None
-    return value.strip()[:NAME_MAX_LENGTH] or None
 
 
 def service_named(policy: PolicySpec, payload: Mapping[str, Any]) -> str | None:

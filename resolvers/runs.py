@@ -21,9 +21,10 @@ from opsgraph.settings import Settings
 from resolvers import approvals
 from resolvers.agent_seen import KnownRun
 from resolvers.errors import FieldError, InvalidInput
-from resolvers.policy_eval import Decision, name_of
+from resolvers.policy_eval import Decision
 from resolvers.rows import new_row
 from resolvers.timeline import record_entry
+from resolvers.validation import name_of
 
 if TYPE_CHECKING:
     from resolvers.agent_events import AgentEventData

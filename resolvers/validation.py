@@ -97,6 +97,20 @@ def _has_nul(encoded: str) -> bool:
     return "\x00" in encoded or ("\\u0000" in encoded and bool(_ENCODED_NUL.search(encoded)))
 
 
+# A service's or an environment's name is stored in at most this many characters.
+NAME_MAX_LENGTH = 200
+
+
+def name_of(value: object) -> str | None:
+    """`value` as a service or environment name is kept: a string without the spaces or
+    line breaks around it, at most `NAME_MAX_LENGTH` characters; None where there is none
+    (left blank, it is left out: a pipeline's unset `"service": "${SERVICE}"` stored a
+    service named "")."""
+    if not isinstance(value, str):
+        return None
+    return value.strip()[:NAME_MAX_LENGTH] or None
+
+
 def text_problem(value: Any) -> str | None:
     """Why a JSON value cannot be stored as it is (a NUL, which PostgreSQL refuses and
     SQLite would keep, or a lone surrogate, anywhere in its strings or keys), or None."""
